@@ -3,12 +3,17 @@
 * `ImageHandle` opens an `ImageSource` lazily: `.size` reads only the header; `.image()`
   decodes once (EXIF rotation applied, converted to RGB) and keeps the result;
   `.preview(min_size)` decodes a JPEG at 1/2, 1/4 or 1/8 scale (libjpeg DCT scaling), enough
-  for a downsampled first view, so full decoding waits until a crop needs it.
+  for a downsampled first view, so full decoding waits until a crop needs it;
+  `.reduced(factor)` is the decoded image box-filtered by 2, 4, 8, ... per side
+  (`Image.reduce`), built lazily once and kept with the handle (a pyramid for views that
+  shrink their region 2x or more: `reduction_factor`).
 * `fit_to_budget` chooses the view size for a region: keep the aspect, fit
   `min_pixels <= w * h <= max_pixels`, round each side to a multiple of `patch_size`
   (Qwen2-VL's `smart_resize` rule, so the view is exactly what such a processor would see).
 * `render_view` is the reference crop + resize: `PIL.Image.resize(view_size, box=box_orig)`,
-  which samples the continuous box with no integer rounding of its edges.
+  which samples the continuous box with no integer rounding of its edges. Given a reduced
+  source (a preview or a pyramid level) it resamples the same box from that source instead:
+  faster, within the PSNR tolerance documented in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -34,6 +39,10 @@ DCT_SCALED_FORMATS = ("JPEG", "MPO")
 
 RESAMPLE = Image.Resampling.BICUBIC
 """Resampling filter of every view (the reference the fast paths are checked against)."""
+
+HALF_SCALE_MIN_RATIO = 1.25
+"""`preview(..., upsample=True)` decodes a JPEG at 1/2 scale (then upsampled to the view) only
+when it is at least this many times the view per side (so the upsampling is at most 1.6x)."""
 
 
 class ImageLoadError(ValueError):
@@ -97,6 +106,7 @@ class ImageHandle:
         self._size: tuple[int, int] | None = None
         self._image: Image.Image | None = None
         self._previews: dict[tuple[int, int], Image.Image] = {}
+        self._levels: dict[int, Image.Image] = {}
         self._format: str | None = None
 
     @property
@@ -123,27 +133,53 @@ class ImageHandle:
             self._size = self._image.size
         return self._image
 
-    def preview(self, min_size: tuple[int, int]) -> Image.Image:
+    def preview(self, min_size: tuple[int, int], upsample: bool = False) -> Image.Image:
         """The upright RGB image decoded at reduced size, each side >= `min_size` (w, h).
 
         Only JPEG files and bytes at least twice `min_size` decode reduced; anything else
-        returns `.image()` (then the first crop reuses that decode). The
-        result depends only on the source and `min_size` (not on what was decoded before), so
-        views rendered from it are reproducible. Previews are kept per `min_size`.
+        returns `.image()` (then the first crop reuses that decode). With `upsample`, a JPEG
+        between `HALF_SCALE_MIN_RATIO` and 2 times `min_size` decodes at 1/2 scale, smaller than
+        `min_size` (the view is then upsampled from it). The result depends only on the source,
+        `min_size` and `upsample` (not on what was decoded before), so views rendered from it
+        are reproducible. Previews are kept per decoded scale.
         """
-        reducible = self.size[0] >= 2 * min_size[0] and self.size[1] >= 2 * min_size[1]
-        if not reducible or not self._is_encoded() or self._format not in (None, *DCT_SCALED_FORMATS):
+        (w, h), (min_w, min_h) = self.size, min_size
+        if w >= 2 * min_w and h >= 2 * min_h:
+            request = min_size  # libjpeg picks the smallest 1/2-1/8 scale still >= min_size
+        elif upsample and w >= HALF_SCALE_MIN_RATIO * min_w and h >= HALF_SCALE_MIN_RATIO * min_h:
+            request = (w // 2, h // 2)  # exactly the 1/2 scale (w // (w // 2) is 2 or 3)
+        else:
             return self.image()  # no 1/2-scale decode would be large enough: decode once, fully
-        if min_size not in self._previews:
+        if not self._is_encoded() or self._format not in (None, *DCT_SCALED_FORMATS):
+            return self.image()
+        if request not in self._previews:
             with self._open() as raw:
                 self._format = raw.format
                 if raw.format not in DCT_SCALED_FORMATS:
                     return self.image()
                 swap = self.size != raw.size  # EXIF rotation by 90 or 270 degrees
-                request = (min_size[1], min_size[0]) if swap else min_size
-                raw.draft("RGB", request)
-                self._previews[min_size] = _load_upright_rgb(raw, describe_source(self.source))
-        return self._previews[min_size]
+                raw.draft("RGB", (request[1], request[0]) if swap else request)
+                self._previews[request] = _load_upright_rgb(raw, describe_source(self.source))
+        return self._previews[request]
+
+    def reduced(self, factor: int) -> Image.Image:
+        """`.image()` box-filtered by `factor` (1, 2, 4, 8, ...) per side (`Image.reduce`).
+
+        Pixel `(i, j)` averages original pixels `[factor*i, factor*(i+1))` x
+        `[factor*j, factor*(j+1))` (clipped at the right and bottom edges), so the size is
+        `ceil(w / factor), ceil(h / factor)`. Each level is built once, from the next finer one,
+        and kept with the handle: all levels together add at most 1/3 of `.image()`'s memory,
+        and go when the handle does (`ImageCache`). `factor=1` is `.image()` itself.
+        """
+        if factor < 1 or factor & (factor - 1):
+            raise ValueError(f"factor must be a power of two >= 1, got {factor}")
+        if factor == 1:
+            return self.image()
+        level = self._levels.get(factor)
+        if level is None:
+            level = self.reduced(factor // 2).reduce(2)
+            self._levels[factor] = level
+        return level
 
     def _is_encoded(self) -> bool:
         """Files, bytes and lazy byte references (`read_bytes()`) hold an encoded image whose
@@ -257,6 +293,23 @@ def fit_to_budget(
     return int(w_bar), int(h_bar)
 
 
+def reduction_factor(box: Box, view_size: tuple[int, int]) -> int:
+    """Pyramid level for a view: the largest power of two <= the view's shrink per side.
+
+    1 when the view upsamples its region or shrinks it less than 2x on either side (the view
+    is then resampled from the original). A view of `box` resampled from
+    `ImageHandle.reduced(factor)` still reads at least one source pixel per view pixel.
+
+    >>> reduction_factor(Box(0, 0, 4000, 3000), (1148, 840)), reduction_factor(Box(0, 0, 900, 600), (644, 420))
+    (2, 1)
+    """
+    shrink = min(box.width / view_size[0], box.height / view_size[1])
+    factor = 1
+    while factor * 2 <= shrink:
+        factor *= 2
+    return factor
+
+
 def render_view(
     image: Image.Image,
     box_orig: Box,
@@ -266,21 +319,47 @@ def render_view(
     """Cut `box_orig` (original px) from `image` and resize it to `view_size` (w, h).
 
     Args:
-        image: the decoded original, or a reduced decode of it (`ImageHandle.preview`).
+        image: the decoded original, or a reduced copy of it (`ImageHandle.preview`,
+            `ImageHandle.reduced`).
         box_orig: region to show, original px.
         view_size: `(w, h)` of the result.
-        original_size: `(w, h)` of the original when `image` is a reduced decode; the box is
+        original_size: `(w, h)` of the original when `image` is a reduced copy; the box is
             scaled into `image`'s pixels. None: `image` is the original.
 
     Returns:
         uint8 array (h, w, 3), C-contiguous.
     """
+    return np.asarray(render_view_image(image, box_orig, view_size, original_size), dtype=np.uint8)
+
+
+def render_view_image(
+    image: Image.Image,
+    box_orig: Box,
+    view_size: tuple[int, int],
+    original_size: tuple[int, int] | None = None,
+) -> Image.Image:
+    """`render_view` as a PIL image (the env keeps it in the chat messages without a copy)."""
     box = box_orig.as_tuple()
     if original_size is not None and original_size != image.size:
-        sx, sy = image.width / original_size[0], image.height / original_size[1]
+        sx, sy = source_scale(image.size, original_size)
         box = (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
-    view = image.resize(view_size, RESAMPLE, box=box)
-    return np.asarray(view, dtype=np.uint8)
+    return image.resize(view_size, RESAMPLE, box=box)
+
+
+def source_scale(
+    reduced_size: tuple[int, int], original_size: tuple[int, int]
+) -> tuple[float, float]:
+    """Pixels of a reduced copy per original pixel, per axis.
+
+    A DCT-scaled decode or an `Image.reduce` by an integer `k` is `ceil(w / k)` wide and its
+    pixel `i` covers original `[k*i, k*(i+1))`, so the scale is exactly `1/k` (the last column
+    is partial); any other copy scales by the ratio of the sizes.
+    """
+    (w, h), (orig_w, orig_h) = reduced_size, original_size
+    k = max(1, round(orig_w / w))
+    if -(-orig_w // k) == w and -(-orig_h // k) == h:
+        return 1 / k, 1 / k
+    return w / orig_w, h / orig_h
 
 
 class ImageCache:

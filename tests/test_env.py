@@ -57,6 +57,17 @@ def test_oracle_crop_in_every_frame_is_exact(toy_dataset, frame):
     assert info["reward_terms"]["format"] == 1.0
 
 
+def test_message_images_are_copies_of_the_observations(toy_dataset):
+    env = make_env(toy_dataset)
+    obs, info = env.reset(seed=0)
+    shown = info["messages"][1]["content"][0]["image"]
+    np.testing.assert_array_equal(np.asarray(shown), obs["image"])
+    obs, *_, info = env.step("<crop>[10, 10, 300, 200]</crop>")
+    shown = info["messages"][-1]["content"][0]["image"]
+    np.testing.assert_array_equal(np.asarray(shown), obs["image"])
+    assert not np.shares_memory(np.asarray(shown), obs["image"])
+
+
 @pytest.mark.parametrize("frame", FRAMES)
 def test_crop_of_a_crop_composes(toy_dataset, frame):
     env = make_env(toy_dataset, coord_frame=frame)

@@ -20,11 +20,14 @@ from grounding_gym.views import (
     ImageLoadError,
     ImageTooLargeError,
     fit_to_budget,
+    reduction_factor,
     render_view,
+    source_scale,
     to_rgb,
 )
 
 MIN_PSNR_REDUCED_DECODE = 30.0  # dB; the tolerance documented in docs/benchmarks.md
+MIN_PSNR_FAST_RESIZE = 30.0  # dB; likewise (fast_resize, upsample_first_view)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -118,6 +121,116 @@ def test_reduced_decode_defers_full_decoding_and_is_reproducible(tmp_path):
     assert env._handle.is_decoded
     obs2, _ = env.reset(seed=0)  # full image now cached: the first view must not change
     np.testing.assert_array_equal(obs1["image"], obs2["image"])
+
+
+def png_samples(size: tuple[int, int], seed: int = 1) -> list[Sample]:
+    """One sample on PNG bytes (no DCT-scaled decoding: every view comes from the full decode)."""
+    return [Sample(id="s", image=encode(scene(size, seed=seed), "PNG"), question="q", answer="a")]
+
+
+@pytest.mark.parametrize(("size", "crop", "factor"), [
+    ((4000, 3000), "<crop>[500, 400, 3300, 2600]</crop>", 2),  # 2.4x shrink
+    ((3000, 4000), "<crop>[0, 0, 3000, 4000]</crop>", 4),  # 5x shrink
+    ((1700, 1300), "<crop>[100, 100, 1650, 1250]</crop>", 2),  # 2.1x shrink
+])
+def test_fast_resize_crops_within_psnr(size, crop, factor):
+    """Crops shrunk 2x or more come from the pyramid, within the documented PSNR of the exact view;
+    first views are exact either way."""
+    samples = png_samples(size)
+    kwargs = {"coord_frame": "original", "max_pixels": 512 * 28 * 28}
+    fast_env = GroundedVQAEnv(samples, fast_resize=True, **kwargs)
+    exact_env = GroundedVQAEnv(samples, fast_resize=False, **kwargs)
+    fast, _ = fast_env.reset(seed=0)
+    exact, _ = exact_env.reset(seed=0)
+    np.testing.assert_array_equal(fast["image"], exact["image"])
+    fast, *_ = fast_env.step(crop)
+    exact, *_ = exact_env.step(crop)
+    assert max(fast_env._handle._levels) == factor and not exact_env._handle._levels  # fast path taken
+    assert fast["image"].shape == exact["image"].shape
+    assert psnr(fast["image"], exact["image"]) >= MIN_PSNR_FAST_RESIZE
+
+
+def test_fast_resize_keeps_small_shrinks_and_upscales_exact():
+    """Views shrunk less than 2x per side, or upscaled, are PIL's exact resize of the original."""
+    samples = png_samples((1600, 1200))
+    env = GroundedVQAEnv(samples, coord_frame="original", max_pixels=512 * 28 * 28, fast_resize=True)
+    original = Image.open(io.BytesIO(samples[0].image)).convert("RGB")
+    for action in ("<crop>[100, 100, 1150, 900]</crop>",  # 1.4x shrink
+                   "<crop>[200, 300, 1600, 1200]</crop>",  # 1.9x on one side, 1.7x on the other
+                   "<crop>[10, 20, 210, 170]</crop>"):  # upscaled
+        env.reset(seed=0)
+        obs, *_, info = env.step(action)
+        assert not info["crop_adjusted"]
+        expected = original.resize(info["view_size"], Image.Resampling.BICUBIC, box=info["crop_box"])
+        np.testing.assert_array_equal(obs["image"], np.asarray(expected))
+
+
+def test_fast_resize_off_is_pil_resize_of_the_original():
+    samples = png_samples((4000, 3000))
+    env = GroundedVQAEnv(samples, coord_frame="original", max_pixels=512 * 28 * 28, fast_resize=False)
+    env.reset(seed=0)
+    original = Image.open(io.BytesIO(samples[0].image)).convert("RGB")
+    obs, *_, info = env.step("<crop>[0, 0, 3000, 2000]</crop>")  # 3.9x shrink
+    expected = original.resize(info["view_size"], Image.Resampling.BICUBIC, box=info["crop_box"])
+    np.testing.assert_array_equal(obs["image"], np.asarray(expected))
+    assert not env._handle._levels
+
+
+def test_reduced_levels_are_box_filtered_cached_and_freed_with_the_handle():
+    import gc
+    import weakref
+
+    handle = ImageHandle(scene((1001, 750)))
+    assert handle.reduced(1) is handle.image()
+    level2, level4 = handle.reduced(2), handle.reduced(4)
+    assert level2.size == (501, 375) and level4.size == (251, 188)  # ceil(size / factor)
+    assert handle.reduced(2) is level2 and handle.reduced(4) is level4  # built once
+    np.testing.assert_array_equal(np.asarray(level4), np.asarray(level2.reduce(2)))
+    for bad in (0, 3, 6):
+        with pytest.raises(ValueError, match="power of two"):
+            handle.reduced(bad)
+    assert source_scale(level2.size, (1001, 750)) == (0.5, 0.5)  # pixel i covers [2i, 2i + 2)
+    assert source_scale((500, 400), (1000, 750)) == (0.5, 400 / 750)  # not an integer reduction
+    cache = ImageCache(1)
+    cached = cache.get("a", lambda: ImageHandle(scene((800, 600))))
+    level = weakref.ref(cached.reduced(2))
+    del cached
+    cache.get("b", lambda: ImageHandle(scene((8, 8))))  # evicts "a" with its pyramid
+    gc.collect()
+    assert level() is None
+
+
+def test_reduction_factor():
+    assert reduction_factor(Box(0, 0, 1000, 1000), (1000, 1000)) == 1
+    assert reduction_factor(Box(0, 0, 1999, 4000), (1000, 1000)) == 1  # < 2x on one side
+    assert reduction_factor(Box(0, 0, 2000, 2000), (1000, 1000)) == 2
+    assert reduction_factor(Box(0, 0, 7999, 8000), (1000, 1000)) == 4
+    assert reduction_factor(Box(0, 0, 100, 100), (1000, 1000)) == 1  # upscaled
+
+
+@pytest.mark.parametrize("size", [(1400, 1050), (1000, 750), (1050, 1400)])
+def test_upsample_first_view_within_psnr(size):
+    """Opt-in: a JPEG 1.25-2x the view decodes at 1/2 scale; its first view stays within the PSNR."""
+    data = encode(scene(size, seed=1), quality=92)
+    samples = [Sample(id="s", image=data, question="q", answer="a")]
+    budget = {"max_pixels": 512 * 28 * 28}
+    env = GroundedVQAEnv(samples, upsample_first_view=True, **budget)
+    fast, _ = env.reset(seed=0)
+    assert not env._handle.is_decoded  # from the 1/2-scale decode
+    ref, _ = GroundedVQAEnv(samples, reduced_decode=False, **budget).reset(seed=0)
+    default_env = GroundedVQAEnv(samples, **budget)
+    default, _ = default_env.reset(seed=0)
+    assert default_env._handle.is_decoded  # off by default: less than 2x the view decodes fully
+    np.testing.assert_array_equal(default["image"], ref["image"])
+    assert fast["image"].shape == ref["image"].shape
+    assert psnr(fast["image"], ref["image"]) >= MIN_PSNR_FAST_RESIZE
+
+
+def test_upsample_first_view_needs_a_quarter_more_than_the_view():
+    data = encode(scene((800, 600)), quality=92)
+    handle = ImageHandle(data)
+    assert handle.preview((700, 525), upsample=True).size == (800, 600)  # 1.14x: full decode
+    assert ImageHandle(data).preview((600, 450), upsample=True).size == (400, 300)  # 1.33x: 1/2 scale
 
 
 def test_exif_rotation_is_honoured_and_boxes_stay_right(tmp_path):
