@@ -3,9 +3,12 @@
 Every figure is a median over `--repeats` runs, reported beside a named baseline measured in
 the same process, as a ratio. Sections (select with `--only`):
 
-* `step`: env crop step on real photos (`--images DIR`, else synthetic JPEGs) against
-  re-opening and decoding the file at every step (the naive agent-framework pattern).
-* `reset`: env reset on JPEGs with reduced decoding against full decoding.
+* `step`: env crop step (default env) on real photos (`--images DIR`, else synthetic JPEGs)
+  against re-opening and decoding the file at every step (the naive agent-framework pattern).
+* `wide`: a crop that shrinks 2x or more (central 2/3 of the photos of 4K and more): the
+  default `fast_resize` pyramid against the exact resize from the original (PSNR in the note).
+* `reset`: env reset on JPEGs with reduced decoding against full decoding; `reset-upsample`:
+  the opt-in `upsample_first_view` on the JPEGs less than twice the view (PSNR in the note).
 * `synthetic`: generator samples per second at 2K, 4K and 8K (render included).
 * `parse`: `parse_action`, `extract_choice` and the grounding reward per call.
 * `advantages`: SRPO's advantage against GRPO's on the same batch (needs torch).
@@ -38,7 +41,7 @@ from grounding_gym.data import Sample, make_dataset
 from grounding_gym.envs.grounded_vqa import GroundedVQAEnv
 from grounding_gym.geometry import Box
 from grounding_gym.rewards import extract_choice, grounding_reward
-from grounding_gym.views import RESAMPLE, ImageHandle, fit_to_budget
+from grounding_gym.views import RESAMPLE, ImageHandle, fit_to_budget, reduction_factor
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 JPEG_SUFFIXES = (".jpg", ".jpeg")
@@ -70,6 +73,12 @@ def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> f
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Peak signal-to-noise ratio of two uint8 images, dB (inf when equal)."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
 def photo_paths(images_dir: str | None) -> list[str]:
@@ -121,18 +130,60 @@ def bench_step(paths: Sequence[str], repeats: int) -> list[Row]:
     return rows
 
 
+def bench_wide(paths: Sequence[str], repeats: int) -> list[Row]:
+    """Crop the central 2/3 (per side) where that shrinks 2x or more: pyramid against exact."""
+    rows = []
+    fast, exact = env_for_photos(paths), env_for_photos(paths, fast_resize=False)
+    for path in paths:
+        name = os.path.basename(path)
+        fast.reset(options={"sample_id": name})
+        exact.reset(options={"sample_id": name})
+        w, h = fast.unwrapped._handle.size
+        crop = Box(w / 6, h / 6, 5 * w / 6, 5 * h / 6)
+        view_size = fit_to_budget(crop.width, crop.height, fast.min_pixels, fast.max_pixels, fast.patch_size)
+        factor = reduction_factor(crop, view_size)
+        if factor == 1:
+            continue
+        action = format_crop(crop.as_tuple(), decimals=3)
+        exact_obs = exact.step(action)[0]["image"]
+        fast.unwrapped._handle.image()  # decoded, so the next step times the level build alone
+        start = time.perf_counter()
+        fast_obs = fast.step(action)[0]["image"]
+        first = time.perf_counter() - start
+        baseline = median_seconds(lambda action=action: exact.step(action), repeats)
+        ours = median_seconds(lambda action=action: fast.step(action), repeats)
+        rows.append(Row("wide", f"{name} {w}x{h} 2/3 -> {view_size[0]}x{view_size[1]} (level {factor})",
+                        "exact resize (fast_resize=False)", baseline, ours,
+                        f"PSNR {psnr(fast_obs, exact_obs):.1f} dB; first step {first * 1e3:.0f} ms (builds the level)"))
+    return rows
+
+
 def bench_reset(paths: Sequence[str], repeats: int) -> list[Row]:
-    """Reset (first view) on JPEGs: reduced decoding against full decoding, no image cache."""
+    """Reset (first view) on JPEGs: reduced decoding against full decoding, no image cache.
+
+    JPEGs less than twice the view decode fully by default; `reset-upsample` rows time the
+    opt-in 1/2-scale decode (`upsample_first_view=True`) on those."""
     rows = []
     jpegs = [p for p in paths if p.lower().endswith(JPEG_SUFFIXES)]
     reduced = env_for_photos(jpegs, image_cache_size=0, reduced_decode=True)
     full = env_for_photos(jpegs, image_cache_size=0, reduced_decode=False)
+    upsampled = env_for_photos(jpegs, image_cache_size=0, upsample_first_view=True)
+    extra = []
     for path in jpegs:
         name = os.path.basename(path)
+        ref = full.reset(options={"sample_id": name})[0]["image"]
+        fast = reduced.reset(options={"sample_id": name})[0]["image"]
         baseline = median_seconds(lambda name=name: full.reset(options={"sample_id": name}), repeats)
         ours = median_seconds(lambda name=name: reduced.reset(options={"sample_id": name}), repeats)
-        rows.append(Row("reset", name, "full decode + resize", baseline, ours))
-    return rows
+        rows.append(Row("reset", name, "full decode + resize", baseline, ours, f"PSNR {psnr(fast, ref):.1f} dB"))
+        w, h = reduced.unwrapped._handle.size
+        view_w, view_h = reduced.unwrapped.view_size
+        if w < 2 * view_w or h < 2 * view_h:
+            up = upsampled.reset(options={"sample_id": name})[0]["image"]
+            ours = median_seconds(lambda name=name: upsampled.reset(options={"sample_id": name}), repeats)
+            extra.append(Row("reset-upsample", f"{name} (upsample_first_view=True)", "full decode + resize",
+                             baseline, ours, f"PSNR {psnr(up, ref):.1f} dB"))
+    return rows + extra
 
 
 def bench_synthetic(repeats: int) -> list[Row]:
@@ -253,13 +304,19 @@ def rss_bytes() -> int:
 
 
 def bench_memory(num_samples: int, image_size: int) -> tuple[list[Row], list[tuple[int, int]]]:
-    """Reset + one crop over `num_samples` distinct synthetic samples; RSS sampled as it goes."""
-    env = GroundedVQAEnv(dataset_kwargs={"image_size": image_size, "num_samples": num_samples})
+    """Reset + one crop over `num_samples` distinct synthetic samples; RSS sampled as it goes.
+
+    The view budget is about a ninth of the image's pixels, so the crop (96 % of the image per
+    side) shrinks about 3x and builds a `fast_resize` pyramid level, which the image cache must
+    release with the decoded image."""
+    max_pixels = min(1280 * 28 * 28, max(28 * 28, (image_size // 3 // 28 * 28) ** 2))
+    env = GroundedVQAEnv(dataset_kwargs={"image_size": image_size, "num_samples": num_samples},
+                         coord_frame="norm1000", max_pixels=max_pixels)
     trace = []
     marks = {num_samples // 10, num_samples} | set(range(0, num_samples + 1, max(1, num_samples // 20)))
     for i in range(num_samples):
         env.reset(options={"sample_id": i})
-        env.step("<crop>[10, 10, 300, 300]</crop>")
+        env.step("<crop>[20, 20, 980, 980]</crop>")
         if i + 1 in marks:
             trace.append((i + 1, rss_bytes()))
     at_tenth = dict(trace)[num_samples // 10]
@@ -298,7 +355,7 @@ def machine_description() -> str:
             f"Pillow {Image.__version__}, numpy {np.__version__}, {platform.system()}")
 
 
-SECTIONS = ("step", "reset", "synthetic", "parse", "advantages", "vector", "rollout", "memory")
+SECTIONS = ("step", "wide", "reset", "synthetic", "parse", "advantages", "vector", "rollout", "memory")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -315,13 +372,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    paths = photo_paths(args.images) if {"step", "reset"} & set(args.only) else []
+    paths = photo_paths(args.images) if {"step", "wide", "reset"} & set(args.only) else []
     rows: list[Row] = []
     trace: list[tuple[int, int]] = []
     for section in args.only:
         print(f"[bench] {section} ...", file=sys.stderr, flush=True)
         if section == "step":
             rows += bench_step(paths, args.repeats)
+        elif section == "wide":
+            rows += bench_wide(paths, args.repeats)
         elif section == "reset":
             rows += bench_reset(paths, args.repeats)
         elif section == "memory":
@@ -330,7 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             rows += globals()[f"bench_{section}"](args.repeats)
     summary = {}
-    for section in ("step", "reset"):
+    for section in ("step", "wide", "reset"):
         ratios = [r.speedup for r in rows if r.section == section]
         if ratios:
             summary[section] = {"geomean_speedup": geometric_mean(ratios), "min_speedup": min(ratios)}
