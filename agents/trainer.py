@@ -78,7 +78,7 @@ class TrainerConfig:
       `clip_high`, `beta`, `loss_agg`, `norm_len`, `dynamic_sampling`, `overlong_max_len`,
       `overlong_cache_len`
     > optimisation: `total_steps`, `lr`, `update_epochs`, `max_grad_norm`, `weight_decay`
-    > logging: `eval_every`, `checkpoint_every`, `resume`, `tensorboard`, `progress`,
+    > logging: `eval_every`, `final_eval`, `checkpoint_every`, `resume`, `tensorboard`, `progress`,
       `max_minutes`
     """
 
@@ -168,6 +168,8 @@ class TrainerConfig:
     # > logging
     eval_every: int = 0
     """evaluate greedily on the held-out questions every N steps (0: only at the end)"""
+    final_eval: bool = True
+    """evaluate at the last step (set False when the caller evaluates itself)"""
     checkpoint_every: int = 10
     """write checkpoint.pt every N steps (and always at the end); 0: only at the end"""
     resume: bool = True
@@ -570,7 +572,7 @@ class Trainer:
                 row = self.train_step()
                 done = self._finished()
                 out_of_time = cfg.max_minutes > 0 and time.perf_counter() - start > 60 * cfg.max_minutes
-                if (cfg.eval_every and self.step % cfg.eval_every == 0) or done or out_of_time:
+                if (cfg.eval_every and self.step % cfg.eval_every == 0) or (cfg.final_eval and (done or out_of_time)):
                     row.update(self.evaluate())
                 self._log(row, writer, time.perf_counter() - t0)
                 if bar is not None:

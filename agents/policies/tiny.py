@@ -247,6 +247,13 @@ class TinyPolicy(nn.Module):
             nn.init.zeros_(last.bias)
         with torch.no_grad():
             self.answer_linear.bias[0] = -1.5  # P(answer now) ~ 0.18 at first: explore crops
+            # The letter logit is bilinear (answer vector . option vector): with both factors
+            # near zero it starts at a saddle that policy-gradient updates leave only slowly.
+            # A fixed-scale random projection of the features and zero option vectors start
+            # it where the option vectors alone get a gradient (measured: a bandit on crop
+            # views reaches ~80% in 200 updates from here, ~40% from the small init).
+            nn.init.normal_(self.answer_linear.weight[1:], std=0.3)
+            nn.init.zeros_(self.option_emb.weight)
 
     def _region_scores(self, target: torch.Tensor) -> torch.Tensor:
         """(N, K, H, W): for a crop of each scale centred on each cell, the log-mean-exp of the
