@@ -163,12 +163,12 @@ def plot_learning_curve(history: Sequence[dict[str, Any]], path: Path, baselines
     for key, label in (("rollout/acc", "accuracy (all)"), ("rollout/acc_small", "accuracy (small)"),
                        ("rollout/reward", "reward")):  # fmt: skip
         values = np.array([row.get(key, np.nan) for row in history], dtype=float)
-        axes[0].plot(steps, _smooth(values), label=label)
+        axes[0].plot(steps, trailing_mean(values), label=label)
     for name, m in baselines.items():
         axes[0].axhline(m.get("acc_small", np.nan), ls="--", lw=1, color="grey" if name == "no-crop" else "k",
                         label=f"{name} (eval, small)")  # fmt: skip
     values = np.array([row.get("rollout/crop_iou", np.nan) for row in history], dtype=float)
-    axes[1].plot(steps, _smooth(values), label="crop IoU (training rollouts)")
+    axes[1].plot(steps, trailing_mean(values), label="crop IoU (training rollouts)")
     axes[0].set(xlabel="step", title="tiny policy, SRPO: training rollouts (smoothed)")
     axes[1].set(xlabel="step", title="grounding")
     for ax in axes:
@@ -182,12 +182,16 @@ def plot_learning_curve(history: Sequence[dict[str, Any]], path: Path, baselines
     tmp.replace(path)
 
 
-def _smooth(values: np.ndarray, window: int = 10) -> np.ndarray:
-    out = np.empty_like(values)
-    for i in range(len(values)):
-        chunk = values[max(0, i - window + 1) : i + 1]
+def trailing_mean(values: Sequence[float], window: int = 10) -> np.ndarray:
+    """Mean over the last `window` entries at each index, ignoring NaN (steps without the
+    metric); NaN where the window holds none."""
+    y = np.asarray(values, dtype=float)
+    out = np.full_like(y, np.nan)
+    for i in range(len(y)):
+        chunk = y[max(0, i - window + 1) : i + 1]
         chunk = chunk[~np.isnan(chunk)]
-        out[i] = chunk.mean() if chunk.size else np.nan
+        if chunk.size:
+            out[i] = chunk.mean()
     return out
 
 

@@ -5,7 +5,8 @@
 Each (algorithm, seed) trains the tiny policy from `examples/train_tiny_srpo.yaml` until it has
 taken `--env-steps` env steps (every algorithm collects 32 episodes per step), then evaluates it
 greedily on the same held-out questions. Results: `results.json` (per run and mean +- std),
-`results.md` (the table for docs/experiments.md) and `algos.png`, all in `--out`.
+`results.md` (the table for docs/experiments.md), `algos.png` (final accuracy and IoU per scale
+bin) and `curves.png` (training curves against env steps), all in `--out`.
 
 | algorithm | rollouts per question | advantage | loss aggregation |
 |-----------|-----------------------|-----------|------------------|
@@ -30,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from agents.checkpoint import atomic_write_json, atomic_write_text  # noqa: E402
+from agents.demo import trailing_mean  # noqa: E402
 from agents.trainer import Trainer, load_config  # noqa: E402
 
 ALGOS: dict[str, list[str]] = {
@@ -107,6 +109,50 @@ def plot(table: dict[str, dict[str, tuple[float, float]]], path: Path) -> None:
     tmp.replace(path)
 
 
+CURVES = (("rollout/acc", "accuracy (all)"), ("rollout/acc_small", "accuracy (small targets)"),
+          ("rollout/reward_grounding", "grounding reward (weighted coverage)"))
+
+
+def plot_curves(runs: list[dict[str, Any]], out: Path, path: Path) -> None:
+    """Training-rollout metrics against env steps: per algorithm, the mean over seeds (band: +- std)
+    of each run's metric smoothed over 10 steps and interpolated onto a common env-step grid."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    histories = {
+        algo: [[json.loads(line) for line in (out / f"{algo}-seed{r['seed']}" / "metrics.jsonl").open()]
+               for r in runs if r["algo"] == algo]
+        for algo in ALGOS
+    }  # fmt: skip
+    every = [h for hs in histories.values() for h in hs]
+    grid = np.linspace(max(h[0]["env_steps"] for h in every), min(h[-1]["env_steps"] for h in every), 100)
+    fig, axes = plt.subplots(1, len(CURVES), figsize=(5 * len(CURVES), 3.8))
+    for algo, runs_of_algo in histories.items():
+        if not runs_of_algo:
+            continue
+        for ax, (key, title) in zip(axes, CURVES, strict=True):
+            curves = []
+            for history in runs_of_algo:
+                x = np.array([row["env_steps"] for row in history], dtype=float)
+                y = trailing_mean([row.get(key, math.nan) for row in history])
+                curves.append(np.interp(grid, x[~np.isnan(y)], y[~np.isnan(y)]))
+            mean, std = np.mean(curves, axis=0), np.std(curves, axis=0)
+            ax.plot(grid, mean, label=f"{algo} ({len(runs_of_algo)} seeds)")
+            ax.fill_between(grid, mean - std, mean + std, alpha=0.2)
+            ax.set(xlabel="env steps", title=title)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("training rollouts (sampled actions), mean +- std over seeds", fontsize=10)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=ROOT / "examples" / "train_tiny_srpo.yaml")
@@ -138,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     text = markdown(table, runs)
     atomic_write_text(args.out / "results.md", text + "\n")
     plot(table, args.out / "algos.png")
+    plot_curves(runs, args.out, args.out / "curves.png")
     print(text)
     return 0
 

@@ -239,7 +239,7 @@ def write_reports(
         edges = summary.get("meta", {}).get("bin_edges") or ()
         if plot_acc_vs_area([summary], out / "acc_vs_area.png", edges):
             written["acc_vs_area"] = out / "acc_vs_area.png"
-        if plot_iou_hist(records, out / "iou_hist.png", summary.get("meta", {}).get("agent", "")):
+        if plot_iou_hist(records, out / "iou_hist.png", _label(summary)):
             written["iou_hist"] = out / "iou_hist.png"
     return {k: str(v) for k, v in written.items()}
 
