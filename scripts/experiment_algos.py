@@ -1,8 +1,8 @@
 """GRPO vs SRPO vs Dr.GRPO on the demo's task: same data, same env-step budget, several seeds.
 
-    python scripts/experiment_algos.py --seeds 0 1 2 --env-steps 4000 --out runs/experiment_algos
+    python scripts/experiment_algos.py --seeds 0 1 2 --env-steps 16000 --out runs/experiment_algos
 
-Each (algorithm, seed) trains the tiny policy from `examples/train_tiny_srpo.yaml` until it has
+Each (variant, seed) trains the tiny policy from `examples/train_tiny_srpo.yaml` until it has
 taken `--env-steps` env steps (every algorithm collects 32 episodes per step), then evaluates it
 greedily on the same held-out questions. Results: `results.json` (per run and mean +- std),
 `results.md` (the table for docs/experiments.md), `algos.png` (final accuracy and IoU per scale
@@ -13,6 +13,11 @@ bin) and `curves.png` (training curves against env steps), all in `--out`.
 | grpo      | G = 8                 | (r - mean) / std per question | token-mean |
 | dr_grpo   | G = 8                 | r - mean per question (no std) | seq-mean-token-sum-norm, norm_len 4 |
 | srpo      | G1 = 4 x G2 = 2 (replay) | intra-bin + inter-bin over crop-scale bins | token-mean |
+| grpo_4x2  | G1 = 4 x G2 = 2 (replay) | as grpo | token-mean |
+| srpo_8x1  | G = 8                 | as srpo | token-mean |
+
+The last two are ablations: they separate SRPO's advantage from its rollout structure (fewer
+distinct crops per question, each answered twice).
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ ALGOS: dict[str, list[str]] = {
     "grpo": ["algo=grpo", "g1=8", "g2=1", "adv_kwargs={}"],
     "dr_grpo": ["algo=dr_grpo", "g1=8", "g2=1", "adv_kwargs={}", "loss_agg=seq-mean-token-sum-norm", "norm_len=4"],
     "srpo": ["algo=srpo", "g1=4", "g2=2"],
+    "grpo_4x2": ["algo=grpo", "g1=4", "g2=2", "adv_kwargs={}"],
+    "srpo_8x1": ["algo=srpo", "g1=8", "g2=1"],
 }
 BINS = ("small", "medium", "large")
 KEYS = [f"acc_{b}" for b in BINS] + ["acc"] + [f"crop_iou_{b}" for b in BINS] + ["crop_iou"]
@@ -158,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=ROOT / "examples" / "train_tiny_srpo.yaml")
     parser.add_argument("--algos", nargs="+", default=list(ALGOS), choices=list(ALGOS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--env-steps", type=int, default=4000, help="env steps per run (equal for all)")
+    parser.add_argument("--env-steps", type=int, default=16_000, help="env steps per run (equal for all)")
     parser.add_argument("--max-steps", type=int, default=10_000, help="safety cap on optimisation steps")
     parser.add_argument("--eval-questions", type=int, default=120)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "experiment_algos")

@@ -206,6 +206,19 @@ def test_bad_kwargs_have_clear_errors(toy_dataset):
         env.reset(options={"sample_id": "nope"})
 
 
+def test_string_sample_id_on_a_large_lazy_dataset_builds_one_sample(monkeypatch):
+    import grounding_gym.data.synthetic as synthetic
+
+    built = []
+    make_sample = synthetic._make_sample
+    monkeypatch.setattr(synthetic, "_make_sample", lambda data, i: built.append(i) or make_sample(data, i))
+    env = GroundedVQAEnv("synthetic-hr", dataset_kwargs={"num_samples": 100_000, "image_size": 256})
+    _, info = env.reset(seed=0, options={"sample_id": "synthetic-hr-0-77777"})
+    assert info["sample_id"] == "synthetic-hr-0-77777" and built == [77_777]
+    with pytest.raises(ValueError, match="Unknown sample_id"):
+        env.reset(options={"sample_id": "synthetic-hr-0-100000"})
+
+
 @pytest.mark.parametrize("vector_cls", ["sync", "async"])
 def test_vector_envs_step_with_text(toy_dataset, vector_cls):
     fns = [lambda: make_env(toy_dataset) for _ in range(4)]

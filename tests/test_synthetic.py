@@ -131,6 +131,16 @@ def test_indexing_errors():
     assert [s.id for s in data] == ["synthetic-hr-0-0", "synthetic-hr-0-1", "synthetic-hr-0-2"]
 
 
+def test_index_of_parses_ids_without_building_samples(monkeypatch):
+    data = SyntheticHR(100_000, seed=3, **SMALL)
+    monkeypatch.setattr(synthetic, "_make_sample", lambda *a: pytest.fail("index_of built a sample"))
+    assert data.index_of("synthetic-hr-3-99999") == 99_999
+    for unknown in ("synthetic-hr-3-100000", "synthetic-hr-0-5", "synthetic-hr-3-05", "synthetic-hr-3-", "x"):
+        assert data.index_of(unknown) is None
+    monkeypatch.undo()
+    assert data[data.index_of("synthetic-hr-3-42")].id == "synthetic-hr-3-42"
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [

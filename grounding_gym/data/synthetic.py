@@ -632,6 +632,14 @@ class SyntheticHR(Sequence[Sample]):
             f"target_rel_area={self.target_rel_area}, difficulty={self.difficulty})"
         )
 
+    def index_of(self, sample_id: str) -> int | None:
+        """Index of the sample with id `sample_id` (parsed, nothing rendered); None if not here."""
+        prefix = f"{self.id_prefix}-{self.seed}-"
+        tail = sample_id[len(prefix) :] if sample_id.startswith(prefix) else ""
+        if tail.isdigit() and str(int(tail)) == tail and int(tail) < self.num_samples:
+            return int(tail)
+        return None
+
     def __getitem__(self, index: int) -> Sample:  # type: ignore[override]
         if not isinstance(index, (int, np.integer)) or isinstance(index, bool):
             raise TypeError(f"SyntheticHR indices must be int, got {type(index).__name__}")
@@ -1034,6 +1042,10 @@ class SyntheticRef(Sequence[Sample]):
 
     def __repr__(self) -> str:
         return f"SyntheticRef({self.source!r})"
+
+    def index_of(self, sample_id: str) -> int | None:
+        """As `SyntheticHR.index_of`."""
+        return self.source.index_of(sample_id)
 
     def __getitem__(self, index: int) -> Sample:  # type: ignore[override]
         sample = self.source[index]

@@ -340,12 +340,20 @@ class GroundedVQAEnv(gym.Env[dict, str]):
                 if not -len(self.dataset) <= key < len(self.dataset):
                     raise ValueError(f"sample_id index {key} out of range for {len(self.dataset)} samples")
                 return int(key)
-            if self._index_of_id is None:
-                self._index_of_id = {s.id: i for i, s in enumerate(self.dataset)}
-            if key not in self._index_of_id:
+            index = self._index_of(str(key))
+            if index is None:
                 raise ValueError(f"Unknown sample_id {key!r}; ids look like {self.dataset[0].id!r}")
-            return self._index_of_id[key]
+            return index
         return int(self.np_random.integers(len(self.dataset)))
+
+    def _index_of(self, sample_id: str) -> int | None:
+        """The dataset's own `index_of(id)` when it has one (lazy synthetic datasets parse the
+        id), else a dict over every sample's id, built on first use."""
+        if hasattr(self.dataset, "index_of"):
+            return self.dataset.index_of(sample_id)
+        if self._index_of_id is None:
+            self._index_of_id = {s.id: i for i, s in enumerate(self.dataset)}
+        return self._index_of_id.get(sample_id)
 
     def _show(self, box_orig: Box, first_view: bool = False) -> np.ndarray:
         """Render `box_orig` into the pixel budget and make it the current view.
