@@ -169,11 +169,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-steps", type=int, default=10_000, help="safety cap on optimisation steps")
     parser.add_argument("--eval-questions", type=int, default=120)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "experiment_algos")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: tables and plots of every finished run in --out")  # fmt: skip
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     done_path = args.out / "runs.jsonl"
     runs = [json.loads(line) for line in done_path.read_text().splitlines()] if done_path.exists() else []
-    for seed in args.seeds:
+    for seed in [] if args.report_only else args.seeds:
         for algo in args.algos:
             if any(r["algo"] == algo and r["seed"] == seed for r in runs):
                 continue  # finished in an earlier invocation
@@ -185,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{algo} seed {seed}: acc {ev.get('acc', math.nan):.3f} (small {ev.get('acc_small', math.nan):.3f}), "
                   f"IoU {ev.get('crop_iou', math.nan):.3f}, {result['env_steps']} env steps, {result['seconds']:.0f} s",
                   flush=True)  # fmt: skip
-    runs = [r for r in runs if r["algo"] in args.algos and r["seed"] in args.seeds]
+    if not args.report_only:
+        runs = [r for r in runs if r["algo"] in args.algos and r["seed"] in args.seeds]
     table = summarise(runs)
     atomic_write_json(args.out / "results.json", {"runs": runs, "summary": table, "env_steps": args.env_steps})
     text = markdown(table, runs)
