@@ -4,11 +4,16 @@ Every figure is a median over `--repeats` runs, reported beside a named baseline
 the same process, as a ratio. Sections (select with `--only`):
 
 * `step`: env crop step (default env) on real photos (`--images DIR`, else synthetic JPEGs)
-  against re-opening and decoding the file at every step (the naive agent-framework pattern).
+  against re-opening and decoding the file at every step (the naive agent-framework pattern);
+  `step-pil`: the same step with `resize_backend="pil"` (the reference resize).
 * `wide`: a crop that shrinks 2x or more (central 2/3 of the photos of 4K and more): the
-  default `fast_resize` pyramid against the exact resize from the original (PSNR in the note).
-* `reset`: env reset on JPEGs with reduced decoding against full decoding; `reset-upsample`:
-  the opt-in `upsample_first_view` on the JPEGs less than twice the view (PSNR in the note).
+  default env (`fast_resize` pyramid) against the exact resize from the original (PSNR in the note).
+* `reset`: env reset on JPEGs (default env: reduced decoding) against full decoding and the
+  reference resize; `reset-upsample`: the opt-in `upsample_first_view` on the JPEGs less than
+  twice the view (PSNR in the notes).
+
+Timed cases that are compared are run interleaved (one call of each in turn), so that a load
+change on a shared machine hits both alike.
 * `synthetic`: generator samples per second at 2K, 4K and 8K (render included).
 * `parse`: `parse_action`, `extract_choice` and the grounding reward per call.
 * `advantages`: SRPO's advantage against GRPO's on the same batch (needs torch).
@@ -63,6 +68,20 @@ class Row:
         return self.baseline_s / self.ours_s
 
 
+def interleaved_medians(fns: Sequence[Callable[[], object]], repeats: int) -> list[float]:
+    """Median wall time of each of `fns` over `repeats` rounds that call each once in turn,
+    after one untimed round."""
+    for fn in fns:
+        fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, fn_times in zip(fns, times, strict=True):
+            start = time.perf_counter()
+            fn()
+            fn_times.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
+
+
 def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
     """Median wall time of `fn()` over `repeats` calls, after `warmup` untimed calls."""
     for _ in range(warmup):
@@ -103,12 +122,14 @@ def env_for_photos(paths: Sequence[str], **kwargs) -> GroundedVQAEnv:
 
 
 def bench_step(paths: Sequence[str], repeats: int) -> list[Row]:
-    """Crop the central third (per side) of each photo into the default pixel budget."""
-    rows = []
-    env = env_for_photos(paths)
+    """Crop the central third (per side) of each photo into the default pixel budget: the
+    default env, and the env with the reference resize, against re-decoding every step."""
+    rows, pil_rows = [], []
+    env, pil_env = env_for_photos(paths), env_for_photos(paths, resize_backend="pil")
     for path in paths:
         name = os.path.basename(path)
         env.reset(options={"sample_id": name})
+        pil_env.reset(options={"sample_id": name})
         w, h = env.unwrapped._handle.size
         crop = Box(w / 3, h / 3, 2 * w / 3, 2 * h / 3)
         action = format_crop(crop.as_tuple(), decimals=3)
@@ -119,21 +140,23 @@ def bench_step(paths: Sequence[str], repeats: int) -> list[Row]:
                 image = ImageOps.exif_transpose(raw).convert("RGB")
                 return np.asarray(image.resize(view_size, RESAMPLE, box=crop.as_tuple()))
 
-        def step(action: str = action) -> None:
-            env.step(action)
-
-        env.step(action)  # first crop decodes the full image once (kept by the handle)
-        baseline = median_seconds(naive, repeats)
-        ours = median_seconds(step, repeats)
-        rows.append(Row("step", f"{name} {w}x{h} -> {view_size[0]}x{view_size[1]}",
-                        "re-decode + crop + resize", baseline, ours))
-    return rows
+        # the first crops decode the full image once (kept by the handle)
+        view, ref = env.step(action)[0]["image"], pil_env.step(action)[0]["image"]
+        baseline, ours, pil = interleaved_medians(
+            [naive, lambda action=action: env.step(action), lambda action=action: pil_env.step(action)], repeats)
+        case = f"{name} {w}x{h} -> {view_size[0]}x{view_size[1]}"
+        rows.append(Row("step", case, "re-decode + crop + resize", baseline, ours,
+                        f"{env.resize_backend}: PSNR {psnr(view, ref):.1f} dB against pil"))
+        pil_rows.append(Row("step-pil", case, "re-decode + crop + resize", baseline, pil,
+                            f"{ours / pil:.2f}x the time of pil"))
+    return rows + pil_rows
 
 
 def bench_wide(paths: Sequence[str], repeats: int) -> list[Row]:
-    """Crop the central 2/3 (per side) where that shrinks 2x or more: pyramid against exact."""
+    """Crop the central 2/3 (per side) where that shrinks 2x or more: the default env (pyramid
+    level, then the default backend) against the exact resize of the original."""
     rows = []
-    fast, exact = env_for_photos(paths), env_for_photos(paths, fast_resize=False)
+    fast, exact = env_for_photos(paths), env_for_photos(paths, fast_resize=False, resize_backend="pil")
     for path in paths:
         name = os.path.basename(path)
         fast.reset(options={"sample_id": name})
@@ -150,38 +173,43 @@ def bench_wide(paths: Sequence[str], repeats: int) -> list[Row]:
         start = time.perf_counter()
         fast_obs = fast.step(action)[0]["image"]
         first = time.perf_counter() - start
-        baseline = median_seconds(lambda action=action: exact.step(action), repeats)
-        ours = median_seconds(lambda action=action: fast.step(action), repeats)
+        baseline, ours = interleaved_medians(
+            [lambda action=action: exact.step(action), lambda action=action: fast.step(action)], repeats)
         rows.append(Row("wide", f"{name} {w}x{h} 2/3 -> {view_size[0]}x{view_size[1]} (level {factor})",
-                        "exact resize (fast_resize=False)", baseline, ours,
+                        "exact resize (fast_resize=False, pil)", baseline, ours,
                         f"PSNR {psnr(fast_obs, exact_obs):.1f} dB; first step {first * 1e3:.0f} ms (builds the level)"))
     return rows
 
 
 def bench_reset(paths: Sequence[str], repeats: int) -> list[Row]:
-    """Reset (first view) on JPEGs: reduced decoding against full decoding, no image cache.
+    """Reset (first view) on JPEGs, no image cache: the default env (reduced decoding, default
+    backend) against full decoding with the reference resize; the note also times reduced
+    decoding with the reference resize.
 
     JPEGs less than twice the view decode fully by default; `reset-upsample` rows time the
     opt-in 1/2-scale decode (`upsample_first_view=True`) on those."""
     rows = []
     jpegs = [p for p in paths if p.lower().endswith(JPEG_SUFFIXES)]
-    reduced = env_for_photos(jpegs, image_cache_size=0, reduced_decode=True)
-    full = env_for_photos(jpegs, image_cache_size=0, reduced_decode=False)
+    ours_env = env_for_photos(jpegs, image_cache_size=0)
+    reduced_pil = env_for_photos(jpegs, image_cache_size=0, resize_backend="pil")
+    full = env_for_photos(jpegs, image_cache_size=0, reduced_decode=False, resize_backend="pil")
     upsampled = env_for_photos(jpegs, image_cache_size=0, upsample_first_view=True)
     extra = []
     for path in jpegs:
         name = os.path.basename(path)
         ref = full.reset(options={"sample_id": name})[0]["image"]
-        fast = reduced.reset(options={"sample_id": name})[0]["image"]
-        baseline = median_seconds(lambda name=name: full.reset(options={"sample_id": name}), repeats)
-        ours = median_seconds(lambda name=name: reduced.reset(options={"sample_id": name}), repeats)
-        rows.append(Row("reset", name, "full decode + resize", baseline, ours, f"PSNR {psnr(fast, ref):.1f} dB"))
-        w, h = reduced.unwrapped._handle.size
-        view_w, view_h = reduced.unwrapped.view_size
+        fast = ours_env.reset(options={"sample_id": name})[0]["image"]
+        baseline, ours, pil = interleaved_medians(
+            [lambda env=env, name=name: env.reset(options={"sample_id": name}) for env in (full, ours_env, reduced_pil)],
+            repeats)
+        w, h = ours_env.unwrapped._handle.size
+        view_w, view_h = ours_env.unwrapped.view_size
+        rows.append(Row("reset", f"{name} {w}x{h} -> {view_w}x{view_h}", "full decode + pil resize", baseline, ours,
+                        f"PSNR {psnr(fast, ref):.1f} dB; with pil: {pil * 1e3:.1f} ms ({baseline / pil:.2f}x)"))
         if w < 2 * view_w or h < 2 * view_h:
             up = upsampled.reset(options={"sample_id": name})[0]["image"]
             ours = median_seconds(lambda name=name: upsampled.reset(options={"sample_id": name}), repeats)
-            extra.append(Row("reset-upsample", f"{name} (upsample_first_view=True)", "full decode + resize",
+            extra.append(Row("reset-upsample", f"{name} (upsample_first_view=True)", "full decode + pil resize",
                              baseline, ours, f"PSNR {psnr(up, ref):.1f} dB"))
     return rows + extra
 
@@ -351,8 +379,14 @@ def machine_description() -> str:
         cpu = models[0] if models else cpu
     except OSError:
         pass
+    try:
+        import cv2
+
+        opencv = f"OpenCV {cv2.__version__} ({cv2.getNumThreads()} threads)"
+    except ImportError:
+        opencv = "no OpenCV"
     return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"Pillow {Image.__version__}, numpy {np.__version__}, {platform.system()}")
+            f"Pillow {Image.__version__}, numpy {np.__version__}, {opencv}, {platform.system()}")
 
 
 SECTIONS = ("step", "wide", "reset", "synthetic", "parse", "advantages", "vector", "rollout", "memory")
@@ -389,7 +423,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             rows += globals()[f"bench_{section}"](args.repeats)
     summary = {}
-    for section in ("step", "wide", "reset"):
+    for section in ("step", "step-pil", "wide", "reset"):
         ratios = [r.speedup for r in rows if r.section == section]
         if ratios:
             summary[section] = {"geomean_speedup": geometric_mean(ratios), "min_speedup": min(ratios)}

@@ -40,7 +40,7 @@ def test_reset_observation_and_prompt(toy_dataset):
 
 @pytest.mark.parametrize("frame", FRAMES)
 def test_oracle_crop_in_every_frame_is_exact(toy_dataset, frame):
-    env = make_env(toy_dataset, coord_frame=frame)
+    env = make_env(toy_dataset, coord_frame=frame, resize_backend="pil")  # the reference resize
     _, info = env.reset(seed=0, options={"sample_id": "toy-3"})
     gt = Box(*info["gt_boxes"][0])
     decimals = {"view": 0, "original": 0, "norm1000": 1, "norm1": 4}[frame]

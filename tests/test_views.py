@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -20,14 +22,17 @@ from grounding_gym.views import (
     ImageLoadError,
     ImageTooLargeError,
     fit_to_budget,
+    linear_prefilter,
     reduction_factor,
     render_view,
+    render_view_opencv,
     source_scale,
     to_rgb,
 )
 
 MIN_PSNR_REDUCED_DECODE = 30.0  # dB; the tolerance documented in docs/benchmarks.md
 MIN_PSNR_FAST_RESIZE = 30.0  # dB; likewise (fast_resize, upsample_first_view)
+MIN_PSNR_OPENCV = {"scene": 40.0, "text": 27.0}  # dB; likewise (resize_backend="opencv")
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -48,6 +53,21 @@ def scene(size: tuple[int, int], seed: int = 0) -> Image.Image:
         r = int(rng.integers(5, max(6, w // 10)))
         draw.ellipse([x - r, y - r, x + r, y + r], fill=tuple(int(c) for c in rng.integers(0, 256, 3)))
     return image
+
+
+def text_scene(size: tuple[int, int], seed: int = 0) -> Image.Image:
+    """Sharp text-like content: black one-pixel strokes of PIL's default font on white, lines
+    12 px apart (the worst case for any resampler other than the reference's)."""
+    rng = np.random.default_rng(seed)
+    image = Image.new("RGB", size, (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    for y in range(0, size[1], 12):
+        line = "".join(chr(int(c)) for c in rng.integers(33, 127, size[0] // 5))
+        draw.text((int(rng.integers(0, 8)), y), line, fill=(0, 0, 0))
+    return image
+
+
+SOURCES = {"scene": scene((900, 700), seed=2), "text": text_scene((900, 700))}
 
 
 def forbid_decoding(monkeypatch, why: str) -> None:
@@ -97,6 +117,41 @@ def test_size_reads_header_only(tmp_path, monkeypatch):
     handle = ImageHandle(str(path))
     forbid_decoding(monkeypatch, "decoded while reading size")
     assert handle.size == (3000, 2000) and not handle.is_decoded
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    content=st.sampled_from(sorted(SOURCES)),
+    shrink=st.floats(0.5, 1.99),  # what the env sends to OpenCV (OPENCV_MAX_SHRINK): upscales too
+    view=st.tuples(st.integers(28, 320), st.integers(28, 320)),
+    corner=st.tuples(st.floats(0, 1), st.floats(0, 1)),  # 0 or 1: the box touches the edge
+)
+def test_opencv_view_within_psnr_of_the_reference(content, shrink, view, corner):
+    """`render_view_opencv` (resize_backend="opencv") stays within the documented PSNR of the
+    reference `render_view` for any sub-pixel box, on photo-like scenes and on sharp text."""
+    pytest.importorskip("cv2")
+    image = SOURCES[content]
+    w, h = min(image.width, view[0] * shrink), min(image.height, view[1] * shrink)
+    x1, y1 = corner[0] * (image.width - w), corner[1] * (image.height - h)
+    box = Box(x1, y1, x1 + w, y1 + h)
+    fast, ref = render_view_opencv(image, box, view), render_view(image, box, view)
+    assert fast.shape == ref.shape and fast.dtype == np.uint8 and fast.flags["C_CONTIGUOUS"]
+    assert psnr(fast, ref) >= MIN_PSNR_OPENCV[content]
+
+
+def test_opencv_view_of_a_flat_region_is_exact_and_scales_reduced_copies():
+    pytest.importorskip("cv2")
+    flat = Image.new("RGB", (300, 200), (12, 200, 77))
+    view = render_view_opencv(flat, Box(10.3, 5.7, 290.1, 190.9), (150, 100))
+    assert (view == (12, 200, 77)).all()  # the prefilter sums to 1 (and is symmetric)
+    for scale in (0.5, 1.0, 1.37, 1.99):
+        kernel = linear_prefilter(scale)
+        assert kernel.size % 2 == 1 and kernel.sum() == pytest.approx(1, abs=1e-6)
+        np.testing.assert_allclose(kernel, kernel[::-1], atol=1e-6)
+    handle = ImageHandle(scene((1001, 750)))
+    box, size = Box(100.5, 50.25, 900.75, 700.0), (400, 336)
+    from_level = render_view_opencv(handle.reduced(2), box, size, original_size=(1001, 750))
+    assert psnr(from_level, render_view(handle.image(), box, size)) >= MIN_PSNR_FAST_RESIZE
 
 
 @pytest.mark.parametrize("size", [(4000, 3000), (3000, 4000), (1600, 1200)])
@@ -151,9 +206,11 @@ def test_fast_resize_crops_within_psnr(size, crop, factor):
 
 
 def test_fast_resize_keeps_small_shrinks_and_upscales_exact():
-    """Views shrunk less than 2x per side, or upscaled, are PIL's exact resize of the original."""
+    """Views shrunk less than 2x per side, or upscaled, are PIL's exact resize of the original
+    (with the reference backend)."""
     samples = png_samples((1600, 1200))
-    env = GroundedVQAEnv(samples, coord_frame="original", max_pixels=512 * 28 * 28, fast_resize=True)
+    env = GroundedVQAEnv(samples, coord_frame="original", max_pixels=512 * 28 * 28, fast_resize=True,
+                         resize_backend="pil")
     original = Image.open(io.BytesIO(samples[0].image)).convert("RGB")
     for action in ("<crop>[100, 100, 1150, 900]</crop>",  # 1.4x shrink
                    "<crop>[200, 300, 1600, 1200]</crop>",  # 1.9x on one side, 1.7x on the other
@@ -167,7 +224,8 @@ def test_fast_resize_keeps_small_shrinks_and_upscales_exact():
 
 def test_fast_resize_off_is_pil_resize_of_the_original():
     samples = png_samples((4000, 3000))
-    env = GroundedVQAEnv(samples, coord_frame="original", max_pixels=512 * 28 * 28, fast_resize=False)
+    env = GroundedVQAEnv(samples, coord_frame="original", max_pixels=512 * 28 * 28, fast_resize=False,
+                         resize_backend="pil")
     env.reset(seed=0)
     original = Image.open(io.BytesIO(samples[0].image)).convert("RGB")
     obs, *_, info = env.step("<crop>[0, 0, 3000, 2000]</crop>")  # 3.9x shrink
@@ -198,6 +256,34 @@ def test_reduced_levels_are_box_filtered_cached_and_freed_with_the_handle():
     cache.get("b", lambda: ImageHandle(scene((8, 8))))  # evicts "a" with its pyramid
     gc.collect()
     assert level() is None
+
+
+def test_resize_backend_choices(monkeypatch):
+    """"pil" is the reference byte for byte, "opencv" is within its PSNR, "auto" picks OpenCV when
+    it imports; bad names and a missing OpenCV fail clearly."""
+    samples = png_samples((1600, 1200))
+    kwargs = {"coord_frame": "original", "max_pixels": 512 * 28 * 28}
+    crop = "<crop>[100.5, 100.25, 1150, 900]</crop>"  # 1.4x shrink: resampled from the original
+    ref_env = GroundedVQAEnv(samples, resize_backend="pil", **kwargs)
+    ref_first, _ = ref_env.reset(seed=0)
+    ref, *_, info = ref_env.step(crop)
+    original = Image.open(io.BytesIO(samples[0].image)).convert("RGB")
+    np.testing.assert_array_equal(ref["image"], render_view(original, Box(*info["crop_box"]), info["view_size"]))
+    with pytest.raises(ValueError, match="resize_backend"):
+        GroundedVQAEnv(samples, resize_backend="cv2")
+    if importlib.util.find_spec("cv2") is not None:
+        env = GroundedVQAEnv(samples, resize_backend="opencv", **kwargs)
+        assert env.resize_backend == "opencv" and GroundedVQAEnv(samples, **kwargs).resize_backend == "opencv"
+        first, _ = env.reset(seed=0)  # 1600x1200 PNG into 728x532: 2.2x, stays with PIL
+        np.testing.assert_array_equal(first["image"], ref_first["image"])
+        fast, *_, fast_info = env.step(crop)
+        assert psnr(fast["image"], ref["image"]) >= MIN_PSNR_OPENCV["scene"]
+        shown = fast_info["messages"][-1]["content"][0]["image"]
+        np.testing.assert_array_equal(np.asarray(shown), fast["image"])
+    monkeypatch.setitem(sys.modules, "cv2", None)  # OpenCV missing
+    assert GroundedVQAEnv(samples).resize_backend == "pil"
+    with pytest.raises(ImportError, match=r"grounding-gym\[fast\]"):
+        GroundedVQAEnv(samples, resize_backend="opencv")
 
 
 def test_reduction_factor():
