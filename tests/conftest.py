@@ -1,13 +1,25 @@
-"""Shared fixtures: small in-code datasets (no files, no network)."""
+"""Shared fixtures: small in-code datasets (no files, no network).
+
+Property tests draw their examples deterministically (hypothesis profile "ci", the default), so
+CI on a clean clone sees the same examples every run; `HYPOTHESIS_PROFILE=explore pytest` draws
+new random ones to search for counterexamples.
+"""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
+from hypothesis import settings
 from PIL import Image, ImageDraw
 
 from grounding_gym.data import Sample
 from grounding_gym.geometry import Box
+
+settings.register_profile("ci", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def make_scene(size: tuple[int, int], target: Box, seed: int = 0) -> Image.Image:
