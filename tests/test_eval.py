@@ -159,7 +159,8 @@ def test_oracle_beats_no_crop_on_small_targets_with_full_coverage(tmp_path):
             "acc_vs_area.png", "iou_hist.png"} <= files  # fmt: skip
     assert not [f for f in files if f.endswith(".tmp")]
     assert (tmp_path / "oracle-crop" / "iou_hist.png").read_bytes()[:8] == PNG_MAGIC
-    assert load_summary(tmp_path / "oracle-crop")["meta"]["benchmark"] == "synthetic-hr"
+    meta = load_summary(tmp_path / "oracle-crop")["meta"]
+    assert meta["benchmark"] == "synthetic-hr" and meta["resize_backend"] in ("pil", "opencv")
 
 
 def test_record_contents(tmp_path):

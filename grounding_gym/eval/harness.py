@@ -294,6 +294,7 @@ def evaluate(
         "dataset": dataset_name,
         "dataset_kwargs": config["env_kwargs"].get("dataset_kwargs", {}),
         "num_envs": num_envs,
+        "resize_backend": getattr(base, "resize_backend", None),  # views differ slightly (docs/benchmarks.md)
         "bin_edges": list(edges),
         "chance": float(np.mean([1.0 / k for k in with_options])) if with_options else None,
         "n_episodes": len(records),
