@@ -48,6 +48,9 @@ ALGOS: dict[str, list[str]] = {
 }
 BINS = ("small", "medium", "large")
 KEYS = [f"acc_{b}" for b in BINS] + ["acc"] + [f"crop_iou_{b}" for b in BINS] + ["crop_iou"]
+LATE = {"acc": "rollout/acc", "acc_small": "rollout/acc_small"}
+"""Training-rollout metrics averaged over each run's last 10 % of steps (columns `train_<key>`):
+a steadier figure than the final greedy evaluation of one snapshot."""
 
 
 def run_one(algo: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -67,22 +70,37 @@ def run_one(algo: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, tuple[float, float]]]:
+def late_training(history: list[dict[str, Any]]) -> dict[str, float]:
+    """`LATE` metrics over the last 10 % of a run's steps (`metrics.jsonl` rows)."""
+    tail = history[-max(1, len(history) // 10) :]
+    return {f"train_{name}": float(np.nanmean([row.get(key, math.nan) for row in tail])) for name, key in LATE.items()}
+
+
+def summarise(runs: list[dict[str, Any]], out: Path) -> dict[str, dict[str, tuple[float, float]]]:
+    """Per variant, mean and sample std (ddof 1) over seeds of the final evaluation and of
+    `late_training`."""
     table: dict[str, dict[str, tuple[float, float]]] = {}
     for algo in ALGOS:
-        chosen = [r["eval"] for r in runs if r["algo"] == algo]
+        chosen = [{**r["eval"], **late_training(_history(out, r))} for r in runs if r["algo"] == algo]
         if not chosen:
             continue
         table[algo] = {}
-        for key in KEYS:
+        for key in [*KEYS, *(f"train_{name}" for name in LATE)]:
             values = np.array([m.get(key, math.nan) for m in chosen], dtype=float)
-            table[algo][key] = (float(np.nanmean(values)), float(np.nanstd(values)))
+            std = float(np.nanstd(values, ddof=1)) if np.isfinite(values).sum() > 1 else math.nan
+            table[algo][key] = (float(np.nanmean(values)), std)
     return table
 
 
+def _history(out: Path, run: dict[str, Any]) -> list[dict[str, Any]]:
+    with open(out / f"{run['algo']}-seed{run['seed']}" / "metrics.jsonl", encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle]
+
+
 def markdown(table: dict[str, dict[str, tuple[float, float]]], runs: list[dict[str, Any]]) -> str:
-    head = "| algorithm | seeds | " + " | ".join(KEYS) + " |"
-    lines = [head, "|---|---|" + "---|" * len(KEYS)]
+    keys = next(iter(table.values())).keys()
+    head = "| algorithm | seeds | " + " | ".join(keys) + " |"
+    lines = [head, "|---|---|" + "---|" * len(keys)]
     for algo, row in table.items():
         n = sum(r["algo"] == algo for r in runs)
         lines.append(f"| {algo} | {n} | " + " | ".join(f"{m:.3f} ± {s:.3f}" for m, s in row.values()) + " |")
@@ -128,11 +146,7 @@ def plot_curves(runs: list[dict[str, Any]], out: Path, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    histories = {
-        algo: [[json.loads(line) for line in (out / f"{algo}-seed{r['seed']}" / "metrics.jsonl").open()]
-               for r in runs if r["algo"] == algo]
-        for algo in ALGOS
-    }  # fmt: skip
+    histories = {algo: [_history(out, r) for r in runs if r["algo"] == algo] for algo in ALGOS}
     every = [h for hs in histories.values() for h in hs]
     grid = np.linspace(max(h[0]["env_steps"] for h in every), min(h[-1]["env_steps"] for h in every), 100)
     fig, axes = plt.subplots(1, len(CURVES), figsize=(5 * len(CURVES), 3.8))
@@ -189,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)  # fmt: skip
     if not args.report_only:
         runs = [r for r in runs if r["algo"] in args.algos and r["seed"] in args.seeds]
-    table = summarise(runs)
+    table = summarise(runs, args.out)
     atomic_write_json(args.out / "results.json", {"runs": runs, "summary": table, "env_steps": args.env_steps})
     text = markdown(table, runs)
     atomic_write_text(args.out / "results.md", text + "\n")
