@@ -167,8 +167,9 @@ def plot_learning_curve(history: Sequence[dict[str, Any]], path: Path, baselines
     for name, m in baselines.items():
         axes[0].axhline(m.get("acc_small", np.nan), ls="--", lw=1, color="grey" if name == "no-crop" else "k",
                         label=f"{name} (eval, small)")  # fmt: skip
-    values = np.array([row.get("rollout/crop_iou", np.nan) for row in history], dtype=float)
-    axes[1].plot(steps, trailing_mean(values), label="crop IoU (training rollouts)")
+    for key, label in (("rollout/crop_iou", "crop IoU"), ("rollout/crop_rel_area", "first crop's relative area")):
+        values = np.array([row.get(key, np.nan) for row in history], dtype=float)
+        axes[1].plot(steps, trailing_mean(values), label=f"{label} (training rollouts)")
     axes[0].set(xlabel="step", title="tiny policy, SRPO: training rollouts (smoothed)")
     axes[1].set(xlabel="step", title="grounding")
     for ax in axes:

@@ -449,7 +449,9 @@ def rollout_metrics(
         `acc` and `acc_<bin>` (answer accuracy; bins without rollouts are left out),
         `crop_iou` and `crop_iou_<bin>` (mean over rollouts of the best crop IoU with the target,
         0 without crops), `n_<bin>` (rollouts in the bin), `crop_rate`
-        (fraction that cropped), `turns` (mean episode length), `answered`.
+        (fraction that cropped), `crop_rel_area` (mean relative area of the first crop, over
+        rollouts that cropped: which crop scale the policy uses), `turns` (mean episode
+        length), `answered`.
     """
     if len(bin_names) != len(bin_edges) + 1:
         raise ValueError(f"{len(bin_names)} bin names for {len(bin_edges)} edges; need edges + 1")
@@ -479,6 +481,9 @@ def rollout_metrics(
             out[f"n_{name}"] = float(chosen.sum())
     out["crop_iou"] = float(ious.mean())
     out["crop_rate"] = float(np.mean([1.0 if t.crop_boxes else 0.0 for t in trajectories]))
+    areas = [t.first_crop_rel_area for t in trajectories if t.crop_boxes]
+    if areas:
+        out["crop_rel_area"] = float(np.mean(areas))
     out["turns"] = float(np.mean([len(t.turns) for t in trajectories]))
     out["answered"] = float(np.mean([t.correct is not None for t in trajectories]))
     return {prefix + k: v for k, v in out.items()}

@@ -142,6 +142,7 @@ def test_rollout_arrays_and_metrics(toy_dataset):
     assert metrics["rollout/acc"] == pytest.approx(np.mean([bool(t.correct) for t in trajs]))
     assert metrics["rollout/reward"] == pytest.approx(arrays["rewards"].mean())
     assert metrics["rollout/crop_rate"] == pytest.approx(np.mean(cropped))
+    assert metrics["rollout/crop_rel_area"] == pytest.approx(np.nanmean(arrays["rel_areas"]))
     assert {"rollout/reward_answer", "rollout/reward_grounding", "rollout/crop_iou"} <= set(metrics)
     assert any(k.startswith("rollout/acc_") for k in metrics)
     with pytest.raises(ValueError, match="bin names"):
