@@ -13,7 +13,7 @@ Record keys (one episode; boxes in original px, areas relative to the image):
 | `episode` | index in the evaluation's deterministic plan |
 | `sample_index`, `sample_id`, `category`, `cycle_id` | the sample (`cycle_id`: HR-Bench rotations, else None) |
 | `seed` | the `reset` seed |
-| `image_size`, `gt_boxes`, `target_rel_area`, `target_scale_bin` | the target |
+| `image_size`, `gt_boxes`, `target_rel_area`, `target_scale_bin` | the target (`target_scale_bin` and `crop_scale_bins` use the env's `scale_bin_edges`; the summary bins `target_rel_area` by its own `bin_edges`) |
 | `first_view_sha1` | 16 hex digits of the SHA-1 of the first view's pixels (detects a changed generator or decoder) |
 | `num_options` | options of a multiple-choice question (0 = free form) |
 | `turns`, `actions`, `action_kinds`, `action_errors` | what the agent did, per step |
