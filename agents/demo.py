@@ -27,6 +27,7 @@ import numpy as np
 from agents.checkpoint import atomic_write_json
 from agents.policies.base import Generation, Trajectory
 from agents.rollout import collect_groups, rollout_metrics
+from grounding_gym.atomic import atomic_open
 
 IMAGE_SIZE = 2048
 MAX_PIXELS = 448 * 448
@@ -176,11 +177,9 @@ def plot_learning_curve(history: Sequence[dict[str, Any]], path: Path, baselines
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_open(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=110)
     plt.close(fig)
-    tmp.replace(path)
 
 
 def trailing_mean(values: Sequence[float], window: int = 10) -> np.ndarray:

@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 from agents.checkpoint import atomic_write_json, atomic_write_text  # noqa: E402
 from agents.demo import trailing_mean  # noqa: E402
 from agents.trainer import Trainer, load_config  # noqa: E402
+from grounding_gym.atomic import atomic_open  # noqa: E402
 
 ALGOS: dict[str, list[str]] = {
     "grpo": ["algo=grpo", "g1=8", "g2=1", "adv_kwargs={}"],
@@ -76,12 +77,12 @@ def late_training(history: list[dict[str, Any]]) -> dict[str, float]:
     return {f"train_{name}": float(np.nanmean([row.get(key, math.nan) for row in tail])) for name, key in LATE.items()}
 
 
-def summarise(runs: list[dict[str, Any]], out: Path) -> dict[str, dict[str, tuple[float, float]]]:
+def summarise(runs: list[dict[str, Any]], histories: list[list[dict[str, Any]]]) -> dict[str, dict[str, tuple[float, float]]]:
     """Per variant, mean and sample std (ddof 1) over seeds of the final evaluation and of
-    `late_training`."""
+    `late_training` (`histories[i]`: the `metrics.jsonl` rows of `runs[i]`)."""
     table: dict[str, dict[str, tuple[float, float]]] = {}
     for algo in ALGOS:
-        chosen = [{**r["eval"], **late_training(_history(out, r))} for r in runs if r["algo"] == algo]
+        chosen = [{**r["eval"], **late_training(h)} for r, h in zip(runs, histories, strict=True) if r["algo"] == algo]
         if not chosen:
             continue
         table[algo] = {}
@@ -92,7 +93,8 @@ def summarise(runs: list[dict[str, Any]], out: Path) -> dict[str, dict[str, tupl
     return table
 
 
-def _history(out: Path, run: dict[str, Any]) -> list[dict[str, Any]]:
+def read_history(out: Path, run: dict[str, Any]) -> list[dict[str, Any]]:
+    """The `metrics.jsonl` rows of `run` (trained into `out`)."""
     with open(out / f"{run['algo']}-seed{run['seed']}" / "metrics.jsonl", encoding="utf-8") as handle:
         return [json.loads(line) for line in handle]
 
@@ -128,17 +130,16 @@ def plot(table: dict[str, dict[str, tuple[float, float]]], path: Path) -> None:
         panel.grid(axis="y", alpha=0.3)
         panel.legend()
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_open(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=110)
     plt.close(fig)
-    tmp.replace(path)
 
 
 CURVES = (("rollout/acc", "accuracy (all)"), ("rollout/acc_small", "accuracy (small targets)"),
           ("rollout/reward_grounding", "grounding reward (weighted coverage)"))
 
 
-def plot_curves(runs: list[dict[str, Any]], out: Path, path: Path) -> None:
+def plot_curves(runs: list[dict[str, Any]], histories: list[list[dict[str, Any]]], path: Path) -> None:
     """Training-rollout metrics against env steps: per algorithm, the mean over seeds (band: +- std)
     of each run's metric smoothed over 10 steps and interpolated onto a common env-step grid."""
     import matplotlib
@@ -146,11 +147,10 @@ def plot_curves(runs: list[dict[str, Any]], out: Path, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    histories = {algo: [_history(out, r) for r in runs if r["algo"] == algo] for algo in ALGOS}
-    every = [h for hs in histories.values() for h in hs]
-    grid = np.linspace(max(h[0]["env_steps"] for h in every), min(h[-1]["env_steps"] for h in every), 100)
+    by_algo = {algo: [h for r, h in zip(runs, histories, strict=True) if r["algo"] == algo] for algo in ALGOS}
+    grid = np.linspace(max(h[0]["env_steps"] for h in histories), min(h[-1]["env_steps"] for h in histories), 100)
     fig, axes = plt.subplots(1, len(CURVES), figsize=(5 * len(CURVES), 3.8))
-    for algo, runs_of_algo in histories.items():
+    for algo, runs_of_algo in by_algo.items():
         if not runs_of_algo:
             continue
         for ax, (key, title) in zip(axes, CURVES, strict=True):
@@ -168,10 +168,9 @@ def plot_curves(runs: list[dict[str, Any]], out: Path, path: Path) -> None:
         ax.legend(fontsize=8)
     fig.suptitle("training rollouts (sampled actions), mean +- std over seeds", fontsize=10)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_open(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=110)
     plt.close(fig)
-    tmp.replace(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -203,12 +202,13 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)  # fmt: skip
     if not args.report_only:
         runs = [r for r in runs if r["algo"] in args.algos and r["seed"] in args.seeds]
-    table = summarise(runs, args.out)
+    histories = [read_history(args.out, r) for r in runs]
+    table = summarise(runs, histories)
     atomic_write_json(args.out / "results.json", {"runs": runs, "summary": table, "env_steps": args.env_steps})
     text = markdown(table, runs)
     atomic_write_text(args.out / "results.md", text + "\n")
     plot(table, args.out / "algos.png")
-    plot_curves(runs, args.out, args.out / "curves.png")
+    plot_curves(runs, histories, args.out / "curves.png")
     print(text)
     return 0
 
