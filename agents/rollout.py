@@ -412,15 +412,22 @@ def rollout_arrays(trajectories: Sequence[Trajectory]) -> dict[str, np.ndarray]:
 
     Keys: `rewards` (float64, episode return), `group_ids` (int64), `rel_areas` (float64,
     first accepted crop's area / image area, NaN without a crop: SRPO's scale),
+    `target_rel_areas` (float64, the question's target area / image area, NaN without one),
     `lengths` (int64, policy tokens), `correct` (float64 in {0, 1}; 0 without an answer).
     """
     return {
         "rewards": np.array([t.total_reward for t in trajectories], dtype=np.float64),
         "group_ids": np.array([t.group_id for t in trajectories], dtype=np.int64),
         "rel_areas": np.array([t.first_crop_rel_area for t in trajectories], dtype=np.float64),
+        "target_rel_areas": np.array([_target_area(t) for t in trajectories], dtype=np.float64),
         "lengths": np.array([t.num_policy_tokens for t in trajectories], dtype=np.int64),
         "correct": np.array([1.0 if t.correct else 0.0 for t in trajectories], dtype=np.float64),
     }
+
+
+def _target_area(traj: Trajectory) -> float:
+    value = traj.reset_info.get("target_rel_area")
+    return math.nan if value is None else float(value)
 
 
 def _bin_name(value: float, edges: Sequence[float], names: Sequence[str]) -> str | None:
@@ -434,6 +441,8 @@ def rollout_metrics(
     bin_edges: Sequence[float] = (0.1, 0.3),
     bin_names: Sequence[str] = ("small", "medium", "large"),
     prefix: str = "rollout/",
+    crop_bin_edges: Sequence[float] | None = None,
+    crop_bin_names: Sequence[str] | None = None,
 ) -> dict[str, float]:
     """Summary statistics of a batch of rollouts, namespaced for logging.
 
@@ -443,6 +452,9 @@ def rollout_metrics(
             `len(bin_names) == len(bin_edges) + 1`.
         bin_names: names of the bins, smallest first.
         prefix: key prefix.
+        crop_bin_edges, crop_bin_names: bins on the FIRST CROP's relative area; when given, also
+            `p_crop_<crop bin>_<target bin>` = P(first crop in the crop bin | target in the target
+            bin), over the bin's rollouts (no crop counts as a crop in no bin).
 
     Returns:
         `reward` (mean return), `reward_<term>` (mean per-episode sum of each reward term),
@@ -479,6 +491,11 @@ def rollout_metrics(
             out[f"acc_{name}"] = float(correct[chosen].mean())
             out[f"crop_iou_{name}"] = float(ious[chosen].mean())
             out[f"n_{name}"] = float(chosen.sum())
+            if crop_bin_edges is not None and crop_bin_names is not None:
+                crops = [_bin_name(t.first_crop_rel_area, crop_bin_edges, crop_bin_names)
+                         for t, c in zip(trajectories, chosen, strict=True) if c]  # fmt: skip
+                for crop_name in crop_bin_names:
+                    out[f"p_crop_{crop_name}_{name}"] = float(np.mean([c == crop_name for c in crops]))
     out["crop_iou"] = float(ious.mean())
     out["crop_rate"] = float(np.mean([1.0 if t.crop_boxes else 0.0 for t in trajectories]))
     areas = [t.first_crop_rel_area for t in trajectories if t.crop_boxes]

@@ -9,7 +9,7 @@ One step = collect rollouts (G1 x G2 per question; G2 = 1 is plain GRPO groups) 
 advantages from the estimator registry (`agents.algos`, chosen by NAME: `algo: srpo`) ->
 `update_epochs` passes of `compute_loss` (clipped surrogate, k3 KL to a frozen reference when
 `beta > 0`) -> log. The trainer never branches on the algorithm's name: extra per-rollout inputs
-(SRPO's `rel_areas`) are passed exactly when `estimator_needs(algo)` lists them.
+(SRPO's `rel_areas`) are passed exactly when `estimator_inputs(algo)` lists them.
 
 Outputs in `output_dir`: `metrics.jsonl` (one line per step, namespaced keys such as
 `train/loss`, `rollout/acc_small`, `eval/crop_iou`; deterministic given the config, so a resumed
@@ -45,11 +45,12 @@ from agents.algos import (
     LossConfig,
     compute_loss,
     dynamic_sampling_mask,
-    estimator_needs,
+    estimator_inputs,
     estimator_options,
     get_advantage_estimator,
     overlong_penalty,
 )
+from agents.algos.diagnostics import bin_indices, crop_bin_names, scale_bias_metrics, shares
 from agents.checkpoint import atomic_torch_save, atomic_write_text, get_rng_state, set_rng_state
 from agents.policies import list_policies, make_policy
 from agents.policies.base import Trajectory
@@ -70,16 +71,16 @@ class TrainerConfig:
     """Everything a training run depends on. Fields are grouped:
 
     > experiment: `exp_name`, `output_dir`, `seed`, `torch_threads`
-    > environment: `env_id`, `env_kwargs`, `num_envs`, `env_threads`, `share_images`,
-      `cache_first_views`,
-      `train_samples`, `eval_samples`, `bin_edges`, `bin_names`
+    > environment: `env_id`, `env_kwargs`, `eval_env_kwargs`, `num_envs`, `env_threads`,
+      `share_images`, `cache_first_views`, `train_samples`, `eval_samples`, `bin_edges`,
+      `bin_names`, `crop_bin_edges`
     > policy: `policy`, `policy_kwargs`
     > algorithm: `algo`, `adv_kwargs`, `questions_per_step`, `g1`, `g2`, `clip_low`,
       `clip_high`, `beta`, `loss_agg`, `norm_len`, `dynamic_sampling`, `overlong_max_len`,
       `overlong_cache_len`
     > optimisation: `total_steps`, `lr`, `update_epochs`, `max_grad_norm`, `weight_decay`
-    > logging: `eval_every`, `final_eval`, `checkpoint_every`, `resume`, `tensorboard`, `progress`,
-      `max_minutes`
+    > logging: `eval_every`, `final_eval`, `grad_diagnostics`, `checkpoint_every`, `resume`,
+      `tensorboard`, `progress`, `max_minutes`
     """
 
     # > experiment
@@ -98,6 +99,10 @@ class TrainerConfig:
     """a Gymnasium id with the GroundedVQA API (reset(options={"sample_id"}), text actions)"""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """kwargs of gym.make(env_id, ...), e.g. max_pixels, max_turns, dataset_kwargs"""
+    eval_env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """overrides of env_kwargs for the held-out evaluation, merged key by key (nested dicts too),
+    e.g. {dataset_kwargs: {target_mix: [0.5, 0.5]}}: a balanced held-out set for a skewed
+    training mix; {} evaluates on the training envs"""
     num_envs: int = 16
     """env instances in the rollout pool = width of each batched policy.act call"""
     env_threads: int = 2
@@ -116,6 +121,10 @@ class TrainerConfig:
     """edges on the TARGET's relative area for the per-scale metrics (acc_small, ...)"""
     bin_names: tuple[str, ...] = ("small", "medium", "large")
     """names of the scale bins, smallest first: len(bin_edges) + 1 names"""
+    crop_bin_edges: tuple[float, ...] | None = None
+    """edges on the first CROP's relative area for the crop-bin diagnostics
+    (crop_bin_occupancy/<bin>, multi_bin_group_frac, p_crop_<crop bin>_<target bin>); None: the
+    estimator's own crop bins (srpo's adv_kwargs bin_edges) if it takes crop areas, else bin_edges"""
 
     # > policy
     policy: str = "tiny"
@@ -170,6 +179,9 @@ class TrainerConfig:
     """evaluate greedily on the held-out questions every N steps (0: only at the end)"""
     final_eval: bool = True
     """evaluate at the last step (set False when the caller evaluates itself)"""
+    grad_diagnostics: bool = True
+    """log grad_share/<bin> every step: one extra backward per target bin on the step's batch
+    (the other scale-bias diagnostics are free); False for speed"""
     checkpoint_every: int = 10
     """write checkpoint.pt every N steps (and always at the end); 0: only at the end"""
     resume: bool = True
@@ -184,6 +196,8 @@ class TrainerConfig:
     def __post_init__(self) -> None:
         self.bin_edges = tuple(float(e) for e in self.bin_edges)
         self.bin_names = tuple(str(n) for n in self.bin_names)
+        if self.crop_bin_edges is not None:
+            self.crop_bin_edges = tuple(float(e) for e in self.crop_bin_edges)
         _check(self.g1 >= 1 and self.g2 >= 1, f"g1 ({self.g1}) and g2 ({self.g2}) must be >= 1.")
         _check(
             self.rollouts_per_question >= 2,
@@ -240,6 +254,16 @@ class TrainerConfig:
             clip_low=self.clip_low, clip_high=self.clip_high, beta=self.beta,
             agg=self.loss_agg, norm_len=self.norm_len,
         )  # fmt: skip
+
+    @property
+    def crop_edges(self) -> tuple[float, ...]:
+        """Crop-bin edges of the diagnostics (see `crop_bin_edges`)."""
+        if self.crop_bin_edges is not None:
+            return self.crop_bin_edges
+        if "rel_areas" in estimator_inputs(self.algo):
+            edges = self.adv_kwargs.get("bin_edges", estimator_options(self.algo).get("bin_edges", ()))
+            return tuple(float(e) for e in edges)
+        return self.bin_edges
 
     @property
     def eval_ids(self) -> list[int]:
@@ -365,13 +389,25 @@ def parse_args(argv: Sequence[str]) -> TrainerConfig:
 # ------------------------------------------------------------------------------ building
 
 
-def build_envs(cfg: TrainerConfig) -> list[Any]:
-    """The rollout pool: `num_envs` envs of `env_id` with `env_kwargs` (sharing images)."""
+def merge_kwargs(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of `base` with `overrides` merged in, key by key (nested dicts recursively)."""
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_kwargs(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def build_envs(cfg: TrainerConfig, overrides: dict[str, Any] | None = None) -> list[Any]:
+    """The rollout pool: `num_envs` envs of `env_id` with `env_kwargs` (sharing images), with
+    `overrides` merged in (`merge_kwargs`; the evaluation pool passes `eval_env_kwargs`)."""
     import gymnasium as gym
 
     import grounding_gym  # noqa: F401  (registers the ids)
 
-    kwargs = copy.deepcopy(cfg.env_kwargs)
+    kwargs = merge_kwargs(cfg.env_kwargs, overrides or {})
     spec_kwargs = gym.spec(cfg.env_id).kwargs or {}
     dataset = kwargs.get("dataset", spec_kwargs.get("dataset"))
     if cfg.share_images and isinstance(dataset, str):
@@ -434,6 +470,8 @@ class Trainer:
         _seed_everything(cfg.seed)
         self.policy = policy if policy is not None else make_policy(cfg.policy, **cfg.policy_kwargs)
         self.envs = list(envs) if envs is not None else build_envs(cfg)
+        self.eval_envs = build_envs(cfg, cfg.eval_env_kwargs) if cfg.eval_env_kwargs else self.envs
+        self.crop_names = crop_bin_names(len(cfg.crop_edges), cfg.bin_names)
         self.executor = ThreadPoolExecutor(cfg.env_threads) if cfg.env_threads else None
         params = [p for p in self.policy.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -482,28 +520,64 @@ class Trainer:
         if not ids:
             return {}
         self.policy.eval()
-        trajs = collect_groups(self.envs, self.policy, ids, 1, seed=10**9, greedy=True, executor=self.executor)
-        return rollout_metrics(trajs, self.cfg.bin_edges, self.cfg.bin_names, prefix=prefix)
+        trajs = collect_groups(self.eval_envs, self.policy, ids, 1, seed=10**9, greedy=True, executor=self.executor)
+        return self._metrics(trajs, prefix)
+
+    def _metrics(self, trajectories: Sequence[Trajectory], prefix: str) -> dict[str, float]:
+        cfg = self.cfg
+        return rollout_metrics(
+            trajectories, cfg.bin_edges, cfg.bin_names, prefix=prefix,
+            crop_bin_edges=cfg.crop_edges, crop_bin_names=self.crop_names,
+        )  # fmt: skip
 
     # ---------------------------------------------------------------- ALGO LOGIC
     def advantages(self, trajectories: Sequence[Trajectory]) -> tuple[torch.Tensor, dict[str, float]]:
-        """(B,) advantages from the registry estimator named `cfg.algo`."""
+        """(B,) advantages from the registry estimator named `cfg.algo`, and their statistics
+        with the scale-bias diagnostics (`agents.algos.diagnostics`, all but `grad_share`)."""
         cfg = self.cfg
         arrays = rollout_arrays(trajectories)
         rewards = torch.from_numpy(arrays["rewards"])  # (B,)
         if cfg.overlong_max_len:
             rewards = rewards + overlong_penalty(arrays["lengths"], cfg.overlong_max_len, cfg.overlong_cache_len)
-        needs = estimator_needs(cfg.algo)
-        missing = sorted(needs - set(arrays))
+        inputs = estimator_inputs(cfg.algo)
+        missing = sorted(inputs - set(arrays))
         if missing:
             raise ValueError(f"estimator {cfg.algo!r} needs {missing}; rollouts provide {sorted(arrays)}")
-        extras = {name: arrays[name] for name in needs}  # e.g. SRPO's rel_areas (B,)
+        extras = {name: arrays[name] for name in inputs}  # e.g. SRPO's rel_areas (B,)
         adv = get_advantage_estimator(cfg.algo)(rewards, arrays["group_ids"], **extras, **cfg.adv_kwargs)
         stats = {"train/adv_abs_mean": float(adv.abs().mean()), "train/adv_std": float(adv.std())}
+        stats.update(scale_bias_metrics(
+            advantages=adv.numpy(), lengths=arrays["lengths"], rewards=rewards.numpy(),
+            group_ids=arrays["group_ids"], target_rel_areas=arrays["target_rel_areas"],
+            crop_rel_areas=arrays["rel_areas"], bin_edges=cfg.bin_edges, bin_names=cfg.bin_names,
+            crop_bin_edges=cfg.crop_edges, crop_names=self.crop_names,
+        ))  # fmt: skip
         return adv, stats
 
+    def gradient_shares(self, logp: torch.Tensor, old: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor,
+                        target_bins: np.ndarray) -> dict[str, float]:  # fmt: skip
+        """`grad_share/<bin>`: each target bin's share of the squared gradient norm of the step's
+        policy-gradient loss, from the update's first forward (`logp`, before any weight change):
+        one backward per occupied bin with every other bin's advantages zeroed. Falls back to
+        the rollout shares when the whole gradient is zero."""
+        names = self.cfg.bin_names
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        loss_cfg = dataclasses.replace(self.cfg.loss_config, beta=0.0)
+        norms = np.zeros(len(names))
+        for b in range(len(names)):
+            in_bin = torch.from_numpy(target_bins == b).to(logp.device, logp.dtype)
+            if not bool(in_bin.any()):
+                continue
+            loss, _ = compute_loss(logp, old, None, adv.to(logp.device) * in_bin, mask, loss_cfg)
+            grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+            norms[b] = float(sum(float(g.pow(2).sum()) for g in grads if g is not None))
+        fallback = shares(np.ones(len(target_bins)), target_bins, len(names))
+        share = shares(norms, np.arange(len(names)), len(names), fallback=fallback)
+        return {f"grad_share/{name}": float(share[b]) for b, name in enumerate(names)}
+
     def update(self, trajectories: Sequence[Trajectory], adv: torch.Tensor) -> dict[str, float]:
-        """`update_epochs` gradient steps of `compute_loss` on one rollout batch."""
+        """`update_epochs` gradient steps of `compute_loss` on one rollout batch (and, with
+        `grad_diagnostics`, the `gradient_shares` of its first forward)."""
         cfg = self.cfg
         keep = torch.ones(len(trajectories), dtype=torch.bool)
         if cfg.dynamic_sampling:
@@ -516,11 +590,14 @@ class Trainer:
         self.policy.train()
         sums: dict[str, float] = {}
         old = None
-        for _ in range(cfg.update_epochs):
+        for epoch in range(cfg.update_epochs):
             logp, mask = self.policy.trajectory_logprobs(trajectories)  # (B, T) each
             if old is None:
                 old = old_logprobs(trajectories, mask)
             mask = mask * keep.to(mask.device, mask.dtype)[:, None]  # dynamic sampling: drop rows
+            if epoch == 0 and cfg.grad_diagnostics:
+                bins = bin_indices(rollout_arrays(trajectories)["target_rel_areas"], cfg.bin_edges)
+                sums.update(self.gradient_shares(logp, old, adv, mask, bins))
             loss, metrics = compute_loss(logp, old, ref_logp, adv.to(logp.device), mask, cfg.loss_config)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -530,7 +607,7 @@ class Trainer:
             metrics["grad_norm"] = norm
             for key, value in metrics.items():
                 sums[key] = sums.get(key, 0.0) + float(value) / cfg.update_epochs
-        out = {f"train/{k}": v for k, v in sums.items()}
+        out = {k if k.startswith("grad_share/") else f"train/{k}": v for k, v in sums.items()}
         out["train/kept_frac"] = float(keep.float().mean())
         return out
 
@@ -545,7 +622,7 @@ class Trainer:
         self.episodes += len(trajectories)
         self.env_steps += sum(len(t.turns) for t in trajectories)
         row: dict[str, Any] = {"step": self.step, "episodes": self.episodes, "env_steps": self.env_steps}
-        row.update(rollout_metrics(trajectories, cfg.bin_edges, cfg.bin_names))
+        row.update(self._metrics(trajectories, "rollout/"))
         row.update(adv_stats)
         row.update(metrics)
         return row
@@ -676,7 +753,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     last = history[-1] if history else {}
     summary = {k: v for k, v in last.items() if k.startswith("eval/")}
     print(json.dumps({"step": trainer.step, "output_dir": str(trainer.out), **summary}, indent=2))
+    if history:
+        print(scale_bias_summary(history, cfg.bin_names))
     return 0
+
+
+SUMMARY_FAMILIES = ("rollout_share", "adv_share", "grad_share", "crop_bin_occupancy")
+
+
+def scale_bias_summary(history: Sequence[dict[str, Any]], bin_names: Sequence[str]) -> str:
+    """One line: the scale-bias diagnostics averaged over the run's steps, e.g.
+    `scale bias (mean of 150 steps): rollout_share small 0.20 large 0.80 | adv_share ... |
+    multi_bin_group_frac 0.41`."""
+    parts = []
+    for family in SUMMARY_FAMILIES:
+        keys = sorted({k for row in history for k in row if k.startswith(family + "/")},
+                      key=lambda k: _bin_order(k.split("/", 1)[1], bin_names))  # fmt: skip
+        means = [(k.split("/", 1)[1], float(np.mean([row.get(k, 0.0) for row in history]))) for k in keys]
+        means = [(name, m) for name, m in means if m > 0.0005 or family != "crop_bin_occupancy"]
+        if means:
+            parts.append(family + " " + " ".join(f"{name} {m:.2f}" for name, m in means))
+    fracs = [row["multi_bin_group_frac"] for row in history if "multi_bin_group_frac" in row]
+    if fracs:
+        parts.append(f"multi_bin_group_frac {np.mean(fracs):.2f}")
+    return f"scale bias (mean of {len(history)} steps): " + " | ".join(parts)
+
+
+def _bin_order(name: str, bin_names: Sequence[str]) -> int:
+    return list(bin_names).index(name) if name in bin_names else len(bin_names)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,10 @@ Typical use in a trainer::
 """
 
 from agents.algos.advantages import (
+    ROLLOUT_FIELDS,
     AdvantageEstimator,
     dr_grpo,
+    estimator_inputs,
     estimator_needs,
     estimator_options,
     get_advantage_estimator,
@@ -21,6 +23,7 @@ from agents.algos.advantages import (
     register_adv_est,
     rloo,
     srpo,
+    srpo_target,
 )
 from agents.algos.losses import (
     AGG_MODES,
@@ -35,12 +38,14 @@ from agents.algos.losses import (
 
 __all__ = [
     "AGG_MODES",
+    "ROLLOUT_FIELDS",
     "AdvantageEstimator",
     "LossConfig",
     "agg_loss",
     "compute_loss",
     "dr_grpo",
     "dynamic_sampling_mask",
+    "estimator_inputs",
     "estimator_needs",
     "estimator_options",
     "get_advantage_estimator",
@@ -52,4 +57,5 @@ __all__ = [
     "register_adv_est",
     "rloo",
     "srpo",
+    "srpo_target",
 ]

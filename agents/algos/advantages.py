@@ -9,9 +9,11 @@ One call convention for every estimator::
 * ``rewards`` (B,) and ``group_ids`` (B,) come first, positionally; numpy arrays, torch
   tensors and lists are accepted (``torch.as_tensor``). ``group_ids`` may be ints or strings;
   equal ids form one group (one question's rollouts), in any order.
-* Everything else is keyword-only. Per-rollout data an estimator needs (``rel_areas``) has no
-  default and is listed by `estimator_needs`; tuning options have defaults and are listed by
-  `estimator_options`. Estimators take no ``**kwargs``, so a misspelt option is a TypeError,
+* Everything else is keyword-only. Per-rollout data are the parameters named in
+  `ROLLOUT_FIELDS` (``rel_areas``, ``target_rel_areas``, ``lengths``): those without a default
+  are required and listed by `estimator_needs`; `estimator_inputs` lists every one an estimator
+  accepts (the trainer passes them all). Tuning options are the other parameters, with defaults,
+  listed by `estimator_options`. Estimators take no ``**kwargs``, so a misspelt option is a TypeError,
   never silently ignored.
 * The result is a float32 tensor of shape (B,) on the rewards' device; the loss broadcasts it
   over the response mask (B, T). Statistics are computed in float64 and vectorised over groups
@@ -47,11 +49,14 @@ __all__ = [
     "get_advantage_estimator",
     "list_advantage_estimators",
     "estimator_needs",
+    "estimator_inputs",
     "estimator_options",
+    "ROLLOUT_FIELDS",
     "grpo",
     "dr_grpo",
     "rloo",
     "srpo",
+    "srpo_target",
 ]
 
 Tensor = torch.Tensor
@@ -59,6 +64,11 @@ ArrayLike = Any  # numpy array, torch tensor or sequence, 1-D
 AdvantageFn = Callable[..., Tensor]
 
 _CALL_CONVENTION = ("rewards", "group_ids")
+
+ROLLOUT_FIELDS = ("rel_areas", "target_rel_areas", "lengths")
+"""Per-rollout (B,) inputs an estimator may take by name (`agents.rollout.rollout_arrays`):
+the first crop's relative area (NaN without a crop), the question's target relative area, and
+the rollout's loss tokens."""
 
 
 class AdvantageEstimator(str, Enum):
@@ -68,6 +78,7 @@ class AdvantageEstimator(str, Enum):
     DR_GRPO = "dr_grpo"
     RLOO = "rloo"
     SRPO = "srpo"
+    SRPO_TARGET = "srpo_target"
 
 
 _REGISTRY: dict[str, AdvantageFn] = {}
@@ -168,15 +179,30 @@ def estimator_needs(name: str | AdvantageEstimator) -> set[str]:
     return {p.name for p in _extras(name) if p.default is inspect.Parameter.empty}
 
 
-def estimator_options(name: str | AdvantageEstimator) -> dict[str, Any]:
-    """The estimator's tuning options and their defaults, e.g. ``{"eps": 1e-6, ...}``.
-
-    Use it to validate a config's estimator kwargs before training starts.
+def estimator_inputs(name: str | AdvantageEstimator) -> set[str]:
+    """Every `ROLLOUT_FIELDS` entry the estimator accepts, required or optional; e.g.
+    ``{"target_rel_areas"}`` for "grpo" (its ``reweight`` option reads them).
 
     Raises:
         ValueError: unknown name (see `get_advantage_estimator`).
     """
-    return {p.name: p.default for p in _extras(name) if p.default is not inspect.Parameter.empty}
+    return {p.name for p in _extras(name) if p.name in ROLLOUT_FIELDS} | estimator_needs(name)
+
+
+def estimator_options(name: str | AdvantageEstimator) -> dict[str, Any]:
+    """The estimator's tuning options and their defaults, e.g. ``{"eps": 1e-6, ...}``.
+
+    Use it to validate a config's estimator kwargs before training starts. Per-rollout inputs
+    (`ROLLOUT_FIELDS`) are not options.
+
+    Raises:
+        ValueError: unknown name (see `get_advantage_estimator`).
+    """
+    return {
+        p.name: p.default
+        for p in _extras(name)
+        if p.default is not inspect.Parameter.empty and p.name not in ROLLOUT_FIELDS
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -201,6 +227,13 @@ def _out(a: Tensor) -> Tensor:
 # ---------------------------------------------------------------------------------------------
 
 
+Reweight = Literal["none", "inverse_bin_frequency"]
+_REWEIGHT = ("none", "inverse_bin_frequency")
+DEFAULT_TARGET_EDGES = (1e-3, 1e-2)
+"""Target-scale bin edges of `srpo_target` and of `grpo(reweight=...)`: log-decade edges on the
+target's relative area, as the high-resolution datasets declare (small < 1e-3 <= medium < 1e-2)."""
+
+
 @register_adv_est(AdvantageEstimator.GRPO)
 def grpo(
     rewards: ArrayLike,
@@ -208,30 +241,53 @@ def grpo(
     *,
     eps: float = 1e-6,
     scale_by_std: bool = True,
+    reweight: Reweight = "none",
+    target_rel_areas: ArrayLike | None = None,
+    bin_edges: Sequence[float] = DEFAULT_TARGET_EDGES,
 ) -> Tensor:
     """GRPO group-relative advantage (DeepSeekMath, Shao et al. 2024).
 
     ``A = (r - group mean) / (group std + eps)``, std unbiased (n - 1, torch's default, as in
     TRL and verl).
 
+    With ``reweight="inverse_bin_frequency"`` (the control of the scale-bias experiment: "any
+    rebalancing", without SRPO's comparisons) each rollout's advantage is multiplied by
+    ``B / (K * n_bin)``, where ``n_bin`` is the number of rollouts in its target-scale bin and K
+    the number of occupied bins: every occupied bin then weighs as much as if the batch were
+    balanced, and the weights sum to B.
+
     Args:
         rewards: (B,) float outcome rewards, finite; B = questions * G.
         group_ids: (B,) int or str question id; equal ids form one group.
         eps: added to every std.
         scale_by_std: False gives ``r - mean`` (as Dr.GRPO; see `dr_grpo`).
+        reweight: "none" (default) or "inverse_bin_frequency".
+        target_rel_areas: (B,) the question's target area / image area (NaN: no target, a bin
+            of its own); required by ``reweight="inverse_bin_frequency"``.
+        bin_edges: strictly increasing target-scale edges in [0, 1] for ``reweight``.
 
     Returns:
         (B,) float32 on the rewards' device; the loss broadcasts it over the mask (B, T).
 
     Raises:
-        ValueError: shapes differ, an input is not 1-D, or a reward is not finite.
+        ValueError: shapes differ, an input is not 1-D, a reward is not finite, or ``reweight``
+            needs ``target_rel_areas`` that are missing.
 
     Note:
         A group of one rollout, or a group whose rewards are all equal (zero variance), gives
         advantage exactly 0 for its rollouts: there is nothing to compare against.
     """
+    _choice(reweight, _REWEIGHT, "reweight")
     r, g, num = _prepare(rewards, group_ids)
-    return _out(standardise(r, g, num, eps=eps, scale_by_std=scale_by_std))
+    adv = standardise(r, g, num, eps=eps, scale_by_std=scale_by_std)
+    if reweight == "inverse_bin_frequency":
+        if target_rel_areas is None:
+            raise ValueError("reweight='inverse_bin_frequency' needs `target_rel_areas` (B,).")
+        bins, num_bins = _target_bins(target_rel_areas, r, _edges(bin_edges, None))
+        count = segment_count(bins, num_bins, r.dtype)
+        occupied = int((count > 0).sum())
+        adv = adv * (r.shape[0] / (occupied * count[bins]))
+    return _out(adv)
 
 
 @register_adv_est(AdvantageEstimator.DR_GRPO)
@@ -420,3 +476,78 @@ def srpo(
     adv = torch.zeros_like(r)
     adv[keep] = intra + inter
     return _out(adv)
+
+
+def _target_bins(target_rel_areas: ArrayLike, r: Tensor, edges: list[float]) -> tuple[Tensor, int]:
+    """(B,) int64 target-scale bin (`numpy.digitize` on `edges`; NaN: the extra bin K) and K + 1.
+
+    Raises:
+        ValueError: shape differs from the rewards', or an area is negative or infinite.
+    """
+    t = as_1d_float(target_rel_areas, "target_rel_areas", device=r.device)
+    if t.shape != r.shape:
+        raise ValueError(
+            f"`target_rel_areas` must have the shape of `rewards` {tuple(r.shape)}, got {tuple(t.shape)}."
+        )
+    missing = torch.isnan(t)
+    if bool((~missing & (~torch.isfinite(t) | (t < 0))).any()):
+        raise ValueError("`target_rel_areas` must be >= 0 and finite (NaN: no target).")
+    boundaries = torch.tensor(edges, dtype=t.dtype, device=t.device)
+    bins = torch.bucketize(torch.nan_to_num(t, nan=0.0), boundaries, right=True)
+    return torch.where(missing, torch.full_like(bins, len(edges) + 1), bins), len(edges) + 2
+
+
+@register_adv_est(AdvantageEstimator.SRPO_TARGET)
+def srpo_target(
+    rewards: ArrayLike,
+    group_ids: ArrayLike,
+    *,
+    target_rel_areas: ArrayLike,
+    lengths: ArrayLike,
+    bin_edges: Sequence[float] = DEFAULT_TARGET_EDGES,
+    eps: float = 1e-6,
+) -> Tensor:
+    """SRPO read by target scale: equal credit for every occupied target-scale bin of the batch.
+
+    A second reading of Ground-R1's scale-relative grouping (`srpo` is the first: bins by each
+    rollout's crop scale within its question). Here the bins are the questions' TARGET scales
+    across the batch. The intra-bin comparison is the question group (a question's rollouts all
+    share its target, hence its bin): ``a = grpo(rewards, group_ids, eps=eps)``. The advantage
+    mass ``m_k = sum_{i in bin k} |a_i| * lengths_i`` (what the loss spends on bin k) is then
+    rescaled so that every bin with ``m_k > 0`` carries ``M / K`` of the total ``M = sum_k m_k``
+    (K such bins): ``A_i = a_i * M / (K * m_k)``. A batch of 80 % large-target questions thus
+    gives its small-target questions as much credit as its large ones. The inter-bin comparison
+    (the bins' mean rewards) does not enter A; the trainer logs it (``bin_reward/<bin>``).
+
+    Args:
+        rewards: (B,) float outcome rewards, finite.
+        group_ids: (B,) int or str question id; equal ids form one group.
+        target_rel_areas: (B,) the question's target box area / image area, >= 0 (NaN: no
+            target; such rollouts form a bin of their own).
+        lengths: (B,) loss tokens of each rollout (policy tokens), >= 0.
+        bin_edges: strictly increasing target-scale edges in [0, 1] (default: log-decade
+            edges (1e-3, 1e-2): small / medium / large).
+        eps: added to every group std.
+
+    Returns:
+        (B,) float32 on the rewards' device.
+
+    Raises:
+        ValueError: shapes differ, a reward is not finite, an area or length is invalid.
+
+    Note:
+        The total mass M is unchanged, so the step size matches GRPO's. Zero-mass bins (every
+        group constant) stay 0; with one occupied bin A equals `grpo` (tested).
+    """
+    r, g, num = _prepare(rewards, group_ids)
+    tokens = as_1d_float(lengths, "lengths", device=r.device)
+    if tokens.shape != r.shape or bool((~torch.isfinite(tokens) | (tokens < 0)).any()):
+        raise ValueError(f"`lengths` must be finite, >= 0 and of shape {tuple(r.shape)}.")
+    adv = standardise(r, g, num, eps=eps)
+    bins, num_bins = _target_bins(target_rel_areas, r, _edges(bin_edges, None))
+    mass = segment_sum(adv.abs() * tokens, bins, num_bins)
+    carrying = mass > 0
+    if not bool(carrying.any()):
+        return _out(adv)
+    share = mass.sum() / (int(carrying.sum()) * mass.clamp(min=torch.finfo(mass.dtype).tiny))
+    return _out(adv * torch.where(carrying, share, torch.ones_like(share))[bins])

@@ -39,7 +39,8 @@ the info the policy saw, so log-probs recompute exactly):
   option's hashed-word embedding scores the options: the head reads the option TEXT, so option
   order does not matter.
 * After `max_crops` crops in an episode the policy must answer (crop types masked out), so
-  episodes end in an answer.
+  episodes end in an answer; before `min_crops` crops it must crop (the answer type masked out),
+  so every episode's crop scale is a choice the policy made.
 
 `act` samples with `torch.multinomial` on the global torch RNG (seed it with `torch.manual_seed`;
 trainers checkpoint `torch.get_rng_state()`). `trajectory_logprobs` rebuilds every turn's input
@@ -147,6 +148,7 @@ class TinyPolicy(nn.Module):
         scales: crop sizes as fractions of the current view's width/height, largest first.
         max_options: most answer options supported (letters A...).
         max_crops: crops per episode before the policy must answer (>= 0).
+        min_crops: crops per episode before the policy may answer (0 <= min_crops <= max_crops).
         channels: width of the learned conv stack.
         text_buckets: hashed-word vocabulary size.
         answer_dim: size of the answer/option embedding.
@@ -167,6 +169,7 @@ class TinyPolicy(nn.Module):
         scales: Sequence[float] = (0.35, 0.2, 0.12, 0.07),
         max_options: int = 5,
         max_crops: int = 1,
+        min_crops: int = 0,
         channels: int = 16,
         text_buckets: int = 512,
         answer_dim: int = 16,
@@ -182,9 +185,11 @@ class TinyPolicy(nn.Module):
             raise ValueError(f"scales must be fractions in (0, 1], got {tuple(scales)}")
         if max_crops < 0 or max_options < 2:
             raise ValueError(f"need max_crops >= 0 and max_options >= 2, got {max_crops}, {max_options}")
+        if not 0 <= min_crops <= max_crops:
+            raise ValueError(f"need 0 <= min_crops <= max_crops, got min_crops={min_crops}, max_crops={max_crops}")
         self.grid = grid
         self.scales = tuple(float(s) for s in scales)
-        self.max_options, self.max_crops = max_options, max_crops
+        self.max_options, self.max_crops, self.min_crops = max_options, max_crops, min_crops
         self.text_buckets = text_buckets
         self.target_scale = float(target_scale)
         self.saliency_prior = float(saliency_prior)
@@ -309,6 +314,7 @@ class TinyPolicy(nn.Module):
 
         must_answer = batch.n_crops >= self.max_crops
         scale_logit = scale_logit.masked_fill(must_answer[:, None], -math.inf)
+        answer_logit = answer_logit.masked_fill(batch.n_crops < self.min_crops, -math.inf)
         type_logp = F.log_softmax(torch.cat([answer_logit[:, None], scale_logit], dim=1), dim=-1)
         return type_logp, cell_logp, letter_logp
 
@@ -328,7 +334,7 @@ class TinyPolicy(nn.Module):
         """Fixed features of one view (`view_features`), cached by pixel content: the update
         epochs reuse the act-time inputs, and the G rollouts of a question share their first view."""
         array = np.ascontiguousarray(image, dtype=np.uint8)
-        key = (array.shape, hashlib.blake2b(array.tobytes(), digest_size=16).digest())
+        key = (array.shape, hashlib.sha1(memoryview(array).cast("B"), usedforsecurity=False).digest())
         value = self._input_cache.get(key)
         if value is not None:
             self._input_cache.move_to_end(key)

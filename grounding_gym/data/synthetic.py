@@ -177,17 +177,18 @@ _DIGIT_H, _DIGIT_W, _DIGIT_STROKE = 0.70, 0.42, 0.11
 """Digit box height, width and segment width, as fractions of the content canvas."""
 
 
-def content_period(kind: str, diameter: int, difficulty: float) -> int:
+def content_period(kind: str, diameter: int, difficulty: float, cycles: float | None = None) -> int:
     """Period in original px (an integer) of the content of a ring of `diameter` original px.
 
-    Patterns: about `24 + 8 * difficulty` cycles across the content canvas, at least
-    `MIN_PERIOD_PX`. Digits: the checkerboard texture's period `2 * cell`, with an even `cell`
+    Patterns: about `24 + 8 * difficulty` cycles across the content canvas (or `cycles`, for
+    coarse content: see `SyntheticHR(coarse_content=...)`), at least `MIN_PERIOD_PX`. Digits: the checkerboard texture's period `2 * cell`, with an even `cell`
     >= 2 px such that at least `3.5 + difficulty` cells span a segment's width. Periods are never
     2 mod 4 from 12 px on, so drawing them needs no supersampling (see `render_content`).
     """
     canvas = content_canvas(diameter)
     if kind == "pattern":
-        period = max(MIN_PERIOD_PX, round(canvas / _lerp(24.0, 32.0, difficulty)))
+        across = _lerp(24.0, 32.0, difficulty) if cycles is None else cycles
+        period = max(MIN_PERIOD_PX, round(canvas / across))
         return period + 1 if period >= 12 and period % 4 == 2 else period
     cells = _DIGIT_STROKE * canvas / _lerp(3.5, 4.5, difficulty)
     return 4 * max(1, math.floor(cells / 2.0))
@@ -342,6 +343,7 @@ class Ring:
         color: a `PALETTE` name.
         kind, content: what is inside (see `render_content`).
         mean: mean grey of the content, 0..255.
+        period: content period in original px (`content_period`).
         offset: content offset in whole px (see `render_content`).
         label: the label text, or None.
         label_box: `(x1, y1, x2, y2)` of the label plate, or None.
@@ -355,6 +357,7 @@ class Ring:
     kind: str
     content: str
     mean: float
+    period: int
     offset: tuple[int, int]
     label: str | None = None
     label_box: tuple[int, int, int, int] | None = None
@@ -476,8 +479,7 @@ def _draw_ring(
     """Paste the ring's content inside a disk, draw the outline, then the label (if any)."""
     d, t = ring.diameter, ring_thickness(ring.diameter)
     size = content_canvas(d)
-    period = content_period(ring.kind, d, difficulty)
-    values = render_content(ring.kind, ring.content, size, size, period, ring.offset)
+    values = render_content(ring.kind, ring.content, size, size, ring.period, ring.offset)
     grey = ring.mean + content_contrast(difficulty) * (values - 0.5)
     grey += rng.integers(-8, 9, grey.shape, dtype=np.int8)  # dither: hides sub-level residue
     content = Image.fromarray(np.clip(grey + 0.5, 0, 255).astype(np.uint8), "L")
@@ -535,6 +537,44 @@ def _check_range(
     return a, b
 
 
+def _check_ranges(name: str, value: Any, lo: float, hi: float) -> tuple[tuple[float, float], ...]:
+    """One `(min, max)` range (or a number), or a non-empty list of them; each within [lo, hi]."""
+    if isinstance(value, numbers.Real) or (
+        isinstance(value, Sequence) and len(value) == 2 and all(isinstance(v, numbers.Real) for v in value)
+    ):
+        return (_check_range(name, value, lo, hi),)
+    if not isinstance(value, Sequence) or isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a number, a (min, max) pair or a list of pairs, got {value!r}")
+    return tuple(_check_range(f"{name}[{k}]", v, lo, hi) for k, v in enumerate(value))
+
+
+def _check_mix(weights: Sequence[float] | None, groups: int) -> tuple[float, ...]:
+    """Normalised mixture weights, one per target group (equal when None)."""
+    if weights is None:
+        return tuple(1.0 / groups for _ in range(groups))
+    values = tuple(float(w) for w in weights)
+    if len(values) != groups or not all(math.isfinite(w) and w >= 0 for w in values) or sum(values) <= 0:
+        raise ValueError(
+            f"target_mix must hold {groups} non-negative weights (one per target_rel_area range), got {weights!r}"
+        )
+    return tuple(w / sum(values) for w in values)
+
+
+_GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
+
+
+def target_group(index: int, seed: int, mix: Sequence[float]) -> int:
+    """Mixture group of sample `index`: a golden-ratio (low-discrepancy) sequence against the
+    cumulative weights, shifted by the seed. Every window of n consecutive indices holds
+    `n * mix[k]` samples of group k to within one or two.
+
+    >>> [target_group(i, 0, (0.5, 0.5)) for i in range(6)]
+    [0, 1, 0, 1, 0, 0]
+    """
+    position = (index * _GOLDEN + seed * 0.1234567) % 1.0
+    return min(int(np.searchsorted(np.cumsum(mix), position, side="right")), len(mix) - 1)
+
+
 def _check_names(name: str, values: Iterable[str], allowed: tuple[str, ...]) -> tuple[str, ...]:
     values = (values,) if isinstance(values, str) else tuple(values)
     if not values:
@@ -574,6 +614,18 @@ class SyntheticHR(Sequence[Sample]):
         target_rel_area: `(min, max)` of the target box's area / image area, log-uniform, within
             (0, 0.4]. The realised value (integer px: within ~5 % of the draw, and inside the
             range whenever a whole-pixel ring allows) is in `metadata["target_rel_area"]`.
+            A list of such ranges makes a mixture of target scales: sample `i` draws from range
+            `metadata["target_group"]`, chosen by `target_mix`.
+        target_mix: weights of the ranges of a mixture `target_rel_area` (default: equal). The
+            group of sample `i` follows a golden-ratio sequence in `i`, not the RNG, so every
+            window of n consecutive indices holds each group's share to within one sample
+            (a skewed training mix and an exactly balanced held-out set from one generator).
+        coarse_content: `(min_rel_area, cycles)`: in samples whose target covers at least
+            `min_rel_area` of the image, every ring's pattern has only `cycles` periods across
+            its inside (instead of `24 + 8 * difficulty`), so a crop much smaller than the ring
+            sees at most a period of it: a fragment that cannot tell stripes from a checkerboard.
+            None (default): every pattern is fine. The target's period is in
+            `metadata["content_period"]`.
         difficulty: in [0, 1]; finer, fainter content; smaller labels and more rings in `search`.
         num_distractors: other rings: `read` other-colour rings (default `2 + round(4 * d)`),
             `search` same-colour labelled rings (default `2 + round(6 * d)`, plus 2 labelled rings
@@ -592,11 +644,13 @@ class SyntheticHR(Sequence[Sample]):
         seed: int = 0,
         image_size: int | tuple[int, int] = (2048, 8192),
         families: Sequence[Family] = ("read", "search"),
-        target_rel_area: float | tuple[float, float] = (1e-4, 0.3),
+        target_rel_area: float | tuple[float, float] | Sequence[tuple[float, float]] = (1e-4, 0.3),
         difficulty: float = 0.5,
         num_distractors: int | None = None,
         content_kinds: Sequence[ContentKind] = ("pattern", "digit"),
         id_prefix: str = "synthetic-hr",
+        target_mix: Sequence[float] | None = None,
+        coarse_content: tuple[float, float] | None = None,
     ):
         if not isinstance(num_samples, (int, np.integer)) or num_samples < 0:
             raise ValueError(f"num_samples must be an int >= 0, got {num_samples!r}")
@@ -613,9 +667,19 @@ class SyntheticHR(Sequence[Sample]):
         self.num_samples = int(num_samples)
         self.seed = int(seed)
         self.image_size: tuple[int, int] = _check_range("image_size", image_size, 64, 65536, int)
-        self.target_rel_area: tuple[float, float] = _check_range(
+        self.target_groups: tuple[tuple[float, float], ...] = _check_ranges(
             "target_rel_area", target_rel_area, 1e-9, 0.4
         )
+        self.target_rel_area = (min(lo for lo, _ in self.target_groups), max(hi for _, hi in self.target_groups))
+        self.target_mix = _check_mix(target_mix, len(self.target_groups))
+        if coarse_content is not None:
+            threshold, cycles = _check_range("coarse_content", coarse_content, 0.0, math.inf)
+            if not (0.0 < threshold <= 0.4 and 1.0 <= cycles):
+                raise ValueError(
+                    f"coarse_content={coarse_content!r} must be (min_rel_area in (0, 0.4], cycles >= 1)"
+                )
+            coarse_content = (threshold, cycles)
+        self.coarse_content = coarse_content
         self.families = _check_names("families", families, FAMILIES)
         self.content_kinds = _check_names("content_kinds", content_kinds, CONTENT_KINDS)
         self.difficulty = float(difficulty)
@@ -629,7 +693,8 @@ class SyntheticHR(Sequence[Sample]):
         return (
             f"SyntheticHR(num_samples={self.num_samples}, seed={self.seed}, "
             f"image_size={self.image_size}, families={self.families}, "
-            f"target_rel_area={self.target_rel_area}, difficulty={self.difficulty})"
+            f"target_rel_area={self.target_groups if len(self.target_groups) > 1 else self.target_rel_area}, "
+            f"difficulty={self.difficulty})"
         )
 
     def index_of(self, sample_id: str) -> int | None:
@@ -764,7 +829,8 @@ def _make_sample(cfg: SyntheticHR, i: int) -> Sample:
     rng = np.random.default_rng([cfg.seed, i])
     family = cfg.families[int(rng.integers(len(cfg.families)))]
     kind = cfg.content_kinds[int(rng.integers(len(cfg.content_kinds)))]
-    lo, hi = cfg.target_rel_area
+    group = target_group(i, cfg.seed, cfg.target_mix) if len(cfg.target_groups) > 1 else 0
+    lo, hi = cfg.target_groups[group]
     rel_area = math.exp(rng.uniform(math.log(lo), math.log(hi)))
     size = _draw_image_size(rng, cfg, rel_area)
     d = _ring_diameter(rel_area, size, lo, hi)
@@ -785,6 +851,8 @@ def _make_sample(cfg: SyntheticHR, i: int) -> Sample:
         n_other = cfg.num_distractors if cfg.num_distractors is not None else 2 + round(4 * diff)
         labels = []
     label_frac = _lerp(0.26, 0.16, diff)
+    coarse = cfg.coarse_content is not None and d * d / (size[0] * size[1]) >= cfg.coarse_content[0]
+    cycles = cfg.coarse_content[1] if coarse else None
 
     layout = _Layout(rng, size)
     rings: list[Ring] = []
@@ -801,7 +869,7 @@ def _make_sample(cfg: SyntheticHR, i: int) -> Sample:
                 placed = _label_unit(rng, layout, diameter, label, label_h, gap)
                 spot, plate = placed if placed is not None else (None, None)
             if spot is not None:
-                period = content_period(kind, diameter, diff)
+                period = content_period(kind, diameter, diff, cycles)
                 offset = (
                     (0, 0)
                     if kind == "digit"
@@ -810,7 +878,7 @@ def _make_sample(cfg: SyntheticHR, i: int) -> Sample:
                 rings.append(Ring(
                     x=spot[0], y=spot[1], diameter=diameter, color=ring_color, kind=kind,
                     content=ring_content, mean=float(rng.uniform(110.0, 145.0)),
-                    offset=offset,
+                    period=period, offset=offset,
                     label=label, label_box=plate, label_height=label_h,
                 ))  # fmt: skip
                 return True
@@ -865,6 +933,8 @@ def _make_sample(cfg: SyntheticHR, i: int) -> Sample:
             "content_kind": kind,
             "difficulty": diff,
             "target_rel_area": gt.area / (size[0] * size[1]),
+            "target_group": group,
+            "content_period": target.period,
             "attributes": {"color": color, "content": content, "label": target.label},
             "referring_expression": expression,
             "num_distractors": placed_same if labelled else placed_other,
@@ -972,7 +1042,7 @@ def content_scores(view: np.ndarray, box_view: Box, sample: Sample) -> np.ndarra
         box_view.y1 + (inset + canvas) * scale_y,
     )
     n = int(min(_READER_MAX_PX, max(8, round(inner.width))))
-    period = content_period(kind, diameter, float(meta["difficulty"]))
+    period = meta.get("content_period") or content_period(kind, diameter, float(meta["difficulty"]))
     window = _disk_window(n, 0.9 * (canvas - 2) / 2.0 * n / canvas)
     patch = _view_patch(view, inner, n)
     mean = float((patch * window).sum() / window.sum())
