@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from agents.analysis import save_figure, trailing_mean
 from agents.checkpoint import atomic_write_json
 from agents.policies.base import Generation, Trajectory
 from agents.rollout import collect_groups, rollout_metrics
-from grounding_gym.atomic import atomic_open
 
 IMAGE_SIZE = 2048
 MAX_PIXELS = 448 * 448
@@ -153,14 +153,15 @@ def format_table(results: dict[str, dict[str, float]]) -> str:
 
 
 def plot_learning_curve(history: Sequence[dict[str, Any]], path: Path, baselines: dict[str, dict[str, float]]) -> None:
-    """Training-rollout accuracy (all / small targets) and crop IoU per step, smoothed."""
+    """Training-rollout accuracy (all / small targets), crop IoU and each target bin's share of
+    the advantage mass (`adv_share/<bin>`, the scale-bias diagnostic) per step, smoothed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     steps = np.array([row["step"] for row in history])
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4))
     for key, label in (("rollout/acc", "accuracy (all)"), ("rollout/acc_small", "accuracy (small)"),
                        ("rollout/reward", "reward")):  # fmt: skip
         values = np.array([row.get(key, np.nan) for row in history], dtype=float)
@@ -173,26 +174,17 @@ def plot_learning_curve(history: Sequence[dict[str, Any]], path: Path, baselines
         axes[1].plot(steps, trailing_mean(values), label=f"{label} (training rollouts)")
     axes[0].set(xlabel="step", title="tiny policy, SRPO: training rollouts (smoothed)")
     axes[1].set(xlabel="step", title="grounding")
+    for name in BIN_NAMES:
+        shares = [row.get(f"adv_share/{name}", np.nan) for row in history]
+        rollouts = [row.get(f"rollout_share/{name}", np.nan) for row in history]
+        line = axes[2].plot(steps, trailing_mean(shares), label=f"{name}: share of sum |A| x tokens")
+        axes[2].plot(steps, trailing_mean(rollouts), ls=":", color=line[0].get_color(), label=f"{name}: share of rollouts")
+    axes[2].set(xlabel="step", title="scale bias: credit per target bin", ylim=(0, 1))
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_open(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=110)
-    plt.close(fig)
-
-
-def trailing_mean(values: Sequence[float], window: int = 10) -> np.ndarray:
-    """Mean over the last `window` entries at each index, ignoring NaN (steps without the
-    metric); NaN where the window holds none."""
-    y = np.asarray(values, dtype=float)
-    out = np.full_like(y, np.nan)
-    for i in range(len(y)):
-        chunk = y[max(0, i - window + 1) : i + 1]
-        chunk = chunk[~np.isnan(chunk)]
-        if chunk.size:
-            out[i] = chunk.mean()
-    return out
+    save_figure(fig, path)
 
 
 # ------------------------------------------------------------------------------ main

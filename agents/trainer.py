@@ -74,7 +74,7 @@ class TrainerConfig:
     > environment: `env_id`, `env_kwargs`, `eval_env_kwargs`, `num_envs`, `env_threads`,
       `share_images`, `cache_first_views`, `train_samples`, `eval_samples`, `bin_edges`,
       `bin_names`, `crop_bin_edges`
-    > policy: `policy`, `policy_kwargs`
+    > policy: `policy`, `policy_kwargs`, `init_checkpoint`
     > algorithm: `algo`, `adv_kwargs`, `questions_per_step`, `g1`, `g2`, `clip_low`,
       `clip_high`, `beta`, `loss_agg`, `norm_len`, `dynamic_sampling`, `overlong_max_len`,
       `overlong_cache_len`
@@ -131,6 +131,9 @@ class TrainerConfig:
     """policy name in `agents.policies` (tiny | hf | anything registered)"""
     policy_kwargs: dict[str, Any] = field(default_factory=dict)
     """kwargs of the policy's constructor"""
+    init_checkpoint: str | None = None
+    """a policy state_dict (.pt) loaded before training, e.g. a warm-started reader
+    (`agents.reader_sft`); a resumed run's own checkpoint.pt takes precedence"""
 
     # > algorithm
     algo: str = "srpo"
@@ -469,6 +472,9 @@ class Trainer:
             torch.set_num_threads(cfg.torch_threads)
         _seed_everything(cfg.seed)
         self.policy = policy if policy is not None else make_policy(cfg.policy, **cfg.policy_kwargs)
+        if cfg.init_checkpoint:
+            state = torch.load(cfg.init_checkpoint, map_location="cpu", weights_only=True)
+            _module(self.policy).load_state_dict(state)
         self.envs = list(envs) if envs is not None else build_envs(cfg)
         self.eval_envs = build_envs(cfg, cfg.eval_env_kwargs) if cfg.eval_env_kwargs else self.envs
         self.crop_names = crop_bin_names(len(cfg.crop_edges), cfg.bin_names)

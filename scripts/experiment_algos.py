@@ -35,10 +35,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from agents.analysis import curves_on_grid, save_figure  # noqa: E402
 from agents.checkpoint import atomic_write_json, atomic_write_text  # noqa: E402
-from agents.demo import trailing_mean  # noqa: E402
 from agents.trainer import Trainer, load_config  # noqa: E402
-from grounding_gym.atomic import atomic_open  # noqa: E402
 
 ALGOS: dict[str, list[str]] = {
     "grpo": ["algo=grpo", "g1=8", "g2=1", "adv_kwargs={}"],
@@ -130,9 +129,7 @@ def plot(table: dict[str, dict[str, tuple[float, float]]], path: Path) -> None:
         panel.grid(axis="y", alpha=0.3)
         panel.legend()
     fig.tight_layout()
-    with atomic_open(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 CURVES = (("rollout/acc", "accuracy (all)"), ("rollout/acc_small", "accuracy (small targets)"),
@@ -154,11 +151,7 @@ def plot_curves(runs: list[dict[str, Any]], histories: list[list[dict[str, Any]]
         if not runs_of_algo:
             continue
         for ax, (key, title) in zip(axes, CURVES, strict=True):
-            curves = []
-            for history in runs_of_algo:
-                x = np.array([row["env_steps"] for row in history], dtype=float)
-                y = trailing_mean([row.get(key, math.nan) for row in history])
-                curves.append(np.interp(grid, x[~np.isnan(y)], y[~np.isnan(y)]))
+            curves = curves_on_grid(runs_of_algo, key, grid)
             mean, std = np.mean(curves, axis=0), np.std(curves, axis=0)
             ax.plot(grid, mean, label=f"{algo} ({len(runs_of_algo)} seeds)")
             ax.fill_between(grid, mean - std, mean + std, alpha=0.2)
@@ -168,9 +161,7 @@ def plot_curves(runs: list[dict[str, Any]], histories: list[list[dict[str, Any]]
         ax.legend(fontsize=8)
     fig.suptitle("training rollouts (sampled actions), mean +- std over seeds", fontsize=10)
     fig.tight_layout()
-    with atomic_open(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -60,7 +60,7 @@ def test_help_shows_field_docs(capsys):
     [
         ({"g1": 1, "g2": 1}, r"g1 \* g2 \(1 \* 1 = 1\) must be >= 2"),
         ({"algo": "srp"}, "Did you mean 'srpo'"),
-        ({"algo": "grpo", "adv_kwargs": {"bin_edges": [0.1]}}, r"adv_kwargs \['bin_edges'\] are not options"),
+        ({"algo": "grpo", "adv_kwargs": {"no_box": "exclude"}}, r"adv_kwargs \['no_box'\] are not options"),
         ({"bin_names": ["a", "b"]}, r"bin_names \(2 names\) must have len\(bin_edges\) \+ 1 = 3"),
         ({"clip_low": 1.5}, r"clip_low \(1.5\)"),
         ({"policy": "tinny"}, "not registered"),
@@ -171,5 +171,7 @@ def test_cli_main_trains_on_the_synthetic_env(tmp_path, capsys):
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(config))
     assert main(["--config", str(path), "--output_dir", str(tmp_path / "run"), "total_steps=1"]) == 0
-    out = json.loads(capsys.readouterr().out)
+    *report, summary = capsys.readouterr().out.strip().splitlines()
+    out = json.loads("\n".join(report))
     assert out["step"] == 1 and "eval/acc" in out
+    assert summary.startswith("scale bias (mean of 1 steps): rollout_share")

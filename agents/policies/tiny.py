@@ -270,7 +270,9 @@ class TinyPolicy(nn.Module):
         scores = []
         for k, scale in enumerate(self.scales):
             size = 2 * round(scale * self.grid / 2) + 1  # odd, ~ the crop's side in cells
-            pooled = F.avg_pool2d(weights, size, stride=1, padding=size // 2, count_include_pad=False)
+            # a box mean is separable (so is its count without padding): rows, then columns
+            rows = F.avg_pool2d(weights, (1, size), stride=1, padding=(0, size // 2), count_include_pad=False)
+            pooled = F.avg_pool2d(rows, (size, 1), stride=1, padding=(size // 2, 0), count_include_pad=False)
             scores.append((torch.log(pooled.clamp_min(1e-30)) + top)[:, 0] * self.region_gain[k])
         return torch.stack(scores, dim=1)
 

@@ -1,0 +1,79 @@
+"""Small statistics and plotting helpers shared by the experiment scripts (numpy, matplotlib).
+
+* `bootstrap_ci`: mean and percentile-bootstrap 95 % interval of per-seed values (or of paired
+  per-seed differences), seeded so a report rebuilds byte for byte.
+* `curves_on_grid`: training curves of several runs, smoothed and interpolated onto one env-step
+  grid, for mean +- band plots.
+* `save_figure`: a matplotlib figure written atomically as PNG.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from grounding_gym.atomic import atomic_open
+
+__all__ = ["bootstrap_ci", "curves_on_grid", "save_figure", "trailing_mean"]
+
+
+def bootstrap_ci(values: Sequence[float], *, level: float = 0.95, resamples: int = 10_000,
+                 seed: int = 0) -> tuple[float, float, float]:  # fmt: skip
+    """(mean, low, high): the mean of `values` (NaN ignored) and its percentile-bootstrap
+    interval at `level` (`resamples` resamples of the values with replacement, seeded).
+
+    For a paired comparison pass the per-seed differences. One finite value gives (v, nan, nan).
+
+    >>> mean, low, high = bootstrap_ci([0.1, 0.2, 0.3, 0.4])
+    >>> round(mean, 2), low < mean < high
+    (0.25, True)
+    """
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return math.nan, math.nan, math.nan
+    if x.size == 1:
+        return float(x[0]), math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, x.size, size=(resamples, x.size))].mean(axis=1)
+    tail = (1.0 - level) / 2.0
+    return float(x.mean()), float(np.quantile(means, tail)), float(np.quantile(means, 1.0 - tail))
+
+
+def trailing_mean(values: Sequence[float], window: int = 10) -> np.ndarray:
+    """Mean over the last `window` entries at each index, ignoring NaN (steps without the
+    metric); NaN where the window holds none."""
+    y = np.asarray(values, dtype=float)
+    out = np.full_like(y, np.nan)
+    for i in range(len(y)):
+        chunk = y[max(0, i - window + 1) : i + 1]
+        chunk = chunk[~np.isnan(chunk)]
+        if chunk.size:
+            out[i] = chunk.mean()
+    return out
+
+
+def curves_on_grid(histories: Sequence[Sequence[dict[str, Any]]], key: str, grid: np.ndarray,
+                   window: int = 10) -> np.ndarray:  # fmt: skip
+    """(runs, len(grid)): each run's `key` (a `metrics.jsonl` row key) smoothed by
+    `trailing_mean` and interpolated at the `grid` of env steps (NaN for a run without it)."""
+    curves = []
+    for history in histories:
+        x = np.array([row["env_steps"] for row in history], dtype=float)
+        y = trailing_mean([row.get(key, math.nan) for row in history], window)
+        ok = ~np.isnan(y)
+        curves.append(np.interp(grid, x[ok], y[ok]) if ok.any() else np.full(len(grid), np.nan))
+    return np.array(curves)
+
+
+def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 110) -> None:
+    """Write a matplotlib figure to `path` as PNG, atomically, and close it."""
+    import matplotlib.pyplot as plt
+
+    with atomic_open(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=dpi)
+    plt.close(fig)

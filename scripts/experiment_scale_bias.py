@@ -1,0 +1,277 @@
+"""Scale bias: does GRPO under-train small targets on a skewed mix, and do the SRPOs fix it?
+
+    python scripts/experiment_scale_bias.py --seeds 0 1 2 3 4 5 6 7 8 9 --jobs 2
+    python scripts/experiment_scale_bias.py --report-only      # tables and plots of finished runs
+
+Task: `examples/scale_bias.yaml` (4096 px images, one ring per image; small targets are legible
+only through the small crop, large ones only through a crop wide enough to hold them; the
+policy crops once at one of three scales, then answers; reward = answer + format). Every arm
+starts from the same warm-started reader (`baselines/scale-bias/reader.pt`, `agents.reader_sft`:
+it reads any legible crop; where and how wide to crop are untrained), trains with the same
+seed-dependent RNG streams (paired seeds) until it has taken its env-step budget, then answers
+the same 100 held-out questions, balanced 50/50 small/large, greedily.
+
+| arm | training mix (small / large) | estimator | env steps |
+|-----|------------------------------|-----------|-----------|
+| grpo_skewed | 20 / 80 | grpo | `--env-steps` |
+| srpo_skewed | 20 / 80 | srpo (bins: each rollout's crop scale, within its question) | `--env-steps` |
+| srpo_target_skewed | 20 / 80 | srpo_target (bins: the question's target scale, across the batch) | `--env-steps` |
+| grpo_reweight_skewed | 20 / 80 | grpo, reweight="inverse_bin_frequency" (any rebalancing) | `--env-steps` |
+| grpo_balanced | 50 / 50 | grpo | 0.4 x `--env-steps`: the same number of small-target episodes as the skewed arms |
+| grpo_small_only | 100 / 0 | grpo | 0.2 x `--env-steps` (the capacity check; not in the default `--arms`) |
+
+All arms use 8 independent rollouts per question (G1 = 8, G2 = 1), so the estimator is the
+only difference between the skewed arms. grpo_balanced is the bias control: it sees as many
+small-target questions as a skewed run, without the large majority; if skewed GRPO does worse
+on small targets than it, the large targets suppress small-target learning (scale bias).
+
+Outputs in `--out`: one folder per run (the trainer's metrics.jsonl, checkpoint.pt, config.yaml,
+and `result.json`: final evaluation, diagnostics averaged over training, seconds), `results.json`
+(every run, per-arm means with 95 % bootstrap CIs, paired differences against grpo_skewed),
+`results.md` (the tables), `accuracy.png` (per-bin accuracy and P(small crop | small target) with
+CIs) and `diagnostics.png` (adv_share and grad_share of small targets, and P(small crop) over
+training). Resumable: finished runs are skipped, an interrupted one continues from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from agents.analysis import bootstrap_ci, curves_on_grid, save_figure  # noqa: E402
+from agents.checkpoint import atomic_write_json, atomic_write_text  # noqa: E402
+
+SKEWED, BALANCED = "[0.2, 0.8]", "[0.5, 0.5]"
+TARGET_EDGES = "[0.001, 0.01]"
+ARMS: dict[str, list[str]] = {
+    "grpo_skewed": ["algo=grpo", "adv_kwargs={}"],
+    "srpo_skewed": ["algo=srpo", "adv_kwargs={bin_edges: [0.02, 0.15]}"],
+    "srpo_target_skewed": ["algo=srpo_target", f"adv_kwargs={{bin_edges: {TARGET_EDGES}}}"],
+    "grpo_reweight_skewed": ["algo=grpo", f"adv_kwargs={{reweight: inverse_bin_frequency, bin_edges: {TARGET_EDGES}}}"],
+    "grpo_balanced": ["algo=grpo", "adv_kwargs={}", f"env_kwargs.dataset_kwargs.target_mix={BALANCED}"],
+    "grpo_small_only": ["algo=grpo", "adv_kwargs={}", "env_kwargs.dataset_kwargs.target_mix=[1, 0]"],
+}
+MAIN_ARMS = [arm for arm in ARMS if arm != "grpo_small_only"]
+BUDGET = {"grpo_balanced": 0.4, "grpo_small_only": 0.2}
+"""Env-step budget of an arm as a fraction of `--env-steps` (default 1): 0.4 x 50 % small =
+1.0 x 20 % small, the same small-target exposure."""
+REFERENCE = "grpo_skewed"
+
+PRIMARY = ("acc_small", "p_crop_small_small")
+SECONDARY = ("acc_large", "acc", "crop_iou", "p_crop_small_large")
+DIAGNOSTICS = ("rollout_share/small", "adv_share/small", "grad_share/small", "crop_bin_occupancy/small",
+               "multi_bin_group_frac")  # fmt: skip
+"""Per-step diagnostics averaged over each run's training (`result.json`, `train_<key>`)."""
+LABELS = {
+    "acc_small": "acc small", "p_crop_small_small": "P(small crop \\| small)", "acc_large": "acc large",
+    "acc": "acc all", "crop_iou": "crop IoU", "p_crop_small_large": "P(small crop \\| large)",
+}  # fmt: skip
+
+
+def run_dir(out: Path, arm: str, seed: int) -> Path:
+    return out / f"{arm}-seed{seed}"
+
+
+def overrides(arm: str, seed: int, out: Path, env_steps: int, eval_questions: int) -> list[str]:
+    """The `grounding-gym train` key=value overrides of one run (its exact command line)."""
+    budget = round(BUDGET.get(arm, 1.0) * env_steps)
+    return [*ARMS[arm], f"seed={seed}", f"output_dir={run_dir(out, arm, seed)}", f"total_env_steps={budget}",
+            "total_steps=100000", f"eval_samples={eval_questions}", "progress=false", "tensorboard=false"]  # fmt: skip
+
+
+def run_one(arm: str, seed: int, config: str, out: str, env_steps: int, eval_questions: int) -> dict[str, Any]:
+    """Train and evaluate one (arm, seed); write and return its `result.json`."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from agents.trainer import Trainer, load_config
+
+    args = overrides(arm, seed, Path(out), env_steps, eval_questions)
+    start = time.perf_counter()
+    trainer = Trainer(load_config(config, args))
+    history = trainer.train()
+    result = {
+        "arm": arm, "seed": seed, "steps": trainer.step, "env_steps": trainer.env_steps,
+        "seconds": time.perf_counter() - start,
+        "command": "grounding-gym train --config " + config + " " + " ".join(f"'{a}'" for a in args),
+        "eval": {k[len("eval/"):]: v for k, v in history[-1].items() if k.startswith("eval/")},
+        "train": {f"train_{k}": float(np.mean([row.get(k, math.nan) for row in history])) for k in DIAGNOSTICS},
+    }  # fmt: skip
+    atomic_write_json(run_dir(Path(out), arm, seed) / "result.json", result)
+    return result
+
+
+def load_results(out: Path, arms: list[str], seeds: list[int] | None) -> list[dict[str, Any]]:
+    found = []
+    for path in sorted(out.glob("*-seed*/result.json")):
+        result = json.loads(path.read_text(encoding="utf-8"))
+        if result["arm"] in arms and (seeds is None or result["seed"] in seeds):
+            found.append(result)
+    return found
+
+
+def metric(result: dict[str, Any], key: str) -> float:
+    return float(result["eval"].get(key, result["train"].get(key, math.nan)))
+
+
+def summarise(results: list[dict[str, Any]], arms: list[str]) -> dict[str, Any]:
+    """Per arm: mean and 95 % bootstrap CI of every metric over seeds; per skewed arm: the paired
+    difference against `REFERENCE` (same seeds only)."""
+    keys = [*PRIMARY, *SECONDARY, *(f"train_{k}" for k in DIAGNOSTICS)]
+    by_arm = {arm: {r["seed"]: r for r in results if r["arm"] == arm} for arm in arms}
+    table: dict[str, Any] = {"arms": {}, "paired": {}}
+    for arm, runs in by_arm.items():
+        if runs:
+            table["arms"][arm] = {"seeds": sorted(runs), "seconds": float(np.mean([r["seconds"] for r in runs.values()])),
+                                  **{k: bootstrap_ci([metric(r, k) for r in runs.values()]) for k in keys}}  # fmt: skip
+    reference = by_arm.get(REFERENCE, {})
+    for arm, runs in by_arm.items():
+        common = sorted(set(runs) & set(reference))
+        if arm in (REFERENCE, "grpo_small_only") or not common:
+            continue
+        table["paired"][arm] = {"seeds": common, **{
+            k: bootstrap_ci([metric(runs[s], k) - metric(reference[s], k) for s in common]) for k in (*PRIMARY, *SECONDARY)
+        }}  # fmt: skip
+    return table
+
+
+def _ci(value: tuple[float, float, float], signed: bool = False) -> str:
+    mean, low, high = value
+    fmt = "{:+.3f}" if signed else "{:.3f}"
+    if math.isnan(low):
+        return fmt.format(mean)
+    return f"{fmt.format(mean)} [{fmt.format(low)}, {fmt.format(high)}]"
+
+
+def markdown(table: dict[str, Any]) -> str:
+    cols = [*PRIMARY, *SECONDARY]
+    lines = ["Final greedy evaluation on the balanced held-out set, mean over seeds [95 % bootstrap CI]:", "",
+             "| arm | seeds | " + " | ".join(LABELS[k] for k in cols) + " | min/run |",
+             "|---|---|" + "---|" * (len(cols) + 1)]  # fmt: skip
+    for arm, row in table["arms"].items():
+        cells = " | ".join(_ci(row[k]) for k in cols)
+        lines.append(f"| {arm} | {len(row['seeds'])} | {cells} | {row['seconds'] / 60:.1f} |")
+    lines += ["", f"Paired differences against {REFERENCE} (same seeds), mean [95 % bootstrap CI]:", "",
+              "| arm | pairs | " + " | ".join(LABELS[k] for k in cols) + " |", "|---|---|" + "---|" * len(cols)]  # fmt: skip
+    for arm, row in table["paired"].items():
+        lines.append(f"| {arm} | {len(row['seeds'])} | " + " | ".join(_ci(row[k], signed=True) for k in cols) + " |")
+    diag = [f"train_{k}" for k in DIAGNOSTICS]
+    lines += ["", "Scale-bias diagnostics averaged over training (small-target bin; mean [95 % CI] over seeds):", "",
+              "| arm | " + " | ".join(DIAGNOSTICS) + " |", "|---|" + "---|" * len(diag)]  # fmt: skip
+    for arm, row in table["arms"].items():
+        lines.append(f"| {arm} | " + " | ".join(_ci(row[k]) for k in diag) + " |")
+    return "\n".join(lines)
+
+
+def plot_accuracy(table: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = ["acc_small", "acc_large", "acc", "p_crop_small_small", "p_crop_small_large"]
+    arms = list(table["arms"])
+    fig, ax = plt.subplots(figsize=(12, 4.2))
+    width = 0.8 / max(len(arms), 1)
+    for i, arm in enumerate(arms):
+        row = table["arms"][arm]
+        means = np.array([row[k][0] for k in keys])
+        errors = np.abs(np.array([[row[k][1] for k in keys], [row[k][2] for k in keys]]) - means)
+        x = np.arange(len(keys)) + (i - (len(arms) - 1) / 2) * width
+        ax.bar(x, means, width, yerr=np.nan_to_num(errors), capsize=3, label=f"{arm} ({len(row['seeds'])} seeds)")
+    ax.set_xticks(np.arange(len(keys)), [LABELS[k].replace("\\", "") for k in keys])
+    ax.set(ylim=(0, 1.05), title="balanced held-out set: mean over seeds, 95 % bootstrap CI")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+CURVES = (("adv_share/small", "small targets' share of sum |A| x tokens"),
+          ("grad_share/small", "small targets' share of |grad|^2"),
+          ("rollout/p_crop_small_small", "P(small crop | small target), training"))  # fmt: skip
+
+
+def plot_diagnostics(results: list[dict[str, Any]], out: Path, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    histories: dict[str, list[list[dict[str, Any]]]] = {}
+    for r in results:
+        with open(run_dir(out, r["arm"], r["seed"]) / "metrics.jsonl", encoding="utf-8") as handle:
+            histories.setdefault(r["arm"], []).append([json.loads(line) for line in handle])
+    fig, axes = plt.subplots(1, len(CURVES), figsize=(5.5 * len(CURVES), 4))
+    for arm, runs in histories.items():
+        grid = np.linspace(max(h[0]["env_steps"] for h in runs), min(h[-1]["env_steps"] for h in runs), 100)
+        for ax, (key, title) in zip(axes, CURVES, strict=True):
+            curves = curves_on_grid(runs, key, grid)
+            mean = np.nanmean(curves, axis=0)
+            low, high = np.nanpercentile(curves, 25, axis=0), np.nanpercentile(curves, 75, axis=0)
+            ax.plot(grid, mean, label=f"{arm} ({len(runs)})")
+            ax.fill_between(grid, low, high, alpha=0.15)
+            ax.set(xlabel="env steps", title=title, ylim=(0, 1))
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("training, per step (smoothed over 10 steps): mean over seeds, band = inter-quartile range", fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=str(ROOT / "examples" / "scale_bias.yaml"))
+    parser.add_argument("--arms", nargs="+", default=MAIN_ARMS, choices=list(ARMS),
+                        help="arms to train (grpo_small_only: the capacity check)")  # fmt: skip
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(range(10)))
+    parser.add_argument("--env-steps", type=int, default=9600, help="env-step budget of a skewed run")
+    parser.add_argument("--eval-questions", type=int, default=100, help="balanced held-out questions")
+    parser.add_argument("--jobs", type=int, default=1, help="runs trained at once (one process each)")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "experiment_scale_bias")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: tables and plots of every finished run in --out")  # fmt: skip
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if not args.report_only:
+        done = {(r["arm"], r["seed"]) for r in load_results(args.out, args.arms, args.seeds)}
+        todo = [(arm, seed) for seed in args.seeds for arm in args.arms if (arm, seed) not in done]
+        start = time.perf_counter()
+        with ProcessPoolExecutor(max(1, args.jobs), mp_context=get_context("spawn")) as pool:
+            futures = [pool.submit(run_one, arm, seed, args.config, str(args.out), args.env_steps, args.eval_questions)
+                       for arm, seed in todo]  # fmt: skip
+            for future in futures:
+                r = future.result()
+                print(f"{r['arm']} seed {r['seed']}: acc small {metric(r, 'acc_small'):.3f} large "
+                      f"{metric(r, 'acc_large'):.3f}, P(small crop | small) {metric(r, 'p_crop_small_small'):.2f}, "
+                      f"{r['env_steps']} env steps, {r['seconds']:.0f} s", flush=True)  # fmt: skip
+        print(f"trained {len(todo)} runs in {time.perf_counter() - start:.0f} s", flush=True)
+    results = load_results(args.out, list(ARMS) if args.report_only else args.arms,
+                           None if args.report_only else args.seeds)  # fmt: skip
+    if not results:
+        print(f"no finished runs in {args.out}", file=sys.stderr)
+        return 1
+    table = summarise(results, list(ARMS))
+    atomic_write_json(args.out / "results.json", {"env_steps": args.env_steps, "summary": table, "runs": results})
+    text = markdown(table)
+    atomic_write_text(args.out / "results.md", text + "\n")
+    plot_accuracy(table, args.out / "accuracy.png")
+    plot_diagnostics(results, args.out, args.out / "diagnostics.png")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
