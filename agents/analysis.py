@@ -4,6 +4,7 @@
   per-seed differences), seeded so a report rebuilds byte for byte.
 * `curves_on_grid`: training curves of several runs, smoothed and interpolated onto one env-step
   grid, for mean +- band plots.
+* `plot_curve_panels`: those curves, one panel per metric, one line (mean) and band per group.
 * `save_figure`: a matplotlib figure written atomically as PNG.
 """
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from grounding_gym.atomic import atomic_open
 
-__all__ = ["bootstrap_ci", "curves_on_grid", "save_figure", "trailing_mean"]
+__all__ = ["bootstrap_ci", "curves_on_grid", "plot_curve_panels", "save_figure", "trailing_mean"]
 
 
 def bootstrap_ci(values: Sequence[float], *, level: float = 0.95, resamples: int = 10_000,
@@ -68,6 +69,36 @@ def curves_on_grid(histories: Sequence[Sequence[dict[str, Any]]], key: str, grid
         ok = ~np.isnan(y)
         curves.append(np.interp(grid, x[ok], y[ok]) if ok.any() else np.full(len(grid), np.nan))
     return np.array(curves)
+
+
+def plot_curve_panels(axes: Sequence[Any], groups: dict[str, Sequence[Sequence[dict[str, Any]]]],
+                      panels: Sequence[tuple[str, str]], band: str = "std") -> None:  # fmt: skip
+    """Per panel `(key, title)` and group of runs (`metrics.jsonl` rows): the mean over the
+    group's runs of `curves_on_grid` on the env steps all of them cover, with a band of
+    +- the std (`band="std"`) or the inter-quartile range (`"iqr"`); legend, grid, titles."""
+    for label, runs in groups.items():
+        if not runs:
+            continue
+        grid = np.linspace(
+            max(h[0]["env_steps"] for h in runs), min(h[-1]["env_steps"] for h in runs), 100
+        )
+        for ax, (key, title) in zip(axes, panels, strict=True):
+            curves = curves_on_grid(runs, key, grid)
+            mean = np.nanmean(curves, axis=0)
+            if band == "iqr":
+                low, high = (
+                    np.nanpercentile(curves, 25, axis=0),
+                    np.nanpercentile(curves, 75, axis=0),
+                )
+            else:
+                std = np.nanstd(curves, axis=0)
+                low, high = mean - std, mean + std
+            ax.plot(grid, mean, label=f"{label} ({len(runs)} seeds)")
+            ax.fill_between(grid, low, high, alpha=0.2)
+            ax.set(xlabel="env steps", title=title)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
 
 
 def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 110) -> None:

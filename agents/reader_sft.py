@@ -46,10 +46,15 @@ def crop_views(env: Any, sample_id: int, scales: Sequence[float]) -> list[tuple[
         target = env.unwrapped.sample.gt_boxes[0]
         side_w, side_h = scale * w, scale * h
         cx, cy = (target.x1 + target.x2) / 2, (target.y1 + target.y2) / 2
-        x1, y1 = min(max(cx - side_w / 2, 0.0), w - side_w), min(max(cy - side_h / 2, 0.0), h - side_h)
+        x1, y1 = (
+            min(max(cx - side_w / 2, 0.0), w - side_w),
+            min(max(cy - side_h / 2, 0.0), h - side_h),
+        )
         vw, vh = info["view_size"]
         box = Box(x1 * vw / w, y1 * vh / h, (x1 + side_w) * vw / w, (y1 + side_h) * vh / h)
-        obs, _, _, _, info = env.step(f"<crop>[{box.x1:.1f}, {box.y1:.1f}, {box.x2:.1f}, {box.y2:.1f}]</crop>")
+        obs, _, _, _, info = env.step(
+            f"<crop>[{box.x1:.1f}, {box.y1:.1f}, {box.x2:.1f}, {box.y2:.1f}]</crop>"
+        )
         out.append((obs, info, prompt))
     return out
 
@@ -82,10 +87,18 @@ def legible_scales(cfg: TrainerConfig, group: int) -> list[float]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="trainer YAML (env, dataset and policy kwargs)")
-    parser.add_argument("--samples", type=int, default=400, help="training questions, balanced over target groups")
-    parser.add_argument("--holdout", type=int, default=100, help="questions after them, for the reported accuracy")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--config", required=True, help="trainer YAML (env, dataset and policy kwargs)"
+    )
+    parser.add_argument(
+        "--samples", type=int, default=400, help="training questions, balanced over target groups"
+    )
+    parser.add_argument(
+        "--holdout", type=int, default=100, help="questions after them, for the reported accuracy"
+    )
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="where to write the policy state_dict (.pt)")
@@ -107,7 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             env.reset(options={"sample_id": i})
             sample = env.unwrapped.sample
             group = int(sample.metadata.get("target_group", 0))
-            scales = sorted(cfg.policy_kwargs["scales"]) if every_scale else legible_scales(cfg, group)
+            scales = (
+                sorted(cfg.policy_kwargs["scales"]) if every_scale else legible_scales(cfg, group)
+            )
             views += crop_views(env, i, scales)
             answers += [ord(sample.answer) - ord("A")] * len(scales)
             keys += [(group, scale) for scale in scales]
@@ -115,18 +130,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     train_views, train_answers, _ = views_of(range(args.samples))
     losses = train_reader(policy, train_views, train_answers, epochs=args.epochs, seed=args.seed)
-    test_views, test_answers, keys = views_of(range(args.samples, args.samples + args.holdout), every_scale=True)
+    test_views, test_answers, keys = views_of(
+        range(args.samples, args.samples + args.holdout), every_scale=True
+    )
     with torch.no_grad():
-        _, _, letter_logp = policy._forward(policy._batch(*[[v[k] for v in test_views] for k in range(3)]))
+        _, _, letter_logp = policy._forward(
+            policy._batch(*[[v[k] for v in test_views] for k in range(3)])
+        )
     right = (letter_logp.argmax(dim=1) == torch.tensor(test_answers)).numpy()
-    changed = sorted({k.split(".")[0] for k, v in policy.state_dict().items() if not torch.equal(v, initial[k])})
+    changed = sorted(
+        {k.split(".")[0] for k, v in policy.state_dict().items() if not torch.equal(v, initial[k])}
+    )
     atomic_torch_save(policy.state_dict(), args.out)
     print(f"reader: loss {losses[0]:.3f} -> {losses[-1]:.3f} on {len(train_views)} views; trained {changed}; "
           f"wrote {args.out}")  # fmt: skip
     print("held-out accuracy by target group and crop scale (chance 0.25):")
     for key in sorted(set(keys)):
         chosen = [r for r, k in zip(right, keys, strict=True) if k == key]
-        print(f"  group {key[0]}, crop {key[1]:g} of the view: {sum(chosen) / len(chosen):.3f} ({len(chosen)})")
+        print(
+            f"  group {key[0]}, crop {key[1]:g} of the view: {sum(chosen) / len(chosen):.3f} ({len(chosen)})"
+        )
     return 0
 
 

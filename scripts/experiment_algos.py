@@ -35,7 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agents.analysis import curves_on_grid, save_figure  # noqa: E402
+from agents.analysis import plot_curve_panels, save_figure  # noqa: E402
 from agents.checkpoint import atomic_write_json, atomic_write_text  # noqa: E402
 from agents.trainer import Trainer, load_config  # noqa: E402
 
@@ -138,27 +138,15 @@ CURVES = (("rollout/acc", "accuracy (all)"), ("rollout/acc_small", "accuracy (sm
 
 def plot_curves(runs: list[dict[str, Any]], histories: list[list[dict[str, Any]]], path: Path) -> None:
     """Training-rollout metrics against env steps: per algorithm, the mean over seeds (band: +- std)
-    of each run's metric smoothed over 10 steps and interpolated onto a common env-step grid."""
+    of each run's metric smoothed over 10 steps, on the env steps all its runs cover."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     by_algo = {algo: [h for r, h in zip(runs, histories, strict=True) if r["algo"] == algo] for algo in ALGOS}
-    grid = np.linspace(max(h[0]["env_steps"] for h in histories), min(h[-1]["env_steps"] for h in histories), 100)
     fig, axes = plt.subplots(1, len(CURVES), figsize=(5 * len(CURVES), 3.8))
-    for algo, runs_of_algo in by_algo.items():
-        if not runs_of_algo:
-            continue
-        for ax, (key, title) in zip(axes, CURVES, strict=True):
-            curves = curves_on_grid(runs_of_algo, key, grid)
-            mean, std = np.mean(curves, axis=0), np.std(curves, axis=0)
-            ax.plot(grid, mean, label=f"{algo} ({len(runs_of_algo)} seeds)")
-            ax.fill_between(grid, mean - std, mean + std, alpha=0.2)
-            ax.set(xlabel="env steps", title=title)
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    plot_curve_panels(axes, by_algo, CURVES, band="std")
     fig.suptitle("training rollouts (sampled actions), mean +- std over seeds", fontsize=10)
     fig.tight_layout()
     save_figure(fig, path)

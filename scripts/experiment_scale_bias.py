@@ -31,6 +31,12 @@ and `result.json`: final evaluation, diagnostics averaged over training, seconds
 `results.md` (the tables), `accuracy.png` (per-bin accuracy and P(small crop | small target) with
 CIs) and `diagnostics.png` (adv_share and grad_share of small targets, and P(small crop) over
 training). Resumable: finished runs are skipped, an interrupted one continues from its checkpoint.
+
+`--ship-baselines DIR` (after the runs) copies each arm's seed-0 policy (weights and trainer
+config: what the `policy-checkpoint` eval agent loads) to `DIR/tiny-<arm>/checkpoint.pt` and
+evaluates it, with `no-crop` and `oracle-crop` for reference, on the same held-out questions
+through `grounding-gym eval` (benchmark `scale-bias`), so `grounding-gym compare RUN --baselines
+scale-bias` lists them.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ import argparse
 import json
 import math
 import os
+import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -51,7 +58,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from agents.analysis import bootstrap_ci, curves_on_grid, save_figure  # noqa: E402
+from agents.analysis import bootstrap_ci, plot_curve_panels, save_figure  # noqa: E402
 from agents.checkpoint import atomic_write_json, atomic_write_text  # noqa: E402
 
 SKEWED, BALANCED = "[0.2, 0.8]", "[0.5, 0.5]"
@@ -60,9 +67,20 @@ ARMS: dict[str, list[str]] = {
     "grpo_skewed": ["algo=grpo", "adv_kwargs={}"],
     "srpo_skewed": ["algo=srpo", "adv_kwargs={bin_edges: [0.02, 0.15]}"],
     "srpo_target_skewed": ["algo=srpo_target", f"adv_kwargs={{bin_edges: {TARGET_EDGES}}}"],
-    "grpo_reweight_skewed": ["algo=grpo", f"adv_kwargs={{reweight: inverse_bin_frequency, bin_edges: {TARGET_EDGES}}}"],
-    "grpo_balanced": ["algo=grpo", "adv_kwargs={}", f"env_kwargs.dataset_kwargs.target_mix={BALANCED}"],
-    "grpo_small_only": ["algo=grpo", "adv_kwargs={}", "env_kwargs.dataset_kwargs.target_mix=[1, 0]"],
+    "grpo_reweight_skewed": [
+        "algo=grpo",
+        f"adv_kwargs={{reweight: inverse_bin_frequency, bin_edges: {TARGET_EDGES}}}",
+    ],
+    "grpo_balanced": [
+        "algo=grpo",
+        "adv_kwargs={}",
+        f"env_kwargs.dataset_kwargs.target_mix={BALANCED}",
+    ],
+    "grpo_small_only": [
+        "algo=grpo",
+        "adv_kwargs={}",
+        "env_kwargs.dataset_kwargs.target_mix=[1, 0]",
+    ],
 }
 MAIN_ARMS = [arm for arm in ARMS if arm != "grpo_small_only"]
 BUDGET = {"grpo_balanced": 0.4, "grpo_small_only": 0.2}
@@ -92,7 +110,9 @@ def overrides(arm: str, seed: int, out: Path, env_steps: int, eval_questions: in
             "total_steps=100000", f"eval_samples={eval_questions}", "progress=false", "tensorboard=false"]  # fmt: skip
 
 
-def run_one(arm: str, seed: int, config: str, out: str, env_steps: int, eval_questions: int) -> dict[str, Any]:
+def run_one(
+    arm: str, seed: int, config: str, out: str, env_steps: int, eval_questions: int
+) -> dict[str, Any]:
     """Train and evaluate one (arm, seed); write and return its `result.json`."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from agents.trainer import Trainer, load_config
@@ -165,7 +185,11 @@ def markdown(table: dict[str, Any]) -> str:
     lines += ["", f"Paired differences against {REFERENCE} (same seeds), mean [95 % bootstrap CI]:", "",
               "| arm | pairs | " + " | ".join(LABELS[k] for k in cols) + " |", "|---|---|" + "---|" * len(cols)]  # fmt: skip
     for arm, row in table["paired"].items():
-        lines.append(f"| {arm} | {len(row['seeds'])} | " + " | ".join(_ci(row[k], signed=True) for k in cols) + " |")
+        lines.append(
+            f"| {arm} | {len(row['seeds'])} | "
+            + " | ".join(_ci(row[k], signed=True) for k in cols)
+            + " |"
+        )
     diag = [f"train_{k}" for k in DIAGNOSTICS]
     lines += ["", "Scale-bias diagnostics averaged over training (small-target bin; mean [95 % CI] over seeds):", "",
               "| arm | " + " | ".join(DIAGNOSTICS) + " |", "|---|" + "---|" * len(diag)]  # fmt: skip
@@ -189,7 +213,14 @@ def plot_accuracy(table: dict[str, Any], path: Path) -> None:
         means = np.array([row[k][0] for k in keys])
         errors = np.abs(np.array([[row[k][1] for k in keys], [row[k][2] for k in keys]]) - means)
         x = np.arange(len(keys)) + (i - (len(arms) - 1) / 2) * width
-        ax.bar(x, means, width, yerr=np.nan_to_num(errors), capsize=3, label=f"{arm} ({len(row['seeds'])} seeds)")
+        ax.bar(
+            x,
+            means,
+            width,
+            yerr=np.nan_to_num(errors),
+            capsize=3,
+            label=f"{arm} ({len(row['seeds'])} seeds)",
+        )
     ax.set_xticks(np.arange(len(keys)), [LABELS[k].replace("\\", "") for k in keys])
     ax.set(ylim=(0, 1.05), title="balanced held-out set: mean over seeds, 95 % bootstrap CI")
     ax.grid(axis="y", alpha=0.3)
@@ -214,42 +245,100 @@ def plot_diagnostics(results: list[dict[str, Any]], out: Path, path: Path) -> No
         with open(run_dir(out, r["arm"], r["seed"]) / "metrics.jsonl", encoding="utf-8") as handle:
             histories.setdefault(r["arm"], []).append([json.loads(line) for line in handle])
     fig, axes = plt.subplots(1, len(CURVES), figsize=(5.5 * len(CURVES), 4))
-    for arm, runs in histories.items():
-        grid = np.linspace(max(h[0]["env_steps"] for h in runs), min(h[-1]["env_steps"] for h in runs), 100)
-        for ax, (key, title) in zip(axes, CURVES, strict=True):
-            curves = curves_on_grid(runs, key, grid)
-            mean = np.nanmean(curves, axis=0)
-            low, high = np.nanpercentile(curves, 25, axis=0), np.nanpercentile(curves, 75, axis=0)
-            ax.plot(grid, mean, label=f"{arm} ({len(runs)})")
-            ax.fill_between(grid, low, high, alpha=0.15)
-            ax.set(xlabel="env steps", title=title, ylim=(0, 1))
+    plot_curve_panels(axes, histories, CURVES, band="iqr")
     for ax in axes:
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle("training, per step (smoothed over 10 steps): mean over seeds, band = inter-quartile range", fontsize=10)
+        ax.set_ylim(0, 1)
+    fig.suptitle(
+        "training, per step (smoothed over 10 steps): mean over seeds, band = inter-quartile range",
+        fontsize=10,
+    )
     fig.tight_layout()
     save_figure(fig, path)
 
 
+REFERENCE_AGENTS = ("no-crop", "oracle-crop")
+BENCHMARK = "scale-bias"
+
+
+def ship_baselines(out: Path, dest: Path, config: str, eval_questions: int) -> None:
+    """Seed-0 policies of every arm (and the reference agents) evaluated into `dest` (see the
+    module docstring); an evaluation already there is resumed or kept."""
+    import torch
+
+    from agents.checkpoint import atomic_torch_save
+    from agents.trainer import load_config, merge_kwargs
+
+    cfg = load_config(config)
+    env_kwargs = merge_kwargs(cfg.env_kwargs, cfg.eval_env_kwargs)
+    start = cfg.train_samples
+    common = ["--env", cfg.env_id, "--env-kwargs", json.dumps(env_kwargs), "--samples", f"{start}:{start + eval_questions}",
+              "--benchmark", BENCHMARK, "--bin-edges", ",".join(str(e) for e in cfg.bin_edges), "--no-progress"]  # fmt: skip
+    jobs: list[tuple[str, list[str]]] = [(agent, ["--agent", agent]) for agent in REFERENCE_AGENTS]
+    for arm in MAIN_ARMS:
+        run = run_dir(out, arm, 0) / "checkpoint.pt"
+        if not run.exists():
+            print(f"ship: no seed-0 run of {arm} in {out}; skipped", file=sys.stderr)
+            continue
+        state = torch.load(run, map_location="cpu", weights_only=False)
+        target = dest / f"tiny-{arm}" / "checkpoint.pt"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_torch_save(
+            {key: state[key] for key in ("policy", "config", "step", "env_steps")}, target
+        )
+        jobs.append((f"tiny-{arm}", ["--agent", "policy-checkpoint", "--agent-kwargs", json.dumps({"path": str(target)}),
+                                     "--label", f"tiny-{arm}"]))  # fmt: skip
+    for label, agent in jobs:
+        cmd = [
+            sys.executable,
+            "-m",
+            "grounding_gym.cli",
+            "eval",
+            *agent,
+            *common,
+            "--out",
+            str(dest / label),
+        ]
+        subprocess.run(cmd, check=True, cwd=ROOT)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", default=str(ROOT / "examples" / "scale_bias.yaml"))
     parser.add_argument("--arms", nargs="+", default=MAIN_ARMS, choices=list(ARMS),
                         help="arms to train (grpo_small_only: the capacity check)")  # fmt: skip
     parser.add_argument("--seeds", nargs="+", type=int, default=list(range(10)))
-    parser.add_argument("--env-steps", type=int, default=9600, help="env-step budget of a skewed run")
-    parser.add_argument("--eval-questions", type=int, default=100, help="balanced held-out questions")
-    parser.add_argument("--jobs", type=int, default=1, help="runs trained at once (one process each)")
+    parser.add_argument(
+        "--env-steps", type=int, default=9600, help="env-step budget of a skewed run"
+    )
+    parser.add_argument(
+        "--eval-questions", type=int, default=100, help="balanced held-out questions"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="runs trained at once (one process each)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "experiment_scale_bias")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: tables and plots of every finished run in --out")  # fmt: skip
+    parser.add_argument("--ship-baselines", type=Path, default=None, metavar="DIR",
+                        help="train nothing: evaluate the seed-0 policies into DIR (baselines/scale-bias)")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.ship_baselines is not None:
+        ship_baselines(args.out, args.ship_baselines, args.config, args.eval_questions)
+        return 0
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.report_only:
         done = {(r["arm"], r["seed"]) for r in load_results(args.out, args.arms, args.seeds)}
         todo = [(arm, seed) for seed in args.seeds for arm in args.arms if (arm, seed) not in done]
         start = time.perf_counter()
-        with ProcessPoolExecutor(max(1, args.jobs), mp_context=get_context("spawn")) as pool:
+        # One fresh process per run; glibc returns large image buffers (4K views: 50 MB each) to
+        # the OS at once instead of keeping them in per-thread arenas (about 10 GB otherwise).
+        os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(4 << 20))
+        os.environ.setdefault("MALLOC_ARENA_MAX", "2")
+        with ProcessPoolExecutor(
+            max(1, args.jobs), mp_context=get_context("spawn"), max_tasks_per_child=1
+        ) as pool:
             futures = [pool.submit(run_one, arm, seed, args.config, str(args.out), args.env_steps, args.eval_questions)
                        for arm, seed in todo]  # fmt: skip
             for future in futures:
@@ -264,7 +353,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no finished runs in {args.out}", file=sys.stderr)
         return 1
     table = summarise(results, list(ARMS))
-    atomic_write_json(args.out / "results.json", {"env_steps": args.env_steps, "summary": table, "runs": results})
+    atomic_write_json(
+        args.out / "results.json", {"env_steps": args.env_steps, "summary": table, "runs": results}
+    )
     text = markdown(table)
     atomic_write_text(args.out / "results.md", text + "\n")
     plot_accuracy(table, args.out / "accuracy.png")

@@ -14,7 +14,13 @@ import pytest
 import torch
 import yaml
 
-from agents.algos import estimator_inputs, estimator_needs, estimator_options, get_advantage_estimator, grpo
+from agents.algos import (
+    estimator_inputs,
+    estimator_needs,
+    estimator_options,
+    get_advantage_estimator,
+    grpo,
+)
 from agents.algos.diagnostics import bin_indices, crop_bin_names, scale_bias_metrics, shares
 from agents.analysis import bootstrap_ci
 from agents.trainer import Trainer, load_config
@@ -38,7 +44,9 @@ def test_srpo_target_by_hand():
     # Mass (|A| x 2 tokens): small 4 * 0.8660 * 2 = 6.9282; large (4 * 0.8660 + 2 * 1.2247) * 2
     # = 11.8272; total 18.7554, so each bin must carry 9.3777:
     # small x 1.35355, large x 0.79290.
-    a = get_advantage_estimator("srpo_target")(REWARDS, GROUPS, target_rel_areas=TARGETS, lengths=TOKENS)
+    a = get_advantage_estimator("srpo_target")(
+        REWARDS, GROUPS, target_rel_areas=TARGETS, lengths=TOKENS
+    )
     s, b = 0.8660254 * 1.3535534, 0.8660254 * 0.7928932
     expected = [s, -s, s, -s, b, b, -b, -b, 1.2247449 * 0.7928932, -1.2247449 * 0.7928932, 0.0, 0.0]
     np.testing.assert_allclose(a.numpy(), expected, rtol=1e-5)
@@ -50,17 +58,23 @@ def test_srpo_target_by_hand():
 def test_srpo_target_weighs_credit_by_tokens():
     # Same rewards, but the small question's rollouts are 4 tokens long: its |A| halves.
     tokens = [4] * 4 + [2] * 8
-    a = get_advantage_estimator("srpo_target")(REWARDS, GROUPS, target_rel_areas=TARGETS, lengths=tokens)
+    a = get_advantage_estimator("srpo_target")(
+        REWARDS, GROUPS, target_rel_areas=TARGETS, lengths=tokens
+    )
     mass = np.abs(a.numpy()) * np.array(tokens)
     assert mass[:4].sum() == pytest.approx(mass[4:].sum(), rel=1e-6)
 
 
 def test_srpo_target_one_bin_equals_grpo_and_zero_mass_bins_stay_zero():
-    one_bin = get_advantage_estimator("srpo_target")(REWARDS, GROUPS, target_rel_areas=[LARGE] * 12, lengths=TOKENS)
+    one_bin = get_advantage_estimator("srpo_target")(
+        REWARDS, GROUPS, target_rel_areas=[LARGE] * 12, lengths=TOKENS
+    )
     torch.testing.assert_close(one_bin, grpo(REWARDS, GROUPS))
     # q0's rewards all equal: the small bin has no mass, the large bins keep GRPO's advantages.
     flat_small = [1.0] * 4 + REWARDS[4:]
-    a = get_advantage_estimator("srpo_target")(flat_small, GROUPS, target_rel_areas=TARGETS, lengths=TOKENS)
+    a = get_advantage_estimator("srpo_target")(
+        flat_small, GROUPS, target_rel_areas=TARGETS, lengths=TOKENS
+    )
     torch.testing.assert_close(a, grpo(flat_small, GROUPS))
     assert not a[:4].any()
 
@@ -99,7 +113,9 @@ def test_grpo_reweight_options_and_errors():
         grpo(REWARDS, GROUPS, reweight="inverse_bin_frequency")
     with pytest.raises(ValueError, match="Did you mean 'inverse_bin_frequency'"):
         grpo(REWARDS, GROUPS, reweight="inverse_bin_freq", target_rel_areas=TARGETS)
-    torch.testing.assert_close(grpo(REWARDS, GROUPS, target_rel_areas=TARGETS), grpo(REWARDS, GROUPS))
+    torch.testing.assert_close(
+        grpo(REWARDS, GROUPS, target_rel_areas=TARGETS), grpo(REWARDS, GROUPS)
+    )
 
 
 # ---------------------------------------------------------------- diagnostics, by hand
@@ -118,9 +134,15 @@ def test_scale_bias_metrics_by_hand():
     )  # fmt: skip
     assert out["rollout_share/small"] == pytest.approx(2 / 6) and out["rollout_share/medium"] == 0
     # mass: small 2 + 2 = 4, large 1 + 1 = 2 -> shares 2/3, 1/3
-    assert out["adv_share/small"] == pytest.approx(2 / 3) and out["adv_share/large"] == pytest.approx(1 / 3)
+    assert out["adv_share/small"] == pytest.approx(2 / 3) and out[
+        "adv_share/large"
+    ] == pytest.approx(1 / 3)
     assert out["adv_mass"] == pytest.approx(6.0)
-    assert out["bin_reward/small"] == 0.5 and out["bin_reward/large"] == 0.75 and "bin_reward/medium" not in out
+    assert (
+        out["bin_reward/small"] == 0.5
+        and out["bin_reward/large"] == 0.75
+        and "bin_reward/medium" not in out
+    )
     assert out["crop_bin_occupancy/small"] == pytest.approx(1 / 6)
     assert out["crop_bin_occupancy/medium"] == pytest.approx(1 / 6)
     assert out["crop_bin_occupancy/large"] == pytest.approx(3 / 6)
@@ -141,7 +163,9 @@ def test_zero_advantages_fall_back_to_rollout_shares():
 
 
 def test_bin_helpers():
-    np.testing.assert_array_equal(bin_indices(np.array([1e-4, 1e-3, 0.5, math.nan]), (1e-3, 1e-2)), [0, 1, 2, -1])
+    np.testing.assert_array_equal(
+        bin_indices(np.array([1e-4, 1e-3, 0.5, math.nan]), (1e-3, 1e-2)), [0, 1, 2, -1]
+    )
     np.testing.assert_allclose(shares(np.array([1.0, 3.0]), np.array([0, 2]), 3), [0.25, 0, 0.75])
     assert crop_bin_names(2, ("small", "medium", "large")) == ("small", "medium", "large")
     assert crop_bin_names(1, ("small", "medium", "large")) == ("bin0", "bin1")
@@ -191,7 +215,11 @@ def test_coarse_content_gives_large_targets_few_periods():
         d = round(s.gt_boxes[0].width)
         fine = content_period("pattern", d, 0.5)
         if s.metadata["target_group"] == 1:
-            assert s.metadata["content_period"] == content_period("pattern", d, 0.5, cycles=3) > 8 * fine
+            assert (
+                s.metadata["content_period"]
+                == content_period("pattern", d, 0.5, cycles=3)
+                > 8 * fine
+            )
         else:
             assert s.metadata["content_period"] == fine == 4
 
@@ -199,7 +227,10 @@ def test_coarse_content_gives_large_targets_few_periods():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"target_rel_area": [[1e-4, 1e-3], [0.1, 0.2]], "target_mix": [1.0]}, "target_mix must hold 2"),
+        (
+            {"target_rel_area": [[1e-4, 1e-3], [0.1, 0.2]], "target_mix": [1.0]},
+            "target_mix must hold 2",
+        ),
         ({"target_rel_area": [[1e-4, 1e-3], [0.1, 0.2]], "target_mix": [-1, 2]}, "non-negative"),
         ({"target_rel_area": [[1e-3, 1e-4]]}, r"target_rel_area\[0\]"),
         ({"target_rel_area": []}, "list of pairs"),
@@ -249,7 +280,9 @@ def test_every_step_logs_the_diagnostics_and_shares_sum_to_one(tmp_path, algo):
 
 def test_grad_share_is_the_gradient_of_each_bins_loss(tmp_path):
     """grad_share/<bin> matches norms computed by hand from the policy's own loss."""
-    cfg = small_scale_bias_config(tmp_path, "total_steps=1", "env_kwargs.dataset_kwargs.target_mix=[0.5, 0.5]")
+    cfg = small_scale_bias_config(
+        tmp_path, "total_steps=1", "env_kwargs.dataset_kwargs.target_mix=[0.5, 0.5]"
+    )
     trainer = Trainer(cfg)
     trajs = trainer.collect([0, 1], seed=0)
     adv, _ = trainer.advantages(trajs)
@@ -265,7 +298,13 @@ def test_grad_share_is_the_gradient_of_each_bins_loss(tmp_path):
         loss, _ = compute_loss(logp, old_logprobs(trajs, mask), None, adv * torch.from_numpy(bins == b).float(), mask,
                                cfg.loss_config)  # fmt: skip
         loss.backward()
-        norms.append(sum(float(p.grad.pow(2).sum()) for p in trainer.policy.parameters() if p.grad is not None))
+        norms.append(
+            sum(
+                float(p.grad.pow(2).sum())
+                for p in trainer.policy.parameters()
+                if p.grad is not None
+            )
+        )
     logp, mask = trainer.policy.trajectory_logprobs(trajs)
     got = trainer.gradient_shares(logp, old_logprobs(trajs, mask), adv, mask, bins)
     assert got["grad_share/small"] == pytest.approx(norms[0] / sum(norms), rel=1e-4)
@@ -273,7 +312,9 @@ def test_grad_share_is_the_gradient_of_each_bins_loss(tmp_path):
 
 
 def test_grad_diagnostics_can_be_switched_off(tmp_path):
-    history = Trainer(small_scale_bias_config(tmp_path, "total_steps=1", "grad_diagnostics=false")).train()
+    history = Trainer(
+        small_scale_bias_config(tmp_path, "total_steps=1", "grad_diagnostics=false")
+    ).train()
     assert not any(k.startswith("grad_share/") for k in history[0])
     assert "adv_share/small" in history[0]
 
@@ -289,7 +330,9 @@ def test_train_cli_on_the_scale_bias_config_prints_the_summary(tmp_path):
     assert summary.startswith("scale bias (mean of 3 steps): rollout_share small")
     assert "adv_share" in summary and "grad_share" in summary and "multi_bin_group_frac" in summary
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert len(rows) == 3 and all(f"grad_share/{b}" in r for r in rows for b in ("small", "medium", "large"))
+    assert len(rows) == 3 and all(
+        f"grad_share/{b}" in r for r in rows for b in ("small", "medium", "large")
+    )
 
 
 # ---------------------------------------------------------------- the experiment's report
@@ -317,8 +360,12 @@ def test_experiment_report_pairs_seeds_and_writes_tables(tmp_path):
     summary = json.loads((tmp_path / "results.json").read_text())["summary"]
     paired = summary["paired"]["srpo_target_skewed"]
     assert paired["seeds"] == [0, 1, 2]
-    assert paired["acc_small"] == pytest.approx([0.2, 0.2, 0.2])  # identical differences: a zero-width CI
-    assert (tmp_path / "accuracy.png").stat().st_size > 0 and (tmp_path / "diagnostics.png").stat().st_size > 0
+    assert paired["acc_small"] == pytest.approx(
+        [0.2, 0.2, 0.2]
+    )  # identical differences: a zero-width CI
+    assert (tmp_path / "accuracy.png").stat().st_size > 0 and (
+        tmp_path / "diagnostics.png"
+    ).stat().st_size > 0
     assert "| srpo_target_skewed | 3 |" in (tmp_path / "results.md").read_text()
 
 
@@ -327,8 +374,17 @@ def test_experiment_commands_are_the_configs_keys():
     import experiment_scale_bias as exp
 
     for arm in exp.ARMS:
-        cfg = load_config(ROOT / "examples" / "scale_bias.yaml", exp.overrides(arm, 3, Path("/tmp/x"), 9600, 100))
+        cfg = load_config(
+            ROOT / "examples" / "scale_bias.yaml", exp.overrides(arm, 3, Path("/tmp/x"), 9600, 100)
+        )
         assert cfg.seed == 3 and cfg.eval_samples == 100
         assert cfg.total_env_steps == round(exp.BUDGET.get(arm, 1.0) * 9600)
-    assert exp.BUDGET["grpo_balanced"] * 0.5 == pytest.approx(0.2)  # the skewed arms' small-target exposure
-    assert yaml.safe_load((ROOT / "examples" / "scale_bias.yaml").read_text())["policy_kwargs"]["min_crops"] == 1
+    assert exp.BUDGET["grpo_balanced"] * 0.5 == pytest.approx(
+        0.2
+    )  # the skewed arms' small-target exposure
+    assert (
+        yaml.safe_load((ROOT / "examples" / "scale_bias.yaml").read_text())["policy_kwargs"][
+            "min_crops"
+        ]
+        == 1
+    )

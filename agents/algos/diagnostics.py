@@ -46,13 +46,17 @@ def crop_bin_names(num_edges: int, target_names: Sequence[str]) -> tuple[str, ..
     return tuple(f"bin{k}" for k in range(num_edges + 1))
 
 
-def shares(weights: np.ndarray, bins: np.ndarray, num_bins: int, fallback: np.ndarray | None = None) -> np.ndarray:
+def shares(
+    weights: np.ndarray, bins: np.ndarray, num_bins: int, fallback: np.ndarray | None = None
+) -> np.ndarray:
     """(num_bins,) share of ``sum(weights)`` per bin (`bins` in 0..num_bins-1; others ignored).
 
     A zero total returns `fallback` (default: zeros).
     """
     inside = (bins >= 0) & (bins < num_bins)
-    totals = np.bincount(bins[inside], weights=np.asarray(weights, dtype=np.float64)[inside], minlength=num_bins)
+    totals = np.bincount(
+        bins[inside], weights=np.asarray(weights, dtype=np.float64)[inside], minlength=num_bins
+    )
     total = totals.sum()
     if total > 0:
         return totals / total
