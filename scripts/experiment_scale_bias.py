@@ -150,7 +150,7 @@ def summarise(results: list[dict[str, Any]], arms: list[str]) -> dict[str, Any]:
     difference against `REFERENCE` (same seeds only)."""
     keys = [*PRIMARY, *SECONDARY, *(f"train_{k}" for k in DIAGNOSTICS)]
     by_arm = {arm: {r["seed"]: r for r in results if r["arm"] == arm} for arm in arms}
-    table: dict[str, Any] = {"arms": {}, "paired": {}}
+    table: dict[str, Any] = {"arms": {}, "paired": {}, "power": {}}
     for arm, runs in by_arm.items():
         if runs:
             table["arms"][arm] = {"seeds": sorted(runs), "seconds": float(np.mean([r["seconds"] for r in runs.values()])),
@@ -160,10 +160,25 @@ def summarise(results: list[dict[str, Any]], arms: list[str]) -> dict[str, Any]:
         common = sorted(set(runs) & set(reference))
         if arm in (REFERENCE, "grpo_small_only") or not common:
             continue
-        table["paired"][arm] = {"seeds": common, **{
-            k: bootstrap_ci([metric(runs[s], k) - metric(reference[s], k) for s in common]) for k in (*PRIMARY, *SECONDARY)
-        }}  # fmt: skip
+        diffs = {k: [metric(runs[s], k) - metric(reference[s], k) for s in common] for k in (*PRIMARY, *SECONDARY)}
+        table["paired"][arm] = {"seeds": common, **{k: bootstrap_ci(v) for k, v in diffs.items()}}
+        table["power"][arm] = {k: power(diffs[k]) for k in PRIMARY}
     return table
+
+
+Z_POWER = 1.96 + 0.84
+"""Two-sided 5 % test at 80 % power, normal approximation."""
+
+
+def power(differences: list[float]) -> dict[str, float]:
+    """What the paired differences can resolve: `sd` (their sample std), `mde` (the smallest
+    mean difference a paired test of this many seeds detects: Z_POWER * sd / sqrt(n)) and
+    `seeds_needed` (seeds that would resolve the observed mean: (Z_POWER * sd / mean)^2)."""
+    d = np.asarray(differences, dtype=float)
+    sd = float(np.std(d, ddof=1)) if d.size > 1 else math.nan
+    mean = float(np.mean(d)) if d.size else math.nan
+    needed = (Z_POWER * sd / abs(mean)) ** 2 if mean else math.inf
+    return {"sd": sd, "mde": Z_POWER * sd / math.sqrt(max(d.size, 1)), "seeds_needed": needed}
 
 
 def _ci(value: tuple[float, float, float], signed: bool = False) -> str:
@@ -172,6 +187,10 @@ def _ci(value: tuple[float, float, float], signed: bool = False) -> str:
     if math.isnan(low):
         return fmt.format(mean)
     return f"{fmt.format(mean)} [{fmt.format(low)}, {fmt.format(high)}]"
+
+
+def _seeds(n: float) -> str:
+    return "-" if not math.isfinite(n) else (">1000" if n > 1000 else str(math.ceil(n)))
 
 
 def markdown(table: dict[str, Any]) -> str:
@@ -190,6 +209,13 @@ def markdown(table: dict[str, Any]) -> str:
             + " | ".join(_ci(row[k], signed=True) for k in cols)
             + " |"
         )
+    lines += ["", "What the pairs resolve (80 % power, 5 % two-sided, normal approximation): the smallest detectable "
+              "mean difference at this many seeds, and the seeds the observed difference would need:", "",
+              "| arm | " + " | ".join(f"{LABELS[k]}: sd / detectable / seeds needed" for k in PRIMARY) + " |",
+              "|---|" + "---|" * len(PRIMARY)]  # fmt: skip
+    for arm, row in table["power"].items():
+        cells = [f"{p['sd']:.3f} / {p['mde']:.3f} / {_seeds(p['seeds_needed'])}" for p in (row[k] for k in PRIMARY)]
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     diag = [f"train_{k}" for k in DIAGNOSTICS]
     lines += ["", "Scale-bias diagnostics averaged over training (small-target bin; mean [95 % CI] over seeds):", "",
               "| arm | " + " | ".join(DIAGNOSTICS) + " |", "|---|" + "---|" * len(diag)]  # fmt: skip

@@ -335,6 +335,36 @@ def test_train_cli_on_the_scale_bias_config_prints_the_summary(tmp_path):
     )
 
 
+# ---------------------------------------------------------------- the warm-started reader
+
+
+def test_reader_sft_trains_only_the_answer_head_on_centred_crops(tmp_path):
+    import gymnasium as gym
+
+    from agents.policies.tiny import TinyPolicy
+    from agents.reader_sft import READER_PARAMETERS, crop_views, legible_scales, train_reader
+    from grounding_gym.geometry import Box
+
+    cfg = small_scale_bias_config(tmp_path)
+    env = gym.make(cfg.env_id, **cfg.env_kwargs)
+    assert legible_scales(cfg, 0) == [0.06] and legible_scales(cfg, 1) == [0.25, 0.5]
+    views, answers = [], []
+    for i in range(4):
+        shown = crop_views(env, i, [0.25])
+        target = env.unwrapped.sample.gt_boxes[0]
+        crop = Box(*shown[0][1]["view_box"])  # the crop, original px
+        assert crop.x1 <= (target.x1 + target.x2) / 2 <= crop.x2 and crop.width == pytest.approx(0.25 * 512, abs=1)
+        views += shown
+        answers.append(ord(env.unwrapped.sample.answer) - ord("A"))
+    torch.manual_seed(0)
+    policy = TinyPolicy(**cfg.policy_kwargs)
+    before = {k: v.clone() for k, v in policy.state_dict().items()}
+    losses = train_reader(policy, views, answers, epochs=20)
+    assert losses[-1] < 0.5 * losses[0]
+    for key, value in policy.state_dict().items():
+        assert torch.equal(value, before[key]) != key.startswith(READER_PARAMETERS), key
+
+
 # ---------------------------------------------------------------- the experiment's report
 
 
@@ -388,3 +418,30 @@ def test_experiment_commands_are_the_configs_keys():
         ]
         == 1
     )
+
+
+# ---------------------------------------------------------------- the shipped baselines
+
+SHIPPED = ROOT / "baselines" / "scale-bias"
+
+
+def test_compare_lists_every_shipped_scale_bias_arm(capsys):
+    from grounding_gym.cli import main as cli
+
+    assert cli(["compare", "--baselines", "scale-bias"]) == 0
+    out = capsys.readouterr().out
+    for label in ("tiny-grpo_skewed", "tiny-srpo_skewed", "tiny-srpo_target_skewed", "tiny-grpo_reweight_skewed",
+                  "tiny-grpo_balanced", "no-crop", "oracle-crop"):  # fmt: skip
+        assert label in out, label
+
+
+def test_shipped_scale_bias_checkpoints_load_and_match_their_config():
+    from agents.baselines.checkpoint import load_policy
+
+    for arm in ("grpo_skewed", "srpo_skewed", "srpo_target_skewed", "grpo_reweight_skewed", "grpo_balanced"):
+        folder = SHIPPED / f"tiny-{arm}"
+        policy = load_policy(folder / "checkpoint.pt")
+        assert policy.min_crops == 1 and len(policy.scales) == 3
+        config = json.loads((folder / "config.json").read_text())
+        assert config["benchmark"] == "scale-bias" and config["samples"] == [90000, 90100]
+        assert json.loads((folder / "summary.json").read_text())["overall"]["n"] == 100
