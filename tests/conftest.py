@@ -3,6 +3,9 @@
 Property tests draw their examples deterministically (hypothesis profile "ci", the default), so
 CI on a clean clone sees the same examples every run; `HYPOTHESIS_PROFILE=explore pytest` draws
 new random ones to search for counterexamples.
+
+Under `CI=true` (set by `.ci/run`), a test skipped because an extra that CI installs did not
+import fails instead (`tests/ci_guard.py`); `gpu` tests still skip.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from PIL import Image, ImageDraw
 
 from grounding_gym.data import Sample
 from grounding_gym.geometry import Box
+from tests.ci_guard import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401  (hooks)
 
 settings.register_profile("ci", derandomize=True)
 settings.register_profile("explore", derandomize=False)

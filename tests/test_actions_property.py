@@ -45,13 +45,13 @@ def check_result(result: ParsedAction) -> None:
         assert result.boxes == () and result.answer is None and not result.format_ok
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=1500, deadline=None)
 @given(text=st.text(), multi_box=st.sampled_from(MULTI_BOX_MODES))
 def test_never_raises_on_any_text(text, multi_box):
     check_result(parse_action(text, multi_box=multi_box))
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=1500, deadline=None)
 @given(text=st.text(alphabet=GRAMMAR_CHARS, max_size=300))
 def test_never_raises_on_grammar_soup(text):
     check_result(parse_action(text))
@@ -74,13 +74,13 @@ def mutated_actions(draw: st.DrawFn) -> str:
     return text
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=1500, deadline=None)
 @given(text=mutated_actions(), multi_box=st.sampled_from(MULTI_BOX_MODES))
 def test_never_raises_on_mutated_actions(text, multi_box):
     check_result(parse_action(text, multi_box=multi_box))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=600, deadline=None)
 @given(text=mutated_actions(), limit=st.integers(1, 80))
 def test_truncation_flag_matches_length(text, limit):
     result = parse_action(text, max_action_chars=limit)
@@ -91,7 +91,7 @@ def test_truncation_flag_matches_length(text, limit):
 coords = st.integers(-(10**6), 10**6)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=600, deadline=None)
 @given(box=st.tuples(coords, coords, coords, coords))
 def test_integer_crop_round_trip(box):
     result = parse_action(format_crop(box))
@@ -99,7 +99,7 @@ def test_integer_crop_round_trip(box):
     assert result.boxes[0] == box
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=600, deadline=None)
 @given(
     box=st.tuples(*[st.floats(-1e6, 1e6, allow_nan=False)] * 4),
     decimals=st.integers(1, 4),
@@ -110,7 +110,7 @@ def test_decimal_crop_round_trip(box, decimals):
     assert result.boxes[0] == tuple(round(v, decimals) for v in box)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(letter=st.sampled_from("ABCDE"), think=st.none() | st.text(alphabet="abc .", max_size=20))
 def test_answer_round_trip(letter, think):
     text = (

@@ -147,6 +147,16 @@ def test_sigkill_mid_evaluation_then_rerun_completes_every_episode_once(tmp_path
     assert len(lines) == n and sorted(episodes) == list(range(n))
     assert json.loads((out / "summary.json").read_text())["overall"]["n"] == n
     assert len(read_records(results)) == n
+    # Record by record (timings aside), the resumed run is the uninterrupted one.
+    straight = tmp_path / "straight"
+    assert main([*cmd[3:cmd.index("--out")], "--out", str(straight), *cmd[cmd.index("--out") + 2:]]) == 0
+
+    def by_episode(path):
+        records = sorted(read_records(path / "episodes.jsonl"), key=lambda r: r["episode"])
+        return [{k: v for k, v in r.items() if k != "elapsed_s"} for r in records]
+
+    for want, have in zip(by_episode(straight), by_episode(out), strict=True):
+        assert have == want, f"episode {want['episode']} differs after the SIGKILL and rerun"
 
 
 def test_grounding_gym_eval_imports_neither_torch_nor_agents():

@@ -146,14 +146,48 @@ def test_clip_mode_repairs_boxes(toy_dataset):
     assert crop.x2 == 960 and crop.y2 == 720 and crop.width >= 28 and crop.height >= 28
 
 
-def test_nan_and_huge_boxes_never_raise(toy_dataset):
-    env = make_env(toy_dataset)
-    env.reset(seed=0)
-    for action in ["<crop>[nan, 1, 2, 3]</crop>", "<crop>[1e308, 1e308, 1e309, 2e308]</crop>",
-                   "<crop>[-1e30, -1e30, 1e30, 1e30]</crop>"]:
-        _, _, _, _, info = env.step(action)
-        assert info["action_kind"] in ("crop", "invalid")
-        env.reset(seed=0)
+WHOLE_VIEW = (0.0, 0.0, 960.0, 720.0)  # the toy image, original px
+
+
+# action, invalid_box -> action_kind, crop_box (original px) or None, error fragment or None
+@pytest.mark.parametrize(
+    ("action", "mode", "kind", "crop_box", "error"),
+    [
+        # The parser refuses words: nan/inf never reach the geometry.
+        ("<crop>[nan, 1, 2, 3]</crop>", "clip", "invalid", None, "(words such as nan/inf are not numbers)"),
+        ("<crop>[inf, 0, 10, 10]</crop>", "reject", "invalid", None, "(words such as nan/inf are not numbers)"),
+        # 1e309 overflows to inf while parsing: a crop, refused for its non-finite coordinate.
+        ("<crop>[1e308, 1e308, 1e309, 2e308]</crop>", "clip", "crop", None,
+         "box [1e+308, 1e+308, inf, inf] has a non-finite coordinate"),
+        ("<crop>[1e308, 1e308, 1e309, 2e308]</crop>", "reject", "crop", None, "has a non-finite coordinate"),
+        # Huge but finite: "clip" cuts it to the whole view, "reject" refuses it.
+        ("<crop>[-1e30, -1e30, 1e30, 1e30]</crop>", "clip", "crop", WHOLE_VIEW, None),
+        ("<crop>[-1e30, -1e30, 1e30, 1e30]</crop>", "reject", "crop", None,
+         "box [-1e+30, -1e+30, 1e+30, 1e+30] extends outside the current view"),
+        # Finite as written, inf once scaled from view px (2.86 original px each) to original px.
+        ("<crop>[0, 0, 1e308, 1e308]</crop>", "clip", "crop", WHOLE_VIEW, None),
+        ("<crop>[-1e308, 100, -1e307, 200]</crop>", "clip", "crop", None, "lies outside the current view"),
+    ],
+)
+def test_nan_and_huge_boxes_are_clipped_or_refused(toy_dataset, action, mode, kind, crop_box, error):
+    env = make_env(toy_dataset, invalid_box=mode, coord_frame="view")
+    obs0, info0 = env.reset(seed=0)
+    obs, reward, terminated, truncated, info = env.step(action)
+    assert info["action_kind"] == kind and not (terminated or truncated)
+    assert info["crop_box"] == crop_box
+    if crop_box is not None:  # accepted: the view is the clipped box, format 1
+        assert info["action_error"] is None and info["crop_adjusted"]
+        assert info["reward_terms"] == {"answer": 0.0, "format": 1.0, "grounding": 0.0}
+        assert info["view_box"] == crop_box and reward == pytest.approx(0.1)  # default format weight
+        assert obs["dialogue"].startswith("Zoomed in on [0, 0, 960, 720] of the original")
+    else:  # refused: view unchanged, format 0, the error told to the model
+        assert error in info["action_error"]
+        assert info["reward_terms"] == {"answer": 0.0, "format": 0.0, "grounding": 0.0} and reward == 0.0
+        assert info["view_box"] == info0["view_box"]
+        np.testing.assert_array_equal(obs["image"], obs0["image"])
+        assert obs["dialogue"].startswith(f"Your reply was not a valid action ({info['action_error']})")
+        assert obs["dialogue"].endswith("4 turns left.")
+    assert info["messages"][-1]["content"][-1]["text"] == obs["dialogue"]
 
 
 def test_same_seed_same_episode_different_seed_differs(toy_dataset):

@@ -1,6 +1,8 @@
 """Property tests: `env.step` with arbitrary text never raises and keeps its promises.
 
-CI runs `FUZZ_EXAMPLES` hypothesis examples per property (episodes of up to `max_turns` steps).
+CI runs `FUZZ_EXAMPLES` episodes of up to 6 arbitrary actions, `FUZZ_EXAMPLES // 2` single
+unicode actions of up to `UNICODE_MAX_CHARS` characters, and one action of `LONG_ACTION_CHARS`
+characters (the figures docs/reliability.md quotes; tests/test_reliability_doc.py checks them).
 """
 
 from __future__ import annotations
@@ -8,13 +10,16 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from grounding_gym.envs.grounded_vqa import GroundedVQAEnv
 from tests.conftest import toy_samples
 
-FUZZ_EXAMPLES = 200
+FUZZ_EXAMPLES = 300
+UNICODE_MAX_CHARS = 2_000
+LONG_ACTION_CHARS = 100_000
 DATASET = toy_samples(4, size=(640, 480))
 ENV_KWARGS = {"min_pixels": 28 * 28, "max_pixels": 224 * 168, "max_turns": 6, "max_action_chars": 512}
 
@@ -68,13 +73,38 @@ def test_arbitrary_text_never_breaks_the_env(steps, seed, frame, mode):
 
 
 @settings(max_examples=FUZZ_EXAMPLES // 2, deadline=None)
-@given(text=st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=2000))
+@given(text=st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=UNICODE_MAX_CHARS))
 def test_unicode_and_overlong_actions(text):
     env = GroundedVQAEnv(DATASET, **ENV_KWARGS)
     env.reset(seed=0)
     obs, reward, terminated, truncated, info = env.step(text)
     _check_step(env, obs, reward, terminated, truncated, info)
     assert info["messages"][-2]["content"][0]["text"] == text  # the dialogue keeps what was said
+
+
+@pytest.mark.parametrize("crop_first", [True, False])
+@pytest.mark.parametrize("max_action_chars", [ENV_KWARGS["max_action_chars"], None])  # None: the default
+def test_a_100k_character_action_is_cut_not_raised(max_action_chars, crop_first):
+    """One action of `LONG_ACTION_CHARS` characters, a crop plus unicode noise: only the first
+    `max_action_chars` are parsed (a crop at the end is cut away: invalid, and the error says
+    so); the dialogue keeps the whole text and the episode goes on."""
+    rng = np.random.default_rng(0)
+    crop = "<crop>[10, 10, 200, 200]</crop>"
+    noise = "".join(chr(c) for c in rng.integers(0x20, 0xD7FF, LONG_ACTION_CHARS - len(crop)))
+    text = crop + noise if crop_first else noise + crop
+    assert len(text) == LONG_ACTION_CHARS
+    kwargs = {k: v for k, v in ENV_KWARGS.items() if k != "max_action_chars" or max_action_chars}
+    env = GroundedVQAEnv(DATASET, **kwargs)
+    env.reset(seed=0)
+    obs, reward, terminated, truncated, info = env.step(text)
+    _check_step(env, obs, reward, terminated, truncated, info)
+    assert not (terminated or truncated) and info["messages"][-2]["content"][0]["text"] == text
+    if crop_first:
+        assert info["action_kind"] == "crop" and info["action_error"] is None and info["crop_box"] is not None
+    else:
+        assert info["action_kind"] == "invalid" and "the text was cut to max_action_chars" in info["action_error"]
+    _, _, terminated, _, info = env.step("<answer>A</answer>")
+    assert terminated and info["action_kind"] == "answer"
 
 
 def test_non_string_actions_are_invalid_not_errors():

@@ -22,6 +22,7 @@ from grounding_gym.eval import (
     list_agents,
     load_summary,
     make_agent,
+    make_eval_env,
     read_records,
     register_agent,
     summarize,
@@ -187,6 +188,53 @@ def test_resume_runs_only_missing_episodes(tmp_path):
     third = CountingAgent()
     evaluate(third, "GroundedVQA-HR-v0", n=9, out_dir=tmp_path, progress=False, plots=False, **SMALL_HR)
     assert third.calls == 0
+
+
+class Crash(Exception):
+    """Stands in for a kill mid-evaluation."""
+
+
+class RandomCropUntilCrash:
+    """`random-crop` (seeded per episode), except that it answers at once in episodes 1, 4, 7, ...
+    so episodes differ in length and end out of order; raises `Crash` on its `crash_at`-th call."""
+
+    def __init__(self, env: gym.Env, crash_at: int | None = None) -> None:
+        self.agent, self.crash_at, self.calls = make_agent("random-crop", env), crash_at, 0
+
+    def act(self, observations, infos):
+        self.calls += 1
+        if self.calls == self.crash_at:
+            raise Crash
+        actions = self.agent.act(observations, infos)
+        return [format_answer("C") if info["episode"] % 3 == 1 else action
+                for action, info in zip(actions, infos, strict=True)]
+
+
+def episode_records(out) -> list[dict]:
+    """`episodes.jsonl` in episode order, without the wall-clock timings."""
+    records = sorted(read_records(out / "episodes.jsonl"), key=lambda r: r["episode"])
+    return [{k: v for k, v in r.items() if k != "elapsed_s"} for r in records]
+
+
+def test_a_resumed_evaluation_equals_an_uninterrupted_one_record_by_record(tmp_path):
+    """A crash leaves holes anywhere (3 envs finish episodes out of order); the rerun must give
+    each missing episode its own sample and seed, so every record matches a straight run's."""
+    env, _, _ = make_eval_env("GroundedVQA-HR-v0", dataset_kwargs=SMALL_HR["dataset_kwargs"],
+                              env_kwargs=SMALL_HR["env_kwargs"])  # fmt: skip
+    kwargs = {"n": 12, "num_envs": 3, "progress": False, "plots": False, **SMALL_HR}
+    straight = evaluate(RandomCropUntilCrash(env), "GroundedVQA-HR-v0", out_dir=tmp_path / "straight", **kwargs)
+    with pytest.raises(Crash):
+        evaluate(RandomCropUntilCrash(env, crash_at=5), "GroundedVQA-HR-v0", out_dir=tmp_path / "resumed", **kwargs)
+    done = [r["episode"] for r in read_records(tmp_path / "resumed" / "episodes.jsonl")]
+    assert 3 <= len(done) < 12 and sorted(done) != list(range(len(done))), (
+        f"the crash should leave a hole before the last finished episode: {sorted(done)}")
+    resumed = evaluate(RandomCropUntilCrash(env), "GroundedVQA-HR-v0", out_dir=tmp_path / "resumed", **kwargs)
+    expected, got = episode_records(tmp_path / "straight"), episode_records(tmp_path / "resumed")
+    assert [r["episode"] for r in got] == list(range(12))
+    for want, have in zip(expected, got, strict=True):
+        assert have == want, f"episode {want['episode']} differs after the resume"
+    assert resumed["overall"] == straight["overall"]
+    env.close()
 
 
 def test_a_different_evaluation_in_the_folder_raises_unless_overwrite(tmp_path):

@@ -32,7 +32,7 @@ def boxes(draw, x_max: float = 8192, y_max: float = 8192):
 
 
 view_sizes = st.tuples(st.integers(28, 2048), st.integers(28, 2048))
-SETTINGS = settings(max_examples=300, deadline=None)
+SETTINGS = settings(max_examples=600, deadline=None)
 
 
 @SETTINGS
@@ -90,7 +90,15 @@ def test_grow_to_min_respects_limits(box, bounds_size, min_size, max_aspect):
     assert grown.x2 <= bounds.x2 + eps and grown.y2 <= bounds.y2 + eps
     assert grown.width >= min(min_size, bounds.width) - eps
     assert grown.height >= min(min_size, bounds.height) - eps
-    assert coverage(inside, grown) == pytest.approx(1.0) or inside.width >= grown.width
+    # Growth only adds: the box it grew from stays inside, whatever sliding into the bounds did.
+    assert grown.x1 <= inside.x1 + eps and grown.y1 <= inside.y1 + eps
+    assert grown.x2 >= inside.x2 - eps and grown.y2 >= inside.y2 - eps
+    # Long side <= max_aspect x short side, unless the short side already spans the bounds.
+    long_side, short_side = max(grown.width, grown.height), min(grown.width, grown.height)
+    short_bound = bounds.height if grown.width >= grown.height else bounds.width
+    assert long_side <= max_aspect * short_side * (1 + 1e-9) + eps or short_side >= short_bound - eps, (
+        f"aspect {long_side / short_side:.6g} > max_aspect {max_aspect:.6g}: {grown}"
+    )
 
 
 @SETTINGS
@@ -105,6 +113,26 @@ def test_resolve_crop_never_raises_and_stays_in_view(coords, view_box, view_size
         assert view_box.x1 - tol <= crop.x1 < crop.x2 <= view_box.x2 + tol
         assert view_box.y1 - tol <= crop.y1 < crop.y2 <= view_box.y2 + tol
         assert math.isfinite(crop.area)
+
+
+@pytest.mark.parametrize(
+    ("coords", "view", "clipped"),
+    [
+        # 6000 x 40 (aspect 150): the height grows about its centre to 6000 / 100 = 60.
+        ((1000, 2000, 7000, 2040), (8000, 6000), (1000, 1990, 7000, 2050)),
+        # 30 x 5000 (aspect 167): the width grows to 50, slid right to stay inside the view.
+        ((0, 500, 30, 5500), (8000, 6000), (0, 500, 50, 5500)),
+        # 8000 x 50 (aspect 160) in an 8000 x 50 view: the short side already spans the view.
+        ((0, 0, 8000, 50), (8000, 50), (0, 0, 8000, 50)),
+    ],
+)
+def test_resolve_crop_clamps_the_aspect_ratio_by_hand(coords, view, clipped):
+    view_box = Box(0, 0, *view)
+    crop, error, adjusted = resolve_crop(coords, "original", view_box, view, max_aspect=100.0)
+    assert error is None and crop.as_tuple() == pytest.approx(clipped)
+    assert adjusted or crop.as_tuple() == pytest.approx(coords)
+    crop, error, _ = resolve_crop(coords, "original", view_box, view, invalid_box="reject")
+    assert crop is None and "aspect ratio above 100" in error
 
 
 def test_box_validation_errors():

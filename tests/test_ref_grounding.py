@@ -12,7 +12,7 @@ from PIL import Image
 
 import grounding_gym  # noqa: F401  (registers the ids)
 from grounding_gym.actions import format_crop
-from grounding_gym.data import Sample, make_dataset
+from grounding_gym.data import Sample, loaders, make_dataset
 from grounding_gym.data.synthetic import SyntheticRef
 from grounding_gym.envs.ref_grounding import PREDICTION_COLOR, RefGroundingEnv
 from grounding_gym.geometry import FRAMES, Box, from_original
@@ -220,7 +220,6 @@ def test_synthetic_ref_oracle_through_gym_make():
 
 
 def test_refcoco_loader_samples_run(tmp_path):
-    loaders = pytest.importorskip("grounding_gym.data.loaders")
     (tmp_path / "images").mkdir()
     Image.new("RGB", (640, 480), (255, 0, 0)).save(tmp_path / "images" / "a.png")
     records = [{"image": "a.png", "bbox": [100, 80, 80, 70], "id": 7, "sentences": ["red box", "the red one"]}]

@@ -85,7 +85,7 @@ def encode(image: Image.Image, fmt: str = "JPEG", **kwargs) -> bytes:
     return buffer.getvalue()
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(w=st.floats(1, 20000), h=st.floats(1, 20000), patch=st.sampled_from([None, 14, 28]))
 def test_fit_to_budget_properties(w, h, patch):
     min_pixels, max_pixels = 4 * 28 * 28, 1280 * 28 * 28
@@ -340,6 +340,29 @@ def test_exif_rotation_is_honoured_and_boxes_stay_right(tmp_path):
     assert obs["image"][..., 0].mean() > 200 and obs["image"][..., 1].mean() < 80
 
 
+def _expected_rgb(image: Image.Image, rgb: Image.Image) -> np.ndarray:
+    """What `to_rgb(image)` must give, worked out from the raw bands (not through PIL's convert)."""
+    raw = np.asarray(image)
+    if image.mode in ("RGBA", "LA"):  # fully opaque here: alpha changes nothing
+        assert (raw[..., -1] == 255).all()
+    if image.mode == "RGBA":
+        return np.asarray(rgb)
+    if image.mode in ("L", "LA", "I"):
+        grey = raw[..., 0] if image.mode == "LA" else raw
+        return np.repeat(grey.astype(np.uint8)[..., None], 3, axis=-1)
+    if image.mode == "1":  # bool pixels: black or white
+        return np.repeat(np.where(raw, 255, 0).astype(np.uint8)[..., None], 3, axis=-1)
+    if image.mode == "P":  # each index looked up in the image's own palette
+        palette = np.asarray(image.getpalette(), dtype=np.uint8).reshape(-1, 3)
+        return palette[raw]
+    if image.mode == "CMYK":  # subtractive: R = (255 - C)(255 - K) / 255
+        c, m, y, k = (raw[..., i].astype(np.float64) for i in range(4))
+        return np.stack([(255 - v) * (255 - k) / 255 for v in (c, m, y)], axis=-1)
+    if image.mode == "I;16":  # 16-bit grey is rescaled, not clipped to white
+        return np.repeat(np.asarray(rgb.convert("L"))[..., None], 3, axis=-1)
+    raise AssertionError(image.mode)
+
+
 @pytest.mark.parametrize("mode", ["RGBA", "LA", "L", "P", "CMYK", "I;16", "I", "1"])
 def test_any_mode_converts_to_rgb(mode):
     rgb = scene((64, 48))
@@ -351,8 +374,28 @@ def test_any_mode_converts_to_rgb(mode):
         image = rgb.convert(mode)
     out = to_rgb(image)
     assert out.mode == "RGB" and out.size == (64, 48)
-    if mode == "I;16":  # 16-bit grey is rescaled, not clipped to white
-        np.testing.assert_allclose(np.asarray(out)[..., 0], np.asarray(rgb.convert("L")), atol=1)
+    np.testing.assert_allclose(np.asarray(out, dtype=np.float64), _expected_rgb(image, rgb), atol=1)
+
+
+def test_cmyk_with_black_ink_and_a_custom_palette_keep_their_colours():
+    """The band meanings matter: CMYK is not RGB plus one band, a palette index is not a grey."""
+    rng = np.random.default_rng(0)
+    cmyk = Image.fromarray(rng.integers(0, 256, (24, 32, 4), dtype=np.uint8), "CMYK")
+    np.testing.assert_allclose(np.asarray(to_rgb(cmyk), dtype=np.float64), _expected_rgb(cmyk, cmyk), atol=1)
+    assert tuple(np.asarray(to_rgb(Image.new("CMYK", (2, 2), (0, 255, 255, 0))))[0, 0]) == (255, 0, 0)
+    assert tuple(np.asarray(to_rgb(Image.new("CMYK", (2, 2), (0, 0, 0, 255))))[0, 0]) == (0, 0, 0)
+    indices = Image.fromarray(np.arange(12, dtype=np.uint8).reshape(3, 4), "P")
+    colours = [(10 * i, 255 - 20 * i, (97 * i) % 256) for i in range(12)]
+    indices.putpalette([c for colour in colours for c in colour])
+    np.testing.assert_array_equal(np.asarray(to_rgb(indices)), np.array(colours, dtype=np.uint8).reshape(3, 4, 3))
+
+
+def test_half_transparent_pixels_are_blended_onto_white():
+    rgba = Image.new("RGBA", (4, 4), (200, 40, 0, 128))  # alpha 128/255
+    blended = [round(c * 128 / 255 + 255 * (1 - 128 / 255)) for c in (200, 40, 0)]
+    assert tuple(np.asarray(to_rgb(rgba))[0, 0]) == pytest.approx(blended, abs=1)
+    la = Image.new("LA", (4, 4), (0, 64))
+    assert tuple(np.asarray(to_rgb(la))[0, 0]) == pytest.approx([round(255 * (1 - 64 / 255))] * 3, abs=1)
 
 
 def test_transparent_pixels_become_white():
