@@ -139,20 +139,61 @@ def at_row(file: str, row: int, line: int) -> str:
 
 
 class IdRegistry:
-    """Rejects duplicate sample ids (envs select samples by id)."""
+    """Rejects duplicate sample ids (envs select samples by id), except exact repeats.
 
-    def __init__(self) -> None:
+    A record whose id was seen before with identical content (`is_repeat`) is an exact
+    duplicate, as published files have (MME-RealWorld-Lite repeats some questions): the loader
+    keeps the first and skips the rest, and `warn()` counts them in one `UserWarning`.
+    """
+
+    def __init__(self, dataset: str = "dataset") -> None:
+        self.dataset = dataset
         self._first: dict[str, str] = {}
+        self._content: dict[str, str] = {}
+        self.repeats = 0
+        self._first_repeat = ""
 
-    def add(self, sample_id: str, where: str) -> str:
+    def is_repeat(self, sample_id: str, record: Any, where: str) -> bool:
+        """True (and counted) when `sample_id` was added before with the same `record` content."""
+        if sample_id not in self._first or self._content.get(sample_id) != _fingerprint(record):
+            return False
+        self.repeats += 1
+        if not self._first_repeat:
+            self._first_repeat = f"{where} repeats {self._first[sample_id]}"
+        return True
+
+    def add(self, sample_id: str, where: str, record: Any = None) -> str:
+        """Register `sample_id` (with `record`'s content, for `is_repeat`) and return it.
+
+        Raises:
+            DatasetFormatError: the id was seen before (with other content).
+        """
         if sample_id in self._first:
             raise format_error(
                 where,
-                f"duplicate sample id {sample_id!r} (first seen at {self._first[sample_id]})",
+                f"duplicate sample id {sample_id!r} with different content (first seen at "
+                f"{self._first[sample_id]})",
                 "ids must be unique; env.reset(options={'sample_id': ...}) selects by id.",
             )
         self._first[sample_id] = where
+        if record is not None:
+            self._content[sample_id] = _fingerprint(record)
         return sample_id
+
+    def warn(self) -> None:
+        if self.repeats:
+            warnings.warn(
+                f"{self.dataset}: skipped {self.repeats} exact duplicate record(s) (same id, same "
+                f"content; the first is kept; first: {self._first_repeat})",
+                UserWarning,
+                stacklevel=3,
+            )
+
+
+def _fingerprint(record: Any) -> str:
+    """sha256 of a record's canonical JSON (key order ignored)."""
+    text = json.dumps(record, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,6 +334,61 @@ def iter_jsonl(file: str) -> Iterator[JsonlRecord]:
                     at_line(file, line_no), f"expected a JSON object, got {type(value).__name__}"
                 )
             yield JsonlRecord(line_no, start, len(raw), value)
+
+
+def iter_json_array(file: str) -> Iterator[tuple[int, Any]]:
+    """`(line, element)` of a JSON file holding one list, `line` (1-based) where each element
+    starts, so an error can name it.
+
+    Raises:
+        DatasetFormatError: not valid JSON, or not a list.
+    """
+    with open(file, encoding="utf-8-sig") as handle:
+        text = handle.read()
+    decoder = json.JSONDecoder()
+    pos = _skip_space(text, 0)
+    if not text.startswith("[", pos):
+        load_json(file)  # raises for invalid JSON
+        raise format_error(file, f"expected a JSON list of records, got {type(load_json(file)).__name__}")
+    pos, line, counted = _skip_space(text, pos + 1), 1, 0
+    if text.startswith("]", pos):
+        return
+    while True:
+        line += text.count("\n", counted, pos)
+        counted = pos
+        try:
+            value, pos = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as err:
+            raise format_error(at_line(file, err.lineno), f"not valid JSON ({err.msg})") from err
+        yield line, value
+        pos = _skip_space(text, pos)
+        if text.startswith("]", pos):
+            return
+        if not text.startswith(",", pos):
+            where = at_line(file, line + text.count("\n", counted, pos))
+            raise format_error(where, "not valid JSON (expected ',' or ']' after a list element)")
+        pos = _skip_space(text, pos + 1)
+
+
+def _skip_space(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t\r\n":
+        pos += 1
+    return pos
+
+
+def json_field(value: Any, where: str, field: str) -> Any:
+    """A field that files store either as JSON or as a JSON string (`"[[1, 2, 3, 4]]"`): the
+    decoded value. Other values are returned as they are.
+
+    >>> json_field("[[1, 2, 3, 4]]", "f", "target_instances")
+    [[1, 2, 3, 4]]
+    """
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as err:
+        raise format_error(where, f"field {field!r} is a string that is not valid JSON ({err}): {value[:80]!r}") from err
 
 
 def load_json(file: str) -> Any:
@@ -560,6 +656,8 @@ def check_box_format(box_format: Any, where: str) -> str:
 
 def _box_numbers(value: Any, box_format: str, where: str) -> tuple[float, float, float, float]:
     shape = "[x, y, w, h]" if box_format == "xywh" else "[x1, y1, x2, y2]"
+    if isinstance(value, str) and value.strip().startswith("["):
+        value = json_field(value, where, "box")
     if not isinstance(value, (list, tuple)) or len(value) != 4:
         raise format_error(
             where, f"box {value!r} is not a list of 4 numbers {shape} ({box_format})"
@@ -658,6 +756,8 @@ class BoxFitter:
 # ---------------------------------------------------------------------------------------------
 
 _CHOICE_PREFIX = re.compile(r"^\s*(?:\(([A-Za-z])\)|([A-Za-z])[.:)])\s*")
+STRING_OPTION_LETTERS = LETTERS[:6]
+"""Labels recognised when the options are one string (2-6 options, A-F)."""
 
 
 def strip_choice_prefix(text: str, letter: str) -> str:
@@ -668,19 +768,83 @@ def strip_choice_prefix(text: str, letter: str) -> str:
     return text.strip()
 
 
-def parse_options(value: Any, where: str, field: str = "options") -> tuple[str, ...]:
-    """Option texts in letter order from a list, or a dict `{"A": ..., "B": ...}`."""
+def split_choice_label(text: str) -> tuple[str | None, str]:
+    """`"(D) red"` / `"D. red"` / `"D) red"` / `"D: red"` -> `("D", "red")`; no label -> `(None, text)`."""
+    match = _CHOICE_PREFIX.match(text)
+    if match is None or not text[match.end() :].strip():
+        return None, text.strip()
+    return (match.group(1) or match.group(2)).upper(), text[match.end() :].strip()
+
+
+@dataclass(frozen=True)
+class Choices:
+    """Options as a file gives them: `texts` in position order (shown as A, B, ...), and the
+    label printed with each (`labels[i]`, None where none was printed)."""
+
+    texts: tuple[str, ...]
+    labels: tuple[str | None, ...]
+
+
+def _label_pattern(letter: str) -> re.Pattern[str]:
+    """Where the label of `letter` may start in a one-string option list: `(B)`, `B.`, `B)`, `B:`
+    after the start or whitespace; a bare `B ` only at the start of a line."""
+    return re.compile(rf"(?:(?<=\s)|^)(?:\({letter}\)|{letter}[.):])[ \t]*|(?:(?<=\n)|^)[ \t]*{letter}[ \t]+")
+
+
+def split_options_string(text: str, where: str, field: str = "options") -> Choices:
+    r"""One string of labelled options -> `Choices` (labels A, B, ... in order, up to F).
+
+    Styles, mixable: `"A. x\nB. y"`, `"(A) x\n(B) y"`, `"A x\nB y"` (bare letters at line
+    starts), `"A. x B. y C. z"` (on one line).
+
+    >>> split_options_string("A. red B. dark blue\nC green", "f").texts
+    ('red', 'dark blue', 'green')
+
+    Raises:
+        DatasetFormatError: fewer than two labels A, B, ... in order, or an empty option.
+    """
+    body = text.strip()
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    for letter in STRING_OPTION_LETTERS:
+        match = _label_pattern(letter).search(body, pos)
+        if match is None or (letter == "A" and match.start() != 0):
+            break
+        spans.append((match.start(), match.end()))
+        pos = match.end()
+    if len(spans) < 2:
+        raise format_error(
+            where,
+            f"field {field!r} is one string without option labels A, B, ... in order: {body[:80]!r}",
+            'write it as a list, or label each option ("A. x\nB. y", "(A) x (B) y", "A x\nB y").',
+        )
+    ends = [start for start, _ in spans[1:]] + [len(body)]
+    texts = tuple(body[end:stop].strip() for (_, end), stop in zip(spans, ends, strict=True))
+    for letter, option in zip(LETTERS, texts, strict=False):
+        if not option:
+            raise format_error(where, f"field {field!r}: option {letter} is empty in {body[:80]!r}")
+    return Choices(texts, tuple(LETTERS[: len(texts)]))
+
+
+def parse_choices(value: Any, where: str, field: str = "options") -> Choices:
+    """Options from a list (items may print their label: `"(A) x"`), a dict `{"A": ..., ...}`,
+    or one string (`split_options_string`). Labels printed in list items are stripped from the
+    texts and kept in `labels` (see `answer_letter`)."""
+    if isinstance(value, str):
+        return split_options_string(value, where, field)
     if isinstance(value, Mapping):
         keys = [str(k).strip().upper() for k in value]
         if sorted(keys) != list(LETTERS[: len(keys)]):
             raise format_error(
                 where, f"{field} keys {list(value)} must be consecutive letters from 'A'"
             )
-        texts = [value[k] for k in sorted(value, key=lambda k: str(k).strip().upper())]
+        ordered = sorted(value, key=lambda k: str(k).strip().upper())
+        texts = [value[k] for k in ordered]
+        printed = [str(k).strip().upper() for k in ordered]
     elif isinstance(value, (list, tuple)):
-        texts = list(value)
+        texts, printed = list(value), []
     else:
-        raise format_error(where, f"{field} must be a list or a letter->text dict, got {value!r}")
+        raise format_error(where, f"{field} must be a list, a letter->text dict or one string, got {value!r}")
     if not 2 <= len(texts) <= len(LETTERS):
         raise format_error(where, f"{field} needs 2..26 options, got {len(texts)}")
     for letter, text in zip(LETTERS, texts, strict=False):
@@ -689,23 +853,54 @@ def parse_options(value: Any, where: str, field: str = "options") -> tuple[str, 
             or isinstance(text, bool)
             or not str(text).strip()
         ):
-            raise format_error(where, f"option {letter} is empty or not text: {text!r}")
-    return tuple(str(t).strip() for t in texts)
+            raise format_error(where, f"{field}: option {letter} is empty or not text: {text!r}")
+    if printed:
+        stripped = [strip_choice_prefix(str(t), k) for t, k in zip(texts, printed, strict=True)]
+        return Choices(tuple(stripped), tuple(printed))
+    split = [split_choice_label(str(t)) for t in texts]
+    return Choices(tuple(t for _, t in split), tuple(label for label, _ in split))
 
 
-def answer_letter(answer: Any, options: Sequence[str], where: str) -> str:
-    """The correct option's letter from a letter ("B", "(B)", "b.") or the option's text."""
+def parse_options(value: Any, where: str, field: str = "options") -> tuple[str, ...]:
+    """Option texts in position order from a list, a letter->text dict, or one string
+    (`parse_choices(...).texts`; list items keep any printed label)."""
+    if isinstance(value, str):
+        return split_options_string(value, where, field).texts
+    choices = parse_choices(value, where, field)
+    if isinstance(value, Mapping):
+        return choices.texts
+    return tuple(str(t).strip() for t in value)
+
+
+def answer_letter(
+    answer: Any,
+    options: Sequence[str],
+    where: str,
+    labels: Sequence[str | None] = (),
+    field: str = "answer",
+) -> str:
+    """The correct option's position letter from a letter ("B", "(B)", "b.") or the option's text.
+
+    Printed labels are authoritative: when `labels` (the label printed with each option) hold
+    the answer's letter, the answer is the first option printed with it, whatever its position
+    (MME-RealWorld rows list "(D)" twice, and "E" names the option printed "(E)", the sixth).
+    """
     text = str(answer).strip() if answer is not None else ""
     letters = LETTERS[: len(options)]
     bare = text.strip("().: ").upper()
-    if len(bare) == 1 and bare in letters:
-        return bare
+    if len(bare) == 1 and bare in LETTERS:
+        if bare in labels:
+            return LETTERS[list(labels).index(bare)]
+        if bare in letters:
+            return bare
     for letter, option in zip(letters, options, strict=True):
         if text and text.casefold() == option.casefold():
             return letter
+    shown = f"; printed labels {[label or '-' for label in labels]}" if any(labels) else ""
     raise format_error(
         where,
-        f"answer {answer!r} is neither an option letter ({', '.join(letters)}) nor an option text",
+        f"field {field!r}: answer {answer!r} is neither an option letter ({', '.join(letters)}){shown} "
+        "nor an option text",
     )
 
 

@@ -8,8 +8,14 @@ Two layouts are read:
 * the VLMEvalKit TSV: `index, image, question, A, B, C, D, E, answer, category`, `image`
   base64 (or the `index` of a row sharing it), or an `image_path` column of relative paths.
 
-Choice texts lose their "(A) " prefixes. `category` is "Task/Subtask/Category" for the JSON (the
-official report's breakdown; `Subtask` names repeat across tasks) and `category` for the TSV.
+Choice texts lose their "(A) " prefixes. The printed labels are authoritative: the official
+files have rows of six choices whose labels repeat ("(D)" twice), and the ground-truth letter
+names the choice *printed* with it (the first, if repeated), whatever its position; the options
+are shown as A, B, ... by position, and `answer` is that choice's position letter. Records that
+repeat an earlier record exactly (same `Question_id`, same content: MME-RealWorld-Lite has some)
+are kept once, with one warning that counts them; a repeated id with other content is an error.
+`category` is "Task/Subtask/Category" for the JSON (the official report's breakdown; `Subtask`
+names repeat across tasks) and `category` for the TSV.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import Any
 from grounding_gym.data.formats.common import (
     LETTERS,
     EncodedImageRef,
+    Choices,
     IdRegistry,
     ImageFields,
     ResolvedImage,
@@ -30,13 +37,13 @@ from grounding_gym.data.formats.common import (
     at_row,
     check_limit,
     format_error,
+    iter_json_array,
     iter_jsonl,
     iter_tsv,
-    load_json,
-    parse_options,
+    parse_choices,
     require,
     resolve_file,
-    strip_choice_prefix,
+    split_choice_label,
 )
 from grounding_gym.data.formats.hrbench import tsv_options
 from grounding_gym.data.sample import Sample
@@ -70,7 +77,7 @@ def load_mme_realworld(
     """
     check_limit(limit)
     file, root = resolve_file("mme-realworld", path, data_dir, (".json", ".jsonl", ".tsv"))
-    images, ids = ImageFields(root), IdRegistry()
+    images, ids = ImageFields(root), IdRegistry("mme-realworld")
     records: Iterator[tuple[str, Any, EncodedImageRef | None]]
     parse: Callable[..., Sample]
     if file.lower().endswith(".tsv"):
@@ -84,7 +91,10 @@ def load_mme_realworld(
     for where, record, ref in records:
         if limit is not None and len(samples) >= limit:
             break
-        samples.append(parse(record, where, ref, images, ids, by_index))
+        sample = parse(record, where, ref, images, ids, by_index)
+        if sample is not None:
+            samples.append(sample)
+    ids.warn()
     return samples
 
 
@@ -98,11 +108,8 @@ def _json_records(file: str) -> Iterator[tuple[str, dict[str, Any], EncodedImage
                 EncodedImageRef(file, rec.offset, rec.length, "jsonl", "Image", where),
             )
         return
-    data = load_json(file)
-    if not isinstance(data, list):
-        raise format_error(file, f"expected a JSON list of questions, got {type(data).__name__}")
-    for i, record in enumerate(data):
-        where = f"{file}, record {i}"
+    for i, (line, record) in enumerate(iter_json_array(file)):
+        where = f"{file}, record {i} (line {line})"
         if not isinstance(record, dict):
             raise format_error(where, f"expected a JSON object, got {type(record).__name__}")
         yield where, record, None
@@ -115,33 +122,40 @@ def _json_sample(
     images: ImageFields,
     ids: IdRegistry,
     by_index: dict[str, ResolvedImage],
-) -> Sample:
+) -> Sample | None:
     require(record, MME_JSON_REQUIRED, where)
-    choices = next((record[k] for k in _CHOICE_KEYS if record.get(k) is not None), None)
-    if choices is None:
+    sample_id = str(record["Question_id"]).strip()
+    if ids.is_repeat(sample_id, record, where):
+        return None
+    key = next((k for k in _CHOICE_KEYS if record.get(k) is not None), None)
+    if key is None:
         raise format_error(
             where, f"missing field 'Answer choices'; the record has {sorted(record)}"
         )
-    texts = parse_options(choices, where, field="Answer choices")
-    options = tuple(
-        strip_choice_prefix(t, letter) for letter, t in zip(LETTERS, texts, strict=False)
-    )
+    choices = parse_choices(record[key], where, field=key)
     image = images.auto(record["Image"], where, ref)
     parts = [str(record.get(k) or "").strip() for k in ("Task", "Subtask", "Category")]
     return Sample(
-        id=ids.add(str(record["Question_id"]).strip(), where),
+        id=ids.add(sample_id, where, record),
         image=image.source,
         question=str(record["Text"]).strip(),
-        answer=answer_letter(record["Ground truth"], options, where),
-        options=options,
+        answer=answer_letter(record["Ground truth"], choices.texts, where, choices.labels, "Ground truth"),
+        options=choices.texts,
         category="/".join(p for p in parts if p),
         metadata={
             "task": parts[0],
             "subtask": parts[1],
             "raw_category": parts[2],
             "image_key": image.key,
+            "printed_labels": _printed(choices),
         },
     )
+
+
+def _printed(choices: Choices) -> list[str | None] | None:
+    """The printed labels when they differ from the positions (else None)."""
+    positional = list(LETTERS[: len(choices.labels)])
+    return None if not any(choices.labels) or list(choices.labels) == positional else list(choices.labels)
 
 
 def _tsv_records(file: str) -> Iterator[tuple[str, TsvRecord, EncodedImageRef | None]]:
@@ -171,26 +185,27 @@ def _tsv_sample(
     images: ImageFields,
     ids: IdRegistry,
     by_index: dict[str, ResolvedImage],
-) -> Sample:
+) -> Sample | None:
     record = rec.values
     index = record["index"].strip()
-    options = tuple(
-        strip_choice_prefix(t, letter)
-        for letter, t in zip(LETTERS, tsv_options(rec, where), strict=False)
-    )
+    if ids.is_repeat(index, record, where):
+        return None
+    split = [split_choice_label(t) for t in tsv_options(rec, where)]
+    choices = Choices(tuple(t for _, t in split), tuple(label for label, _ in split))
     image = _tsv_image(record, where, ref, images, by_index)
     by_index.setdefault(index, image)
     return Sample(
-        id=ids.add(index, where),
+        id=ids.add(index, where, record),
         image=image.source,
         question=str(record["question"]).strip(),
-        answer=answer_letter(record["answer"], options, where),
-        options=options,
+        answer=answer_letter(record["answer"], choices.texts, where, choices.labels),
+        options=choices.texts,
         category=str(record.get("category") or "").strip(),
         metadata={
             "task": str(record.get("l1-category") or "").strip(),
             "subtask": str(record.get("l2-category") or "").strip(),
             "image_key": image.key,
+            "printed_labels": _printed(choices),
         },
     )
 

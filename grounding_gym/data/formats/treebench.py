@@ -1,9 +1,11 @@
 """TreeBench (TreeVGR, 2025): traceable-evidence VQA, with boxes for the objects the answer needs.
 
 JSONL, one object per line: `{"image": <path relative to data_dir, or base64>, "question": ...,
-"options": {"A": ..., ...} or [...], "answer": "B", "target_instances": [[x1, y1, x2, y2], ...]
-or [{"bbox": [...]}, ...], "category": ...}` (boxes in original px). An `id` / `index` /
-`question_id` field names the sample, else its line number.
+"options": {"A": ..., ...} or [...] or one string "A. x\nB. y", "answer": "B",
+"target_instances": [[x1, y1, x2, y2], ...] or [{"bbox": [...]}, ...] (or either as a JSON
+string, as the published file stores them), "category": ...}` (boxes in original px). An `id` /
+`index` / `question_id` field names the sample, else its line number. Exact repeats of a line
+are kept once, with a warning that counts them.
 
 `box_miou` is the benchmark's localisation score for one sample.
 """
@@ -26,8 +28,9 @@ from grounding_gym.data.formats.common import (
     check_limit,
     format_error,
     iter_jsonl,
+    json_field,
     parse_box,
-    parse_options,
+    parse_choices,
     require,
     resolve_file,
 )
@@ -69,13 +72,16 @@ def load_treebench(
     check_limit(limit)
     file, root = resolve_file("treebench", path, data_dir, (".jsonl",))
     check_box_format(box_format, f"treebench {file}")
-    images, ids, fitter = ImageFields(root), IdRegistry(), BoxFitter("treebench")
+    images, ids, fitter = ImageFields(root), IdRegistry("treebench"), BoxFitter("treebench")
     samples: list[Sample] = []
     for record in iter_jsonl(file):
         if limit is not None and len(samples) >= limit:
             break
-        samples.append(_treebench_sample(file, record, box_format, read_sizes, images, ids, fitter))
+        sample = _treebench_sample(file, record, box_format, read_sizes, images, ids, fitter)
+        if sample is not None:
+            samples.append(sample)
     fitter.warn()
+    ids.warn()
     return samples
 
 
@@ -87,23 +93,25 @@ def _treebench_sample(
     images: ImageFields,
     ids: IdRegistry,
     fitter: BoxFitter,
-) -> Sample:
+) -> Sample | None:
     where = at_line(file, record.line)
     value = record.value
     require(value, TREEBENCH_REQUIRED, where)
-    ref = EncodedImageRef(file, record.offset, record.length, "jsonl", "image", where)
-    image = images.auto(value["image"], where, ref)
-    size = images.size(image, where) if read_sizes or box_format.startswith("norm") else None
-    options = parse_options(value["options"], where)
     sample_id = next(
         (str(value[k]) for k in _ID_KEYS if value.get(k) is not None), str(record.line)
     )
+    if ids.is_repeat(sample_id, value, where):
+        return None
+    ref = EncodedImageRef(file, record.offset, record.length, "jsonl", "image", where)
+    image = images.auto(value["image"], where, ref)
+    size = images.size(image, where) if read_sizes or box_format.startswith("norm") else None
+    choices = parse_choices(value["options"], where)
     return Sample(
-        id=ids.add(sample_id, where),
+        id=ids.add(sample_id, where, value),
         image=image.source,
         question=str(value["question"]).strip(),
-        answer=answer_letter(value["answer"], options, where),
-        options=options,
+        answer=answer_letter(value["answer"], choices.texts, where, choices.labels),
+        options=choices.texts,
         gt_boxes=_instances(value.get("target_instances"), box_format, where, size, fitter),
         category=str(value.get("category") or "").strip(),
         image_size=size,
@@ -114,10 +122,11 @@ def _treebench_sample(
 def _instances(
     value: Any, box_format: str, where: str, size: tuple[int, int] | None, fitter: BoxFitter
 ) -> tuple[Box, ...]:
+    value = json_field(value, where, "target_instances")
     if value is None:
         return ()
     if not isinstance(value, list):
-        raise format_error(where, f"target_instances must be a list of boxes, got {value!r}")
+        raise format_error(where, f"field 'target_instances' must be a list of boxes, got {value!r}")
     boxes = []
     for i, entry in enumerate(value):
         at = f"{where}, target_instances[{i}]"

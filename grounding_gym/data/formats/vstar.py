@@ -23,6 +23,7 @@ from grounding_gym.data.formats.common import (
     ResolvedImage,
     check_limit,
     format_error,
+    json_field,
     load_json,
     parse_box,
     parse_options,
@@ -149,7 +150,9 @@ def _find_image(file: str, stem: str, images: ImageFields) -> ResolvedImage:
 def _vstar_boxes(
     value: Any, file: str, size: tuple[int, int] | None, fitter: BoxFitter
 ) -> tuple[Box, ...]:
-    """V* `bbox`: a list of [x, y, w, h] (one per target; null/[] for an unboxed one)."""
+    """V* `bbox`: a list of [x, y, w, h] (one per target; null/[] for an unboxed one), or that
+    list as a JSON string."""
+    value = json_field(value, file, "bbox")
     if value is None:
         return ()
     if not isinstance(value, list):
