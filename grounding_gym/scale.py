@@ -3,7 +3,10 @@
 Relative area = box area / original image area (both original px), in (0, 1].
 Scale bins follow `numpy.digitize` on the edges: with the default edges `(0.1, 0.3)` an area
 below 0.1 is bin 0 ("small"), [0.1, 0.3) bin 1 ("medium"), >= 0.3 bin 2 ("large").
-`equal_bin_edges(K)` gives SRPO's K equal-width bins over [0, 1].
+`equal_bin_edges(K)` gives SRPO's K equal-width bins over [0, 1]; `quantile_bin_edges(areas, K)`
+K equal-count bins of a run's target areas (`--bin-edges quantiles:K`). Datasets declare their
+own default edges (`grounding_gym.data.registry.dataset_bin_edges`): log-decade edges such as
+(1e-3, 1e-2) for high-resolution benchmarks, whose targets cover 1e-5..1e-1 of the image.
 """
 
 from __future__ import annotations
@@ -39,6 +42,50 @@ def equal_bin_edges(num_bins: int) -> tuple[float, ...]:
     if num_bins < 2:
         raise ValueError(f"num_bins must be >= 2, got {num_bins}")
     return tuple(k / num_bins for k in range(1, num_bins))
+
+
+QUANTILES_PREFIX = "quantiles:"
+
+
+def parse_bin_spec(text: str) -> tuple[float, ...] | int:
+    """`"E1,E2,..."` -> edges (checked), or `"quantiles:K"` -> K (>= 2).
+
+    >>> parse_bin_spec("0.001,0.01"), parse_bin_spec("quantiles:4")
+    ((0.001, 0.01), 4)
+    """
+    text = text.strip()
+    if text.startswith(QUANTILES_PREFIX):
+        count = text[len(QUANTILES_PREFIX) :]
+        if not count.isdigit() or int(count) < 2:
+            raise ValueError(f"quantiles:K needs an integer K >= 2, got {text!r}")
+        return int(count)
+    try:
+        values = [float(p) for p in text.split(",") if p.strip()]
+    except ValueError as exc:
+        raise ValueError(f"bin edges are comma-separated numbers or quantiles:K, got {text!r}") from exc
+    return check_bin_edges(values)
+
+
+def quantile_bin_edges(rel_areas: Sequence[float], num_bins: int) -> tuple[float, ...]:
+    """Edges splitting `rel_areas` (NaN/None skipped) into `num_bins` equal-count bins: the
+    k/K quantiles (nearest rank), k = 1..K-1; tied quantiles merge, so fewer bins may result.
+
+    >>> quantile_bin_edges([1e-4, 2e-4, 1e-3, 2e-3, 1e-2, 2e-2], 3)
+    (0.001, 0.01)
+
+    Raises:
+        ValueError: `num_bins` < 2, or fewer than `num_bins` areas.
+    """
+    values = sorted(float(a) for a in rel_areas if a is not None and not math.isnan(float(a)))
+    if num_bins < 2:
+        raise ValueError(f"num_bins must be >= 2, got {num_bins}")
+    if len(values) < num_bins:
+        raise ValueError(f"quantiles:{num_bins} needs at least {num_bins} episodes with a target, got {len(values)}")
+    cuts = [values[math.ceil(k * len(values) / num_bins)] for k in range(1, num_bins)]
+    edges = sorted({c for c in cuts if 0.0 < c < 1.0})
+    if not edges:
+        raise ValueError(f"quantiles:{num_bins}: every target has the same area ({values[0]:g}); no bins to split")
+    return tuple(edges)
 
 
 def scale_bin(rel_area: float, edges: Sequence[float] = DEFAULT_BIN_EDGES) -> int:

@@ -17,6 +17,13 @@ never decodes an image: files are checked with `os.path.isfile`, base64 fields a
 left in their file (`EncodedImageRef`, read on demand). Any problem with a file raises one
 `DatasetFormatError` naming the file, the row/line and the fix.
 
+Files are read as published, not only in a clean schema (`formats.common`): options may be a
+list, a letter->text dict, or one string labelled `"A. x\nB. y"`, `"(A) x (B) y"`, `"A x\nB y"` or
+`"A. x B. y C. z"` (mixed; 2-6 options, A-F); boxes may be lists or JSON strings; a record that
+repeats an earlier one exactly (same id, same content) is kept once, with one warning counting
+the repeats (a repeated id with other content is an error); labels printed in the choice texts
+("(D) five") are authoritative for the ground-truth letter when they disagree with positions.
+
 Metrics that belong to a format live beside it: `cycle_accuracy` (HR-Bench rotations) and
 `box_miou` (TreeBench localisation).
 """
@@ -35,7 +42,7 @@ from grounding_gym.data.formats.mme_realworld import load_mme_realworld
 from grounding_gym.data.formats.refcoco import load_refcoco
 from grounding_gym.data.formats.treebench import box_miou, load_treebench
 from grounding_gym.data.formats.vstar import VSTAR_CATEGORIES, load_vstar
-from grounding_gym.data.registry import register_dataset
+from grounding_gym.data.registry import declare_bin_edges, register_dataset
 
 LOADERS = {
     "vstar": load_vstar,
@@ -47,11 +54,27 @@ LOADERS = {
 }
 """Dataset name -> loader, as registered."""
 
+HR_BIN_EDGES: tuple[float, ...] = (1e-3, 1e-2)
+"""Scale-bin edges of the high-resolution benchmarks: their targets cover about 1e-5..1e-1 of the
+image (V*: 188 of 191 below 0.1), so log-decade edges split them into small / medium / large."""
+
+_BIN_EDGES = {
+    "vstar": (HR_BIN_EDGES, "V* targets cover ~1e-5..1e-1 of the image: log-decade edges"),
+    "hrbench": (HR_BIN_EDGES, "HR-Bench targets cover ~1e-5..1e-1 of the image: log-decade edges"),
+    "mme-realworld": (HR_BIN_EDGES, "high-resolution targets (~1e-5..1e-1 of the image): log-decade edges"),
+    "treebench": (HR_BIN_EDGES, "TreeBench targets cover ~1e-5..1e-1 of the image: log-decade edges"),
+    "refcoco": ((0.1, 0.3), "RefCOCO objects are large (often > 0.1 of the image)"),
+}  # fmt: skip
+"""Dataset name -> (default scale-bin edges, why); `jsonl` declares none (the env's default)."""
+
 for _name, _loader in LOADERS.items():
     register_dataset(_name, _loader)
+    if _name in _BIN_EDGES:
+        declare_bin_edges(_name, *_BIN_EDGES[_name])
 
 __all__ = [
     "BOX_FORMATS",
+    "HR_BIN_EDGES",
     "LOADERS",
     "VSTAR_CATEGORIES",
     "DatasetFormatError",

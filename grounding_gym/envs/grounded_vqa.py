@@ -12,6 +12,7 @@ from PIL import Image, ImageDraw
 
 from grounding_gym.actions import ACTION_CHARSET, MULTI_BOX_MODES, ParsedAction, parse_action
 from grounding_gym.data import Sample, make_dataset
+from grounding_gym.data.registry import dataset_bin_edges
 from grounding_gym.geometry import (
     INVALID_BOX_MODES,
     Box,
@@ -122,7 +123,9 @@ class GroundedVQAEnv(gym.Env[dict, str]):
     `data_dir`, `coord_frame="view"`, `max_turns=5`, `min_pixels=3136`, `max_pixels=1003520`,
     `patch_size=28`, `invalid_box="clip"`, `min_crop=28`, `max_aspect=100`,
     `multi_box="first"`, `max_action_chars=4096`, `reward_weights`, `grounding_metric="iou"`,
-    `grounding_agg="max"`, `scale_bin_edges=(0.1, 0.3)`, `image_cache_size=4`,
+    `grounding_agg="max"`, `scale_bin_edges=None` (the dataset's declared edges, e.g. (1e-3, 1e-2)
+    for V*, HR-Bench, MME-RealWorld and TreeBench; else (0.1, 0.3); `env.scale_bin_edges_source`
+    says which), `image_cache_size=4`,
     `max_image_pixels`, `reduced_decode=True` (first view of a JPEG from a 1/2-1/8 scale
     decode, PSNR >= 30 dB against the full decode, see docs/benchmarks.md),
     `upsample_first_view=False` (with `reduced_decode`, also a JPEG 1.25-2x the view per side
@@ -167,7 +170,7 @@ class GroundedVQAEnv(gym.Env[dict, str]):
         reward_weights: Mapping[str, float] | None = None,
         grounding_metric: str = "iou",
         grounding_agg: str = "max",
-        scale_bin_edges: Sequence[float] = DEFAULT_BIN_EDGES,
+        scale_bin_edges: Sequence[float] | None = None,
         image_cache_size: int = 4,
         max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
         reduced_decode: bool = True,
@@ -197,7 +200,7 @@ class GroundedVQAEnv(gym.Env[dict, str]):
         self.multi_box, self.max_action_chars = multi_box, max_action_chars
         self.reward_weights = check_reward_weights(reward_weights)
         self.grounding_metric, self.grounding_agg = grounding_metric, grounding_agg
-        self.scale_bin_edges = check_bin_edges(scale_bin_edges)
+        self.scale_bin_edges, self.scale_bin_edges_source = _resolve_bin_edges(scale_bin_edges, dataset)
         self.max_image_pixels = max_image_pixels
         self.reduced_decode = reduced_decode
         self.upsample_first_view = upsample_first_view
@@ -496,6 +499,16 @@ def _user_turn(view: Image.Image | None, text: str) -> dict[str, Any]:
 
 def _or_none(value: float) -> float | None:
     return None if math.isnan(value) else float(value)
+
+
+def _resolve_bin_edges(edges: Sequence[float] | None, dataset: Any) -> tuple[tuple[float, ...], str]:
+    """`(edges, why)`: the given edges, else the dataset's declared ones, else the library default."""
+    if edges is not None:
+        return check_bin_edges(edges), "scale_bin_edges given"
+    declared = dataset_bin_edges(dataset)
+    if declared is not None:
+        return declared[0], f"dataset {dataset!r} default: {declared[1]}"
+    return DEFAULT_BIN_EDGES, "library default (the dataset declares none)"
 
 
 def _build_dataset(

@@ -52,10 +52,11 @@ class Agent(Protocol):
     env that is mid-episode, in the same order, and returns one action text per env. Infos carry
     the env's keys (`turn`, `view_box`, `view_size`, `coord_frame`, `crops`, ...) plus the
     harness's `episode` and `sample_index`. An agent must not rely on which env slot an episode
-    runs in: with `num_envs > 1` slots are refilled as episodes end.
+    runs in: with `num_envs > 1` slots are refilled as episodes end. None instead of a text ends
+    that episode unanswered (the `replay` agent does so when a recording runs out).
     """
 
-    def act(self, observations: Sequence[dict[str, Any]], infos: Sequence[dict[str, Any]]) -> list[str]: ...
+    def act(self, observations: Sequence[dict[str, Any]], infos: Sequence[dict[str, Any]]) -> list[str | None]: ...
 
 
 AgentFactory = Callable[..., Agent]
@@ -261,6 +262,23 @@ for _name, _attr, _text in (
     ("fixed-answer", "FixedAnswerAgent", "answer a fixed letter at once (chance level)"),
 ):  # fmt: skip
     register_agent(_name, f"{_HEURISTIC}:{_attr}", description=_text)
+register_agent(
+    "hf",
+    "agents.baselines.lvlm:make_hf_agent",
+    description="a local Qwen2.5-VL-style checkpoint through transformers, greedy (agent kwargs model=DIR, dtype=, device=)",
+    requires="transformers",
+)
+register_agent(
+    "vllm",
+    "agents.baselines.lvlm:make_vllm_agent",
+    description="a Qwen2.5-VL-style checkpoint through a vLLM engine, GPU only (agent kwargs model=DIR, ...)",
+    requires="vllm",
+)
+register_agent(
+    "replay",
+    "grounding_gym.eval.replay:ReplayAgent",
+    description="replay recorded chat conversations from a JSONL file (agent kwargs path=, match=id|image+question)",
+)
 register_agent(
     "sb3-ppo",
     "agents.baselines.sb3_ppo:make_agent",

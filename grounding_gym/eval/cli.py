@@ -55,11 +55,14 @@ def _range_arg(text: str) -> tuple[int, int]:
     return start, stop
 
 
-def _edges_arg(text: str) -> list[float]:
+def _edges_arg(text: str) -> list[float] | str:
+    from grounding_gym.scale import parse_bin_spec
+
     try:
-        return [float(p) for p in text.split(",") if p.strip()]
+        parsed = parse_bin_spec(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"--bin-edges takes comma-separated numbers, got {text!r}") from exc
+        raise argparse.ArgumentTypeError(f"--bin-edges: {exc}") from exc
+    return text.strip() if isinstance(parsed, int) else list(parsed)
 
 
 def _add_env_args(parser: argparse.ArgumentParser) -> None:
@@ -119,9 +122,10 @@ def eval_parser() -> argparse.ArgumentParser:
     run.add_argument("--benchmark", default=None,
                      help="name used by `compare --baselines` (default: the dataset name)")
     run.add_argument("--label", default=None, help="the run's name in comparisons (default: the agent)")
-    run.add_argument("--bin-edges", type=_edges_arg, default=None, metavar="E1,E2",
-                     help="scale-bin edges on the target's relative area for the summary "
-                     "(default: the env's, 0.1,0.3)")
+    run.add_argument("--bin-edges", type=_edges_arg, default=None, metavar="E1,E2|quantiles:K",
+                     help="scale-bin edges on the target's relative area for the summary, or quantiles:K "
+                     "(K equal-count bins of this run); default: the dataset's (V*, HR-Bench, "
+                     "MME-RealWorld, TreeBench: 0.001,0.01), else 0.1,0.3")
     run.add_argument("--overwrite", action="store_true", help="discard a different evaluation in --out")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--no-plots", action="store_true", help="no PNG plots")

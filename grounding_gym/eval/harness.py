@@ -13,7 +13,8 @@ reports are rebuilt from the file at the end, so they always cover every episode
 seed); a mismatch raises unless `overwrite=True` starts over.
 
 `num_envs > 1` steps that many envs together and hands the agent one batch per step (useful for
-batched model inference); slots are refilled as episodes end.
+batched model inference); slots are refilled as episodes end. An agent may return None for an
+env: that episode ends there, unanswered (`truncated`), without another step.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from grounding_gym.eval.agents import Agent, make_agent
 from grounding_gym.eval.metrics import summarize
 from grounding_gym.eval.records import EpisodeRecorder, append_record, jsonable, read_records
 from grounding_gym.eval.report import write_reports
-from grounding_gym.scale import check_bin_edges
+from grounding_gym.scale import check_bin_edges, parse_bin_spec, quantile_bin_edges
 
 __all__ = ["EPISODES_FILE", "CONFIG_FILE", "RunMismatchError", "episode_plan", "episode_seed", "evaluate", "make_eval_env"]
 
@@ -191,7 +192,7 @@ def evaluate(
     overwrite: bool = False,
     benchmark: str | None = None,
     label: str | None = None,
-    bin_edges: Sequence[float] | None = None,
+    bin_edges: Sequence[float] | str | None = None,
     samples: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """Evaluate `agent` on `n` episodes and return the summary (see `grounding_gym.eval.metrics`).
@@ -214,8 +215,10 @@ def evaluate(
         benchmark: name under which `compare --baselines` looks for baselines; default the
             dataset name.
         label: the run's name in comparisons; default the agent's name.
-        bin_edges: scale-bin edges of the summary on the target's relative area; default the
-            env's `scale_bin_edges` (0.1, 0.3). Only the summary depends on them.
+        bin_edges: scale-bin edges of the summary on the target's relative area, or
+            `"quantiles:K"` (K equal-count bins of this run's targets); default the env's
+            `scale_bin_edges` (the dataset's declared edges). Only the summary depends on them;
+            `meta["bin_edges"]` and `meta["bin_edges_source"]` record which were used and why.
         samples: `(start, stop)`: evaluate only dataset indices in `[start, stop)` (e.g. the
             questions a trainer held out); default the whole dataset.
 
@@ -287,7 +290,7 @@ def evaluate(
         records = read_records(out / EPISODES_FILE)
     records = [r for r in records if 0 <= int(r.get("episode", -1)) < n]
     with_options = [r["num_options"] for r in records if r.get("num_options")]
-    edges = check_bin_edges(bin_edges) if bin_edges is not None else base.scale_bin_edges
+    edges, edges_source = summary_bin_edges(bin_edges, base, records)
     meta = {
         **config,
         "label": label or agent_name,
@@ -296,16 +299,33 @@ def evaluate(
         "num_envs": num_envs,
         "resize_backend": getattr(base, "resize_backend", None),  # views differ slightly (docs/benchmarks.md)
         "bin_edges": list(edges),
+        "bin_edges_source": edges_source,
         "chance": float(np.mean([1.0 / k for k in with_options])) if with_options else None,
         "n_episodes": len(records),
         "data_fingerprint": data_fingerprint(records),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "out_dir": str(out) if out is not None else None,
     }
+    if getattr(agent, "report", None) is not None:  # e.g. the replay agent's matching counts
+        meta["agent_report"] = jsonable(agent.report)  # type: ignore[union-attr]
     summary = summarize(records, edges, meta)
     if out is not None:
         write_reports(out, summary, records, plots=plots)
     return summary
+
+
+def summary_bin_edges(
+    spec: Sequence[float] | str | None, env: Any, records: Sequence[Mapping[str, Any]]
+) -> tuple[tuple[float, ...], str]:
+    """`(edges, why)` of a summary: edges given, `"quantiles:K"` of the records' target areas,
+    or the env's `scale_bin_edges` (with its `scale_bin_edges_source`)."""
+    if spec is None:
+        return tuple(env.scale_bin_edges), str(getattr(env, "scale_bin_edges_source", "the env's scale_bin_edges"))
+    parsed = parse_bin_spec(spec) if isinstance(spec, str) else check_bin_edges(spec)
+    if isinstance(parsed, int):
+        edges = quantile_bin_edges([r.get("target_rel_area") for r in records], parsed)
+        return edges, f"quantiles:{parsed}: {len(edges) + 1} equal-count bins of this run's target areas"
+    return parsed, "given (--bin-edges)"
 
 
 def _run_episodes(
@@ -340,10 +360,14 @@ def _run_episodes(
         for k, action in zip(active, actions, strict=True):
             slot = slots[k]
             assert slot is not None
-            text = action if isinstance(action, str) else str(action)
-            obs, reward, terminated, truncated, info = envs[k].step(text)
-            slot.recorder.step(text, float(reward), terminated, truncated, info)
-            slot.obs, slot.info = obs, info
+            if action is None:  # the agent gives up: the episode ends unanswered, not stepped
+                slot.recorder.stop()
+                terminated, truncated = False, True
+            else:
+                text = action if isinstance(action, str) else str(action)
+                obs, reward, terminated, truncated, info = envs[k].step(text)
+                slot.recorder.step(text, float(reward), terminated, truncated, info)
+                slot.obs, slot.info = obs, info
             if terminated or truncated:
                 yield slot.recorder.finish(time.perf_counter() - slot.started)
                 slots[k] = None

@@ -148,6 +148,10 @@ class EpisodeRecorder:
             rec["correct"] = bool(info.get("correct", False))
         rec["terminated"], rec["truncated"] = bool(terminated), bool(truncated)
 
+    def stop(self) -> None:
+        """End the episode without another step (the agent gave up): unanswered, `truncated`."""
+        self.record["terminated"], self.record["truncated"] = False, True
+
     def finish(self, elapsed_s: float) -> dict[str, Any]:
         """The finished, JSON-safe record."""
         rec = self.record

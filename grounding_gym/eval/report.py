@@ -95,6 +95,9 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
         f"{summary['overall']['n']} episodes, seed {meta.get('seed')}; accuracy, Acc@0.5, crop rate and "
         "invalid in %; mIoU counts an episode without a crop as 0; coverage is over cropped episodes."
     )
+    if meta.get("bin_edges"):
+        source = f" ({meta['bin_edges_source']})" if meta.get("bin_edges_source") else ""
+        lines.append(f"Scale bins on the target's relative area, edges {', '.join(f'{e:g}' for e in meta['bin_edges'])}{source}.")
     lines.append("")
     header = ["group", "name"] + [title for _, title, _ in TABLE_METRICS]
     lines.append("| " + " | ".join(header) + " |")
