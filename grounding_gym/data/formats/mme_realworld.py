@@ -26,8 +26,8 @@ from typing import Any
 
 from grounding_gym.data.formats.common import (
     LETTERS,
-    EncodedImageRef,
     Choices,
+    EncodedImageRef,
     IdRegistry,
     ImageFields,
     ResolvedImage,
