@@ -267,7 +267,8 @@ def bench_parse(repeats: int) -> list[Row]:
 
 
 def bench_advantages(repeats: int) -> list[Row]:
-    """SRPO against GRPO on 64 questions x 16 rollouts."""
+    """SRPO and SRPO-target against GRPO on 64 questions x 16 rollouts; calls interleaved, each
+    timed sample is 20 calls (one is ~0.1-0.5 ms)."""
     try:
         from agents.algos import get_advantage_estimator
     except ImportError as err:
@@ -277,10 +278,19 @@ def bench_advantages(repeats: int) -> list[Row]:
     rewards = rng.integers(0, 2, size=64 * 16).astype(np.float32)
     groups = np.repeat(np.arange(64), 16)
     areas = rng.uniform(0, 0.5, size=rewards.shape)
-    grpo, srpo = get_advantage_estimator("grpo"), get_advantage_estimator("srpo")
-    baseline = median_seconds(lambda: grpo(rewards, groups), repeats)
-    ours = median_seconds(lambda: srpo(rewards, groups, rel_areas=areas), repeats)
-    return [Row("advantages", "srpo vs grpo, 1024 rollouts", "grpo", baseline, ours)]
+    targets = np.repeat(10 ** rng.uniform(-4, np.log10(0.2), size=64), 16)  # per question
+    lengths = rng.integers(2, 5, size=rewards.shape)
+    grpo, srpo, srpo_target = (get_advantage_estimator(n) for n in ("grpo", "srpo", "srpo_target"))
+    calls = 20
+    fns = [
+        lambda: grpo(rewards, groups),
+        lambda: srpo(rewards, groups, rel_areas=areas),
+        lambda: srpo_target(rewards, groups, target_rel_areas=targets, lengths=lengths),
+    ]
+    medians = interleaved_medians([lambda fn=fn: [fn() for _ in range(calls)] for fn in fns], repeats)
+    baseline, ours, target = (m / calls for m in medians)
+    return [Row("advantages", "srpo vs grpo, 1024 rollouts", "grpo", baseline, ours),
+            Row("advantages", "srpo_target vs grpo, 1024 rollouts", "grpo", baseline, target)]
 
 
 def bench_vector(repeats: int) -> list[Row]:

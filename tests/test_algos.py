@@ -34,6 +34,7 @@ from agents.algos import (
     register_adv_est,
     rloo,
     srpo,
+    srpo_target,
 )
 
 EPS = 1e-6
@@ -52,7 +53,7 @@ def close(actual, expected, atol=1e-6):
 
 
 def test_registry_lists_builtins_and_enum_matches():
-    assert list_advantage_estimators() == ["dr_grpo", "grpo", "rloo", "srpo"]
+    assert list_advantage_estimators() == ["dr_grpo", "grpo", "rloo", "srpo", "srpo_target"]
     assert {e.value for e in AdvantageEstimator} == set(list_advantage_estimators())
     assert get_advantage_estimator("grpo") is grpo
     assert get_advantage_estimator(AdvantageEstimator.SRPO) is srpo
@@ -107,7 +108,12 @@ def test_estimator_needs_and_options():
     assert estimator_needs("grpo") == set()
     assert estimator_needs(AdvantageEstimator.DR_GRPO) == set()
     assert estimator_needs("rloo") == set()
-    assert estimator_options("grpo") == {"eps": 1e-6, "scale_by_std": True}
+    assert estimator_options("grpo") == {
+        "eps": 1e-6,
+        "scale_by_std": True,
+        "reweight": "none",
+        "bin_edges": (1e-3, 1e-2),
+    }
     assert estimator_options("srpo") == {
         "bin_edges": (0.1, 0.3),
         "num_bins": None,
@@ -121,7 +127,11 @@ def test_estimator_needs_and_options():
 
 
 def test_trainer_style_call_passes_exactly_declared_extras():
-    batch = {"rel_areas": [0.05, 0.05, 0.5, 0.5], "lengths": [1, 2, 3, 4]}
+    batch = {
+        "rel_areas": [0.05, 0.05, 0.5, 0.5],
+        "target_rel_areas": [1e-4, 1e-4, 0.1, 0.1],
+        "lengths": [1, 2, 3, 4],
+    }
     rewards, gids = [1.0, 0.0, 1.0, 0.0], [0, 0, 0, 0]
     for name in list_advantage_estimators():
         extras = {k: batch[k] for k in estimator_needs(name)}
@@ -523,6 +533,66 @@ def test_srpo_loop_vs_vectorised(seed, no_box, tie, inter_scale, num_bins):
         r, g, rel_areas=a, num_bins=num_bins, no_box=no_box, inter_scale=inter_scale, tie=tie
     )
     close(out, expected, atol=1e-5)
+
+
+def test_srpo_degenerate_cells_are_exactly_zero_with_eps_zero():
+    # 0.1 + 0.1 + 0.1 does not divide back to 0.1: the bin statistics must still give exact 0.
+    # group 0: one bin of three 0.1 -> 0. group 1: bin 0 = {0.7, 0.7} (constant), bin 2 = {0.1}
+    # (one member): intra 0; bin 0 is best, x = [1, 1, 0]: mean 2/3, std sqrt(1/3).
+    out = srpo(
+        [0.1, 0.1, 0.1, 0.7, 0.7, 0.1],
+        [0, 0, 0, 1, 1, 1],
+        rel_areas=[0.05, 0.05, 0.05, 0.05, 0.05, 0.5],
+        eps=0.0,
+    )
+    assert out[:3].eq(0).all()
+    s = math.sqrt(1 / 3)
+    close(out[3:], [(1 / 3) / s, (1 / 3) / s, -(2 / 3) / s], atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_srpo_eps_zero_loop_vs_vectorised(seed):
+    rng = random.Random(seed)
+    r, g = _random_batch(rng, n_groups=10, levels=(0.1, 0.3, 0.7))
+    a = [NAN if rng.random() < 0.2 else rng.choice([0.05, 0.2, 0.5]) for _ in r]
+    out = srpo(r, g, rel_areas=a, eps=0.0)
+    close(out, _ref_srpo(r, g, a, (0.1, 0.3), 0.0, "own_bin", "group_std", "all"), atol=1e-5)
+
+
+# =============================================================================================
+# SRPO, target reading
+# =============================================================================================
+
+
+def _ref_srpo_target(r, g, t, lengths, edges, eps):
+    """Slow, obvious reference: GRPO by loop, then every target bin with advantage mass rescaled
+    to an equal share of the total."""
+    a = _ref_grpo(r, g, eps=eps)
+    bins = [len(edges) + 1 if math.isnan(x) else sum(1 for e in edges if e <= x) for x in t]
+    mass: dict[int, float] = {}
+    for ai, b, n in zip(a, bins, lengths, strict=True):
+        mass[b] = mass.get(b, 0.0) + abs(ai) * n
+    carrying = {b: m for b, m in mass.items() if m > 0}
+    total = sum(carrying.values())
+    return [
+        ai * total / (len(carrying) * carrying[b]) if b in carrying else ai
+        for ai, b in zip(a, bins, strict=True)
+    ]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_srpo_target_loop_vs_vectorised(seed):
+    rng = random.Random(seed)
+    r, g = _random_batch(rng)
+    # one target per question, log-uniform over the bins (NaN: no target); some empty rollouts
+    target = {q: NAN if rng.random() < 0.15 else 10 ** rng.uniform(-4, -0.5) for q in set(g)}
+    t = [target[q] for q in g]
+    lengths = [rng.randint(0, 5) for _ in r]
+    out = srpo_target(r, g, target_rel_areas=t, lengths=lengths)
+    close(out, _ref_srpo_target(r, g, t, lengths, (1e-3, 1e-2), EPS), atol=1e-5)
+    one_bin = [0.5] * len(r)  # every target in the last of the default bins: GRPO
+    out = srpo_target(r, g, target_rel_areas=one_bin, lengths=lengths, eps=0.1)
+    close(out, _ref_grpo(r, g, eps=0.1), atol=1e-5)
 
 
 # =============================================================================================

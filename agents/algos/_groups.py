@@ -6,7 +6,7 @@ Every helper works on a flat batch ``(B,)`` and a segment index ``(B,)`` int64 i
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -87,6 +87,15 @@ def segment_sum(x: Tensor, seg: Tensor, num: int) -> Tensor:
     return torch.zeros(num, dtype=x.dtype, device=x.device).index_add_(0, seg, x)
 
 
+def bincount_sum(seg: Tensor, x: Tensor, num: int) -> Tensor:
+    """(num,) sum of ``x`` per segment: `segment_sum` in one call (`torch.bincount`), except on
+    CUDA under ``torch.use_deterministic_algorithms``, which rejects a weighted bincount."""
+    if x.is_cuda and torch.are_deterministic_algorithms_enabled():
+        return segment_sum(x, seg, num)
+    total = torch.bincount(seg, x, minlength=num)
+    return total if seg.numel() else total.to(x.dtype)  # int64 when seg is empty
+
+
 def segment_count(seg: Tensor, num: int, dtype: torch.dtype) -> Tensor:
     """(num,) number of members of each segment, as ``dtype``."""
     return torch.bincount(seg, minlength=num).to(dtype)
@@ -109,6 +118,53 @@ def segment_constant(x: Tensor, seg: Tensor, num: int) -> Tensor:
     hi = hi.scatter_reduce(0, seg, x, reduce="amax", include_self=True)
     lo = lo.scatter_reduce(0, seg, x, reduce="amin", include_self=True)
     return hi == lo
+
+
+class Moments(NamedTuple):
+    """Per-segment statistics from `segment_moments`, tables (num,).
+
+    The standardised value of member i is ``(d[i] - mean_d[seg[i]]) / den[seg[i]]``.
+    """
+
+    d: Tensor  # (N,) x - s[seg]: exactly 0 in a one-member or constant segment
+    s: Tensor  # one member's value (-inf for an empty segment)
+    n: Tensor  # members, x's dtype
+    mean_d: Tensor  # mean of d; the segment mean of x is s + mean_d
+    den: Tensor  # unbiased std (n - 1) + eps
+
+
+def segment_moments(x: Tensor, seg: Tensor, num: int, eps: float) -> Moments:
+    """Per-segment mean and ``std + eps`` of ``x``, taken around one member of each segment.
+
+    With ``s`` one member's value, ``d = x - s[seg]`` is 0 for that member, so a one-member or
+    constant segment gives ``d`` and ``mean_d`` exactly 0 without the max/min pass of
+    `segment_constant`. The squared deviations ``sum(d^2) - mean_d * sum(d)`` lose at most a
+    factor ~2n of precision, as ``|mean_d| <= range`` and they are ``>= range^2 / 2``.
+
+    Args:
+        x: (N,) values.
+        seg: (N,) int64 segment index in ``0..num-1`` (empty segments allowed).
+        num: number of segments.
+        eps: added to every std.
+    """
+    s = x.new_full((num,), -torch.inf).scatter_(0, seg, x)  # any member's value
+    d = x - s.index_select(0, seg)
+    n = segment_count(seg, num, x.dtype)
+    sum_d = bincount_sum(seg, d, num)
+    mean_d = sum_d / n.clamp(min=1)
+    ss = bincount_sum(seg, d * d, num).addcmul_(mean_d, sum_d, value=-1)
+    return Moments(d, s, n, mean_d, std_eps(ss, n, eps))
+
+
+def std_eps(ss: Tensor, n: Tensor, eps: float) -> Tensor:
+    """Unbiased std (n - 1) + eps from the sums of squared deviations ``ss`` of ``n`` values;
+    ``ss`` is overwritten (callers pass a fresh tensor).
+
+    With eps <= 0 the result is at least the smallest normal float, so a constant segment
+    (deviations exactly 0) standardises to 0, not 0 / 0.
+    """
+    std = ss.div_((n - 1).clamp_(min=1)).sqrt_()
+    return std.add_(eps) if eps > 0 else std.add_(eps).clamp_(min=torch.finfo(std.dtype).tiny)
 
 
 def standardise(

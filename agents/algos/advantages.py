@@ -26,6 +26,7 @@ holds the built-in names so that configs can be checked against typos.
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 from collections.abc import Callable, Sequence
 from enum import Enum
@@ -35,12 +36,13 @@ import torch
 
 from agents.algos._groups import (
     as_1d_float,
+    bincount_sum,
     check_finite,
     group_index,
     segment_count,
-    segment_mean,
-    segment_sum,
+    segment_moments,
     standardise,
+    std_eps,
 )
 
 __all__ = [
@@ -429,53 +431,78 @@ def srpo(
     _choice(tie, _TIE, "tie")
     edges = _edges(bin_edges, num_bins)
     r, g, num_groups = _prepare(rewards, group_ids)
-    a = as_1d_float(rel_areas, "rel_areas", device=r.device)
+    a, areas_nan_inf = _rel_areas(rel_areas, r, "rel_areas", "'no box'")
+    width = len(edges) + 2  # area bins 0..K-1 and the "no box" bin K
+    keep = None
+    if no_box == "own_bin":  # NaN as inf: above the extra edge inf, as no finite area
+        bins = _digitize(areas_nan_inf, (*edges, torch.inf))
+    else:  # NaN is below every edge: bin 0, as no_box="smallest"
+        bins = _digitize(a, edges)
+    if no_box == "exclude":  # left out of every statistic, A = 0
+        keep = ~torch.isnan(a)
+        r, g, bins = r[keep], g[keep], bins[keep]
+
+    # Cells (group, bin) index a dense (num_groups, width) table; empty cells stay unused.
+    cell = torch.add(bins, g, alpha=width)
+    m = segment_moments(r, cell, num_groups * width, eps)  # intra = (d - mean_d) / den
+
+    # Inter-bin reward x = 1 in the group's best cell(s) (empty cells: mean -inf), standardised
+    # over the group's rollouts from the cell counts (NaN in a group without rollouts, unread).
+    mean = torch.add(m.s, m.mean_d).view(num_groups, width)
+    tol = 1e-9 if r.dtype == torch.float64 else 1e-6
+    best = mean >= mean.amax(1, keepdim=True).sub_(tol)
+    if tie == "none":
+        best &= best.sum(1, keepdim=True) == 1
+    x = best.to(r.dtype)
+    count = m.n.view(num_groups, width)
+    size = count.sum(1, keepdim=True)
+    ones = (count * x).sum(1, keepdim=True)
+    x_mean = ones / size
+    inter = x - x_mean  # exactly 0 where every x of the group is equal
+    if inter_scale == "group_std":
+        inter /= std_eps(torch.addcmul(ones, ones, x_mean, value=-1), size, eps)
+
+    offset = torch.addcdiv(inter.view(-1), m.mean_d, m.den, value=-1)
+    adv = torch.addcdiv(offset.index_select(0, cell), m.d, m.den.index_select(0, cell))
+    if keep is not None:
+        adv = r.new_zeros(keep.shape).masked_scatter_(keep, adv)
+    return _out(adv)
+
+
+def _rel_areas(values: ArrayLike, r: Tensor, name: str, nan_means: str) -> tuple[Tensor, Tensor]:
+    """(B,) float relative areas on the rewards' device, >= 0 and finite or NaN, and the same
+    with NaN as +inf.
+
+    Raises:
+        ValueError: shape differs from the rewards', or an area is negative or infinite.
+    """
+    a = as_1d_float(values, name, device=r.device)
     if a.shape != r.shape:
         raise ValueError(
-            f"`rel_areas` must have the shape of `rewards` {tuple(r.shape)}, got {tuple(a.shape)}."
+            f"`{name}` must have the shape of `rewards` {tuple(r.shape)}, got {tuple(a.shape)}."
         )
-    no_box_mask = torch.isnan(a)
-    bad = ~no_box_mask & (~torch.isfinite(a) | (a < 0))
-    if bool(bad.any()):
-        idx = bad.nonzero().flatten()[:5].tolist()
+    nan_inf = a.nan_to_num(nan=torch.inf, posinf=-1.0)  # bad values become negative
+    if a.numel() and float(nan_inf.amin()) < 0:
+        bad = (nan_inf < 0).nonzero().flatten()[:5].tolist()
         raise ValueError(
-            f"`rel_areas` must be >= 0 and finite, or NaN for 'no box'; bad values at indices "
-            f"{idx}: {[float(a[i]) for i in idx]}."
+            f"`{name}` must be >= 0 and finite, or NaN for {nan_means}; bad values at indices "
+            f"{bad}: {[float(a[i]) for i in bad]}."
         )
+    return a, nan_inf
 
-    num_bins_total = len(edges) + 1  # + the "no box" bin K for no_box="own_bin"
-    boundaries = torch.tensor(edges, dtype=a.dtype, device=a.device)
-    bins = torch.bucketize(torch.nan_to_num(a, nan=0.0), boundaries, right=True)
-    if no_box == "own_bin":
-        bins = torch.where(no_box_mask, torch.full_like(bins, num_bins_total), bins)
-    elif no_box == "smallest":
-        bins = torch.where(no_box_mask, torch.zeros_like(bins), bins)
-    keep = ~no_box_mask if no_box == "exclude" else torch.ones_like(no_box_mask)
 
-    # Work on the rollouts that take part in the statistics; excluded ones keep A = 0.
-    rk, gk, bk = r[keep], g[keep], bins[keep]
-    # One "cell" per (group, bin) pair actually present.
-    _, cell = torch.unique(gk * (num_bins_total + 1) + bk, return_inverse=True)
-    num_cells = int(cell.max()) + 1 if cell.numel() else 0
-    cell_group = torch.zeros(num_cells, dtype=torch.int64, device=r.device)
-    cell_group = cell_group.scatter(0, cell, gk)
+@functools.lru_cache(maxsize=64)
+def _edge_column(edges: tuple[float, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
+    """(E, 1) bin edges, cached: built once per edges, dtype and device (never written)."""
+    return torch.tensor(edges, dtype=dtype, device=device).view(-1, 1)
 
-    intra = standardise(rk, cell, num_cells, eps=eps)
 
-    cell_mean = segment_mean(rk, cell, num_cells)
-    best = torch.full((num_groups,), -torch.inf, dtype=rk.dtype, device=r.device)
-    best = best.scatter_reduce(0, cell_group, cell_mean, reduce="amax", include_self=True)
-    tol = 1e-9 if rk.dtype == torch.float64 else 1e-6
-    is_best = (cell_mean - best[cell_group]).abs() <= tol
-    if tie == "none":
-        n_best = segment_sum(is_best.to(rk.dtype), cell_group, num_groups)
-        is_best = is_best & (n_best[cell_group] == 1)
-    x = is_best[cell].to(rk.dtype)  # raw inter-bin reward in {0, 1}
-    inter = standardise(x, gk, num_groups, eps=eps, scale_by_std=inter_scale == "group_std")
+def _digitize(a: Tensor, edges: Sequence[float]) -> Tensor:
+    """(B,) int64 `numpy.digitize` bin: the number of edges <= area (NaN: 0).
 
-    adv = torch.zeros_like(r)
-    adv[keep] = intra + inter
-    return _out(adv)
+    Comparisons, not `torch.bucketize`: on 2 cores under load, its parallel search waits ms for
+    a busy thread."""
+    return (a >= _edge_column(tuple(edges), a.dtype, a.device)).sum(0)
 
 
 def _target_bins(target_rel_areas: ArrayLike, r: Tensor, edges: list[float]) -> tuple[Tensor, int]:
@@ -484,17 +511,8 @@ def _target_bins(target_rel_areas: ArrayLike, r: Tensor, edges: list[float]) -> 
     Raises:
         ValueError: shape differs from the rewards', or an area is negative or infinite.
     """
-    t = as_1d_float(target_rel_areas, "target_rel_areas", device=r.device)
-    if t.shape != r.shape:
-        raise ValueError(
-            f"`target_rel_areas` must have the shape of `rewards` {tuple(r.shape)}, got {tuple(t.shape)}."
-        )
-    missing = torch.isnan(t)
-    if bool((~missing & (~torch.isfinite(t) | (t < 0))).any()):
-        raise ValueError("`target_rel_areas` must be >= 0 and finite (NaN: no target).")
-    boundaries = torch.tensor(edges, dtype=t.dtype, device=t.device)
-    bins = torch.bucketize(torch.nan_to_num(t, nan=0.0), boundaries, right=True)
-    return torch.where(missing, torch.full_like(bins, len(edges) + 1), bins), len(edges) + 2
+    _, nan_inf = _rel_areas(target_rel_areas, r, "target_rel_areas", "no target")
+    return _digitize(nan_inf, (*edges, torch.inf)), len(edges) + 2
 
 
 @register_adv_est(AdvantageEstimator.SRPO_TARGET)
@@ -541,13 +559,14 @@ def srpo_target(
     """
     r, g, num = _prepare(rewards, group_ids)
     tokens = as_1d_float(lengths, "lengths", device=r.device)
-    if tokens.shape != r.shape or bool((~torch.isfinite(tokens) | (tokens < 0)).any()):
+    if tokens.shape != r.shape or (
+        tokens.numel() and float(tokens.nan_to_num(nan=-1.0, posinf=-1.0).amin()) < 0
+    ):
         raise ValueError(f"`lengths` must be finite, >= 0 and of shape {tuple(r.shape)}.")
-    adv = standardise(r, g, num, eps=eps)
     bins, num_bins = _target_bins(target_rel_areas, r, _edges(bin_edges, None))
-    mass = segment_sum(adv.abs() * tokens, bins, num_bins)
-    carrying = mass > 0
-    if not bool(carrying.any()):
-        return _out(adv)
-    share = mass.sum() / (int(carrying.sum()) * mass.clamp(min=torch.finfo(mass.dtype).tiny))
-    return _out(adv * torch.where(carrying, share, torch.ones_like(share))[bins])
+    m = segment_moments(r, g, num, eps)
+    adv = (m.d - m.mean_d.index_select(0, g)) / m.den.index_select(0, g)  # = grpo(...)
+    mass = bincount_sum(bins, adv.abs() * tokens, num_bins)
+    # M / (K m_k) on the K bins with m_k > 0; 1 on the others (there x / 0 gives inf or NaN)
+    share = (mass.sum() / (torch.count_nonzero(mass) * mass)).nan_to_num_(nan=1.0, posinf=1.0)
+    return _out(adv * share.index_select(0, bins))
