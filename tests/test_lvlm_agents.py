@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -27,13 +28,14 @@ def test_eval_agent_hf_on_the_tiny_qwen_runs_on_cpu(tmp_path, capsys):
     assert load_summary(out)["meta"]["agent"] == "hf"
 
 
-def test_eval_agent_vllm_without_vllm_is_a_clear_error(tmp_path):
+def test_eval_agent_vllm_without_vllm_is_a_clear_error(tmp_path, capsys):
     try:
         import vllm  # noqa: F401
     except ImportError:
         pass
     else:  # pragma: no cover - GPU machines
         pytest.skip("vLLM is installed")
-    with pytest.raises(ImportError, match=r"grounding-gym\[vllm\]"):
-        main(["eval", "--agent", "vllm", "--agent-kwargs", json.dumps({"model": "unused"}), "-n", "1",
-              "--image-size", "512", "--out", str(tmp_path / "v"), "--no-progress", "--no-plots"])  # fmt: skip
+    code = main(["eval", "--agent", "vllm", "--agent-kwargs", json.dumps({"model": "unused"}), "-n", "1",
+                 "--image-size", "512", "--out", str(tmp_path / "v"), "--no-progress", "--no-plots"])  # fmt: skip
+    assert code == 2  # a clear message, no traceback
+    assert re.search(r"grounding-gym\[vllm\]", capsys.readouterr().err)

@@ -160,7 +160,7 @@ def eval_main(argv: Sequence[str]) -> int:
             plots=not args.no_plots, overwrite=args.overwrite, benchmark=setting["benchmark"],
             label=args.label, bin_edges=setting["bin_edges"], samples=setting["samples"],
         )  # fmt: skip
-    except RunMismatchError as exc:
+    except (RunMismatchError, ImportError) as exc:  # ImportError: an agent's optional extra is missing
         print(f"eval: {exc}", file=sys.stderr)
         return 2
     print(summary_markdown(summary))
