@@ -484,18 +484,18 @@ def rollout_metrics(
     correct = np.array([1.0 if t.correct else 0.0 for t in trajectories])
     out["acc"] = float(correct.mean())
     ious = np.array([_best_iou(t) for t in trajectories])
-    bins = [_bin_name(t.reset_info.get("target_rel_area"), bin_edges, bin_names) for t in trajectories]
+    bins = np.array([_bin_name(t.reset_info.get("target_rel_area"), bin_edges, bin_names) for t in trajectories])
+    by_crop = crop_bin_edges is not None and crop_bin_names is not None
+    if by_crop:
+        crops = np.array([_bin_name(t.first_crop_rel_area, crop_bin_edges, crop_bin_names) for t in trajectories])
     for name in bin_names:
-        chosen = np.array([b == name for b in bins])
+        chosen = bins == name
         if chosen.any():
             out[f"acc_{name}"] = float(correct[chosen].mean())
             out[f"crop_iou_{name}"] = float(ious[chosen].mean())
             out[f"n_{name}"] = float(chosen.sum())
-            if crop_bin_edges is not None and crop_bin_names is not None:
-                crops = [_bin_name(t.first_crop_rel_area, crop_bin_edges, crop_bin_names)
-                         for t, c in zip(trajectories, chosen, strict=True) if c]  # fmt: skip
-                for crop_name in crop_bin_names:
-                    out[f"p_crop_{crop_name}_{name}"] = float(np.mean([c == crop_name for c in crops]))
+            for crop_name in crop_bin_names if by_crop else ():
+                out[f"p_crop_{crop_name}_{name}"] = float(np.mean(crops[chosen] == crop_name))
     out["crop_iou"] = float(ious.mean())
     out["crop_rate"] = float(np.mean([1.0 if t.crop_boxes else 0.0 for t in trajectories]))
     areas = [t.first_crop_rel_area for t in trajectories if t.crop_boxes]

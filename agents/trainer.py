@@ -585,9 +585,9 @@ class Trainer:
         """`update_epochs` gradient steps of `compute_loss` on one rollout batch (and, with
         `grad_diagnostics`, the `gradient_shares` of its first forward)."""
         cfg = self.cfg
+        arrays = rollout_arrays(trajectories)
         keep = torch.ones(len(trajectories), dtype=torch.bool)
         if cfg.dynamic_sampling:
-            arrays = rollout_arrays(trajectories)
             keep = dynamic_sampling_mask(arrays["rewards"], arrays["group_ids"]).cpu()
         ref_logp = None
         if self.ref is not None:
@@ -602,7 +602,7 @@ class Trainer:
                 old = old_logprobs(trajectories, mask)
             mask = mask * keep.to(mask.device, mask.dtype)[:, None]  # dynamic sampling: drop rows
             if epoch == 0 and cfg.grad_diagnostics:
-                bins = bin_indices(rollout_arrays(trajectories)["target_rel_areas"], cfg.bin_edges)
+                bins = bin_indices(arrays["target_rel_areas"], cfg.bin_edges)
                 sums.update(self.gradient_shares(logp, old, adv, mask, bins))
             loss, metrics = compute_loss(logp, old, ref_logp, adv.to(logp.device), mask, cfg.loss_config)
             self.optimizer.zero_grad(set_to_none=True)
