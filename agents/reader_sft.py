@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from agents.checkpoint import atomic_torch_save
 from agents.policies.tiny import TinyPolicy
 from agents.trainer import TrainerConfig, load_config, merge_kwargs
-from grounding_gym.geometry import Box
+from grounding_gym.actions import format_crop
+from grounding_gym.geometry import Box, from_original
 
 __all__ = ["READER_PARAMETERS", "crop_views", "train_reader", "main"]
 
@@ -37,7 +38,8 @@ READER_PARAMETERS = ("answer_linear", "answer_mlp", "option_emb")
 
 def crop_views(env: Any, sample_id: int, scales: Sequence[float]) -> list[tuple[dict, dict, str]]:
     """(observation, info, prompt) after one crop of each scale (fraction of the first view's
-    side) centred on the target, slid inside the image, and the prompt of the first turn."""
+    side) centred on the target, slid inside the image, and the prompt of the first turn. The
+    crop is written in the env's `coord_frame` through `grounding_gym.geometry.from_original`."""
     out = []
     for scale in scales:
         obs, info = env.reset(options={"sample_id": sample_id})
@@ -50,11 +52,10 @@ def crop_views(env: Any, sample_id: int, scales: Sequence[float]) -> list[tuple[
             min(max(cx - side_w / 2, 0.0), w - side_w),
             min(max(cy - side_h / 2, 0.0), h - side_h),
         )
-        vw, vh = info["view_size"]
-        box = Box(x1 * vw / w, y1 * vh / h, (x1 + side_w) * vw / w, (y1 + side_h) * vh / h)
-        obs, _, _, _, info = env.step(
-            f"<crop>[{box.x1:.1f}, {box.y1:.1f}, {box.x2:.1f}, {box.y2:.1f}]</crop>"
-        )
+        crop = Box(x1, y1, x1 + side_w, y1 + side_h)  # original px
+        frame = info.get("coord_frame", "view")
+        box = from_original(crop, frame, Box(*info["view_box"]), tuple(info["view_size"]))
+        obs, _, _, _, info = env.step(format_crop(box.as_tuple(), decimals=1 if frame == "view" else 4))
         out.append((obs, info, prompt))
     return out
 
