@@ -61,7 +61,6 @@ try:
     import torch.nn.functional as F
     from PIL import Image
     from transformers import (
-        AutoImageProcessor,
         AutoModelForImageTextToText,
         AutoProcessor,
         AutoTokenizer,
@@ -69,6 +68,10 @@ try:
         LogitsProcessorList,
     )
     from transformers.image_utils import SizeDict
+
+    # Imported from its module: transformers 5.10's top-level `AutoImageProcessor` is a
+    # placeholder that demands torchvision even for backend="pil".
+    from transformers.models.auto.image_processing_auto import AutoImageProcessor
 except ImportError as exc:  # pragma: no cover - exercised only without the agents extra
     raise ImportError(
         f"agents.policies.hf needs torch and transformers>=5 ({exc}); "
