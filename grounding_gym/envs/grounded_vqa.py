@@ -268,8 +268,9 @@ class GroundedVQAEnv(gym.Env[dict, str]):
 
         crop, error, adjusted = (None, parsed.error, False)
         if parsed.kind == "crop":
+            frame_box, frame_size = self.action_reference()
             crop, error, adjusted = resolve_crop(
-                parsed.boxes[0], self.coord_frame, self.view_box, self.view_size,
+                parsed.boxes[0], self.coord_frame, frame_box, frame_size,
                 min_crop=self.min_crop, max_aspect=self.max_aspect, invalid_box=self.invalid_box,
             )  # fmt: skip
         terms = self._zero_terms()
@@ -279,7 +280,7 @@ class GroundedVQAEnv(gym.Env[dict, str]):
             self.crops.append(crop)
             view = self._show(crop)
             dialogue = self.crop_prompt(crop)
-            self.messages.append(_user_turn(self._message_image(view), dialogue))
+            self.messages.append(self.crop_message(self._message_image(view), dialogue))
         else:
             view = self._current_view.copy()  # observations never share memory
             dialogue = self.error_prompt(error or "invalid action")
@@ -297,12 +298,18 @@ class GroundedVQAEnv(gym.Env[dict, str]):
         return {"image": view, "dialogue": dialogue}, reward, terminated, truncated, info
 
     # ------------------------------------------------------------------ hooks for subclasses
+    def action_reference(self) -> tuple[Box, tuple[int, int]]:
+        """`(view_box, view_size)` that action coordinates in `coord_frame` refer to: the
+        current view (original px, and its (w, h) in view px)."""
+        return self.view_box, self.view_size
+
+    def crop_message(self, view: Image.Image, dialogue: str) -> dict[str, Any]:
+        """The chat message that returns a crop: a user turn with the new view, then `dialogue`."""
+        return _user_turn(view, dialogue)
+
     def first_prompt(self, sample: Sample) -> str:
         """Text of the first user turn: question, options, frame and budget of turns."""
-        lines = [f"Question: {sample.question}"]
-        if sample.options:
-            lines.append("Options:")
-            lines += [f"({letter}) {text}" for letter, text in zip(sample.option_letters, sample.options, strict=True)]
+        lines = question_lines(sample)
         image_w, image_h = self._handle.size
         lines.append(
             f"The image is shown at {self.view_size[0]}x{self.view_size[1]} px "
@@ -487,6 +494,15 @@ def draw_episode(
     for box in gt_boxes:
         draw.rectangle(scaled(box), outline=(0, 200, 0), width=width)
     return np.asarray(canvas, dtype=np.uint8)
+
+
+def question_lines(sample: Sample) -> list[str]:
+    """`Question: ...`, then `Options:` and one `(A) text` line per option, if any."""
+    lines = [f"Question: {sample.question}"]
+    if sample.options:
+        lines.append("Options:")
+        lines += [f"({letter}) {text}" for letter, text in zip(sample.option_letters, sample.options, strict=True)]
+    return lines
 
 
 def _user_turn(view: Image.Image | None, text: str) -> dict[str, Any]:
