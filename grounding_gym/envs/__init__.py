@@ -20,6 +20,10 @@ ENV_SPECS: dict[str, dict] = {
         "entry_point": "grounding_gym.envs.grounded_vqa:GroundedVQAEnv",
         "kwargs": {"dataset": "synthetic", "max_pixels": ORDINARY_MAX_PIXELS},
     },
+    "GroundedVQA-HR-DeepEyes-v0": {
+        "entry_point": "grounding_gym.envs.deepeyes:DeepEyesEnv",
+        "kwargs": {"dataset": "synthetic-hr"},
+    },
     "RefGrounding-v0": {
         "entry_point": "grounding_gym.envs.ref_grounding:RefGroundingEnv",
         "kwargs": {"dataset": "synthetic-ref", "max_turns": 1},

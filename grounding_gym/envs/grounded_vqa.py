@@ -327,19 +327,17 @@ class GroundedVQAEnv(gym.Env[dict, str]):
 
     def crop_prompt(self, crop_orig: Box) -> str:
         """Text of the user turn that returns a crop."""
-        left = self.max_turns - self.turn
         return (
             f"Zoomed in on {crop_box_text(crop_orig)} of the original, shown at "
             f"{self.view_size[0]}x{self.view_size[1]} px; coordinates now refer to this view. "
-            f"{left} turn{'s' if left != 1 else ''} left."
+            f"{turns_left_text(self.max_turns - self.turn)}"
         )
 
     def error_prompt(self, error: str) -> str:
         """Text of the user turn after an invalid or refused action."""
-        left = self.max_turns - self.turn
         return (
             f"Your reply was not a valid action ({error}). Reply <crop>[x1, y1, x2, y2]</crop> "
-            f"or <answer>...</answer>. {left} turn{'s' if left != 1 else ''} left."
+            f"or <answer>...</answer>. {turns_left_text(self.max_turns - self.turn)}"
         )
 
     def score_answer(self, parsed: ParsedAction, sample: Sample) -> tuple[dict[str, float], dict]:
@@ -503,6 +501,11 @@ def question_lines(sample: Sample) -> list[str]:
         lines.append("Options:")
         lines += [f"({letter}) {text}" for letter, text in zip(sample.option_letters, sample.options, strict=True)]
     return lines
+
+
+def turns_left_text(left: int) -> str:
+    """`"3 turns left."` / `"1 turn left."`, for the prompts."""
+    return f"{left} turn{'s' if left != 1 else ''} left."
 
 
 def _user_turn(view: Image.Image | None, text: str) -> dict[str, Any]:
