@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("grounding_gym.eval.cli:eval_main", "evaluate an agent, per scale bin"),
     "compare": ("grounding_gym.eval.cli:compare_main", "compare result folders side by side"),
     "render": ("grounding_gym.eval.cli:render_main", "draw an episode as PNG"),
+    "serve": ("grounding_gym.remote:serve_main", "serve an env over OpenEnv (extra `serve`)"),
 }
 
 
