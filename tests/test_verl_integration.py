@@ -1,0 +1,256 @@
+"""verl adapter: a 3-turn scripted episode through the agent loop (token-in/token-out, masks,
+images, rewards), the loop and estimators found through verl's registries, SRPO advantages equal
+to ours, and the recipe's configs."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("verl")
+
+import hydra  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+from transformers import AutoProcessor  # noqa: E402
+from verl.experimental.agent_loop.agent_loop import DictConfigWrap, _agent_loop_registry  # noqa: E402
+from verl.protocol import DataProto  # noqa: E402
+from verl.trainer.ppo import core_algos, ray_trainer  # noqa: E402
+from verl.workers.rollout.replica import TokenOutput  # noqa: E402
+
+from agents.algos import srpo, srpo_target  # noqa: E402
+from agents.integrations import verl as gg_verl  # noqa: E402
+from agents.policies.tiny_qwen import tiny_env_kwargs, tiny_qwen25vl_path  # noqa: E402
+
+RECIPE = Path(__file__).resolve().parents[1] / "examples" / "verl"
+ENV_KWARGS = tiny_env_kwargs(max_turns=3, dataset_kwargs={"num_samples": 2, "image_size": (256, 512), "seed": 3})
+ACTIONS = ("<crop>[0, 0, 40, 48]</crop>", "<crop>[4, 4, 36, 40]</crop>", "<answer>A</answer>")
+RESPONSE_LENGTH = 1024
+
+
+@pytest.fixture(scope="module")
+def processor():
+    return AutoProcessor.from_pretrained(tiny_qwen25vl_path())
+
+
+class ScriptedServer:
+    """Fake verl server manager: returns scripted token ids (and log-probs) turn by turn and
+    records what it was asked (the prompt ids and images the "model" saw)."""
+
+    def __init__(self, turns: list[list[int]]):
+        self.turns, self.calls = turns, []
+
+    async def generate(self, request_id, *, prompt_ids, sampling_params, image_data=None, **kwargs):
+        k = len(self.calls)
+        self.calls.append({"prompt_ids": list(prompt_ids), "images": list(image_data or [])})
+        ids = self.turns[k]
+        return TokenOutput(token_ids=ids, log_probs=[-0.5 - k - i / 100 for i in range(len(ids))])
+
+
+def charwise_ids(tokenizer, text: str) -> list[int]:
+    """`text` tokenised one character at a time, then <|im_end|>: ids a model may emit but a
+    re-tokenisation of the decoded text would not give back."""
+    ids = [i for ch in text for i in tokenizer.encode(ch, add_special_tokens=False)]
+    assert ids != tokenizer.encode(text, add_special_tokens=False)  # otherwise the test proves nothing
+    return ids + [tokenizer.convert_tokens_to_ids("<|im_end|>")]
+
+
+def make_loop(processor, server):
+    config = OmegaConf.create(
+        {"actor_rollout_ref": {"rollout": {"prompt_length": 4096, "response_length": RESPONSE_LENGTH}}}
+    )
+    entry = {**_agent_loop_registry[gg_verl.AGENT_LOOP_NAME], "env_kwargs": ENV_KWARGS}
+    return hydra.utils.instantiate(
+        config=entry,
+        trainer_config=DictConfigWrap(config),
+        server_manager=server,
+        tokenizer=processor.tokenizer,
+        processor=processor,
+        hf_model_type="qwen2_5_vl",
+        dataset_cls=None,
+        data_config=DictConfigWrap(OmegaConf.create({})),
+    )
+
+
+def play(loop, coroutine):
+    """Run an agent-loop coroutine on the event loop the agent loop was built with (verl's)."""
+    return loop.loop.run_until_complete(coroutine)
+
+
+def render(processor, messages, generation_prompt: bool) -> list[int]:
+    """Token ids of `messages` as the processor renders them (image pads expanded)."""
+    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+    images = gg_verl._images(messages) or None
+    return [int(i) for i in processor(text=[text], images=images)["input_ids"][0]]
+
+
+def reference_episode(sample_id):
+    """The same episode stepped in a fresh env: observations, rewards and infos."""
+    import gymnasium as gym
+
+    env = gym.make("GroundedVQA-HR-v0", **ENV_KWARGS).unwrapped
+    obs, info = env.reset(options={"sample_id": sample_id})
+    steps = [(obs, 0.0, info)]
+    for action in ACTIONS:
+        obs, reward, terminated, truncated, info = env.step(action)
+        steps.append((obs, reward, info))
+    assert terminated and not truncated
+    return steps
+
+
+def test_agent_loop_is_in_verl_registry():
+    entry = _agent_loop_registry[gg_verl.AGENT_LOOP_NAME]
+    assert hydra.utils.get_class(entry["_target_"]) is gg_verl.GroundingGymAgentLoop
+
+
+def test_three_turn_episode_token_in_token_out(processor):
+    tok = processor.tokenizer
+    scripted = [charwise_ids(tok, a) for a in ACTIONS]
+    server = ScriptedServer(scripted)
+    loop = make_loop(processor, server)
+    out = play(loop, loop.run({"temperature": 1.0}, raw_prompt=[], extra_info={"sample_id": 1}))
+
+    steps = reference_episode(1)
+    final_messages = steps[-1][2]["messages"]  # system, user, (assistant, user) x 2, assistant
+    assert [m["role"] for m in final_messages] == ["system", "user", "assistant", "user", "assistant", "user", "assistant"]
+
+    # prompt: the env's first two messages, rendered once by the processor
+    assert out.prompt_ids == render(processor, final_messages[:2], True)
+    # response: generated ids as generated (mask 1); between them each env turn, rendered as the
+    # chat template continues the dialogue ("\n" closing the assistant turn, user turn with its
+    # crop's image pads, assistant header), mask 0
+    newline = tok.encode("\n", add_special_tokens=False)
+    expected_ids, expected_mask, expected_logprobs = [], [], []
+    for k, ids in enumerate(scripted):
+        expected_ids += ids
+        expected_mask += [1] * len(ids)
+        expected_logprobs += [-0.5 - k - i / 100 for i in range(len(ids))]
+        if k < 2:
+            upto_assistant = final_messages[: 3 + 2 * k]
+            full = render(processor, final_messages[: 4 + 2 * k], True)
+            context = newline + full[len(render(processor, upto_assistant, False)) :]
+            expected_ids += context
+            expected_mask += [0] * len(context)
+            expected_logprobs += [0.0] * len(context)
+    assert out.response_ids == expected_ids
+    assert out.response_mask == expected_mask
+    assert out.response_logprobs == pytest.approx(expected_logprobs)
+    image_pad = tok.convert_tokens_to_ids("<|image_pad|>")
+    assert all(m == 0 for t, m in zip(out.response_ids, out.response_mask, strict=True) if t == image_pad)
+
+    # what the model saw at each call: everything so far, and the images so far
+    sequence = out.prompt_ids + out.response_ids
+    starts = [i for i in range(len(expected_mask)) if expected_mask[i] and (i == 0 or not expected_mask[i - 1])]
+    assert [c["prompt_ids"] for c in server.calls] == [sequence[: len(out.prompt_ids) + s] for s in starts]
+    assert [len(c["images"]) for c in server.calls] == [1, 2, 3]
+
+    # images: first view, then each crop, pixel-equal to the env's observations
+    views = [obs["image"] for obs, _, _ in steps[:3]]
+    images = out.multi_modal_data["images"]
+    assert len(images) == 3
+    for image, view in zip(images, views, strict=True):
+        np.testing.assert_array_equal(np.asarray(image), view)
+
+    # rewards and scale metadata
+    infos = [info for _, _, info in steps]
+    assert out.reward_score == pytest.approx(sum(r for _, r, _ in steps))
+    extra = out.extra_fields["reward_extra_info"]
+    assert set(extra) == set(gg_verl.EPISODE_FIELDS)
+    for term in ("answer", "format", "grounding"):
+        assert extra[term] == pytest.approx(sum(i["reward_terms"][term] for i in infos[1:]))
+    assert extra["rel_areas"] == pytest.approx(infos[1]["crop_rel_area"])
+    assert extra["target_rel_areas"] == pytest.approx(infos[0]["target_rel_area"])
+    assert extra["num_crops"] == 2.0 and extra["correct"] == float(bool(infos[-1]["correct"]))
+    assert out.num_turns == 7
+    assert out.metrics.generate_sequences > 0
+
+
+def test_episode_is_cut_at_response_length(processor):
+    tok = processor.tokenizer
+    scripted = [charwise_ids(tok, a) for a in ACTIONS]
+    loop = make_loop(processor, ScriptedServer(scripted))
+    loop.response_length = len(scripted[0]) + 5
+    out = play(loop, loop.run({}, raw_prompt=[], extra_info={"sample_id": 0}))
+    assert out.response_ids[: len(scripted[0])] == scripted[0]
+    assert len(out.response_ids) == len(out.response_mask) == loop.response_length
+    assert out.response_mask == [1] * len(scripted[0]) + [0] * 5
+
+
+def test_row_without_sample_id_is_a_clear_error(processor):
+    loop = make_loop(processor, ScriptedServer([]))
+    with pytest.raises(ValueError, match="sample_id"):
+        play(loop, loop.run({}, raw_prompt=[], extra_info={"index": 3}))
+
+
+# ------------------------------------------------------------------------------ estimators
+
+
+def random_batch(seed: int = 0, groups: int = 3, size: int = 4, length: int = 9):
+    rng = np.random.default_rng(seed)
+    bs = groups * size
+    lengths = rng.integers(1, length + 1, bs)
+    mask = torch.tensor(np.arange(length)[None, :] < lengths[:, None], dtype=torch.float32)
+    rewards = rng.integers(0, 3, bs).astype(np.float32) / 2
+    token_rewards = torch.zeros(bs, length)
+    token_rewards[torch.arange(bs), torch.as_tensor(lengths - 1)] = torch.as_tensor(rewards)
+    uid = np.array([f"q{g}" for g in range(groups) for _ in range(size)], dtype=object)
+    rel = rng.choice([0.02, 0.05, 0.2, 0.5, math.nan], bs)
+    target = np.repeat(rng.choice([5e-4, 5e-3, 5e-2], groups), size)
+    non_tensor = {"uid": uid, "rel_areas": rel.astype(object), "target_rel_areas": target}
+    return token_rewards, mask, rewards, lengths, non_tensor
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_srpo_from_verl_registry_equals_ours(seed):
+    token_rewards, mask, rewards, _, nt = random_batch(seed)
+    fn = core_algos.get_adv_estimator_fn("srpo")
+    assert fn.__name__ == "verl_srpo"
+    adv, returns = fn(token_level_rewards=token_rewards, response_mask=mask, index=nt["uid"], non_tensor_batch=nt)
+    ref = srpo(rewards, list(nt["uid"]), rel_areas=nt["rel_areas"].astype(float))
+    torch.testing.assert_close(adv, ref[:, None] * mask)
+    torch.testing.assert_close(returns, adv)
+    assert ref.abs().sum() > 0  # a batch where SRPO gives non-zero advantages
+
+
+def test_srpo_options_from_algorithm_config():
+    token_rewards, mask, rewards, _, nt = random_batch(4)
+    config = OmegaConf.create({"srpo_kwargs": {"no_box": "exclude", "bin_edges": [0.03, 0.3]}})
+    adv, _ = core_algos.get_adv_estimator_fn("srpo")(token_rewards, mask, nt["uid"], config=config, non_tensor_batch=nt)
+    ref = srpo(rewards, list(nt["uid"]), rel_areas=nt["rel_areas"].astype(float), no_box="exclude", bin_edges=(0.03, 0.3))
+    torch.testing.assert_close(adv, ref[:, None] * mask)
+    with pytest.raises(ValueError, match="no_bx"):
+        core_algos.get_adv_estimator_fn("srpo")(
+            token_rewards, mask, nt["uid"], config={"srpo_kwargs": {"no_bx": 1}}, non_tensor_batch=nt
+        )
+
+
+def test_srpo_target_from_verl_registry_equals_ours():
+    token_rewards, mask, rewards, lengths, nt = random_batch(5)
+    adv, _ = core_algos.get_adv_estimator_fn("srpo_target")(token_rewards, mask, nt["uid"], non_tensor_batch=nt)
+    ref = srpo_target(rewards, list(nt["uid"]), target_rel_areas=nt["target_rel_areas"], lengths=lengths)
+    torch.testing.assert_close(adv, ref[:, None] * mask)
+
+
+def test_missing_rollout_field_is_a_clear_error():
+    token_rewards, mask, _, _, nt = random_batch(0)
+    with pytest.raises(ValueError, match="rel_areas.*install_advantage_hook"):
+        core_algos.get_adv_estimator_fn("srpo")(token_rewards, mask, nt["uid"], non_tensor_batch={"uid": nt["uid"]})
+
+
+def test_advantage_hook_routes_verl_trainer_to_our_estimators():
+    token_rewards, mask, rewards, _, nt = random_batch(6)
+    gg_verl.install_advantage_hook()
+    gg_verl.install_advantage_hook()  # idempotent
+    data = DataProto.from_dict({"token_level_rewards": token_rewards, "response_mask": mask}, non_tensors=dict(nt))
+    config = OmegaConf.create({"srpo_kwargs": {}})
+    out = ray_trainer.compute_advantage(data, adv_estimator="srpo", config=config)
+    ref = srpo(rewards, list(nt["uid"]), rel_areas=nt["rel_areas"].astype(float))
+    torch.testing.assert_close(out.batch["advantages"], ref[:, None] * mask)
+    # verl's own estimators are untouched
+    data = DataProto.from_dict({"token_level_rewards": token_rewards, "response_mask": mask}, non_tensors=dict(nt))
+    grpo = ray_trainer.compute_advantage(data, adv_estimator="grpo", config=config)
+    expected, _ = core_algos.compute_grpo_outcome_advantage(token_rewards, mask, nt["uid"])
+    torch.testing.assert_close(grpo.batch["advantages"], expected)
