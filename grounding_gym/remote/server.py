@@ -1,0 +1,315 @@
+"""Serve any Gymnasium env over OpenEnv: `grounding-gym serve --env ID --port P`.
+
+Built on `openenv-core`: `GymnasiumEnvironment` is an OpenEnv `Environment` around one
+`gym.make(env_id, **env_kwargs)`, and `create_server_app` hands it to OpenEnv's `create_app`,
+which serves it over HTTP and websockets. Each websocket connection to `/ws` is one session with
+its own env (OpenEnv's session model; `grounding_gym.remote.RemoteEnv` is such a client); HTTP
+`POST /reset` and `/step` are stateless in OpenEnv (a fresh env per request), so episodes go
+over `/ws`. Observations, infos and actions travel in the lossless wire form of
+`grounding_gym.remote.codec` (images as PNG, base64).
+
+Limits, each with a clear error while the server keeps serving everyone else:
+
+* `max_sessions`: concurrent websocket sessions; one more gets OpenEnv's `CAPACITY_REACHED`.
+* `session_timeout_s`: a session idle this long is closed by OpenEnv's reaper (checked every
+  `max(timeout / 4, 5)` s); its next request gets "session expired".
+* `max_message_bytes`: the largest websocket message or HTTP body the server reads. A larger
+  websocket message closes that connection with code 1009 (message too big); a larger HTTP
+  body gets 413. `RemoteEnv` checks its actions against the limit before sending.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import gymnasium as gym
+from gymnasium import spaces
+
+import grounding_gym
+from grounding_gym.remote.codec import ImageCodec, space_to_json
+
+try:
+    import uvicorn
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse
+    from openenv.core.env_server.http_server import create_app
+    from openenv.core.env_server.interfaces import Environment
+    from openenv.core.env_server.types import (
+        Action,
+        ConcurrencyConfig,
+        EnvironmentMetadata,
+        Observation,
+        State,
+    )
+    from pydantic import Field
+except ImportError as err:  # pragma: no cover - exercised without the extra
+    raise ImportError(
+        f"grounding_gym.remote needs the `serve` extra ({err}): pip install 'grounding-gym[serve]'"
+    ) from err
+
+DEFAULT_MAX_SESSIONS = 16
+DEFAULT_SESSION_TIMEOUT_S = 600.0
+DEFAULT_MAX_MESSAGE_BYTES = 1 << 20  # 1 MiB: a 4096-char action is about 4 KiB on the wire
+
+
+class ServeRequestError(ValueError):
+    """A request the session cannot carry out (no episode, expired session, malformed action).
+
+    Over websockets OpenEnv returns its message as an `EXECUTION_ERROR`; over HTTP it is a 400.
+    """
+
+
+class GymAction(Action):
+    """One action of the served env, in the wire form of `ImageCodec.to_json` (a str for text envs)."""
+
+    action: Any = Field(description="the action, encoded by grounding_gym.remote.codec")
+
+
+class GymObservation(Observation):
+    """One `reset` or `step` result: `observation` and `info` in wire form; `reward` and `done`
+    (= terminated or truncated) are OpenEnv's fields, `reward` None after reset."""
+
+    observation: Any = Field(description="the env's observation, encoded by grounding_gym.remote.codec")
+    info: Any = Field(description="the env's info dict, encoded by grounding_gym.remote.codec")
+    terminated: bool = Field(default=False, description="Gymnasium's terminated")
+    truncated: bool = Field(default=False, description="Gymnasium's truncated")
+
+
+class GymState(State):
+    """The session's state plus what a client needs to mirror the env: its spaces and limits."""
+
+    env_id: str = Field(description="the served Gymnasium id")
+    observation_space: dict = Field(description="grounding_gym.remote.codec.space_to_json of the env's space")
+    action_space: dict = Field(description="grounding_gym.remote.codec.space_to_json of the env's space")
+    max_message_bytes: int = Field(description="largest request the server reads, bytes")
+
+
+class GymnasiumEnvironment(Environment[GymAction, GymObservation, GymState]):
+    """One session's env: `gym.make(env_id, **env_kwargs)` behind OpenEnv's `Environment`.
+
+    Args:
+        env_id: a registered Gymnasium id (grounding-gym's ids need no prior import).
+        env_kwargs: keyword arguments of `gym.make`.
+        max_message_bytes: reported in `state` so clients can check their requests.
+        session_timeout_s: named in the error after the reaper closed the session (None: none).
+
+    Raises:
+        TypeError: the env's spaces have no wire description (see `space_to_json`).
+    """
+
+    SUPPORTS_CONCURRENT_SESSIONS = True
+
+    def __init__(
+        self,
+        env_id: str,
+        env_kwargs: Mapping[str, Any] | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        session_timeout_s: float | None = None,
+    ):
+        super().__init__()
+        self.env_id = env_id
+        self.env = gym.make(env_id, **dict(env_kwargs or {}))
+        self.max_message_bytes = max_message_bytes
+        self.session_timeout_s = session_timeout_s
+        self.observation_space_json = space_to_json(self.env.observation_space, "observation_space")
+        self.action_space_json = space_to_json(self.env.action_space, "action_space")
+        self.codec = ImageCodec()
+        self._episode_id: str | None = None
+        self._step_count = 0
+        self._closed = False
+
+    def reset(
+        self, seed: int | None = None, episode_id: str | None = None, options: Any = None, **unknown: Any
+    ) -> GymObservation:
+        self._check_open()
+        if unknown:
+            raise ServeRequestError(f"reset got unknown fields {sorted(unknown)}; it takes seed, episode_id, options")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ServeRequestError(f"reset seed must be an int or null, got {seed!r}")
+        obs, info = self.env.reset(seed=seed, options=self.codec.from_json(options))
+        self._episode_id, self._step_count = episode_id or str(uuid.uuid4()), 0
+        return self._observation(obs, info, None, False, False)
+
+    def step(self, action: GymAction, timeout_s: float | None = None, **unknown: Any) -> GymObservation:
+        self._check_open()
+        if timeout_s is not None or unknown:
+            raise ServeRequestError("step takes only an action (steps cannot be timed out or given options)")
+        if self._episode_id is None:
+            raise ServeRequestError(
+                "step before reset: this session has no episode. Send reset first. (HTTP POST /step is "
+                "stateless in OpenEnv, a fresh env per request: run episodes over the /ws websocket, "
+                "e.g. with grounding_gym.remote.RemoteEnv.)")
+        value = self._decode_action(action.action)
+        obs, reward, terminated, truncated, info = self.env.step(value)
+        self._step_count += 1
+        return self._observation(obs, info, float(reward), bool(terminated), bool(truncated))
+
+    @property
+    def state(self) -> GymState:
+        return GymState(
+            episode_id=self._episode_id, step_count=self._step_count, env_id=self.env_id,
+            observation_space=self.observation_space_json, action_space=self.action_space_json,
+            max_message_bytes=self.max_message_bytes,
+        )  # fmt: skip
+
+    def get_metadata(self) -> EnvironmentMetadata:
+        return EnvironmentMetadata(
+            name=self.env_id, version=grounding_gym.__version__,
+            description=f"Gymnasium env {self.env_id} served by grounding-gym over OpenEnv",
+        )  # fmt: skip
+
+    def close(self) -> None:
+        self._closed = True
+        self.env.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            idle = f"idle for more than {self.session_timeout_s:g} s" if self.session_timeout_s else "closed"
+            raise ServeRequestError(f"session expired ({idle}; the server closed it and its episode is gone): "
+                                    "connect again and reset")
+
+    def _decode_action(self, wire: Any) -> Any:
+        try:
+            value = self.codec.from_json(wire)
+        except (KeyError, TypeError, ValueError) as err:
+            raise ServeRequestError(f"malformed action {str(wire)[:80]!r}: {err!r}") from err
+        space = self.env.action_space
+        if isinstance(space, spaces.Text):  # text envs take any str (over-long text is cut and flagged)
+            if not isinstance(value, str):
+                raise ServeRequestError(f"malformed action: {space} takes a str, got {type(value).__name__}")
+        elif not space.contains(value):
+            raise ServeRequestError(f"malformed action {str(value)[:80]!r}: not in the action space {space}")
+        return value
+
+    def _observation(
+        self, obs: Any, info: dict, reward: float | None, terminated: bool, truncated: bool
+    ) -> GymObservation:
+        return GymObservation(
+            observation=self.codec.to_json(obs, "observation"), info=self.codec.to_json(info, "info"),
+            reward=reward, done=terminated or truncated, terminated=terminated, truncated=truncated,
+        )  # fmt: skip
+
+
+class MaxBodySize:
+    """ASGI middleware: an HTTP request whose body exceeds `max_bytes` gets 413 (a body of
+    unknown length, chunked, gets 411); websocket messages are limited by uvicorn's `ws_max_size`."""
+
+    def __init__(self, app: Any, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope["headers"])
+            length = headers.get(b"content-length")
+            error = None
+            if length is None and b"transfer-encoding" in headers:
+                error = (411, "send a Content-Length: bodies of unknown length are refused")
+            elif length is not None and int(length) > self.max_bytes:
+                error = (413, f"request body of {int(length)} bytes exceeds the server's limit of "
+                              f"{self.max_bytes} bytes (grounding-gym serve --max-message-bytes)")
+            if error is not None:
+                await JSONResponse({"detail": error[1]}, status_code=error[0])(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_server_app(
+    env_id: str,
+    env_kwargs: Mapping[str, Any] | None = None,
+    *,
+    max_sessions: int = DEFAULT_MAX_SESSIONS,
+    session_timeout_s: float | None = DEFAULT_SESSION_TIMEOUT_S,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+) -> FastAPI:
+    """The OpenEnv FastAPI app serving `gym.make(env_id, **env_kwargs)`, one env per session.
+
+    One env is built here and closed, so a bad id, bad kwargs or an unsupported space fail at
+    start-up, not at the first connection.
+
+    Raises:
+        gymnasium.error.Error, TypeError, ValueError: from `gym.make` or `space_to_json`.
+    """
+    if max_sessions < 1 or max_message_bytes < 1 or (session_timeout_s is not None and session_timeout_s <= 0):
+        raise ValueError(f"need max_sessions >= 1 ({max_sessions}), max_message_bytes >= 1 "
+                         f"({max_message_bytes}) and session_timeout_s > 0 or None ({session_timeout_s})")
+    factory = functools.partial(GymnasiumEnvironment, env_id, dict(env_kwargs or {}),
+                                max_message_bytes, session_timeout_s)
+    factory().close()
+    app = create_app(factory, GymAction, GymObservation, env_name=env_id,
+                     concurrency_config=ConcurrencyConfig(max_concurrent_envs=max_sessions,
+                                                          session_timeout=session_timeout_s))
+
+    async def request_error(request: Request, exc: ServeRequestError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    app.add_exception_handler(ServeRequestError, request_error)
+    app.add_middleware(MaxBodySize, max_bytes=max_message_bytes)
+    return app
+
+
+def uvicorn_config(app: FastAPI, host: str, port: int, max_message_bytes: int, log_level: str = "warning") -> uvicorn.Config:
+    """uvicorn's settings for `app`: websocket messages up to `max_message_bytes`, no
+    per-message compression (base64 PNG barely compresses; deflate would cost CPU per step)."""
+    return uvicorn.Config(app, host=host, port=port, ws_max_size=max_message_bytes,
+                          ws_per_message_deflate=False, log_level=log_level)
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: FastAPI, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                    host: str = "127.0.0.1", startup_timeout_s: float = 30.0) -> Iterator[str]:
+    """Run `app` on a free port of `host` in a daemon thread; yields its base URL
+    (`http://host:port`) and stops the server on exit (tests, benchmarks, notebooks)."""
+    server = uvicorn.Server(uvicorn_config(app, host, 0, max_message_bytes))
+    thread = threading.Thread(target=server.run, name="grounding-gym-serve", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + startup_timeout_s
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError(f"the server did not start within {startup_timeout_s} s")
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`grounding-gym serve`: serve one env id over OpenEnv until interrupted."""
+    parser = argparse.ArgumentParser(prog="grounding-gym serve", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", required=True, help="Gymnasium id, e.g. GroundedVQA-HR-v0")
+    parser.add_argument("--env-kwargs", default="{}", help="JSON object of gym.make keyword arguments")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--max-sessions", type=int, default=DEFAULT_MAX_SESSIONS,
+                        help="concurrent websocket sessions (one env each)")
+    parser.add_argument("--session-timeout", type=float, default=DEFAULT_SESSION_TIMEOUT_S,
+                        help="seconds a session may stay idle before the server closes it (0: never)")
+    parser.add_argument("--max-message-bytes", type=int, default=DEFAULT_MAX_MESSAGE_BYTES,
+                        help="largest websocket message or HTTP body the server reads")
+    parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    args = parser.parse_args(argv)
+    try:
+        env_kwargs = json.loads(args.env_kwargs)
+        if not isinstance(env_kwargs, dict):
+            raise ValueError(f"--env-kwargs must be a JSON object, got {args.env_kwargs!r}")
+        app = create_server_app(args.env, env_kwargs, max_sessions=args.max_sessions,
+                                session_timeout_s=args.session_timeout or None,
+                                max_message_bytes=args.max_message_bytes)
+    except (gym.error.Error, TypeError, ValueError) as err:  # json.JSONDecodeError is a ValueError
+        print(f"grounding-gym serve: {err}", file=sys.stderr)
+        return 2
+    uvicorn.Server(uvicorn_config(app, args.host, args.port, args.max_message_bytes, args.log_level)).run()
+    return 0
