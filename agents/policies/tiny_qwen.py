@@ -32,10 +32,13 @@ a video-processor entry, so where torchvision is installed the stock class loads
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +47,23 @@ import numpy as np
 try:
     import torch
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-    from transformers import AutoProcessor, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+    from transformers import (
+        AutoProcessor,
+        PreTrainedConfig,
+        PreTrainedModel,
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+        Qwen3VLConfig,
+        Qwen3VLForConditionalGeneration,
+    )
+    from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
     from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX, Qwen2Tokenizer
     from transformers.models.qwen2_5_vl.processing_qwen2_5_vl import Qwen2_5_VLProcessor
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+    from transformers.models.qwen2_vl.processing_qwen2_vl import Qwen2VLProcessor
+    from transformers.models.qwen3_vl.processing_qwen3_vl import Qwen3VLProcessor
     from transformers.processing_utils import ProcessorMixin
 except ImportError as exc:  # pragma: no cover - exercised only without the agents extra
     raise ImportError(
@@ -55,14 +71,21 @@ except ImportError as exc:  # pragma: no cover - exercised only without the agen
         "install them with `pip install 'grounding-gym[agents]'`."
     ) from exc
 
+from agents.policies.qwen_chat_templates import QWEN2_VL_CHAT_TEMPLATE, QWEN3_VL_CHAT_TEMPLATE
+
 __all__ = [
     "QWEN_SPECIAL_TOKENS",
     "QWEN25_VL_CHAT_TEMPLATE",
+    "QWEN_VL_ARCHS",
+    "Qwen2VLImageOnlyProcessor",
+    "Qwen3VLImageOnlyProcessor",
+    "QwenVLArch",
     "QwenVLImageOnlyProcessor",
     "TINY_MAX_PIXELS",
     "TINY_MIN_PIXELS",
     "TINY_VOCAB_SIZE",
     "build_tiny_qwen25vl",
+    "build_tiny_qwen_vl",
     "tiny_env_kwargs",
     "tiny_qwen25vl_path",
 ]
@@ -87,25 +110,8 @@ TINY_MIN_PIXELS = 56 * 56
 TINY_MAX_PIXELS = 112 * 112
 """Largest image the tiny processor accepts without downscaling (16 image tokens)."""
 
-QWEN25_VL_CHAT_TEMPLATE = (
-    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
-    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
-    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
-    "<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
-    "{% else %}{% for content in message['content'] %}"
-    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
-    "{% set image_count.value = image_count.value + 1 %}"
-    "{% if add_vision_id %}Picture {{ image_count.value }}: {% endif %}"
-    "<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif content['type'] == 'video' or 'video' in content %}"
-    "{% set video_count.value = video_count.value + 1 %}"
-    "{% if add_vision_id %}Video {{ video_count.value }}: {% endif %}"
-    "<|vision_start|><|video_pad|><|vision_end|>"
-    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
-    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-"""Qwen2.5-VL-Instruct's chat template (verbatim)."""
+QWEN25_VL_CHAT_TEMPLATE = QWEN2_VL_CHAT_TEMPLATE
+"""Qwen2.5-VL-Instruct's chat template (verbatim; the same text as Qwen2-VL-Instruct's)."""
 
 _BUILD_FILES = ("config.json", "model.safetensors", "processor_config.json", "tokenizer.json")
 _LOCK = threading.Lock()
@@ -117,39 +123,59 @@ _BUILT: dict[int, str] = {}  # seed -> first directory built in this process
 # --------------------------------------------------------------------------------------------
 
 
-class QwenVLImageOnlyProcessor(Qwen2_5_VLProcessor):
-    """`Qwen2_5_VLProcessor` without its video processor (which needs torchvision).
+_VISION_TOKENS = {
+    "image": "<|image_pad|>",
+    "video": "<|video_pad|>",
+    "vision_start": "<|vision_start|>",
+    "vision_end": "<|vision_end|>",
+}
 
-    Same call signature and outputs for images and text (`input_ids`, `attention_mask`,
-    `pixel_values`, `image_grid_thw`, `mm_token_type_ids`); passing `videos` raises.
+
+class _ImageOnlyProcessorMixin:
+    """A stock Qwen-VL processor without its video processor (which needs torchvision).
+
+    Mixed in before the stock class: same call signature and outputs for images and text
+    (`input_ids`, `attention_mask`, `pixel_values`, `image_grid_thw`, `mm_token_type_ids`), the
+    stock class's own token expansion and chat-template handling; passing `videos` raises.
     """
 
     def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
         if tokenizer is None:
-            raise ValueError("QwenVLImageOnlyProcessor needs a tokenizer")
-        self.image_token = getattr(tokenizer, "image_token", None) or "<|image_pad|>"
-        self.video_token = getattr(tokenizer, "video_token", None) or "<|video_pad|>"
-        self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
-        self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
+            raise ValueError(f"{type(self).__name__} needs a tokenizer")
+        for name, default in _VISION_TOKENS.items():  # what the stock classes' __init__ set
+            token = getattr(tokenizer, f"{name}_token", None) or default
+            setattr(self, f"{name}_token", token)
+            setattr(self, f"{name}_token_id", tokenizer.convert_tokens_to_ids(token))
         kwargs.pop("video_processor", None)
         ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
 
     def _process_videos(self, videos, **kwargs):
-        raise ValueError(
-            "QwenVLImageOnlyProcessor has no video processor (it needs torchvision); pass images only."
-        )
+        raise ValueError(f"{type(self).__name__} has no video processor (it needs torchvision); pass images only.")
 
 
-def _register_processor() -> None:
+class QwenVLImageOnlyProcessor(_ImageOnlyProcessorMixin, Qwen2_5_VLProcessor):
+    """`Qwen2_5_VLProcessor` without its video processor (see `_ImageOnlyProcessorMixin`)."""
+
+
+class Qwen2VLImageOnlyProcessor(_ImageOnlyProcessorMixin, Qwen2VLProcessor):
+    """`Qwen2VLProcessor` without its video processor (see `_ImageOnlyProcessorMixin`)."""
+
+
+class Qwen3VLImageOnlyProcessor(_ImageOnlyProcessorMixin, Qwen3VLProcessor):
+    """`Qwen3VLProcessor` without its video processor (see `_ImageOnlyProcessorMixin`)."""
+
+
+def _register_processors() -> None:
     from transformers.models.auto.processing_auto import PROCESSOR_MAPPING
 
-    if QwenVLImageOnlyProcessor not in PROCESSOR_MAPPING._extra_content.values():
-        # A private string key: it never matches a real config, so native Qwen checkpoints keep
-        # their own processor class; `processor_class_from_name` finds ours by its name.
-        AutoProcessor.register("grounding_gym_qwen_vl_image_only", QwenVLImageOnlyProcessor)
+    for processor_class in (QwenVLImageOnlyProcessor, Qwen2VLImageOnlyProcessor, Qwen3VLImageOnlyProcessor):
+        if processor_class not in PROCESSOR_MAPPING._extra_content.values():
+            # A private string key: it never matches a real config, so native Qwen checkpoints keep
+            # their own processor class; `processor_class_from_name` finds ours by its name.
+            AutoProcessor.register(f"grounding_gym_{processor_class.__name__}", processor_class)
 
 
-_register_processor()
+_register_processors()
 
 
 # --------------------------------------------------------------------------------------------
@@ -199,7 +225,9 @@ def _corpus(seed: int) -> list[str]:
     return lines
 
 
-def _train_tokenizer(seed: int) -> Qwen2Tokenizer:
+@functools.lru_cache(maxsize=4)
+def _trained_bpe(seed: int) -> tuple[dict[str, int], tuple[tuple[str, str], ...]]:
+    """`(vocab, merges)` of the byte-level BPE trained on `_corpus(seed)` (cached: ~1 s each)."""
     backend = Tokenizer(models.BPE())
     backend.normalizer = normalizers.NFC()
     backend.pre_tokenizer = pre_tokenizers.Sequence(
@@ -218,16 +246,21 @@ def _train_tokenizer(seed: int) -> Qwen2Tokenizer:
     )
     backend.train_from_iterator(_corpus(seed), trainer)
     model = json.loads(backend.to_str())["model"]
-    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
+    merges = tuple(tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"])
+    return model["vocab"], merges
+
+
+def _train_tokenizer(seed: int, chat_template: str = QWEN25_VL_CHAT_TEMPLATE) -> Qwen2Tokenizer:
+    vocab, merges = _trained_bpe(seed)
     tokenizer = Qwen2Tokenizer(
-        vocab=model["vocab"],
-        merges=merges,
+        vocab=dict(vocab),
+        merges=list(merges),
         unk_token="<|endoftext|>",
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         additional_special_tokens=list(QWEN_SPECIAL_TOKENS),
     )
-    tokenizer.chat_template = QWEN25_VL_CHAT_TEMPLATE
+    tokenizer.chat_template = chat_template
     ids = [tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL_TOKENS]
     if ids != list(range(len(QWEN_SPECIAL_TOKENS))):
         raise RuntimeError(f"special token ids {ids} are not 0..{len(ids) - 1}")
@@ -239,39 +272,157 @@ def _train_tokenizer(seed: int) -> Qwen2Tokenizer:
 # --------------------------------------------------------------------------------------------
 
 
-def _tiny_config(tokenizer: Qwen2Tokenizer) -> Qwen2_5_VLConfig:
-    token_id = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL_TOKENS}
-    return Qwen2_5_VLConfig(
-        text_config=dict(
-            vocab_size=len(tokenizer),
-            hidden_size=128,
-            intermediate_size=256,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=8192,
-            rope_parameters={"rope_type": "default", "mrope_section": [4, 6, 6], "rope_theta": 10000.0},
-            bos_token_id=token_id["<|endoftext|>"],
-            eos_token_id=token_id["<|im_end|>"],
-            pad_token_id=token_id["<|endoftext|>"],
+def _text_config(tokenizer: Qwen2Tokenizer, **arch_specific: Any) -> dict[str, Any]:
+    """The language model shared by the tiny builds: 2 layers, hidden 128, 4 heads (2 KV)."""
+    return dict(
+        vocab_size=len(tokenizer),
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=8192,
+        bos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+        **arch_specific,
+    )
+
+
+def _vision_token_ids(tokenizer: Qwen2Tokenizer) -> dict[str, int]:
+    """`image_token_id`, `video_token_id`, `vision_start_token_id`, `vision_end_token_id`."""
+    return {f"{name}_token_id": tokenizer.convert_tokens_to_ids(token) for name, token in _VISION_TOKENS.items()}
+
+
+def _qwen2_vl_config(tokenizer: Qwen2Tokenizer) -> Qwen2VLConfig:
+    return Qwen2VLConfig(
+        text_config=_text_config(
+            tokenizer, rope_parameters={"rope_type": "default", "mrope_section": [4, 6, 6], "rope_theta": 10000.0}
         ),
         vision_config=dict(
-            depth=2,
-            hidden_size=64,
-            intermediate_size=128,
-            num_heads=2,
-            patch_size=14,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-            window_size=56,
-            out_hidden_size=128,
-            fullatt_block_indexes=[1],
-        ),
-        image_token_id=token_id["<|image_pad|>"],
-        video_token_id=token_id["<|video_pad|>"],
-        vision_start_token_id=token_id["<|vision_start|>"],
-        vision_end_token_id=token_id["<|vision_end|>"],
+            depth=2, embed_dim=64, hidden_size=128, mlp_ratio=2, num_heads=2, patch_size=14,
+            spatial_merge_size=2, temporal_patch_size=2,
+        ),  # fmt: skip
+        **_vision_token_ids(tokenizer),
     )
+
+
+def _qwen25_vl_config(tokenizer: Qwen2Tokenizer) -> Qwen2_5_VLConfig:
+    return Qwen2_5_VLConfig(
+        text_config=_text_config(
+            tokenizer, rope_parameters={"rope_type": "default", "mrope_section": [4, 6, 6], "rope_theta": 10000.0}
+        ),
+        vision_config=dict(
+            depth=2, hidden_size=64, intermediate_size=128, num_heads=2, patch_size=14, spatial_merge_size=2,
+            temporal_patch_size=2, window_size=56, out_hidden_size=128, fullatt_block_indexes=[1],
+        ),  # fmt: skip
+        **_vision_token_ids(tokenizer),
+    )
+
+
+def _qwen3_vl_config(tokenizer: Qwen2Tokenizer) -> Qwen3VLConfig:
+    # Interleaved M-RoPE; the release's sections (24, 20, 20) of 64 frequencies scaled to 16.
+    rope = {"rope_type": "default", "mrope_section": [6, 5, 5], "mrope_interleaved": True, "rope_theta": 5e6}
+    return Qwen3VLConfig(
+        text_config=_text_config(tokenizer, head_dim=32, rope_parameters=rope),
+        vision_config=dict(
+            depth=2, hidden_size=64, intermediate_size=128, num_heads=2, patch_size=16, spatial_merge_size=2,
+            temporal_patch_size=2, out_hidden_size=128, num_position_embeddings=64, deepstack_visual_indexes=[0],
+        ),  # fmt: skip
+        **_vision_token_ids(tokenizer),
+    )
+
+
+@dataclass(frozen=True)
+class QwenVLArch:
+    """What a tiny build takes from one released Qwen-VL architecture.
+
+    Attributes:
+        name: the transformers model type ("qwen2_vl", "qwen2_5_vl", "qwen3_vl").
+        model_class: the `...ForConditionalGeneration` class.
+        processor_class: the stock processor class, image-only (no torchvision).
+        config: tokenizer -> the tiny model config (the architecture's layout, tiny widths).
+        patch_size: vision patch side, px (14 for Qwen2/2.5-VL, 16 for Qwen3-VL); spatial merge
+            2 and temporal patch 2 for all three.
+        image_mean, image_std: the release's pixel normalisation (CLIP's; 0.5 for Qwen3-VL).
+        chat_template: the release's chat template (`agents.policies.qwen_chat_templates`).
+    """
+
+    name: str
+    model_class: type[PreTrainedModel]
+    processor_class: type[ProcessorMixin]
+    config: Callable[[Qwen2Tokenizer], PreTrainedConfig]
+    patch_size: int
+    image_mean: tuple[float, float, float]
+    image_std: tuple[float, float, float]
+    chat_template: str
+
+    @property
+    def factor(self) -> int:
+        """Image side granularity, px: patch x spatial merge (one image token per factor^2 px)."""
+        return self.patch_size * 2
+
+    @property
+    def min_pixels(self) -> int:
+        """Tiny processor's smallest image without upscaling: (2 x factor)^2 px, 4 image tokens."""
+        return (2 * self.factor) ** 2
+
+    @property
+    def max_pixels(self) -> int:
+        """Tiny processor's largest image without downscaling: (4 x factor)^2 px, 16 image tokens."""
+        return (4 * self.factor) ** 2
+
+
+QWEN_VL_ARCHS: dict[str, QwenVLArch] = {
+    arch.name: arch
+    for arch in (
+        QwenVLArch("qwen2_vl", Qwen2VLForConditionalGeneration, Qwen2VLImageOnlyProcessor, _qwen2_vl_config,
+                   14, tuple(OPENAI_CLIP_MEAN), tuple(OPENAI_CLIP_STD), QWEN2_VL_CHAT_TEMPLATE),
+        QwenVLArch("qwen2_5_vl", Qwen2_5_VLForConditionalGeneration, QwenVLImageOnlyProcessor, _qwen25_vl_config,
+                   14, tuple(OPENAI_CLIP_MEAN), tuple(OPENAI_CLIP_STD), QWEN25_VL_CHAT_TEMPLATE),
+        QwenVLArch("qwen3_vl", Qwen3VLForConditionalGeneration, Qwen3VLImageOnlyProcessor, _qwen3_vl_config,
+                   16, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), QWEN3_VL_CHAT_TEMPLATE),
+    )  # fmt: skip
+}
+"""The tiny-buildable architectures by model type."""
+
+
+def build_tiny_qwen_vl(arch: str = "qwen2_5_vl", seed: int = 0) -> tuple[PreTrainedModel, ProcessorMixin]:
+    """A tiny random `arch` model and its processor, in memory (~1 s after the first tokenizer).
+
+    The processor has the release's settings (patch size, spatial merge 2, temporal patch 2,
+    pixel normalisation, chat template; `smart_resize` into the budget
+    `QWEN_VL_ARCHS[arch].min_pixels .. max_pixels`) and the tiny trained tokenizer.
+
+    Args:
+        arch: a key of `QWEN_VL_ARCHS`.
+        seed: seeds the weights and the tokenizer corpus (deterministic).
+
+    Returns:
+        `(model, processor)`: the model in eval mode, float32, on CPU.
+
+    Raises:
+        ValueError: unknown `arch`.
+    """
+    if arch not in QWEN_VL_ARCHS:
+        raise ValueError(f"arch must be one of {sorted(QWEN_VL_ARCHS)}, got {arch!r}")
+    spec = QWEN_VL_ARCHS[arch]
+    tokenizer = _train_tokenizer(seed, spec.chat_template)
+    image_processor = Qwen2VLImageProcessorPil(
+        min_pixels=spec.min_pixels, max_pixels=spec.max_pixels, patch_size=spec.patch_size, merge_size=2,
+        temporal_patch_size=2, image_mean=list(spec.image_mean), image_std=list(spec.image_std),
+    )  # fmt: skip
+    processor = spec.processor_class(
+        image_processor=image_processor, tokenizer=tokenizer, chat_template=spec.chat_template
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = spec.model_class(spec.config(tokenizer)).eval()
+    end_of_text = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    model.generation_config.eos_token_id = [tokenizer.convert_tokens_to_ids("<|im_end|>"), end_of_text]
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.bos_token_id = end_of_text
+    return model, processor
 
 
 def _video_processor_entry() -> dict[str, Any]:
@@ -322,21 +473,7 @@ def build_tiny_qwen25vl(out_dir: str | os.PathLike, seed: int = 0) -> str:
             shutil.copytree(cached, path, dirs_exist_ok=True)
             return str(path)
         path.mkdir(parents=True, exist_ok=True)
-        tokenizer = _train_tokenizer(seed)
-        image_processor = Qwen2VLImageProcessorPil(
-            min_pixels=TINY_MIN_PIXELS, max_pixels=TINY_MAX_PIXELS, patch_size=14, merge_size=2,
-            temporal_patch_size=2,
-        )  # fmt: skip
-        processor = QwenVLImageOnlyProcessor(
-            image_processor=image_processor, tokenizer=tokenizer, chat_template=QWEN25_VL_CHAT_TEMPLATE
-        )
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = Qwen2_5_VLForConditionalGeneration(_tiny_config(tokenizer)).eval()
-        eos = [tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.convert_tokens_to_ids("<|endoftext|>")]
-        model.generation_config.eos_token_id = eos
-        model.generation_config.pad_token_id = tokenizer.pad_token_id
-        model.generation_config.bos_token_id = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+        model, processor = build_tiny_qwen_vl("qwen2_5_vl", seed=seed)
         model.save_pretrained(path)
         processor.save_pretrained(path)
         config_file = path / "processor_config.json"
