@@ -6,7 +6,8 @@
 
 Modules: `agents` (the `Agent` protocol, the registry, `PolicyAgent`), `harness` (`evaluate`),
 `records` (episode JSONL), `metrics` (`summarize`), `report` (tables, plots, `compare_table`),
-`render` (an episode as PNG), `cli` (`grounding-gym eval | compare | render`).
+`render` (an episode as PNG), `published` (papers' reference accuracies, `baselines/published/`),
+`cli` (`grounding-gym eval | compare | render`).
 Nothing here imports torch or `agents` until a named agent needs it.
 """
 

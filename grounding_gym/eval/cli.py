@@ -3,6 +3,7 @@
     grounding-gym eval --agent oracle-crop --env GroundedVQA-HR-v0 -n 50
     grounding-gym eval --agent no-crop -n 50 --image-size 1024          # small images: fast
     grounding-gym compare runs/eval/synthetic-hr/my-agent-s0 --baselines
+    grounding-gym compare runs/eval/vstar/my-agent-s0 --published    # papers' accuracies beside it
     grounding-gym render --agent oracle-crop --episode 3 --out episode.png
     grounding-gym render --run runs/eval/synthetic-hr/no-crop-s0 --episode 3 --out replay.png
 """
@@ -231,6 +232,10 @@ def compare_parser() -> argparse.ArgumentParser:
                         help="add the shipped baselines of BENCHMARK (default: the first run's benchmark)")
     parser.add_argument("--baselines-dir", default=None,
                         help=f"baselines folder (default: ${BASELINES_ENV_VAR} or the repository's baselines/)")
+    parser.add_argument("--published", nargs="?", const="auto", default=None, metavar="BENCHMARK",
+                        help="also print the accuracies papers report on BENCHMARK (vstar, hrbench-4k, hrbench-8k, "
+                        "mme-realworld, treebench; default: the first run's benchmark), with their sources, "
+                        "from BASELINES_DIR/published/")
     parser.add_argument("--metric", action="append", default=None,
                         help="metric to tabulate (repeatable): accuracy (default), miou, acc_at_0.5, "
                         "crop_coverage, mean_turns, invalid_action_rate, ...")
@@ -264,7 +269,7 @@ def compare_main(argv: Sequence[str]) -> int:
                 print("compare: --baselines without a run needs a benchmark name, e.g. --baselines synthetic-hr",
                       file=sys.stderr)  # fmt: skip
                 return 2
-            benchmark = summaries[0]["meta"].get("benchmark") or summaries[0]["meta"].get("dataset")
+            benchmark = _run_benchmark(summaries[0])
         try:
             files = find_baselines(str(benchmark), baselines_dir(args.baselines_dir))
         except FileNotFoundError as exc:
@@ -276,7 +281,9 @@ def compare_main(argv: Sequence[str]) -> int:
             meta["label"] = "bl:" + str(meta.get("label") or meta.get("agent") or file.parent.name)
             summaries.append(summary)
     if not summaries:
-        print("compare: give run folders and/or --baselines BENCHMARK", file=sys.stderr)
+        if args.published is not None:
+            return _print_published(args, [])
+        print("compare: give run folders and/or --baselines BENCHMARK / --published BENCHMARK", file=sys.stderr)
         return 2
     labels = [str(s["meta"].get("label") or s["meta"].get("agent")) for s in summaries]
     ref = int(args.ref) if args.ref.isdigit() else (labels.index(args.ref) if args.ref in labels else -1)
@@ -292,6 +299,35 @@ def compare_main(argv: Sequence[str]) -> int:
         edges = summaries[0]["meta"].get("bin_edges") or ()
         if plot_acc_vs_area(summaries, args.plot, edges):
             print(f"plot: {args.plot}")
+    if args.published is not None:
+        return _print_published(args, summaries)
+    return 0
+
+
+def _run_benchmark(summary: dict[str, Any]) -> str:
+    """The benchmark a run was evaluated on: its `--benchmark` name, else its dataset."""
+    return str(summary["meta"].get("benchmark") or summary["meta"].get("dataset"))
+
+
+def _print_published(args: argparse.Namespace, summaries: list[dict[str, Any]]) -> int:
+    """Print the published accuracies of `--published` (or the first run's benchmark) beside the runs."""
+    from grounding_gym.eval.published import PublishedFormatError, find_published
+    from grounding_gym.eval.report import published_table
+
+    name = args.published
+    if name == "auto":
+        if not summaries:
+            print("compare: --published without a run needs a benchmark name, e.g. --published vstar", file=sys.stderr)
+            return 2
+        name = _run_benchmark(summaries[0])
+    try:
+        benchmarks = find_published(name, baselines_dir(args.baselines_dir) / "published")
+    except (FileNotFoundError, PublishedFormatError) as exc:
+        print(f"compare: {exc}", file=sys.stderr)
+        return 2
+    runs = [s for s in summaries if not str(s["meta"].get("label", "")).startswith("bl:")]
+    for benchmark in benchmarks:
+        print(published_table(benchmark, runs, markdown=args.markdown))
     return 0
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from grounding_gym.atomic import atomic_write_bytes, atomic_write_text
+from grounding_gym.eval.published import OVERALL, PublishedBenchmark, match_category
 from grounding_gym.eval.records import jsonable
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "load_summary",
     "plot_acc_vs_area",
     "plot_iou_hist",
+    "published_table",
     "summary_csv",
     "summary_markdown",
     "write_reports",
@@ -294,6 +296,14 @@ def _text_table(header: list[str], rows: list[list[str]]) -> list[str]:
     return [line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in rows]
 
 
+def _render_table(title: str, header: list[str], rows: list[list[str]], markdown: bool) -> str:
+    """`title`, then the table: Markdown (first column left-aligned, the rest right) or aligned text."""
+    if markdown:
+        lines = [title, "", "| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
+    return "\n".join([title, *_text_table(header, rows)]) + "\n"
+
+
 def compare_table(
     summaries: Sequence[Mapping[str, Any]],
     metric: str = "accuracy",
@@ -334,13 +344,7 @@ def compare_table(
                 row.append(_delta(value, values[ref][0], kind))
         rows.append(row)
     unit = " (%, Δ in points)" if kind == "pct" else ""
-    title = f"{metric}{unit}; Δ = run - {labels[ref]}"
-    if markdown:
-        lines = [title, "", "| " + " | ".join(header) + " |",
-                 "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]  # fmt: skip
-        lines += ["| " + " | ".join(r) + " |" for r in rows]
-        return "\n".join(lines) + "\n"
-    return "\n".join([title, *_text_table(header, rows)]) + "\n"
+    return _render_table(f"{metric}{unit}; Δ = run - {labels[ref]}", header, rows, markdown)
 
 
 def compare_area_table(summaries: Sequence[Mapping[str, Any]], markdown: bool = False) -> str:
@@ -360,8 +364,52 @@ def compare_area_table(summaries: Sequence[Mapping[str, Any]], markdown: bool = 
             p = points.get(i)
             cells.append(f"{100.0 * p['accuracy']:.1f} (n={p['n']})" if p else "-")
         rows.append(cells)
-    title = "accuracy (%) by target relative area"
-    if markdown:
-        lines = [title, "", "| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * len(labels)) + "|"]
-        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
-    return "\n".join([title, *_text_table(header, rows)]) + "\n"
+    return _render_table("accuracy (%) by target relative area", header, rows, markdown)
+
+
+def published_table(
+    benchmark: PublishedBenchmark, summaries: Sequence[Mapping[str, Any]] = (), markdown: bool = False
+) -> str:
+    """Published accuracies of `benchmark` beside the runs' own: overall and per category, in %.
+
+    One line per run (labelled "run: LABEL"), then one per published row, best overall first, with
+    its size and source key; a run's categories are matched to the published ones by name
+    (`match_category`). Below the table: the sources, the rows' notes, and that per-scale-bin
+    accuracies are not published.
+
+    Args:
+        benchmark: a loaded published benchmark (`grounding_gym.eval.published`).
+        summaries: loaded run summaries (`load_summary`); may be empty.
+        markdown: a Markdown table instead of aligned plain text.
+    """
+    columns = [OVERALL, *benchmark.categories]
+    header = ["system", "size", "source", *(benchmark.category_labels.get(c, c) for c in columns)]
+    rows, unmatched = [], set()
+    for summary in summaries:
+        values = {OVERALL: summary["overall"].get("accuracy")}
+        for name, stats in summary.get("per_category", {}).items():
+            category = match_category(name, benchmark.categories)
+            if category is None:
+                unmatched.add(name)
+            elif stats.get("n"):
+                values.setdefault(category, stats.get("accuracy"))
+        rows.append([f"run: {_label(summary)}", "-", "-", *(_fmt(values.get(c), "pct") for c in columns)])
+    ranked = sorted(benchmark.rows, key=lambda r: -r.accuracy.get(OVERALL, -1.0))
+    for row in ranked:
+        cells = [repr(row.accuracy[c]) if c in row.accuracy else "-" for c in columns]  # as printed: 88.0, 54.87
+        rows.append([row.system, row.size or "-", row.source.key, *cells])
+    title = f"published accuracy (%) on {benchmark.title} ({benchmark.path.name}), beside the runs"
+    lines = [_render_table(title, header, rows, markdown).rstrip("\n"), "", "sources:"]
+    used = dict.fromkeys(r.source for r in ranked)
+    lines += [f"  [{s.key}] {s.cite()}" for s in used]
+    notes = [f"  {r.system} [{r.source.key}]: {r.note}" for r in ranked if r.note]
+    if notes:
+        lines += ["notes:", *notes]
+    if unmatched:
+        lines.append(f"run categories with no published counterpart: {', '.join(sorted(unmatched))}")
+    lines.append(
+        f"note: per-scale-bin accuracies are not published for {benchmark.title} (papers report overall "
+        "and per-category numbers only); a run's own per-bin accuracies are in its summary and in "
+        "`grounding-gym compare RUN`'s table."
+    )
+    return "\n".join(lines) + "\n"
