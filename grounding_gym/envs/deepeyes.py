@@ -20,8 +20,13 @@ from typing import Any
 from PIL import Image
 
 from grounding_gym.data import Sample
-from grounding_gym.envs.grounded_vqa import GroundedVQAEnv, question_lines, turns_left_text
-from grounding_gym.geometry import Box, crop_box_text
+from grounding_gym.envs.grounded_vqa import (
+    GroundedVQAEnv,
+    question_lines,
+    turns_left_text,
+    zoom_sentence,
+)
+from grounding_gym.geometry import Box
 from grounding_gym.validation import check_choice
 
 __all__ = ["DEEPEYES_FRAMES", "DEEPEYES_SYSTEM_PROMPT", "IMAGE_ZOOM_IN_TOOL", "DeepEyesEnv"]
@@ -189,11 +194,11 @@ class DeepEyesEnv(GroundedVQAEnv):
 
     def crop_prompt(self, crop_orig: Box) -> str:
         """The text after `</tool_response>`: what the crop shows and what to do next."""
+        left = turns_left_text(self.max_turns - self.turn)
         return (
-            f"Zoomed in on {crop_box_text(crop_orig)} of the original, shown at "
-            f"{self.view_size[0]}x{self.view_size[1]} px. {turns_left_text(self.max_turns - self.turn)} "
-            f"Think first, then call image_zoom_in_tool again (bbox_2d in the same frame as before) "
-            "or answer with <answer>...</answer>."
+            f"{zoom_sentence(crop_orig, self.view_size)}. {left} Think first, then call "
+            "image_zoom_in_tool again (bbox_2d in the same frame as before) or answer with "
+            "<answer>...</answer>."
         )
 
     def error_prompt(self, error: str) -> str:

@@ -327,11 +327,8 @@ class GroundedVQAEnv(gym.Env[dict, str]):
 
     def crop_prompt(self, crop_orig: Box) -> str:
         """Text of the user turn that returns a crop."""
-        return (
-            f"Zoomed in on {crop_box_text(crop_orig)} of the original, shown at "
-            f"{self.view_size[0]}x{self.view_size[1]} px; coordinates now refer to this view. "
-            f"{turns_left_text(self.max_turns - self.turn)}"
-        )
+        left = turns_left_text(self.max_turns - self.turn)
+        return f"{zoom_sentence(crop_orig, self.view_size)}; coordinates now refer to this view. {left}"
 
     def error_prompt(self, error: str) -> str:
         """Text of the user turn after an invalid or refused action."""
@@ -501,6 +498,11 @@ def question_lines(sample: Sample) -> list[str]:
         lines.append("Options:")
         lines += [f"({letter}) {text}" for letter, text in zip(sample.option_letters, sample.options, strict=True)]
     return lines
+
+
+def zoom_sentence(crop_orig: Box, view_size: tuple[int, int]) -> str:
+    """`"Zoomed in on [x1, y1, x2, y2] of the original, shown at WxH px"` (no full stop)."""
+    return f"Zoomed in on {crop_box_text(crop_orig)} of the original, shown at {view_size[0]}x{view_size[1]} px"
 
 
 def turns_left_text(left: int) -> str:
