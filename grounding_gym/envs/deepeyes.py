@@ -108,8 +108,10 @@ class DeepEyesEnv(GroundedVQAEnv):
     | `"original"` (default) | original px | DeepEyes' crops (the model saw a resized view) |
     | `"view"` | px of the first view (the whole image, resized) | the frame the model saw |
 
-    A malformed call (bad JSON read leniently: format 0; no `bbox_2d`, not 4 numbers, another
-    tool: invalid) never raises: the episode goes on and the dialogue says what was wrong.
+    A malformed call never raises and the episode goes on: JSON that `parse_action` reads
+    leniently (trailing comma, single quotes) still crops, with format 0; no `bbox_2d`, not 4
+    numbers or a tool whose name lacks "zoom"/"crop" is invalid (format 0, the view unchanged,
+    the reason in `info["action_error"]` and in the next user turn).
 
     ## Observation Space
     As in `GroundedVQAEnv`: `image` (the new view, uint8 (h, w, 3), resized into the pixel
