@@ -278,8 +278,7 @@ def test_recipe_config_composes_and_validates(estimator):
 
 
 def test_recipe_agent_loop_entry_and_rows_drive_the_env(tmp_path):
-    import subprocess
-    import sys
+    import runpy
 
     import gymnasium as gym
     import pyarrow.parquet as pq
@@ -287,11 +286,9 @@ def test_recipe_agent_loop_entry_and_rows_drive_the_env(tmp_path):
     (entry,) = OmegaConf.load(RECIPE / "agent_loop.yaml")
     assert entry.name == gg_verl.AGENT_LOOP_NAME
     assert hydra.utils.get_class(entry._target_) is gg_verl.GroundingGymAgentLoop
-    subprocess.run(
-        [sys.executable, str(RECIPE / "prepare_data.py"), "--out", str(tmp_path),
-         "--train-kwargs", '{"num_samples": 3, "seed": 0}', "--val-kwargs", '{"num_samples": 2, "seed": 1}'],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    prepare_data = runpy.run_path(str(RECIPE / "prepare_data.py"))["main"]
+    prepare_data(["--out", str(tmp_path), "--train-kwargs", '{"num_samples": 3, "seed": 0}',
+                  "--val-kwargs", '{"num_samples": 2, "seed": 1}'])  # fmt: skip
     rows = pq.read_table(tmp_path / "train.parquet").to_pylist()
     assert len(rows) == 3 and all(r["agent_name"] == gg_verl.AGENT_LOOP_NAME for r in rows)
     extra = rows[2]["extra_info"]
