@@ -60,7 +60,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["TRLEnvAdapter", "completion_text"]
+__all__ = ["TRLEnvAdapter", "completion_text", "first_observation_row", "srpo_by_sample"]
 
 RewardFunc = Callable[..., list]
 
@@ -110,6 +110,47 @@ def _prompt_key(prompt: Sequence[dict[str, Any]], image: Any) -> str:
         digest.update(str(array.shape).encode())
         digest.update(array.tobytes())
     return digest.hexdigest()
+
+
+def first_observation_row(env: Any, sample_id: Any) -> dict[str, Any]:
+    """A TRL row for one sample: `env` reset to it, its first observation as the env shows it.
+
+    Args:
+        env: an unwrapped env with the GroundedVQA API (`reset(options={"sample_id"})`).
+        sample_id: the sample's id or dataset index.
+
+    Returns:
+        `prompt` (the env's system + first user messages, text only; TRL inserts `image` before
+        the user text, as the env does), `image` (PIL, the first view, uint8 RGB), `sample_id` (str).
+    """
+    from PIL import Image
+
+    sample_id = int(sample_id) if isinstance(sample_id, (int, np.integer)) else sample_id
+    obs, info = env.reset(options={"sample_id": sample_id})
+    prompt = [{"role": m["role"], "content": _message_text(m)} for m in info["messages"]]
+    return {"prompt": prompt, "image": Image.fromarray(obs["image"]), "sample_id": info["sample_id"]}
+
+
+def srpo_by_sample(
+    rewards: Sequence[float], sample_ids: Sequence[Any], rel_areas: Sequence[float], **options: Any
+) -> list[float]:
+    """SRPO advantages (`agents.algos.srpo`) with one group per sample id, as TRL rewards.
+
+    Args:
+        rewards: (B,) outcome rewards of the batch's completions.
+        sample_ids: (B,) the sample each completion answers; equal ids form one group.
+        rel_areas: (B,) each completion's crop area / original image area; NaN = no crop.
+        options: further kwargs of `agents.algos.srpo` (bin edges, `no_box`, ...).
+
+    Returns:
+        (B,) advantages; zero mean per group, so TRL's `r - mean(r)` (`scale_rewards="none"`)
+        equals them.
+    """
+    from agents.algos import srpo
+
+    groups = {sid: i for i, sid in enumerate(dict.fromkeys(sample_ids))}
+    advantages = srpo(list(rewards), [groups[s] for s in sample_ids], rel_areas=list(rel_areas), **options)
+    return [float(a) for a in advantages]
 
 
 class TRLEnvAdapter:
@@ -167,18 +208,9 @@ class TRLEnvAdapter:
         Keys: `prompt` (system + user messages, text only; TRL inserts `image` before the user
         text, as the env does), `image` (PIL, the first view), `sample_id` (str).
         """
-        from PIL import Image
-
-        env = self._envs[0]
-        rows = []
-        for sid in sample_ids:
-            sid = int(sid) if isinstance(sid, (int, np.integer)) else sid
-            obs, info = env.reset(options={"sample_id": sid})
-            messages = info["messages"]
-            prompt = [{"role": m["role"], "content": _message_text(m)} for m in messages]
-            image = Image.fromarray(obs["image"])
-            self._sample_of_prompt[_prompt_key(prompt, image)] = info["sample_id"]
-            rows.append({"prompt": prompt, "image": image, "sample_id": info["sample_id"]})
+        rows = [first_observation_row(self._envs[0], sid) for sid in sample_ids]
+        for row in rows:
+            self._sample_of_prompt[_prompt_key(row["prompt"], row["image"])] = row["sample_id"]
         return rows
 
     def dataset(self, sample_ids: Iterable[Any]) -> Any:
@@ -243,17 +275,12 @@ class TRLEnvAdapter:
         Groups are the completions of one `sample_id` in the batch; options of
         `agents.algos.srpo` can be set on `self.srpo_options`.
         """
-        from agents.algos import srpo
-
         rewards = self.env_reward(completions, **kwargs)
         if kwargs.get("episode_rel_area") is not None:
             areas = [float(a) for a in kwargs["episode_rel_area"]]
         else:
             areas = [self.replay(s, completion_text(c))["rel_area"] for s, c in zip(kwargs["sample_id"], completions, strict=True)]
-        groups = {sid: i for i, sid in enumerate(dict.fromkeys(kwargs["sample_id"]))}
-        group_ids = [groups[s] for s in kwargs["sample_id"]]
-        adv = srpo(rewards, group_ids, rel_areas=areas, **getattr(self, "srpo_options", {}))
-        return [float(a) for a in adv]
+        return srpo_by_sample(rewards, kwargs["sample_id"], areas, **getattr(self, "srpo_options", {}))
 
     def reward_funcs(self, *names: str) -> list[RewardFunc]:
         """Reward functions by name (default: `env_reward`)."""

@@ -1,0 +1,355 @@
+"""TRL `environment_factory`: a grounding-gym env as named tools for `trl.GRPOTrainer` (TRL 1.16).
+
+`GroundingToolEnv` wraps one env (any id with the GroundedVQA API, any env kwargs). TRL builds
+one instance per rollout, calls `reset(**row)` with the dataset row, and exposes the public
+methods as tools, their schema read from the type hints and docstrings:
+
+* `crop(x1, y1, x2, y2)` steps the env with that crop and returns the new view as an image
+  content block (plus the env's text for the turn). TRL appends it to the conversation as a
+  tool message, generates the next turn with it, and puts the image in the TRAINING forward
+  pass as well (`pixel_values` / `image_grid_thw` of every first view and every crop, in order),
+  so all turns are trained with the images they followed, the tool tokens masked out of the loss.
+* `answer(choice)` steps the env with the answer; the episode ends.
+
+A bad argument (not a number, a call after the episode ended) returns an error text to the
+model; a bad box follows the env's `invalid_box` rule (clipped, or refused with the env's
+message). Nothing raises into TRL's loop.
+
+Rewards. The reward functions here read TRL's `environments` kwarg (one `GroundingToolEnv` per
+completion): `env_reward` (the episode return), `answer_reward`, `format_reward`,
+`grounding_reward` (the env's own reward terms, summed over the episode's steps; the env pays
+grounding on the last step, so an episode the model leaves without calling `answer` earns its
+format terms only), the scale metadata `crop_rel_area` (the first crop's area / image area,
+`None` without a crop) and `target_rel_area`, and `srpo_reward` (SRPO advantages over the
+completions of each sample, as `TRLEnvAdapter.srpo_reward`; `make_srpo_reward(**options)`
+for other SRPO options; use it alone with `GRPOConfig(scale_rewards="none")`). The env defines no `get_reward`: TRL would add it with a
+fixed weight 1, which breaks `srpo_reward`'s equality with TRL's advantage.
+
+Chat template. TRL needs one that renders tool calls and tool messages. Qwen2.5-VL's processor
+template does not (TRL 1.16 says so too); `use_tool_chat_template(processor)` swaps it for
+Qwen3-VL's, which TRL ships and parses: the same image tokens and the same Hermes-style
+`<tool_call>{"name": ..., "arguments": ...}</tool_call>` / `<tool_response>` turns the Qwen2.5
+language models were tuned on.
+
+    env_kwargs = {"max_turns": 4}
+    trainer = GRPOTrainer(
+        model=model, processing_class=use_tool_chat_template(processor),  # padding_side="left"
+        reward_funcs=tool_reward_funcs("env_reward", "grounding_reward"),
+        environment_factory=partial(GroundingToolEnv, "GroundedVQA-HR-v0", env_kwargs),
+        train_dataset=tool_dataset(GroundingToolEnv("GroundedVQA-HR-v0", env_kwargs), range(256)),
+        args=GRPOConfig(num_generations=8, max_completion_length=512, max_tool_calling_iterations=4, ...),
+    )
+
+See examples/trl_environment_factory.py for a runnable script.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from agents.integrations.trl import first_observation_row, srpo_by_sample
+from grounding_gym.actions import format_answer, format_crop
+
+__all__ = [
+    "TOOL_REWARDS",
+    "TOOL_SYSTEM_PROMPT",
+    "GroundingToolEnv",
+    "make_srpo_reward",
+    "sum_reward_terms",
+    "tool_dataset",
+    "tool_reward_funcs",
+    "use_tool_chat_template",
+]
+
+TOOL_SYSTEM_PROMPT = (
+    "You answer questions about an image. Call the tool `crop` to see a region at higher "
+    "resolution, as often as you need, then call the tool `answer` with your answer. The tools "
+    "replace the <crop>...</crop> and <answer>...</answer> replies the user's text mentions."
+)
+"""System prompt of the tool envs (the env kwarg `system_prompt` overrides it)."""
+
+CROP_DECIMALS = 4
+"""Digits kept of a non-integer crop coordinate when it is written as the env's crop action."""
+
+
+class GroundingToolEnv:
+    """One grounding-gym env as a TRL `environment_factory` environment.
+
+    Public methods are TRL tools (`crop`, `answer`); the episode's state is read through
+    properties (TRL exposes functions only), by the reward functions of this module.
+
+    Args:
+        env_id: a Gymnasium id with the GroundedVQA API (`reset(options={"sample_id"})`,
+            crop/answer text actions, `info["reward_terms"]`), e.g. "GroundedVQA-HR-v0".
+        env_kwargs: kwargs of `gym.make(env_id, ...)`; `system_prompt` defaults to
+            `TOOL_SYSTEM_PROMPT`. Match the processor's pixel budget (`min_pixels`,
+            `max_pixels`, `patch_size`) so that the processor never resizes a view.
+    """
+
+    def __init__(self, env_id: str = "GroundedVQA-HR-v0", env_kwargs: dict[str, Any] | None = None):
+        import gymnasium as gym
+
+        import grounding_gym  # noqa: F401  (registers the ids)
+
+        kwargs = dict(env_kwargs or {})
+        kwargs.setdefault("system_prompt", TOOL_SYSTEM_PROMPT)
+        self._env = gym.make(env_id, **kwargs).unwrapped
+        self._reset_info: dict[str, Any] | None = None
+        self._step_infos: list[dict[str, Any]] = []
+        self._rewards: list[float] = []
+        self._done = True
+
+    # ------------------------------------------------------------------ TRL's environment API
+    def reset(self, sample_id: Any = None, **row: Any) -> str:
+        """Start the episode of the row's sample; return the first user text (TRL appends it
+        to the row's last user message; the row's `image` is the same first view)."""
+        if sample_id is None:
+            raise ValueError(
+                "GroundingToolEnv.reset needs the dataset column 'sample_id' (build the train "
+                f"dataset with tool_dataset); the row has {sorted(row)}"
+            )
+        obs, self._reset_info = self._env.reset(options={"sample_id": sample_id})
+        self._step_infos, self._rewards, self._done = [], [], False
+        return obs["dialogue"]
+
+    def crop(self, x1: float, y1: float, x2: float, y2: float) -> list[dict[str, Any]] | str:
+        """Zoom in: see the region (x1, y1)-(x2, y2) of the image you were shown last, at higher resolution.
+
+        Coordinates are in the frame the question states (by default pixels of the image you
+        were shown last, origin at its top-left corner, x to the right, y down); x1 < x2, y1 < y2.
+
+        Args:
+            x1: left edge of the region.
+            y1: top edge of the region.
+            x2: right edge of the region.
+            y2: bottom edge of the region.
+
+        Returns:
+            The zoomed view (an image) and a text saying which region of the original it shows.
+        """
+        if self._done:
+            return self._over_message()
+        try:
+            action = _crop_action((x1, y1, x2, y2))
+        except (TypeError, ValueError):
+            return f"Error: crop needs four numbers x1, y1, x2, y2; got {x1!r}, {y1!r}, {x2!r}, {y2!r}."
+        obs, info = self._step(action)
+        if info["crop_box"] is None:  # refused (invalid_box="reject"): the env's message, no new view
+            return obs["dialogue"]
+        from PIL import Image
+
+        return [{"type": "image", "image": Image.fromarray(obs["image"])}, {"type": "text", "text": obs["dialogue"]}]
+
+    def answer(self, choice: str) -> str:
+        """Give your final answer; the episode ends.
+
+        Args:
+            choice: the option's letter (e.g. "B") for multiple-choice questions, else a short answer.
+
+        Returns:
+            A confirmation, or what was wrong with the answer.
+        """
+        if self._done:
+            return self._over_message()
+        obs, info = self._step(format_answer(str(choice)))
+        if info["action_kind"] != "answer":
+            return obs["dialogue"]
+        return f"Answer {info['answer']!r} recorded; the episode is over."
+
+    # ------------------------------------------------------------------ episode state (read-only)
+    @property
+    def env(self) -> Any:
+        """The wrapped (unwrapped) grounding-gym env."""
+        return self._env
+
+    @property
+    def sample_id(self) -> str:
+        """Id of the episode's sample."""
+        return self._info_or_raise()["sample_id"]
+
+    @property
+    def done(self) -> bool:
+        """Whether the episode ended (answered, or out of turns)."""
+        return self._done
+
+    @property
+    def episode_return(self) -> float:
+        """Sum of the env's rewards over the episode's steps so far."""
+        return float(sum(self._rewards))
+
+    @property
+    def reward_terms(self) -> dict[str, float]:
+        """The env's reward terms (answer, format, grounding, ...) summed over the steps so far."""
+        self._info_or_raise()
+        return sum_reward_terms(info["reward_terms"] for info in self._step_infos)
+
+    @property
+    def crop_rel_area(self) -> float:
+        """First crop's area / original image area; NaN without a crop."""
+        self._info_or_raise()
+        return next((info["crop_rel_area"] for info in self._step_infos if info["crop_box"] is not None), math.nan)
+
+    @property
+    def target_rel_area(self) -> float:
+        """Ground-truth box (union) area / original image area; NaN without ground truth."""
+        area = self._info_or_raise()["target_rel_area"]
+        return math.nan if area is None else float(area)
+
+    @property
+    def views(self) -> list[Any]:
+        """The PIL images the env showed this episode: the first view, then each crop's view."""
+        messages = self._env.messages
+        return [part["image"] for m in messages if m["role"] == "user" for part in m["content"] if part.get("type") == "image"]
+
+    # ------------------------------------------------------------------ internals
+    def _step(self, action: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self._env.step(action)
+        self._step_infos.append(info)
+        self._rewards.append(float(reward))
+        self._done = terminated or truncated
+        return obs, info
+
+    def _info_or_raise(self) -> dict[str, Any]:
+        if self._reset_info is None:
+            raise RuntimeError("GroundingToolEnv has no episode yet: call reset(sample_id=...) first")
+        return self._reset_info
+
+    def _over_message(self) -> str:
+        ended = "an answer was given" if self._step_infos and self._step_infos[-1]["action_kind"] == "answer" else "no turns are left"
+        return f"Error: the episode is over ({ended}); no further tool calls are taken."
+
+
+def _crop_action(box: Sequence[Any]) -> str:
+    """The env's crop action text for tool arguments (numbers, or strings of numbers)."""
+    values = [float(v) for v in box]
+    decimals = 0 if all(v.is_integer() for v in values) else CROP_DECIMALS
+    return format_crop(values, decimals=decimals)
+
+
+def sum_reward_terms(terms: Iterable[dict[str, float]]) -> dict[str, float]:
+    """Sum per-step reward-term dicts; answer, format and grounding are always present.
+
+    >>> sum_reward_terms([{"answer": 0.0, "format": 1.0}, {"answer": 1.0, "format": 1.0, "grounding": 0.5}])
+    {'answer': 1.0, 'format': 2.0, 'grounding': 0.5}
+    """
+    total = {"answer": 0.0, "format": 0.0, "grounding": 0.0}
+    for step_terms in terms:
+        for key, value in step_terms.items():
+            total[key] = total.get(key, 0.0) + float(value)
+    return total
+
+
+def tool_dataset(env: GroundingToolEnv, sample_ids: Iterable[Any]) -> Any:
+    """`datasets.Dataset` for `GRPOTrainer(train_dataset=...)`, one row per sample.
+
+    Columns: `prompt` (the env's system message and an EMPTY user message, which TRL fills with
+    `reset`'s text), `image` (PIL, the first view; TRL puts it before the user text, as the env
+    does), `sample_id` (str, read by `reset`).
+    """
+    from datasets import Dataset
+
+    rows = []
+    for sid in sample_ids:
+        row = first_observation_row(env.env, sid)
+        system = next(m for m in row["prompt"] if m["role"] == "system")
+        rows.append({**row, "prompt": [system, {"role": "user", "content": ""}]})
+    return Dataset.from_list(rows)
+
+
+def use_tool_chat_template(processor: Any) -> Any:
+    """Give `processor` a chat template that renders tool calls, if it lacks one; return it.
+
+    A template that already supports them (TRL's `supports_tool_calling`) is kept. Qwen2.5-VL's
+    (and Qwen2-VL's) processor template is replaced by Qwen3-VL's as TRL ships it: identical
+    image tokens, plus Qwen's Hermes-style tool turns, which TRL knows how to parse.
+
+    Raises:
+        ValueError: another template without tool support (set one that has it).
+    """
+    from trl.chat_template_utils import (
+        qwen2_5_vl_chat_template,
+        qwen3_vl_chat_template,
+        supports_tool_calling,
+    )
+
+    if supports_tool_calling(processor):
+        return processor
+    if processor.chat_template != qwen2_5_vl_chat_template:
+        raise ValueError(
+            "the processor's chat template cannot render tool calls, which TRL's environment_factory "
+            "needs; set processor.chat_template to one that can (see trl.chat_template_utils)"
+        )
+    processor.chat_template = qwen3_vl_chat_template
+    return processor
+
+
+# ---------------------------------------------------------------------- reward functions
+def _environments(kwargs: dict[str, Any]) -> list[GroundingToolEnv]:
+    environments = kwargs.get("environments")
+    if environments is None:
+        raise ValueError("this reward reads TRL's `environments` kwarg: train with environment_factory=GroundingToolEnv")
+    return environments
+
+
+def _env_reward_func(name: str, value: Callable[[GroundingToolEnv], float | None], doc: str) -> Callable[..., list]:
+    def reward(completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
+        return [value(env) for env in _environments(kwargs)]
+
+    reward.__name__ = reward.__qualname__ = name
+    reward.__doc__ = f"TRL reward: {doc}"
+    return reward
+
+
+def _or_none(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def make_srpo_reward(**options: Any) -> Callable[..., list]:
+    """TRL reward `srpo_reward`: each episode's SRPO advantage (its return, its first crop's
+    scale) among the completions of its sample; use it alone with `scale_rewards="none"` (see
+    the module docstring).
+
+    Args:
+        options: kwargs of `agents.algos.srpo` (`bin_edges`, `no_box`, ...).
+    """
+
+    def srpo_reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
+        environments = _environments(kwargs)
+        rewards = [env.episode_return for env in environments]
+        areas = [env.crop_rel_area for env in environments]
+        return srpo_by_sample(rewards, [env.sample_id for env in environments], areas, **options)
+
+    return srpo_reward
+
+
+TOOL_REWARDS: dict[str, Callable[..., list]] = {
+    "env_reward": _env_reward_func("env_reward", lambda e: e.episode_return, "the episode return."),
+    "answer_reward": _env_reward_func("answer_reward", lambda e: e.reward_terms["answer"], "the answer term (1 = correct)."),
+    "format_reward": _env_reward_func("format_reward", lambda e: e.reward_terms["format"], "format terms, summed over steps."),
+    "grounding_reward": _env_reward_func(
+        "grounding_reward", lambda e: e.reward_terms["grounding"], "the grounding term (IoU of the crops, last step)."
+    ),
+    "crop_rel_area": _env_reward_func(
+        "crop_rel_area", lambda e: _or_none(e.crop_rel_area), "first crop's area / image area (None: no crop)."
+    ),
+    "target_rel_area": _env_reward_func(
+        "target_rel_area", lambda e: _or_none(e.target_rel_area), "target area / image area (None: no ground truth)."
+    ),
+    "srpo_reward": make_srpo_reward(),
+}
+"""Reward functions by name; scale metadata (`*_rel_area`) is for logging with weight 0."""
+
+
+def tool_reward_funcs(*names: str) -> list[Callable[..., list]]:
+    """Reward functions of `TOOL_REWARDS` by name (default: `env_reward`).
+
+    Raises:
+        ValueError: an unknown name (the known ones are listed).
+    """
+    names = names or ("env_reward",)
+    unknown = [n for n in names if n not in TOOL_REWARDS]
+    if unknown:
+        raise ValueError(f"unknown reward {unknown}; choose from {sorted(TOOL_REWARDS)}")
+    return [TOOL_REWARDS[n] for n in names]

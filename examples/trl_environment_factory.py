@@ -1,0 +1,131 @@
+"""Train a vision-language model on GroundedVQA-HR-v0 with TRL's GRPOTrainer and `environment_factory`.
+
+    # the tiny in-code Qwen2.5-VL on CPU, 2 steps (a smoke run; the random model rarely calls a tool)
+    python examples/trl_environment_factory.py --max-steps 2
+    # a real checkpoint on GPUs, SRPO advantages
+    accelerate launch --config_file examples/accelerate/ddp.yaml examples/trl_environment_factory.py \\
+        --model Qwen/Qwen2.5-VL-3B-Instruct --bf16 --max-steps 500 --num-generations 8 \\
+        --max-turns 4 --max-completion-length 1024 --srpo
+
+Each rollout is a whole episode: the model calls `crop(x1, y1, x2, y2)` (TRL feeds the zoomed view
+back as an image) as often as it likes, then `answer(choice)`; every turn is trained, with the
+crop images in the forward pass (agents/integrations/trl_environment.py). `--srpo` swaps the
+reward for the SRPO advantage and sets `scale_rewards="none"`, which makes TRL's advantage equal
+to SRPO's. `--max-completion-length` bounds a whole episode: tool calls, tool results (image
+tokens included) and the final text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from functools import partial
+
+import torch
+from transformers import AutoModelForImageTextToText
+from trl import GRPOConfig, GRPOTrainer
+
+from agents.integrations.trl_environment import (
+    GroundingToolEnv,
+    tool_dataset,
+    tool_reward_funcs,
+    use_tool_chat_template,
+)
+from agents.policies.hf import load_processor
+from agents.policies.tiny_qwen import tiny_env_kwargs, tiny_qwen25vl_path
+
+ENV_ID = "GroundedVQA-HR-v0"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default=None, help="checkpoint (default: the tiny in-code Qwen2.5-VL)")
+    p.add_argument("--output-dir", default="runs/trl_environment_factory")
+    p.add_argument("--max-steps", type=int, default=2, help="optimizer steps")
+    p.add_argument("--num-generations", type=int, default=4, help="episodes per question (G)")
+    p.add_argument("--per-device-batch", type=int, default=None, help="default: num_generations")
+    p.add_argument("--max-completion-length", type=int, default=256, help="tokens per episode, tool results included")
+    p.add_argument("--max-turns", type=int, default=3, help="env turns (crops + answer) per episode")
+    p.add_argument("--num-samples", type=int, default=64, help="questions in the train set")
+    p.add_argument("--image-size", type=int, nargs=2, default=None, help="synthetic image side range")
+    p.add_argument("--lr", type=float, default=1e-5)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--bf16", action="store_true")
+    p.add_argument("--srpo", action="store_true", help="SRPO advantages as the reward")
+    p.add_argument("--lora-r", type=int, default=0, help="LoRA rank (0: full fine-tuning)")
+    return p.parse_args(argv)
+
+
+def build_trainer(args: argparse.Namespace) -> GRPOTrainer:
+    """The GRPOTrainer of `args`: model, processor (with a tool-calling chat template), env factory."""
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    tiny = args.model is None
+    model_path = tiny_qwen25vl_path() if tiny else args.model
+    dtype = torch.bfloat16 if args.bf16 else torch.float32
+    model = AutoModelForImageTextToText.from_pretrained(model_path, dtype=dtype)
+    processor = use_tool_chat_template(load_processor(model_path))
+    processor.tokenizer.padding_side = "left"  # TRL left-pads prompts; the processor must agree
+
+    dataset_kwargs = {"num_samples": args.num_samples}
+    if args.image_size or tiny:
+        dataset_kwargs["image_size"] = tuple(args.image_size or (256, 512))
+    env_kwargs = {"max_turns": args.max_turns, "dataset_kwargs": dataset_kwargs}
+    if tiny:  # views inside the tiny processor's pixel budget (never resized again)
+        env_kwargs = tiny_env_kwargs(**env_kwargs)
+    make_env = partial(GroundingToolEnv, ENV_ID, env_kwargs)
+
+    peft_config = None
+    if args.lora_r:
+        from peft import LoraConfig
+
+        from agents.policies.hf import DEFAULT_LORA_TARGETS
+
+        peft_config = LoraConfig(r=args.lora_r, lora_alpha=2 * args.lora_r, target_modules=DEFAULT_LORA_TARGETS)
+
+    logged = ("answer_reward", "format_reward", "grounding_reward", "crop_rel_area", "target_rel_area")
+    reward_names = ("srpo_reward",) if args.srpo else ("env_reward",)
+    config = GRPOConfig(
+        output_dir=args.output_dir,
+        max_steps=args.max_steps,
+        learning_rate=args.lr,
+        per_device_train_batch_size=args.per_device_batch or args.num_generations,
+        num_generations=args.num_generations,
+        max_completion_length=args.max_completion_length,
+        max_tool_calling_iterations=args.max_turns,
+        temperature=args.temperature,
+        scale_rewards="none" if args.srpo else "group",
+        reward_weights=[1.0] + [0.0] * len(logged),  # the first reward trains, the others are logged
+        bf16=args.bf16,
+        use_cpu=not torch.cuda.is_available(),
+        gradient_checkpointing=not tiny,
+        seed=args.seed,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
+    return GRPOTrainer(
+        model=model,
+        processing_class=processor,
+        reward_funcs=tool_reward_funcs(*reward_names, *logged),
+        environment_factory=make_env,
+        args=config,
+        train_dataset=tool_dataset(make_env(), range(args.num_samples)),
+        peft_config=peft_config,
+    )
+
+
+def main(argv: list[str] | None = None) -> GRPOTrainer:
+    trainer = build_trainer(parse_args(argv))
+    trainer.train()
+    for row in trainer.state.log_history:
+        if "loss" in row:
+            keys = [k for k in row if k.startswith(("rewards/", "tools/")) and not k.endswith("/std")]
+            print({k: row[k] for k in ["loss", *keys]})
+    return trainer
+
+
+if __name__ == "__main__":
+    main()
