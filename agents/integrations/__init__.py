@@ -2,4 +2,6 @@
 
 * `agents.integrations.trl`: `TRLEnvAdapter` (dataset, reward functions, multi-turn
   `rollout_func`) for `trl.GRPOTrainer`.
+* `agents.integrations.trl_environment`: `GroundingToolEnv`, the env as `environment_factory`
+  tools (`crop` returns the zoomed view as an image), and reward functions reading it.
 """

@@ -19,8 +19,9 @@ Two ways, both built from one `TRLEnvAdapter`:
    Why only the first turn: in TRL 1.16 a `rollout_func` cannot hand images back for the
    training forward pass (`_generate` returns `images=None`; TRL re-processes only the dataset's
    images), so tokens of later turns, which follow env-inserted crop images, cannot be scored
-   by TRL. Training on every turn with an exact multi-turn mask is what `agents.trainer` +
-   `agents.policies.hf.HFPolicy` do.
+   by TRL this way. To train every turn with its crop images in TRL, use `environment_factory`
+   with `agents.integrations.trl_environment.GroundingToolEnv` (the env as tools); outside TRL,
+   `agents.trainer` + `agents.policies.hf.HFPolicy` do it with an exact multi-turn mask.
 
 Reward functions have TRL's signature `f(completions, **kwargs) -> list[float | None]` and a
 `__name__` (TRL logs `rewards/<name>/mean`): `env_reward` (episode return, or the replayed
