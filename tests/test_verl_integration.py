@@ -179,6 +179,48 @@ def test_episode_is_cut_at_response_length(processor):
     assert out.response_mask == [1] * len(scripted[0]) + [0] * 5
 
 
+def test_verl_worker_postprocessing_to_srpo_advantages(processor):
+    """Two episodes through verl's own AgentLoopWorker post-processing (padding, the processor
+    re-run on the decoded sequence with our images, batching) and then the trainer's
+    compute_advantage with the hook: every image pad has its pixels, the env's scale reaches
+    non_tensor_batch, and SRPO gets the episode returns. (The worker is built without Ray: only
+    the attributes these two methods read, as verl 0.9.1 names them.)"""
+    from verl.experimental.agent_loop.agent_loop import AgentLoopWorker
+
+    tok = processor.tokenizer
+    scripted = [charwise_ids(tok, a) for a in ACTIONS]
+    worker = AgentLoopWorker.__new__(AgentLoopWorker)
+    worker.rollout_config = OmegaConf.create({"prompt_length": 4096, "response_length": RESPONSE_LENGTH})
+    worker.tokenizer, worker.processor, worker.mm_processor_kwargs = tok, processor, {}
+    worker.reward_loop_worker_handles, worker.distillation_enabled = None, False
+    padded = []
+    for sample_id in (0, 1):
+        loop = make_loop(processor, ScriptedServer(scripted))
+        out = play(loop, loop.run({}, raw_prompt=[], extra_info={"sample_id": sample_id}))
+        padded.append(play(loop, worker._agent_loop_postprocess(out, False, raw_prompt=[])))
+    data = worker._postprocess(padded)
+
+    image_pad = tok.convert_tokens_to_ids("<|image_pad|>")
+    for row, inputs in enumerate(data.non_tensor_batch["multi_modal_inputs"]):
+        assert inputs["image_grid_thw"].shape[0] == 3  # first view + 2 crops
+        merged_patches = int(inputs["image_grid_thw"].prod(-1).sum()) // 4  # spatial merge 2x2
+        assert merged_patches == int((data.batch["input_ids"][row] == image_pad).sum())
+    returns = [reference_episode(s) for s in (0, 1)]
+    rewards = [sum(r for _, r, _ in steps) for steps in returns]
+    assert data.batch["rm_scores"].sum(-1).tolist() == pytest.approx(rewards)
+    rel_areas = [steps[1][2]["crop_rel_area"] for steps in returns]
+    assert data.non_tensor_batch["rel_areas"].tolist() == pytest.approx(rel_areas)
+    assert set(gg_verl.EPISODE_FIELDS) <= set(data.meta_info["reward_extra_keys"])
+
+    gg_verl.install_advantage_hook()
+    data.non_tensor_batch["uid"] = np.array(["q", "q"], dtype=object)
+    data.batch["token_level_rewards"] = data.batch["rm_scores"]
+    out = ray_trainer.compute_advantage(data, adv_estimator="srpo", config=OmegaConf.create({}))
+    expected = srpo(rewards, ["q", "q"], rel_areas=rel_areas)
+    assert expected.abs().sum() > 0
+    torch.testing.assert_close(out.batch["advantages"], expected[:, None] * data.batch["response_mask"])
+
+
 def test_row_without_sample_id_is_a_clear_error(processor):
     loop = make_loop(processor, ScriptedServer([]))
     with pytest.raises(ValueError, match="sample_id"):
