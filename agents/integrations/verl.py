@@ -245,6 +245,8 @@ class GroundingGymAgentLoop(AgentLoopBase):
             images = images + _images(messages[len(before) :])
             if len(mask) >= self.response_length:
                 break
+        else:
+            raise RuntimeError(f"{env!r} ran {MAX_EPISODE_STEPS} steps without ending; give it max_turns")
         trajectory.messages = messages
         return self._output(tokens, mask, logprobs, images, trajectory, metrics)
 
