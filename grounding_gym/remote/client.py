@@ -67,8 +67,9 @@ class GymEnvClient(EnvClient[Any, dict, GymState]):
         await super().disconnect()
 
     async def _send_and_receive(self, message: dict[str, Any]) -> dict[str, Any]:
-        try:
+        with contextlib.suppress(ConnectionClosed):  # then a reply sent before closing is still read
             await self._send(message)
+        try:
             response = await self._receive()
         except ConnectionClosed as err:
             close = err.rcvd or err.sent

@@ -185,7 +185,8 @@ class GymnasiumEnvironment(Environment[GymAction, GymObservation, GymState]):
         space = self.env.action_space
         if isinstance(space, spaces.Text):  # text envs take any str (over-long text is cut and flagged)
             if not isinstance(value, str):
-                raise ServeRequestError(f"malformed action: {space} takes a str, got {type(value).__name__}")
+                raise ServeRequestError(f"malformed action: the {type(space).__name__} action space takes a str, "
+                                        f"got {type(value).__name__}")
         elif not space.contains(value):
             raise ServeRequestError(f"malformed action {str(value)[:80]!r}: not in the action space {space}")
         return value
