@@ -248,8 +248,7 @@ def test_tool_turn_rendering(arch, built):
     """Qwen3-VL's template folds a tool turn (with its image) into a user turn's
     `<tool_response>`; Qwen2/2.5-VL's renders any role verbatim, so a tool turn reads
     `<|im_start|>tool`, a role those models were not trained on: send their crops as user turns
-    (the envs do). Their tokenizer_config.json tool template would drop the image (it prints
-    `message.content` as a string); HFPolicy renders with the processor's template."""
+    (the envs do; docs/lvlm.md). HFPolicy renders with the processor's template either way."""
     _, processor = built
     text = processor.apply_chat_template(episode_messages(episode_images(), "tool"), tokenize=False)
     assert text.count("<|image_pad|>") == 3
