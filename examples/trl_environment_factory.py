@@ -22,17 +22,15 @@ import os
 from functools import partial
 
 import torch
-from transformers import AutoModelForImageTextToText
 from trl import GRPOConfig, GRPOTrainer
 
+from agents.integrations.trl import trl_run_setup
 from agents.integrations.trl_environment import (
     GroundingToolEnv,
     tool_dataset,
     tool_reward_funcs,
     use_tool_chat_template,
 )
-from agents.policies.hf import load_processor
-from agents.policies.tiny_qwen import tiny_env_kwargs, tiny_qwen25vl_path
 
 ENV_ID = "GroundedVQA-HR-v0"
 
@@ -60,28 +58,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def build_trainer(args: argparse.Namespace) -> GRPOTrainer:
     """The GRPOTrainer of `args`: model, processor (with a tool-calling chat template), env factory."""
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-    tiny = args.model is None
-    model_path = tiny_qwen25vl_path() if tiny else args.model
-    dtype = torch.bfloat16 if args.bf16 else torch.float32
-    model = AutoModelForImageTextToText.from_pretrained(model_path, dtype=dtype)
-    processor = use_tool_chat_template(load_processor(model_path))
-    processor.tokenizer.padding_side = "left"  # TRL left-pads prompts; the processor must agree
-
-    dataset_kwargs = {"num_samples": args.num_samples}
-    if args.image_size or tiny:
-        dataset_kwargs["image_size"] = tuple(args.image_size or (256, 512))
-    env_kwargs = {"max_turns": args.max_turns, "dataset_kwargs": dataset_kwargs}
-    if tiny:  # views inside the tiny processor's pixel budget (never resized again)
-        env_kwargs = tiny_env_kwargs(**env_kwargs)
-    make_env = partial(GroundingToolEnv, ENV_ID, env_kwargs)
-
-    peft_config = None
-    if args.lora_r:
-        from peft import LoraConfig
-
-        from agents.policies.hf import DEFAULT_LORA_TARGETS
-
-        peft_config = LoraConfig(r=args.lora_r, lora_alpha=2 * args.lora_r, target_modules=DEFAULT_LORA_TARGETS)
+    setup = trl_run_setup(
+        args.model, max_turns=args.max_turns, num_samples=args.num_samples, image_size=args.image_size,
+        bf16=args.bf16, lora_r=args.lora_r,
+    )  # fmt: skip
+    make_env = partial(GroundingToolEnv, ENV_ID, setup.env_kwargs)
 
     logged = ("answer_reward", "format_reward", "grounding_reward", "crop_rel_area", "target_rel_area")
     reward_names = ("srpo_reward",) if args.srpo else ("env_reward",)
@@ -98,7 +79,7 @@ def build_trainer(args: argparse.Namespace) -> GRPOTrainer:
         reward_weights=[1.0] + [0.0] * len(logged),  # the first reward trains, the others are logged
         bf16=args.bf16,
         use_cpu=not torch.cuda.is_available(),
-        gradient_checkpointing=not tiny,
+        gradient_checkpointing=not setup.tiny,
         seed=args.seed,
         logging_steps=1,
         save_strategy="no",
@@ -107,24 +88,19 @@ def build_trainer(args: argparse.Namespace) -> GRPOTrainer:
         disable_tqdm=True,
     )
     return GRPOTrainer(
-        model=model,
-        processing_class=processor,
+        model=setup.model,
+        processing_class=use_tool_chat_template(setup.processor),
         reward_funcs=tool_reward_funcs(*reward_names, *logged),
         environment_factory=make_env,
         args=config,
         train_dataset=tool_dataset(make_env(), range(args.num_samples)),
-        peft_config=peft_config,
+        peft_config=setup.peft_config,
     )
 
 
-def main(argv: list[str] | None = None) -> GRPOTrainer:
-    trainer = build_trainer(parse_args(argv))
-    trainer.train()
-    for row in trainer.state.log_history:
-        if "loss" in row:
-            keys = [k for k in row if k.startswith(("rewards/", "tools/")) and not k.endswith("/std")]
-            print({k: row[k] for k in ["loss", *keys]})
-    return trainer
+def main(argv: list[str] | None = None) -> None:
+    """Train; TRL prints each step's log (loss, `rewards/*`, `tools/call_frequency`, ...)."""
+    build_trainer(parse_args(argv)).train()
 
 
 if __name__ == "__main__":

@@ -20,12 +20,9 @@ import argparse
 import os
 
 import torch
-from transformers import AutoModelForImageTextToText
 from trl import GRPOConfig, GRPOTrainer
 
-from agents.integrations.trl import TRLEnvAdapter
-from agents.policies.hf import load_processor
-from agents.policies.tiny_qwen import tiny_env_kwargs, tiny_qwen25vl_path
+from agents.integrations.trl import TRLEnvAdapter, trl_run_setup
 
 
 def parse_args() -> argparse.Namespace:
@@ -51,28 +48,11 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-    tiny = args.model is None
-    model_path = tiny_qwen25vl_path() if tiny else args.model
-    dtype = torch.bfloat16 if args.bf16 else torch.float32
-    model = AutoModelForImageTextToText.from_pretrained(model_path, dtype=dtype)
-    processor = load_processor(model_path)
-    processor.tokenizer.padding_side = "left"  # TRL left-pads prompts; the processor must agree
-
-    dataset_kwargs = {"num_samples": args.num_samples}
-    if args.image_size or tiny:
-        dataset_kwargs["image_size"] = tuple(args.image_size or (256, 512))
-    env_kwargs = {"max_turns": args.max_turns, "dataset_kwargs": dataset_kwargs}
-    if tiny:  # views inside the tiny processor's pixel budget (never resized again)
-        env_kwargs = tiny_env_kwargs(**env_kwargs)
-    adapter = TRLEnvAdapter("GroundedVQA-HR-v0", env_kwargs=env_kwargs)
-
-    peft_config = None
-    if args.lora_r:
-        from peft import LoraConfig
-
-        from agents.policies.hf import DEFAULT_LORA_TARGETS
-
-        peft_config = LoraConfig(r=args.lora_r, lora_alpha=2 * args.lora_r, target_modules=DEFAULT_LORA_TARGETS)
+    setup = trl_run_setup(
+        args.model, max_turns=args.max_turns, num_samples=args.num_samples, image_size=args.image_size,
+        bf16=args.bf16, lora_r=args.lora_r,
+    )  # fmt: skip
+    adapter = TRLEnvAdapter("GroundedVQA-HR-v0", env_kwargs=setup.env_kwargs)
 
     config = GRPOConfig(
         output_dir=args.output_dir,
@@ -85,7 +65,7 @@ def main() -> None:
         scale_rewards="none" if args.srpo else "group",
         bf16=args.bf16,
         use_cpu=not torch.cuda.is_available(),
-        gradient_checkpointing=not tiny,
+        gradient_checkpointing=not setup.tiny,
         logging_steps=1,
         save_strategy="no",
         report_to="none",
@@ -95,13 +75,13 @@ def main() -> None:
     weights = None if args.srpo else [1.0, 0.0, 0.0]  # format/grounding logged, env_reward trained
     config.reward_weights = weights
     trainer = GRPOTrainer(
-        model=model,
-        processing_class=processor,
+        model=setup.model,
+        processing_class=setup.processor,
         reward_funcs=adapter.reward_funcs(*reward_names),
         rollout_func=None if args.single_turn else adapter.rollout_func,
         args=config,
         train_dataset=adapter.dataset(range(args.num_samples)),
-        peft_config=peft_config,
+        peft_config=setup.peft_config,
     )
     trainer.train()
     for row in trainer.state.log_history:

@@ -64,9 +64,9 @@ def test_crop_returns_the_env_view_as_an_image_and_answer_ends(tool_env):
     crop_view = np.asarray(image["image"])
     assert crop_view.shape != first_view.shape or not np.array_equal(crop_view, first_view)
     np.testing.assert_array_equal(crop_view, np.asarray(tool_env.views[1]))  # what the env shows
-    iou = tool_env._step_infos[-1]["crop_iou"]
+    iou = tool_env.step_infos[-1]["crop_iou"]
     assert iou > 0
-    assert tool_env.crop_rel_area == pytest.approx(tool_env._step_infos[-1]["crop_rel_area"])
+    assert tool_env.crop_rel_area == pytest.approx(tool_env.step_infos[-1]["crop_rel_area"])
 
     answer = tool_env.env.sample.answer
     assert tool_env.answer(answer) == f"Answer {answer!r} recorded; the episode is over."
@@ -83,7 +83,7 @@ def test_bad_tool_arguments_return_messages_not_exceptions(tool_env):
     tool_env.reset(sample_id=2)
     assert tool_env.crop("left", 0, 10, 10).startswith("Error: crop needs four numbers")
     assert tool_env.crop([1, 2], 0, 10, 10).startswith("Error: crop needs four numbers")
-    assert tool_env._step_infos == []  # no env step was taken
+    assert tool_env.step_infos == []  # no env step was taken
     assert "not a valid action" in tool_env.answer("")  # the env's own message; the episode goes on
     assert not tool_env.done and tool_env.reward_terms["format"] == 0.0
     refusing = GroundingToolEnv("GroundedVQA-HR-v0", {**ENV_KWARGS, "invalid_box": "reject"})
@@ -152,6 +152,7 @@ def test_dataset_rows_and_tool_schema(tool_env):
     crop = get_json_schema(tool_env.crop)["function"]
     assert crop["parameters"]["required"] == ["x1", "y1", "x2", "y2"]
     assert {p["type"] for p in crop["parameters"]["properties"].values()} == {"number"}
+    assert "frame the question states" in crop["description"]  # the model sees how coordinates work
     assert get_json_schema(tool_env.answer)["function"]["parameters"]["properties"]["choice"]["type"] == "string"
 
 
@@ -193,8 +194,8 @@ def test_example_script_runs_two_steps(tmp_path):
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
-    logs = [line for line in out.stdout.splitlines() if line.startswith("{'loss'")]
-    assert len(logs) == 2 and all("'rewards/env_reward/mean'" in line for line in logs)
+    logs = [line for line in out.stdout.splitlines() if line.startswith("{'loss'")]  # TRL's per-step logs
+    assert len(logs) == 2 and all("'rewards/env_reward/mean'" in line and "'tools/call_frequency'" in line for line in logs)
 
 
 CROP_CALL = '<tool_call>\n{"name": "crop", "arguments": {"x1": 0, "y1": 0, "x2": 56, "y2": 56}}\n</tool_call>'

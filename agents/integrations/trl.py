@@ -57,11 +57,19 @@ import hashlib
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["TRLEnvAdapter", "completion_text", "first_observation_row", "srpo_by_sample"]
+__all__ = [
+    "TRLEnvAdapter",
+    "TRLRunSetup",
+    "completion_text",
+    "first_observation_row",
+    "srpo_by_sample",
+    "trl_run_setup",
+]
 
 RewardFunc = Callable[..., list]
 
@@ -152,6 +160,71 @@ def srpo_by_sample(
     groups = {sid: i for i, sid in enumerate(dict.fromkeys(sample_ids))}
     advantages = srpo(list(rewards), [groups[s] for s in sample_ids], rel_areas=list(rel_areas), **options)
     return [float(a) for a in advantages]
+
+
+@dataclass(frozen=True)
+class TRLRunSetup:
+    """What a `GRPOTrainer` run on a grounding-gym env needs besides the trainer's config.
+
+    Attributes:
+        model: the policy (`AutoModelForImageTextToText`).
+        processor: its processor, padding on the left (TRL left-pads prompts).
+        env_kwargs: kwargs of `gym.make` (synthetic-hr data; the tiny model's pixel budget).
+        peft_config: a `peft.LoraConfig` on `DEFAULT_LORA_TARGETS`, or None (full fine-tuning).
+        tiny: whether the model is the tiny in-code Qwen2.5-VL.
+    """
+
+    model: Any
+    processor: Any
+    env_kwargs: dict[str, Any]
+    peft_config: Any
+    tiny: bool
+
+
+def trl_run_setup(
+    model_path: str | None,
+    *,
+    max_turns: int,
+    num_samples: int,
+    image_size: tuple[int, int] | None = None,
+    bf16: bool = False,
+    lora_r: int = 0,
+) -> TRLRunSetup:
+    """Model, processor, env kwargs and LoRA config of the TRL examples.
+
+    Args:
+        model_path: a checkpoint, or None for the tiny in-code Qwen2.5-VL (CPU smoke runs); the
+            tiny model gets `tiny_env_kwargs` (views inside its processor's pixel budget) and
+            256-512 px synthetic images unless `image_size` is given.
+        max_turns: env turns per episode.
+        num_samples: synthetic-hr questions.
+        image_size: (min, max) side of the synthetic images, px; None: the generator's default.
+        bf16: load the weights in bfloat16 (else float32).
+        lora_r: LoRA rank (alpha = 2 r); 0 trains every weight.
+    """
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    from agents.policies.hf import DEFAULT_LORA_TARGETS, load_processor
+    from agents.policies.tiny_qwen import tiny_env_kwargs, tiny_qwen25vl_path
+
+    tiny = model_path is None
+    path = tiny_qwen25vl_path() if tiny else model_path
+    model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.bfloat16 if bf16 else torch.float32)
+    processor = load_processor(path)
+    processor.tokenizer.padding_side = "left"
+    dataset_kwargs: dict[str, Any] = {"num_samples": num_samples}
+    if image_size or tiny:
+        dataset_kwargs["image_size"] = tuple(image_size or (256, 512))
+    env_kwargs = {"max_turns": max_turns, "dataset_kwargs": dataset_kwargs}
+    if tiny:
+        env_kwargs = tiny_env_kwargs(**env_kwargs)
+    peft_config = None
+    if lora_r:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=lora_r, lora_alpha=2 * lora_r, target_modules=DEFAULT_LORA_TARGETS)
+    return TRLRunSetup(model, processor, env_kwargs, peft_config, tiny)
 
 
 class TRLEnvAdapter:

@@ -49,6 +49,8 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from PIL import Image
+
 from agents.integrations.trl import first_observation_row, srpo_by_sample
 from grounding_gym.actions import format_answer, format_crop
 
@@ -138,9 +140,8 @@ class GroundingToolEnv:
         obs, info = self._step(action)
         if info["crop_box"] is None:  # refused (invalid_box="reject"): the env's message, no new view
             return obs["dialogue"]
-        from PIL import Image
-
-        return [{"type": "image", "image": Image.fromarray(obs["image"])}, {"type": "text", "text": obs["dialogue"]}]
+        view = Image.fromarray(obs["image"])
+        return [{"type": "image", "image": view}, {"type": "text", "text": obs["dialogue"]}]
 
     def answer(self, choice: str) -> str:
         """Give your final answer; the episode ends.
@@ -175,6 +176,11 @@ class GroundingToolEnv:
         return self._done
 
     @property
+    def step_infos(self) -> list[dict[str, Any]]:
+        """The env's `info` of each step this episode (a new list; the dicts are the env's)."""
+        return list(self._step_infos)
+
+    @property
     def episode_return(self) -> float:
         """Sum of the env's rewards over the episode's steps so far."""
         return float(sum(self._rewards))
@@ -189,7 +195,8 @@ class GroundingToolEnv:
     def crop_rel_area(self) -> float:
         """First crop's area / original image area; NaN without a crop."""
         self._info_or_raise()
-        return next((info["crop_rel_area"] for info in self._step_infos if info["crop_box"] is not None), math.nan)
+        areas = (info["crop_rel_area"] for info in self._step_infos if info["crop_box"] is not None)
+        return next(areas, math.nan)
 
     @property
     def target_rel_area(self) -> float:
@@ -217,7 +224,8 @@ class GroundingToolEnv:
         return self._reset_info
 
     def _over_message(self) -> str:
-        ended = "an answer was given" if self._step_infos and self._step_infos[-1]["action_kind"] == "answer" else "no turns are left"
+        answered = bool(self._step_infos) and self._step_infos[-1]["action_kind"] == "answer"
+        ended = "an answer was given" if answered else "no turns are left"
         return f"Error: the episode is over ({ended}); no further tool calls are taken."
 
 
