@@ -32,12 +32,12 @@ a video-processor entry, so where torchvision is installed the stock class loads
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import os
 import shutil
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -294,43 +294,11 @@ def _vision_token_ids(tokenizer: Qwen2Tokenizer) -> dict[str, int]:
     return {f"{name}_token_id": tokenizer.convert_tokens_to_ids(token) for name, token in _VISION_TOKENS.items()}
 
 
-def _qwen2_vl_config(tokenizer: Qwen2Tokenizer) -> Qwen2VLConfig:
-    return Qwen2VLConfig(
-        text_config=_text_config(
-            tokenizer, rope_parameters={"rope_type": "default", "mrope_section": [4, 6, 6], "rope_theta": 10000.0}
-        ),
-        vision_config=dict(
-            depth=2, embed_dim=64, hidden_size=128, mlp_ratio=2, num_heads=2, patch_size=14,
-            spatial_merge_size=2, temporal_patch_size=2,
-        ),  # fmt: skip
-        **_vision_token_ids(tokenizer),
-    )
+_QWEN2_MROPE = {"rope_type": "default", "mrope_section": [4, 6, 6], "rope_theta": 10000.0}
+"""Qwen2/2.5-VL M-RoPE: sections (16, 24, 24) of 64 frequencies in the release, scaled to 16."""
 
-
-def _qwen25_vl_config(tokenizer: Qwen2Tokenizer) -> Qwen2_5_VLConfig:
-    return Qwen2_5_VLConfig(
-        text_config=_text_config(
-            tokenizer, rope_parameters={"rope_type": "default", "mrope_section": [4, 6, 6], "rope_theta": 10000.0}
-        ),
-        vision_config=dict(
-            depth=2, hidden_size=64, intermediate_size=128, num_heads=2, patch_size=14, spatial_merge_size=2,
-            temporal_patch_size=2, window_size=56, out_hidden_size=128, fullatt_block_indexes=[1],
-        ),  # fmt: skip
-        **_vision_token_ids(tokenizer),
-    )
-
-
-def _qwen3_vl_config(tokenizer: Qwen2Tokenizer) -> Qwen3VLConfig:
-    # Interleaved M-RoPE; the release's sections (24, 20, 20) of 64 frequencies scaled to 16.
-    rope = {"rope_type": "default", "mrope_section": [6, 5, 5], "mrope_interleaved": True, "rope_theta": 5e6}
-    return Qwen3VLConfig(
-        text_config=_text_config(tokenizer, head_dim=32, rope_parameters=rope),
-        vision_config=dict(
-            depth=2, hidden_size=64, intermediate_size=128, num_heads=2, patch_size=16, spatial_merge_size=2,
-            temporal_patch_size=2, out_hidden_size=128, num_position_embeddings=64, deepstack_visual_indexes=[0],
-        ),  # fmt: skip
-        **_vision_token_ids(tokenizer),
-    )
+_QWEN3_MROPE = {"rope_type": "default", "mrope_section": [6, 5, 5], "mrope_interleaved": True, "rope_theta": 5e6}
+"""Qwen3-VL interleaved M-RoPE: sections (24, 20, 20) of 64 frequencies in the release, scaled to 16."""
 
 
 @dataclass(frozen=True)
@@ -340,27 +308,49 @@ class QwenVLArch:
     Attributes:
         name: the transformers model type ("qwen2_vl", "qwen2_5_vl", "qwen3_vl").
         model_class: the `...ForConditionalGeneration` class.
+        config_class: its config class.
         processor_class: the stock processor class, image-only (no torchvision).
-        config: tokenizer -> the tiny model config (the architecture's layout, tiny widths).
-        patch_size: vision patch side, px (14 for Qwen2/2.5-VL, 16 for Qwen3-VL); spatial merge
-            2 and temporal patch 2 for all three.
+        text_config: the language model's architecture-specific settings (M-RoPE, head size);
+            the shared tiny widths come from `_text_config`.
+        vision_config: the tiny vision tower, in the architecture's own config fields; the
+            release's patch size (14 px for Qwen2/2.5-VL, 16 for Qwen3-VL), spatial merge 2 and
+            temporal patch 2.
         image_mean, image_std: the release's pixel normalisation (CLIP's; 0.5 for Qwen3-VL).
         chat_template: the release's chat template (`agents.policies.qwen_chat_templates`).
     """
 
     name: str
     model_class: type[PreTrainedModel]
+    config_class: type[PreTrainedConfig]
     processor_class: type[ProcessorMixin]
-    config: Callable[[Qwen2Tokenizer], PreTrainedConfig]
-    patch_size: int
+    text_config: dict[str, Any]
+    vision_config: dict[str, Any]
     image_mean: tuple[float, float, float]
     image_std: tuple[float, float, float]
     chat_template: str
 
+    def config(self, tokenizer: Qwen2Tokenizer) -> PreTrainedConfig:
+        """The tiny model config: this architecture's layout, tiny widths, `tokenizer`'s ids."""
+        return self.config_class(
+            text_config=_text_config(tokenizer, **copy.deepcopy(self.text_config)),
+            vision_config=copy.deepcopy(self.vision_config),
+            **_vision_token_ids(tokenizer),
+        )
+
+    @property
+    def patch_size(self) -> int:
+        """Vision patch side, px."""
+        return int(self.vision_config["patch_size"])
+
+    @property
+    def merge_size(self) -> int:
+        """Spatial merge: merge x merge patches make one image token."""
+        return int(self.vision_config["spatial_merge_size"])
+
     @property
     def factor(self) -> int:
         """Image side granularity, px: patch x spatial merge (one image token per factor^2 px)."""
-        return self.patch_size * 2
+        return self.patch_size * self.merge_size
 
     @property
     def min_pixels(self) -> int:
@@ -376,13 +366,49 @@ class QwenVLArch:
 QWEN_VL_ARCHS: dict[str, QwenVLArch] = {
     arch.name: arch
     for arch in (
-        QwenVLArch("qwen2_vl", Qwen2VLForConditionalGeneration, Qwen2VLImageOnlyProcessor, _qwen2_vl_config,
-                   14, tuple(OPENAI_CLIP_MEAN), tuple(OPENAI_CLIP_STD), QWEN2_VL_CHAT_TEMPLATE),
-        QwenVLArch("qwen2_5_vl", Qwen2_5_VLForConditionalGeneration, QwenVLImageOnlyProcessor, _qwen25_vl_config,
-                   14, tuple(OPENAI_CLIP_MEAN), tuple(OPENAI_CLIP_STD), QWEN25_VL_CHAT_TEMPLATE),
-        QwenVLArch("qwen3_vl", Qwen3VLForConditionalGeneration, Qwen3VLImageOnlyProcessor, _qwen3_vl_config,
-                   16, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), QWEN3_VL_CHAT_TEMPLATE),
-    )  # fmt: skip
+        QwenVLArch(
+            name="qwen2_vl",
+            model_class=Qwen2VLForConditionalGeneration,
+            config_class=Qwen2VLConfig,
+            processor_class=Qwen2VLImageOnlyProcessor,
+            text_config={"rope_parameters": _QWEN2_MROPE},
+            vision_config=dict(
+                depth=2, embed_dim=64, hidden_size=128, mlp_ratio=2, num_heads=2, patch_size=14,
+                spatial_merge_size=2, temporal_patch_size=2,
+            ),  # fmt: skip
+            image_mean=tuple(OPENAI_CLIP_MEAN),
+            image_std=tuple(OPENAI_CLIP_STD),
+            chat_template=QWEN2_VL_CHAT_TEMPLATE,
+        ),
+        QwenVLArch(
+            name="qwen2_5_vl",
+            model_class=Qwen2_5_VLForConditionalGeneration,
+            config_class=Qwen2_5_VLConfig,
+            processor_class=QwenVLImageOnlyProcessor,
+            text_config={"rope_parameters": _QWEN2_MROPE},
+            vision_config=dict(
+                depth=2, hidden_size=64, intermediate_size=128, num_heads=2, patch_size=14, spatial_merge_size=2,
+                temporal_patch_size=2, window_size=56, out_hidden_size=128, fullatt_block_indexes=[1],
+            ),  # fmt: skip
+            image_mean=tuple(OPENAI_CLIP_MEAN),
+            image_std=tuple(OPENAI_CLIP_STD),
+            chat_template=QWEN25_VL_CHAT_TEMPLATE,
+        ),
+        QwenVLArch(
+            name="qwen3_vl",
+            model_class=Qwen3VLForConditionalGeneration,
+            config_class=Qwen3VLConfig,
+            processor_class=Qwen3VLImageOnlyProcessor,
+            text_config={"head_dim": 32, "rope_parameters": _QWEN3_MROPE},
+            vision_config=dict(
+                depth=2, hidden_size=64, intermediate_size=128, num_heads=2, patch_size=16, spatial_merge_size=2,
+                temporal_patch_size=2, out_hidden_size=128, num_position_embeddings=64, deepstack_visual_indexes=[0],
+            ),  # fmt: skip
+            image_mean=(0.5, 0.5, 0.5),
+            image_std=(0.5, 0.5, 0.5),
+            chat_template=QWEN3_VL_CHAT_TEMPLATE,
+        ),
+    )
 }
 """The tiny-buildable architectures by model type."""
 
@@ -409,8 +435,8 @@ def build_tiny_qwen_vl(arch: str = "qwen2_5_vl", seed: int = 0) -> tuple[PreTrai
     spec = QWEN_VL_ARCHS[arch]
     tokenizer = _train_tokenizer(seed, spec.chat_template)
     image_processor = Qwen2VLImageProcessorPil(
-        min_pixels=spec.min_pixels, max_pixels=spec.max_pixels, patch_size=spec.patch_size, merge_size=2,
-        temporal_patch_size=2, image_mean=list(spec.image_mean), image_std=list(spec.image_std),
+        min_pixels=spec.min_pixels, max_pixels=spec.max_pixels, patch_size=spec.patch_size,
+        merge_size=spec.merge_size, temporal_patch_size=spec.vision_config["temporal_patch_size"], image_mean=list(spec.image_mean), image_std=list(spec.image_std),
     )  # fmt: skip
     processor = spec.processor_class(
         image_processor=image_processor, tokenizer=tokenizer, chat_template=spec.chat_template
