@@ -146,21 +146,26 @@ def recorded_forwards(model) -> Iterator[list[dict[str, torch.Tensor]]]:
             handle.remove()
 
 
-def run_episode(policy: HFPolicy, messages: list[dict[str, Any]]) -> tuple[Trajectory, list[dict]]:
-    """Play the scripted episode through `policy.act` exactly as the trainer does (each turn's
-    context is the conversation so far, the action teacher-forced), then return the trajectory
-    and the prefill forward call of each turn."""
-    traj = Trajectory(sample_id="scripted", group_id=0)
+def run_episodes(policy: HFPolicy, conversations: Sequence[list[dict[str, Any]]]) -> tuple[list[Trajectory], list[dict]]:
+    """Play scripted episodes through `policy.act` exactly as the trainer does: one batched
+    `act` call per turn over all envs (left padding), each env's context its conversation so
+    far, the actions teacher-forced. Returns the trajectories and each turn's prefill call."""
+    trajs = [Trajectory(sample_id=f"scripted-{b}", group_id=0, messages=m) for b, m in enumerate(conversations)]
     prefills = []
-    assistant_at = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
-    for index, action in zip(assistant_at, ACTIONS, strict=True):
+    for k, action in enumerate(ACTIONS):
+        contexts = [{"messages": assistant_context(m, k)} for m in conversations]
         with recorded_forwards(policy.model) as calls:
-            (gen,) = policy.act([{}], [{"messages": messages[:index]}], forced_texts=[action])
-        assert gen.text == action
+            gens = policy.act([{}] * len(contexts), contexts, forced_texts=[action] * len(contexts))
         prefills.append(calls[0])
-        traj.turns.append(Turn({}, gen, 0.0, {}, {}))
-    traj.messages = messages
-    return traj, prefills
+        for traj, gen in zip(trajs, gens, strict=True):
+            assert gen.text == action
+            traj.turns.append(Turn({}, gen, 0.0, {}, {}))
+    return trajs, prefills
+
+
+def assistant_context(messages: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
+    """The conversation before assistant turn `k` (what the policy sees when it acts)."""
+    return messages[: [i for i, m in enumerate(messages) if m["role"] == "assistant"][k]]
 
 
 def reference_inputs(processor, messages: list[dict[str, Any]], add_generation_prompt: bool) -> dict[str, torch.Tensor]:
@@ -208,12 +213,36 @@ def reference_logprobs(policy: HFPolicy, model, inputs: dict[str, torch.Tensor],
     return torch.stack([logp[p - 1, ids[p]] for p in positions])
 
 
-def assert_same_inputs(ours: dict[str, torch.Tensor], ref: dict[str, torch.Tensor], positions: torch.Tensor) -> None:
-    for key in ("input_ids", "attention_mask", "mm_token_type_ids", "image_grid_thw"):
-        assert torch.equal(ours[key].long(), ref[key].long()), key
-    assert ours["pixel_values"].shape == ref["pixel_values"].shape
-    torch.testing.assert_close(ours["pixel_values"], ref["pixel_values"], rtol=0, atol=1e-6)
-    assert torch.equal(ours["rope_position_ids"], positions)
+def unpadded_rows(call: dict[str, torch.Tensor], images_per_row: Sequence[int]) -> list[dict[str, torch.Tensor]]:
+    """Split a recorded batched forward call into per-row inputs without padding, (1, T_b)."""
+    rows, image, patch = [], 0, 0
+    for b, n_images in enumerate(images_per_row):
+        keep = call["attention_mask"][b].bool()
+        grid = call["image_grid_thw"][image : image + n_images]
+        n_patches = int(grid.prod(-1).sum())
+        rows.append(
+            {
+                **{k: call[k][b : b + 1, keep] for k in ("input_ids", "attention_mask", "mm_token_type_ids")},
+                "image_grid_thw": grid,
+                "pixel_values": call["pixel_values"][patch : patch + n_patches],
+                "rope_position_ids": call["rope_position_ids"][:, b : b + 1, keep],
+            }
+        )
+        image, patch = image + n_images, patch + n_patches
+    assert patch == call["pixel_values"].shape[0]  # no image features left over
+    return rows
+
+
+def assert_same_inputs(model, call: dict[str, torch.Tensor], refs: Sequence[dict[str, torch.Tensor]]) -> None:
+    """Each row of a recorded `HFPolicy` forward call equals its transformers reference: ids,
+    masks, images, and the M-RoPE positions the language model received vs `get_rope_index`."""
+    rows = unpadded_rows(call, [len(ref["image_grid_thw"]) for ref in refs])
+    for ours, ref in zip(rows, refs, strict=True):
+        for key in ("input_ids", "attention_mask", "mm_token_type_ids", "image_grid_thw"):
+            assert torch.equal(ours[key].long(), ref[key].long()), key
+        assert ours["pixel_values"].shape == ref["pixel_values"].shape
+        torch.testing.assert_close(ours["pixel_values"], ref["pixel_values"], rtol=0, atol=1e-6)
+        assert torch.equal(ours["rope_position_ids"], reference_positions(model, ref))
 
 
 # ------------------------------------------------------------------------------------ templates
@@ -265,35 +294,50 @@ def test_tool_turn_rendering(arch, built):
 @pytest.mark.slow
 @pytest.mark.parametrize("feedback_role", ["user", "tool"])
 def test_hf_policy_inputs_equal_the_reference(arch, built, policy, feedback_role):
+    check_against_reference(policy, built, [episode_messages(episode_images(), feedback_role)])
+
+
+@pytest.mark.slow
+def test_batched_envs_equal_their_references(arch, built, policy):
+    """Two envs of different lengths in one batch (left padding at act time, right padding in
+    the recompute): every row still equals its own unpadded reference."""
+    view, crop1, crop2 = episode_images()
+    conversations = [episode_messages([view, crop1, crop2], "user"), episode_messages([view, crop2, crop1], "tool")]
+    lengths = [len(reference_inputs(built[1], m, False)["input_ids"][0]) for m in conversations]
+    assert lengths[0] != lengths[1]
+    check_against_reference(policy, built, conversations)
+
+
+def check_against_reference(policy: HFPolicy, built, conversations: list[list[dict[str, Any]]]) -> None:
     model, processor = built
-    messages = episode_messages(episode_images(), feedback_role)
     with warnings.catch_warnings():  # every view is smart-resized (on purpose, see the module doc)
         warnings.filterwarnings("ignore", message="The processor resizes")
-        traj, prefills = run_episode(policy, messages)
+        trajs, prefills = run_episodes(policy, conversations)
 
     # act: each turn's prompt (conversation so far + generation prompt) is the processor's
-    assistant_at = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
-    for k, (index, prefill) in enumerate(zip(assistant_at, prefills, strict=True)):
-        ref = reference_inputs(processor, messages[:index], add_generation_prompt=True)
-        assert ref["image_grid_thw"].shape[0] == k + 1  # turn k sees k + 1 images
-        assert_same_inputs(prefill, ref, reference_positions(model, ref))
+    for k, prefill in enumerate(prefills):
+        refs = [reference_inputs(processor, assistant_context(m, k), add_generation_prompt=True) for m in conversations]
+        assert all(ref["image_grid_thw"].shape[0] == k + 1 for ref in refs)  # turn k sees k + 1 images
+        assert_same_inputs(model, prefill, refs)
 
-    # recompute: the whole episode is the processor's, positions are the model's own
-    ref = reference_inputs(processor, messages, add_generation_prompt=False)
+    # recompute: each whole episode is the processor's, positions are the model's own
+    refs = [reference_inputs(processor, m, add_generation_prompt=False) for m in conversations]
     with recorded_forwards(policy.model) as calls, torch.no_grad():
-        logp, mask = policy.trajectory_logprobs([traj])
-    (ours,) = calls
-    assert_same_inputs(ours, ref, reference_positions(model, ref))
-    _, seq_mask = policy.encode_trajectory(traj)
-    spans = assistant_spans(processor, ref["input_ids"][0].tolist())
-    assert [p for p, m in enumerate(seq_mask) if m] == [p for span in spans for p in span]
+        logp, mask = policy.trajectory_logprobs(trajs)
+    (call,) = calls
+    assert_same_inputs(model, call, refs)
 
-    # log-probs: recompute == one plain forward over the reference; act-time too
-    expected = reference_logprobs(policy, model, ref)
-    assert mask.sum().item() == len(expected) == traj.num_policy_tokens
-    assert (logp[0] - expected).abs().max().item() < EXACT
-    act_time = torch.tensor(np.concatenate([t.generation.logprobs for t in traj.turns]), dtype=torch.float32)
-    assert (act_time - expected).abs().max().item() < ACT_TOL
+    for b, (traj, ref) in enumerate(zip(trajs, refs, strict=True)):
+        _, seq_mask = policy.encode_trajectory(traj)
+        spans = assistant_spans(processor, ref["input_ids"][0].tolist())
+        assert [p for p, m in enumerate(seq_mask) if m] == [p for span in spans for p in span]
+        # log-probs: recompute == one plain forward over the reference; act-time too
+        expected = reference_logprobs(policy, model, ref)
+        n = traj.num_policy_tokens
+        assert mask[b].sum().item() == len(expected) == n
+        assert (logp[b, :n] - expected).abs().max().item() < EXACT
+        act_time = torch.tensor(np.concatenate([t.generation.logprobs for t in traj.turns]), dtype=torch.float32)
+        assert (act_time - expected).abs().max().item() < ACT_TOL
 
 
 # ------------------------------------------------------------------------------------ corruption
