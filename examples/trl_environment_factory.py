@@ -27,9 +27,9 @@ from trl import GRPOConfig, GRPOTrainer
 from agents.integrations.trl import trl_run_setup
 from agents.integrations.trl_environment import (
     GroundingToolEnv,
+    tool_calling_processor,
     tool_dataset,
     tool_reward_funcs,
-    use_tool_chat_template,
 )
 
 ENV_ID = "GroundedVQA-HR-v0"
@@ -89,7 +89,7 @@ def build_trainer(args: argparse.Namespace) -> GRPOTrainer:
     )
     return GRPOTrainer(
         model=setup.model,
-        processing_class=use_tool_chat_template(setup.processor),
+        processing_class=tool_calling_processor(setup.processor),
         reward_funcs=tool_reward_funcs(*reward_names, *logged),
         environment_factory=make_env,
         args=config,

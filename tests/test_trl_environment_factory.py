@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -22,9 +23,9 @@ from agents.integrations.trl_environment import (  # noqa: E402
     TOOL_SYSTEM_PROMPT,
     GroundingToolEnv,
     make_srpo_reward,
+    tool_calling_processor,
     tool_dataset,
     tool_reward_funcs,
-    use_tool_chat_template,
 )
 from agents.policies.tiny_qwen import tiny_env_kwargs  # noqa: E402
 from grounding_gym.geometry import from_original  # noqa: E402
@@ -105,19 +106,23 @@ def test_reward_functions_read_the_environments():
     envs = [GroundingToolEnv("GroundedVQA-HR-v0", ENV_KWARGS) for _ in range(4)]
     for env in envs:
         env.reset(sample_id=0)
-    letters = "ABCD"
-    for env, letter in zip(envs[:3], letters, strict=False):
-        env.crop(**gt_crop_args(env)) if letter == "A" else env.crop(0, 0, 30, 30)
+    envs[0].crop(**gt_crop_args(envs[0]))
+    envs[1].crop(0, 0, 30, 30)
+    envs[2].crop(0, 0, 30, 30)
+    for env, letter in zip(envs[:3], "ABC", strict=False):
         env.answer(letter)
-    # envs[3] never answers: format terms only, no crop area
+    # envs[3] never calls a tool: no terms at all, no crop area
     completions = [[{"role": "assistant", "content": ""}]] * 4
     rewards = {name: f(completions, environments=envs) for name, f in TOOL_REWARDS.items()}
-    correct = [float(env.env.sample.answer == letter) for env, letter in zip(envs, letters, strict=True)]
-    correct[3] = 0.0
-    assert rewards["answer_reward"] == correct
+    answer = envs[0].env.sample.answer
+    assert rewards["answer_reward"] == [float(answer == letter) for letter in "ABC"] + [0.0]
     assert rewards["format_reward"] == [2.0, 2.0, 2.0, 0.0]
-    assert rewards["env_reward"] == [pytest.approx(env.episode_return) for env in envs]
+    weights = envs[0].env.reward_weights
+    assert rewards["env_reward"] == [
+        pytest.approx(sum(weights[k] * env.reward_terms[k] for k in ("answer", "format", "grounding"))) for env in envs
+    ]
     assert rewards["grounding_reward"][0] > 0 and rewards["grounding_reward"][3] == 0.0
+    assert rewards["grounding_reward"][0] == pytest.approx(envs[0].step_infos[0]["crop_iou"])
     assert rewards["crop_rel_area"][3] is None and all(a > 0 for a in rewards["crop_rel_area"][:3])
     assert rewards["target_rel_area"] == [pytest.approx(envs[0].target_rel_area)] * 4
 
@@ -156,7 +161,7 @@ def test_dataset_rows_and_tool_schema(tool_env):
     assert get_json_schema(tool_env.answer)["function"]["parameters"]["properties"]["choice"]["type"] == "string"
 
 
-def test_use_tool_chat_template_swaps_only_qwen25vl():
+def test_tool_calling_processor_swaps_only_qwen25vl_template():
     from trl.chat_template_utils import (
         qwen2_5_vl_chat_template,
         qwen3_vl_chat_template,
@@ -168,11 +173,14 @@ def test_use_tool_chat_template_swaps_only_qwen25vl():
 
     processor = load_processor(tiny_qwen25vl_path())
     assert processor.chat_template == qwen2_5_vl_chat_template and not supports_tool_calling(processor)
-    assert use_tool_chat_template(processor) is processor
+    assert tool_calling_processor(processor) is processor
     assert processor.chat_template == qwen3_vl_chat_template and supports_tool_calling(processor)
+    image = Image.new("RGB", (112, 84))
+    fields = processor.image_processor(images=[image])
+    assert isinstance(fields["pixel_values"], torch.Tensor) and isinstance(fields["image_grid_thw"], torch.Tensor)
     processor.chat_template = "{{ messages[0]['content'] }}"
     with pytest.raises(ValueError, match="cannot render tool calls"):
-        use_tool_chat_template(processor)
+        tool_calling_processor(processor)
 
 
 # ---------------------------------------------------------------------- GRPOTrainer runs
@@ -216,20 +224,26 @@ class _ScriptedTurns:
         return forced
 
 
-def script_generation(model, tokenizer) -> None:
-    """Make `model.generate` emit a crop tool call on turn 1, an answer call (A, B, C, D by row)
-    after the crop's result, then a short closing text, whatever the random weights say."""
+def script_generation(trainer, tokenizer) -> None:
+    """Make the model's `generate` follow a script, whatever the random weights say: in the first
+    training step every episode answers at once (an answer tool call, A, B, C, D by row), in
+    later steps it first calls crop, then answers after the crop's result; after the answer's
+    result, a short closing text."""
     from transformers import LogitsProcessorList
 
+    model = trainer.model
     generate = model.generate
+
+    def script(turn: int, row: int) -> str:
+        calls = [CROP_CALL] if trainer.state.global_step > 0 else []
+        calls.append(ANSWER_CALL.format("ABCD"[row % 4]))
+        return calls[turn] if turn < len(calls) else "Done."
 
     def scripted_generate(*args, **kwargs):
         input_ids = kwargs["input_ids"]
         scripts = []
         for row, text in enumerate(tokenizer.batch_decode(input_ids)):
-            turn = text.count("<tool_response>")
-            script = CROP_CALL if turn == 0 else ANSWER_CALL.format("ABCD"[row % 4]) if turn == 1 else "Done."
-            scripts.append(tokenizer.encode(script, add_special_tokens=False))
+            scripts.append(tokenizer.encode(script(text.count("<tool_response>"), row), add_special_tokens=False))
         processor = _ScriptedTurns(scripts, input_ids.shape[1], tokenizer.convert_tokens_to_ids("<|im_end|>"))
         return generate(*args, logits_processor=LogitsProcessorList([processor]), **kwargs)
 
@@ -239,11 +253,12 @@ def script_generation(model, tokenizer) -> None:
 @pytest.mark.slow
 def test_crop_images_of_later_turns_reach_the_training_forward(tmp_path):
     """The tiny random model almost never writes a valid tool call, so its generation is
-    SCRIPTED: `model.generate` gets a logits processor that forces a crop tool call on the
-    first turn and an answer tool call after the crop's result (the only change: which tokens
-    are sampled; TRL parses them, runs the tools, builds the next turn's prompt with the crop
-    image, and trains as usual). A forward pre-hook records what the model receives when
-    gradients are on (the training forward; generation runs under no_grad)."""
+    SCRIPTED: `model.generate` gets a logits processor that forces the tool calls (the only
+    change: which tokens are sampled; TRL parses them, runs the tools, builds the next turn's
+    prompt with the crop image, and trains as usual). Step 1: every episode calls `answer`
+    at once (text-only tool results: the path that needs `tool_calling_processor`'s image
+    tensors). Step 2: `crop` on turn 1, `answer` on turn 2. A forward pre-hook records what the
+    model receives when gradients are on (the training forward; generation runs under no_grad)."""
     example = _load_example()
     args = example.parse_args([
         "--max-steps", "2", "--num-samples", "4", "--num-generations", "4", "--max-turns", "3",
@@ -252,7 +267,7 @@ def test_crop_images_of_later_turns_reach_the_training_forward(tmp_path):
     trainer = example.build_trainer(args)
     model, processor = trainer.model, trainer.processing_class
     assert sorted(tool.__name__ for tool in trainer._env_tools[None]) == ["answer", "crop"]
-    script_generation(model, processor.tokenizer)
+    script_generation(trainer, processor.tokenizer)
 
     forwards = []
 
@@ -267,18 +282,19 @@ def test_crop_images_of_later_turns_reach_the_training_forward(tmp_path):
 
     assert len(forwards) == 2  # one training forward per step
     image_pad = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
-    for forward in forwards:
+    for images_per_episode, forward in zip((1, 2), forwards, strict=True):  # step 2: first view + crop
         views = forward["views"]
-        assert len(views) == 2 * 4  # per episode: the first view, then the crop's view
+        assert len(views) == images_per_episode * 4
         expected = processor.image_processor(images=views, return_tensors="pt")
         torch.testing.assert_close(forward["image_grid_thw"], expected["image_grid_thw"], rtol=0, atol=0)
         torch.testing.assert_close(forward["pixel_values"], expected["pixel_values"], rtol=0, atol=0)
-        tokens_per_image = (forward["image_grid_thw"].prod(dim=1) // 4).view(4, 2)  # merge 2x2 patches
+        tokens_per_image = (forward["image_grid_thw"].prod(dim=1) // 4).view(4, images_per_episode)  # 2x2 merge
         assert torch.equal((forward["input_ids"] == image_pad).sum(dim=1), tokens_per_image.sum(dim=1))
     logs = [h for h in trainer.state.log_history if "rewards/answer_reward/mean" in h]
-    assert len(logs) == 2
-    assert all(h["tools/call_frequency"] == 2.0 and h["tools/failure_frequency"] == 0.0 for h in logs)
+    assert [h["tools/call_frequency"] for h in logs] == [1.0, 2.0]
+    assert all(h["tools/failure_frequency"] == 0.0 for h in logs)
     assert all(h["rewards/answer_reward/mean"] == 0.25 for h in logs)  # one of A-D is right
-    assert all(h["rewards/format_reward/mean"] == 2.0 for h in logs)
+    assert [h["rewards/format_reward/mean"] for h in logs] == [1.0, 2.0]
+    assert logs[0]["rewards/crop_rel_area/mean"] is None and logs[1]["rewards/crop_rel_area/mean"] > 0
     moved = [n for n, p in model.named_parameters() if not torch.equal(before[n], p.detach())]
     assert moved, "no parameter changed in two TRL steps"

@@ -25,15 +25,16 @@ completions of each sample, as `TRLEnvAdapter.srpo_reward`; `make_srpo_reward(**
 for other SRPO options; use it alone with `GRPOConfig(scale_rewards="none")`). The env defines no `get_reward`: TRL would add it with a
 fixed weight 1, which breaks `srpo_reward`'s equality with TRL's advantage.
 
-Chat template. TRL needs one that renders tool calls and tool messages. Qwen2.5-VL's processor
-template does not (TRL 1.16 says so too); `use_tool_chat_template(processor)` swaps it for
-Qwen3-VL's, which TRL ships and parses: the same image tokens and the same Hermes-style
+Processor. TRL needs a chat template that renders tool calls and tool messages. Qwen2.5-VL's
+processor template does not (TRL 1.16 says so too); `tool_calling_processor(processor)` swaps
+it for Qwen3-VL's, which TRL ships and parses: the same image tokens and the same Hermes-style
 `<tool_call>{"name": ..., "arguments": ...}</tool_call>` / `<tool_response>` turns the Qwen2.5
-language models were tuned on.
+language models were tuned on. It also makes the image processor return tensors, without
+which TRL 1.16's tool loop crashes on a batch whose first tool results carry no image.
 
     env_kwargs = {"max_turns": 4}
     trainer = GRPOTrainer(
-        model=model, processing_class=use_tool_chat_template(processor),  # padding_side="left"
+        model=model, processing_class=tool_calling_processor(processor),  # padding_side="left"
         reward_funcs=tool_reward_funcs("env_reward", "grounding_reward"),
         environment_factory=partial(GroundingToolEnv, "GroundedVQA-HR-v0", env_kwargs),
         train_dataset=tool_dataset(GroundingToolEnv("GroundedVQA-HR-v0", env_kwargs), range(256)),
@@ -62,7 +63,7 @@ __all__ = [
     "sum_reward_terms",
     "tool_dataset",
     "tool_reward_funcs",
-    "use_tool_chat_template",
+    "tool_calling_processor",
 ]
 
 TOOL_SYSTEM_PROMPT = (
@@ -266,15 +267,21 @@ def tool_dataset(env: GroundingToolEnv, sample_ids: Iterable[Any]) -> Any:
     return Dataset.from_list(rows)
 
 
-def use_tool_chat_template(processor: Any) -> Any:
-    """Give `processor` a chat template that renders tool calls, if it lacks one; return it.
+def tool_calling_processor(processor: Any) -> Any:
+    """Make a VLM processor ready for TRL 1.16's tool loop; return it (changed in place).
 
-    A template that already supports them (TRL's `supports_tool_calling`) is kept. Qwen2.5-VL's
-    (and Qwen2-VL's) processor template is replaced by Qwen3-VL's as TRL ships it: identical
-    image tokens, plus Qwen's Hermes-style tool turns, which TRL knows how to parse.
+    1. Chat template: one that renders tool calls is kept (TRL's `supports_tool_calling`).
+       Qwen2.5-VL's (and Qwen2-VL's) processor template is replaced by Qwen3-VL's as TRL ships
+       it: identical image tokens, plus Qwen's Hermes-style tool turns, which TRL parses.
+    2. Image tensors: the image processor's default `return_tensors` becomes "pt". TRL tokenizes
+       `environment_factory` prompts one by one and concatenates their image fields only when
+       they are tensors; left as numpy (the PIL backend's default), its tool loop crashes at the
+       first iteration where no tool result of the batch carries an image, e.g. when every
+       rollout calls `answer` first (`'list' object has no attribute 'prod'` in
+       `split_pixel_values_by_grid`).
 
     Raises:
-        ValueError: another template without tool support (set one that has it).
+        ValueError: a chat template without tool support that is not Qwen2/2.5-VL's.
     """
     from trl.chat_template_utils import (
         qwen2_5_vl_chat_template,
@@ -282,14 +289,14 @@ def use_tool_chat_template(processor: Any) -> Any:
         supports_tool_calling,
     )
 
-    if supports_tool_calling(processor):
-        return processor
-    if processor.chat_template != qwen2_5_vl_chat_template:
-        raise ValueError(
-            "the processor's chat template cannot render tool calls, which TRL's environment_factory "
-            "needs; set processor.chat_template to one that can (see trl.chat_template_utils)"
-        )
-    processor.chat_template = qwen3_vl_chat_template
+    if not supports_tool_calling(processor):
+        if processor.chat_template != qwen2_5_vl_chat_template:
+            raise ValueError(
+                "the processor's chat template cannot render tool calls, which TRL's environment_factory "
+                "needs; set processor.chat_template to one that can (see trl.chat_template_utils)"
+            )
+        processor.chat_template = qwen3_vl_chat_template
+    processor.image_processor.return_tensors = "pt"
     return processor
 
 
