@@ -20,22 +20,31 @@ change on a shared machine hits both alike.
 * `vector`: SyncVectorEnv steps per second with 1, 2 and 4 envs against one env.
 * `rollout`: tiny-policy rollout tokens per second on CPU (needs torch).
 * `memory`: resident memory over many synthetic samples (bounded image cache).
+* `serve`: `grounding-gym serve` over loopback (a server subprocess): `--serve-sessions` concurrent
+  `RemoteEnv` sessions x `--serve-episodes` scripted episodes each (bounded), steps per second and
+  p50/p99 step latency against the same sessions on in-process envs (needs the `serve` extra).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import json
 import math
 import os
 import platform
 import re
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -330,6 +339,97 @@ def bench_rollout(repeats: int) -> list[Row]:
                 f"{tokens / seconds:.0f} tokens/s")]
 
 
+SERVE_ENV_ID = "GroundedVQA-HR-v0"
+SERVE_ENV_KWARGS = {"dataset_kwargs": {"image_size": 2048, "num_samples": 4}}
+"""2K synthetic images (views of about 1 MP, the default budget); 4 samples, so each env's image
+cache holds them all after the warm-up episode."""
+SERVE_SCRIPT = ("<crop>[0, 0, 600, 400]</crop>", "<crop>[100, 100, 300, 300]</crop>", "<answer>A</answer>")
+
+
+def run_sessions(make_env: Callable[[], object], sessions: int, episodes: int) -> tuple[float, list[float]]:
+    """`sessions` threads, each with its own env from `make_env`, run one untimed warm-up episode
+    (renders the samples, fills the caches), then `episodes` episodes of `SERVE_SCRIPT`; returns
+    (wall seconds of the timed part, every timed step's seconds)."""
+    barrier = threading.Barrier(sessions + 1)
+
+    def run_episode(env, seed: int) -> list[float]:
+        env.reset(seed=seed)
+        latencies = []
+        for action in SERVE_SCRIPT:
+            start = time.perf_counter()
+            env.step(action)
+            latencies.append(time.perf_counter() - start)
+        return latencies
+
+    def session(index: int) -> list[float]:
+        env = make_env()
+        try:
+            run_episode(env, seed=index)
+            barrier.wait()
+            return [t for episode in range(episodes) for t in run_episode(env, seed=index * 1000 + episode)]
+        finally:
+            env.close()
+
+    with ThreadPoolExecutor(sessions) as pool:
+        futures = [pool.submit(session, i) for i in range(sessions)]
+        barrier.wait(timeout=600)
+        start = time.perf_counter()
+        latencies = [t for f in futures for t in f.result(timeout=600)]
+    return time.perf_counter() - start, latencies
+
+
+@contextlib.contextmanager
+def serve_subprocess(env_id: str, env_kwargs: dict, max_sessions: int, startup_timeout_s: float = 300.0):
+    """`grounding-gym serve` in a child process on a free loopback port; yields its URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "grounding_gym.cli", "serve", "--env", env_id, "--env-kwargs",
+               json.dumps(env_kwargs), "--port", str(port), "--max-sessions", str(max_sessions),
+               "--log-level", "warning"]
+    server = subprocess.Popen(command)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + startup_timeout_s
+        while True:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"`{' '.join(command)}` did not start (exit code {server.poll()})")
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=5):
+                    break
+            except OSError:
+                time.sleep(0.2)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def bench_serve(sessions: int, episodes: int) -> list[Row]:
+    """`sessions` concurrent `RemoteEnv` sessions x `episodes` episodes over loopback (server in a
+    child process) against the same threads on in-process envs: steps per second (as seconds
+    per step) and p50/p99 step latency."""
+    try:
+        from grounding_gym.remote import RemoteEnv
+    except ImportError as err:
+        print(f"skip serve: {err}", file=sys.stderr)
+        return []
+    import gymnasium as gym
+
+    local_wall, local = run_sessions(lambda: gym.make(SERVE_ENV_ID, **SERVE_ENV_KWARGS), sessions, episodes)
+    with serve_subprocess(SERVE_ENV_ID, SERVE_ENV_KWARGS, sessions) as url:
+        remote_wall, remote = run_sessions(lambda: RemoteEnv(url), sessions, episodes)
+    case = f"{SERVE_ENV_ID} 2K, {sessions} sessions x {episodes} episodes x {len(SERVE_SCRIPT)} steps"
+    local_sps, remote_sps = len(local) / local_wall, len(remote) / remote_wall
+    rows = [Row("serve", f"{case}: wall time per step (resets included)", "in-process env", 1 / local_sps,
+                1 / remote_sps, f"{remote_sps:.1f} steps/s over loopback vs {local_sps:.1f} in-process")]
+    for q in (50, 99):
+        ours, base = float(np.percentile(remote, q)), float(np.percentile(local, q))
+        rows.append(Row("serve", f"{case}: step latency p{q}", "in-process env", base, ours,
+                        f"{len(remote)} steps"))
+    return rows
+
+
 def rss_bytes() -> int:
     """Current resident set size of this process (Linux /proc; psutil elsewhere)."""
     try:
@@ -399,7 +499,7 @@ def machine_description() -> str:
             f"Pillow {Image.__version__}, numpy {np.__version__}, {opencv}, {platform.system()}")
 
 
-SECTIONS = ("step", "wide", "reset", "synthetic", "parse", "advantages", "vector", "rollout", "memory")
+SECTIONS = ("step", "wide", "reset", "synthetic", "parse", "advantages", "vector", "rollout", "memory", "serve")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -412,6 +512,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--memory-samples", type=int, default=10_000, help="samples in the memory section")
     parser.add_argument("--memory-image-size", type=int, default=512,
                         help="synthetic side (px) in the memory section (512 keeps the whole run under 5 minutes)")
+    parser.add_argument("--serve-sessions", type=int, default=4, help="concurrent sessions in the serve section")
+    parser.add_argument("--serve-episodes", type=int, default=10, help="timed episodes per session in the serve section")
     parser.add_argument("--out", default=None, help="write rows, summary and memory trace as JSON here")
     args = parser.parse_args(argv)
 
@@ -427,6 +529,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows += bench_wide(paths, args.repeats)
         elif section == "reset":
             rows += bench_reset(paths, args.repeats)
+        elif section == "serve":
+            rows += bench_serve(args.serve_sessions, args.serve_episodes)
         elif section == "memory":
             memory_rows, trace = bench_memory(args.memory_samples, args.memory_image_size)
             rows += memory_rows

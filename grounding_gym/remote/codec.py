@@ -19,8 +19,8 @@ What does not survive: a decoded PIL image is a plain `PIL.Image.Image` with the
 size, palette and pixels, but its `info` metadata (dpi, ICC profile, ...) is not carried;
 anything else (objects, object-dtype arrays, CMYK images) raises `TypeError` naming where it is.
 
-PNG encoding is the costly step, so `ImageCodec` keeps the last few encodings (and decodings)
-keyed by content: a conversation that repeats earlier views is encoded once.
+PNG encoding is the costly step, so `ImageCodec` keeps the last few encodings (and decodings):
+a conversation that repeats earlier views is encoded once.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import base64
 import hashlib
 import io
 import math
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -57,27 +58,45 @@ class LRU:
         self._items: OrderedDict[Any, Any] = OrderedDict()
 
     def get(self, key: Any, make: Callable[[], Any]) -> Any:
+        """The value kept for `key`, else `make()` (then kept)."""
         if key in self._items:
             self._items.move_to_end(key)
             return self._items[key]
         value = make()
+        self.put(key, value)
+        return value
+
+    def peek(self, key: Any) -> Any:
+        """The value kept for `key` (now the most recent), or None."""
+        if key in self._items:
+            self._items.move_to_end(key)
+        return self._items.get(key)
+
+    def put(self, key: Any, value: Any) -> None:
         if self.max_items:
             self._items[key] = value
+            self._items.move_to_end(key)
             if len(self._items) > self.max_items:
                 self._items.popitem(last=False)
-        return value
 
 
 class ImageCodec:
-    """`to_json` / `from_json` with PNG encodings and decodings cached by content.
+    """`to_json` / `from_json` with PNG encodings and decodings cached.
+
+    Encodings are kept by pixel content (an observation and the conversation's PIL copy of the
+    same view are encoded once); a PIL image already encoded is recognised by identity without
+    hashing its pixels again, so a PIL image must not be changed in place once encoded (envs
+    append new images to `info["messages"]`, they do not redraw old ones). Decodings are kept by
+    their base64 text.
 
     Args:
         cache_size: images kept each way (a 5-turn conversation shows 6 views).
     """
 
     def __init__(self, cache_size: int = 16):
-        self._encoded = LRU(cache_size)
-        self._decoded = LRU(cache_size)
+        self._encoded = LRU(cache_size)  # content key -> base64 PNG
+        self._encoded_pil = LRU(cache_size)  # id(image) -> (weak reference, base64 PNG)
+        self._decoded = LRU(cache_size)  # base64 PNG -> PIL image
 
     # ------------------------------------------------------------------ encode
     def to_json(self, value: Any, where: str = "value") -> Any:
@@ -111,9 +130,10 @@ class ImageCodec:
         if array.dtype == object:
             raise TypeError(f"{where}: object arrays cannot be encoded; convert to a numeric dtype")
         if _is_image_array(array):
-            key = ("array", array.shape, hashlib.blake2b(np.ascontiguousarray(array), digest_size=16).digest())
-            pixels = array[..., 0] if array.ndim == 3 and array.shape[2] == 1 else array
-            png = self._encoded.get(key, lambda: _png_b64(Image.fromarray(pixels)))
+            pixels = np.ascontiguousarray(array[..., 0] if array.ndim == 3 and array.shape[2] == 1 else array)
+            image = Image.fromarray(pixels)
+            key = (image.mode, image.size, (), hashlib.blake2b(pixels, digest_size=16).digest())
+            png = self._encoded.get(key, lambda: _png_b64(image))
             return {TAG: "png", "shape": list(array.shape), "png": png}
         data = base64.b64encode(np.ascontiguousarray(array).tobytes()).decode("ascii")
         return {TAG: "ndarray", "dtype": array.dtype.str, "shape": list(array.shape), "data": data}
@@ -122,9 +142,14 @@ class ImageCodec:
         if image.mode not in PNG_MODES:
             raise TypeError(f"{where}: PIL mode {image.mode!r} has no lossless PNG form; "
                             f"convert to one of {sorted(PNG_MODES)}")
-        key = ("pil", image.mode, image.size, hashlib.blake2b(image.tobytes(), digest_size=16).digest(),
-               tuple(image.getpalette() or ()))
-        return {TAG: "pil", "png": self._encoded.get(key, lambda: _png_b64(image))}
+        known = self._encoded_pil.peek(id(image))
+        if known is not None and known[0]() is image:
+            return {TAG: "pil", "png": known[1]}
+        key = (image.mode, image.size, tuple(image.getpalette() or ()),
+               hashlib.blake2b(image.tobytes(), digest_size=16).digest())
+        png = self._encoded.get(key, lambda: _png_b64(image))
+        self._encoded_pil.put(id(image), (weakref.ref(image), png))
+        return {TAG: "pil", "png": png}
 
     # ------------------------------------------------------------------ decode
     def from_json(self, data: Any) -> Any:
@@ -143,16 +168,18 @@ class ImageCodec:
         if kind == "dict":
             return {self.from_json(k): self.from_json(v) for k, v in data["items"]}
         if kind == "png":
-            array = self._decoded.get(("png", data["png"]), lambda: np.asarray(_png_image(data["png"])))
-            return array.reshape(data["shape"]).copy()
+            return np.array(self._decoded_image(data["png"])).reshape(data["shape"])
         if kind == "ndarray":
             raw = base64.b64decode(data["data"])
             return np.frombuffer(raw, dtype=np.dtype(data["dtype"])).reshape(data["shape"]).copy()
         if kind == "scalar":
             return np.dtype(data["dtype"]).type(self.from_json(data["value"]))
         if kind == "pil":
-            return self._decoded.get(("pil", data["png"]), lambda: _png_image(data["png"])).copy()
+            return self._decoded_image(data["png"]).copy()
         raise ValueError(f"unknown wire tag {TAG}={kind!r}: client and server versions differ")
+
+    def _decoded_image(self, b64: str) -> Image.Image:
+        return self._decoded.get(b64, lambda: _png_image(b64))
 
 
 def _is_image_array(array: np.ndarray) -> bool:
