@@ -2,7 +2,8 @@
 
 Our other HFPolicy tests compare act-time with recomputed log-probs, but both sides use our own
 input building, so a shared mistake (an image dropped from a later turn, image tokens that do
-not match the features, wrong M-RoPE positions, re-tokenised text) would pass. Here the
+not match the features, wrong M-RoPE positions, a template rendered differently) would pass
+(re-tokenised text is covered there, with non-canonical generated ids). Here the
 reference is built only from transformers' public API: `processor.apply_chat_template(whole
 conversation, tokenize=True)` with the release's chat template, the model's own
 `get_rope_index`, and a plain forward pass. Tiny random Qwen2-VL, Qwen2.5-VL and Qwen3-VL models
@@ -12,6 +13,7 @@ The episode: system; user (question + full view); assistant crop; a feedback tur
 assistant crop; a feedback turn with crop 2 (another size and aspect); assistant answer. The
 feedback role is "user" (what the envs send) or "tool" (tool-calling agents). No image is a
 multiple of the patch factor, so the processor's `smart_resize` changes every one of them.
+It runs one env at a time and as a batch of two envs of different lengths (padding).
 The corruption tests show the comparison is not vacuous: dropping an image, shifting one
 position id or swapping the two crops moves the answer's log-probs by more than 1e-3.
 
