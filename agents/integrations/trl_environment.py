@@ -7,8 +7,8 @@ methods as tools, their schema read from the type hints and docstrings:
 * `crop(x1, y1, x2, y2)` steps the env with that crop and returns the new view as an image
   content block (plus the env's text for the turn). TRL appends it to the conversation as a
   tool message, generates the next turn with it, and puts the image in the TRAINING forward
-  pass as well (`pixel_values` / `image_grid_thw` of every first view and every crop, in order),
-  so all turns are trained with the images they followed, the tool tokens masked out of the loss.
+  pass as well (each episode's `pixel_values`: its first view, then its crops), so all turns
+  are trained with the images they followed, the tool-result tokens masked out of the loss.
 * `answer(choice)` steps the env with the answer; the episode ends.
 
 A bad argument (not a number, a call after the episode ended) returns an error text to the
@@ -22,8 +22,12 @@ grounding on the last step, so an episode the model leaves without calling `answ
 format terms only), the scale metadata `crop_rel_area` (the first crop's area / image area,
 `None` without a crop) and `target_rel_area`, and `srpo_reward` (SRPO advantages over the
 completions of each sample, as `TRLEnvAdapter.srpo_reward`; `make_srpo_reward(**options)`
-for other SRPO options; use it alone with `GRPOConfig(scale_rewards="none")`). The env defines no `get_reward`: TRL would add it with a
-fixed weight 1, which breaks `srpo_reward`'s equality with TRL's advantage.
+for other SRPO options; use it alone with `GRPOConfig(scale_rewards="none")`). The env
+defines no `get_reward`: TRL would add it with a fixed weight 1, which breaks `srpo_reward`'s
+equality with TRL's advantage. TRL runs a tool
+before it checks the completion budget: a result that would overflow `max_completion_length`
+is dropped from the conversation (the episode stops there), but the env has taken the step and
+its terms count; size the budget for `max_turns` turns, image tokens included.
 
 Processor. TRL needs a chat template that renders tool calls and tool messages. Qwen2.5-VL's
 processor template does not (TRL 1.16 says so too); `tool_calling_processor(processor)` swaps
