@@ -38,11 +38,22 @@ def write_vstar(root: Path) -> Path:
 
 
 def test_high_resolution_benchmarks_declare_log_decade_edges():
-    for name in ("vstar", "hrbench", "mme-realworld", "treebench"):
+    for name in ("vstar", "hrbench", "mme-realworld", "treebench", "synthetic-hr"):
         edges, why = dataset_bin_edges(name)
         assert edges == (1e-3, 1e-2) and why
     assert dataset_bin_edges("refcoco")[0] == DEFAULT_BIN_EDGES  # larger objects
     assert dataset_bin_edges("jsonl") is None
+
+
+def test_shipped_synthetic_hr_baselines_use_its_edges_and_fill_three_bins():
+    folder = Path(__file__).resolve().parents[1] / "baselines" / "synthetic-hr"
+    summaries = sorted(folder.glob("*/summary.json"))
+    assert len(summaries) == 5
+    for file in summaries:
+        summary = load_summary(file)
+        meta, per_bin = summary["meta"], summary["per_bin"]
+        assert meta["bin_edges"] == [1e-3, 1e-2] and "dataset 'synthetic-hr' default" in meta["bin_edges_source"]
+        assert all(per_bin[name]["n"] > 0 for name in ("small", "medium", "large")), (file, per_bin)
 
 
 def test_env_info_uses_the_dataset_edges_unless_given(tmp_path):

@@ -1086,7 +1086,8 @@ def read_content(
     return sample.option_letters[best] if scores[best] >= min_score else None
 
 
-register_dataset("synthetic-hr", SyntheticHR)
+register_dataset("synthetic-hr", SyntheticHR, bin_edges=(1e-3, 1e-2),
+                 why="synthetic-hr targets cover 1e-4..0.3 of the image (log-uniform): log-decade edges")
 register_dataset("synthetic", make_synthetic)
 
 

@@ -124,7 +124,7 @@ class GroundedVQAEnv(gym.Env[dict, str]):
     `patch_size=28`, `invalid_box="clip"`, `min_crop=28`, `max_aspect=100`,
     `multi_box="first"`, `max_action_chars=4096`, `reward_weights`, `grounding_metric="iou"`,
     `grounding_agg="max"`, `scale_bin_edges=None` (the dataset's declared edges, e.g. (1e-3, 1e-2)
-    for V*, HR-Bench, MME-RealWorld and TreeBench; else (0.1, 0.3); `env.scale_bin_edges_source`
+    for V*, HR-Bench, MME-RealWorld, TreeBench and synthetic-hr; else (0.1, 0.3); `env.scale_bin_edges_source`
     says which), `image_cache_size=4`,
     `max_image_pixels`, `reduced_decode=True` (first view of a JPEG from a 1/2-1/8 scale
     decode, PSNR >= 30 dB against the full decode, see docs/benchmarks.md),

@@ -126,7 +126,7 @@ def eval_parser() -> argparse.ArgumentParser:
     run.add_argument("--bin-edges", type=_edges_arg, default=None, metavar="E1,E2|quantiles:K",
                      help="scale-bin edges on the target's relative area for the summary, or quantiles:K "
                      "(K equal-count bins of this run); default: the dataset's (V*, HR-Bench, "
-                     "MME-RealWorld, TreeBench: 0.001,0.01), else 0.1,0.3")
+                     "MME-RealWorld, TreeBench, synthetic-hr: 0.001,0.01), else 0.1,0.3")
     run.add_argument("--overwrite", action="store_true", help="discard a different evaluation in --out")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--no-plots", action="store_true", help="no PNG plots")
