@@ -1,7 +1,7 @@
 """Under CI (`CI=true`), a test skipped for want of an extra that CI installs fails instead.
 
 `.ci/run` installs `.[all]`, so in CI `pytest.importorskip("trl")` (or any skip whose reason names
-torch, transformers, accelerate, trl, stable-baselines3 or OpenCV) can only mean a broken install
+torch, transformers, accelerate, trl, stable-baselines3, OpenCV, verl or openenv) can only mean a broken install
 or a broken import, and a silent skip would let either pass. This plugin (loaded by
 tests/conftest.py; `-p tests.ci_guard` elsewhere) turns such skips into failures, naming the
 extra. Tests marked `gpu` still skip (no GPU in CI), and so does everything else, e.g. vLLM
@@ -25,6 +25,8 @@ CI_EXTRAS = {
     "datasets": "trl",  # a dependency of trl; tests/test_trl_integration.py needs it
     "stable_baselines3": "sb3",
     "cv2": "fast",
+    "verl": "verl",
+    "openenv": "serve",
 }
 """Import name -> the pyproject extra that installs it; `.ci/run` installs all of them."""
 

@@ -22,18 +22,25 @@ from concurrent.futures import ThreadPoolExecutor
 import gymnasium as gym
 import numpy as np
 import pytest
-import requests
 from gymnasium import spaces
 from gymnasium.utils.env_checker import check_env, data_equivalence
 from PIL import Image
-from websockets.asyncio.client import connect
 
-import grounding_gym  # noqa: F401  (registers the ids)
-from grounding_gym.envs import ENV_SPECS
-from grounding_gym.remote import RemoteEnv, RemoteEnvError, create_server_app, serve_in_thread
-from grounding_gym.remote.codec import ImageCodec, space_from_json, space_to_json
-from grounding_gym.remote.server import main as serve_cli
-from grounding_gym.spaces import ImageSpace, UnicodeText
+pytest.importorskip("openenv")  # the `serve` extra (requests and websockets come with it)
+import requests  # noqa: E402
+from websockets.asyncio.client import connect  # noqa: E402
+
+import grounding_gym  # noqa: E402,F401  (registers the ids)
+from grounding_gym.envs import ENV_SPECS  # noqa: E402
+from grounding_gym.remote import (  # noqa: E402
+    RemoteEnv,
+    RemoteEnvError,
+    create_server_app,
+    serve_in_thread,
+)
+from grounding_gym.remote.codec import ImageCodec, space_from_json, space_to_json  # noqa: E402
+from grounding_gym.remote.server import main as serve_cli  # noqa: E402
+from grounding_gym.spaces import ImageSpace, UnicodeText  # noqa: E402
 
 ENV_ID = "GroundedVQA-HR-v0"
 SMALL = {"dataset_kwargs": {"num_samples": 16, "image_size": (320, 640)}}
