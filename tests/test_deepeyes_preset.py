@@ -151,6 +151,7 @@ def test_malformed_calls_score_format_zero_and_go_on(case):
     assert not terminated and not truncated
     if kind == "crop":  # JSON read leniently: the crop happens, the format term is lost
         assert info["crop_box"] == (100.0, 80.0, 400.0, 300.0)
+        assert "JSON" in info["action_error"]  # the parser's format note is kept in info
     else:  # refused: the reason in info and in a text-only user turn; the view is unchanged
         assert info["action_error"] and info["crop_box"] is None
         assert np.array_equal(obs["image"], first["image"])

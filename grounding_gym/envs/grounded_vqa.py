@@ -112,7 +112,8 @@ class GroundedVQAEnv(gym.Env[dict, str]):
 
     ## Info
     `sample_id, turn, view_box` (original px), `view_size` (w, h), `image_size` (w, h),
-    `action_kind` ("crop" | "answer" | "invalid" | None at reset), `action_error`,
+    `action_kind` ("crop" | "answer" | "invalid" | None at reset), `action_error` (why the
+    action was refused, or the format note of an accepted one whose format is off; else None),
     `crop_box` (original px or None), `crop_adjusted`, `crops` (all crops so far), `gt_boxes`,
     `crop_iou, crop_coverage, crop_rel_area` (None without a crop or ground truth),
     `target_rel_area, target_scale_bin, crop_scale_bin`, `reward_terms`, `messages`;
@@ -269,10 +270,11 @@ class GroundedVQAEnv(gym.Env[dict, str]):
         crop, error, adjusted = (None, parsed.error, False)
         if parsed.kind == "crop":
             frame_box, frame_size = self.action_reference()
-            crop, error, adjusted = resolve_crop(
+            crop, refusal, adjusted = resolve_crop(
                 parsed.boxes[0], self.coord_frame, frame_box, frame_size,
                 min_crop=self.min_crop, max_aspect=self.max_aspect, invalid_box=self.invalid_box,
             )  # fmt: skip
+            error = refusal or parsed.error  # an accepted crop keeps the parser's format note
         terms = self._zero_terms()
         terms["format"] = format_reward(parsed.format_ok, accepted=crop is not None)
         truncated = self.turn >= self.max_turns
