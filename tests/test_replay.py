@@ -126,6 +126,13 @@ def test_replay_reproduces_hand_computed_accuracy_and_crops(tmp_path):
     assert report["lines"] == 5 and report["matched"] == 3
     assert report["unmatched_lines"] == [4] and report["duplicate_lines"] == [5]
     assert report["samples_without_line"] == 1 and report["ambiguous_lines"] == []
+    # Re-running the finished run re-summarises it without rebuilding the agent: the report stays.
+    again = evaluate(
+        "replay", "GroundedVQA-HR-v0", env_kwargs={"coord_frame": "original", "data_dir": str(root)},
+        agent_kwargs={"path": str(path), "match": "image+question"}, out_dir=tmp_path / "run",
+        progress=False, plots=False, **VSTAR,
+    )  # fmt: skip
+    assert again["meta"]["agent_report"] == report and again["overall"] == summary["overall"]
 
 
 def test_replay_by_id_and_a_line_matching_two_samples(tmp_path):

@@ -306,12 +306,27 @@ def evaluate(
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "out_dir": str(out) if out is not None else None,
     }
-    if getattr(agent, "report", None) is not None:  # e.g. the replay agent's matching counts
-        meta["agent_report"] = jsonable(agent.report)  # type: ignore[union-attr]
+    report = _agent_report(agent, out)
+    if report is not None:  # e.g. the replay agent's matching counts
+        meta["agent_report"] = report
     summary = summarize(records, edges, meta)
     if out is not None:
         write_reports(out, summary, records, plots=plots)
     return summary
+
+
+def _agent_report(agent: Agent | str, out: Path | None) -> Any:
+    """The agent's `report` (JSON-ready), or None. Re-summarising a finished run does not
+    rebuild its agent (`agent` is still a name), so the report of the summary already in
+    `out` is carried over instead of lost."""
+    if getattr(agent, "report", None) is not None:
+        return jsonable(agent.report)  # type: ignore[union-attr]
+    if not isinstance(agent, str) or out is None:
+        return None
+    try:
+        return json.loads((out / "summary.json").read_text(encoding="utf-8"))["meta"].get("agent_report")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def summary_bin_edges(
