@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from agents.integrations.verl import AGENT_LOOP_NAME
+from grounding_gym.atomic import atomic_open
 from grounding_gym.data import make_dataset
 
 
@@ -65,7 +66,10 @@ def main(argv: list[str] | None = None) -> None:
         ("val", args.val, val_kwargs, args.val_data_dir),
     ):
         table = pa.Table.from_pylist(rows(name, kwargs, data_dir, split))
-        pq.write_table(table, args.out / f"{split}.parquet")
+        # atomic: run_qwen25vl7b.sh skips this script once train.parquet exists, so a half-written
+        # file from an interrupted run must never be left there
+        with atomic_open(args.out / f"{split}.parquet", "wb") as handle:
+            pq.write_table(table, handle)
         print(f"{split}: {table.num_rows} rows of {name} -> {args.out / f'{split}.parquet'}")
 
 
