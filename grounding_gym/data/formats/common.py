@@ -348,8 +348,8 @@ def iter_json_array(file: str) -> Iterator[tuple[int, Any]]:
     decoder = json.JSONDecoder()
     pos = _skip_space(text, 0)
     if not text.startswith("[", pos):
-        load_json(file)  # raises for invalid JSON
-        raise format_error(file, f"expected a JSON list of records, got {type(load_json(file)).__name__}")
+        data = load_json(file)  # raises for invalid JSON
+        raise format_error(file, f"expected a JSON list of records, got {type(data).__name__}")
     pos, line, counted = _skip_space(text, pos + 1), 1, 0
     if text.startswith("]", pos):
         return
