@@ -864,12 +864,10 @@ def parse_choices(value: Any, where: str, field: str = "options") -> Choices:
 def parse_options(value: Any, where: str, field: str = "options") -> tuple[str, ...]:
     """Option texts in position order from a list, a letter->text dict, or one string
     (`parse_choices(...).texts`; list items keep any printed label)."""
-    if isinstance(value, str):
-        return split_options_string(value, where, field).texts
     choices = parse_choices(value, where, field)
-    if isinstance(value, Mapping):
-        return choices.texts
-    return tuple(str(t).strip() for t in value)
+    if isinstance(value, (list, tuple)):
+        return tuple(str(t).strip() for t in value)
+    return choices.texts
 
 
 def answer_letter(
