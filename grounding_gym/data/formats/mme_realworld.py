@@ -43,7 +43,6 @@ from grounding_gym.data.formats.common import (
     parse_choices,
     require,
     resolve_file,
-    split_choice_label,
 )
 from grounding_gym.data.formats.hrbench import tsv_options
 from grounding_gym.data.sample import Sample
@@ -190,8 +189,7 @@ def _tsv_sample(
     index = record["index"].strip()
     if ids.is_repeat(index, record, where):
         return None
-    split = [split_choice_label(t) for t in tsv_options(rec, where)]
-    choices = Choices(tuple(t for _, t in split), tuple(label for label, _ in split))
+    choices = parse_choices(tsv_options(rec, where), where)
     image = _tsv_image(record, where, ref, images, by_index)
     by_index.setdefault(index, image)
     return Sample(
