@@ -27,6 +27,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from grounding_gym.atomic import atomic_write_text  # noqa: E402
 from grounding_gym.data import Sample  # noqa: E402
 from grounding_gym.envs.deepeyes import DeepEyesEnv  # noqa: E402
 from grounding_gym.envs.grounded_vqa import DEFAULT_MAX_PIXELS  # noqa: E402
@@ -160,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nPer photo, first view budget {budget}:\n")
     print(photo_table(rows, budget))
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
+        atomic_write_text(args.json, json.dumps(rows, indent=1))
     return 0
 
 
