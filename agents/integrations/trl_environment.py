@@ -54,8 +54,6 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from PIL import Image
-
 from agents.integrations.trl import first_observation_row, srpo_by_sample
 from grounding_gym.actions import format_answer, format_crop
 
@@ -145,7 +143,7 @@ class GroundingToolEnv:
         obs, info = self._step(action)
         if info["crop_box"] is None:  # refused (invalid_box="reject"): the env's message, no new view
             return obs["dialogue"]
-        view = Image.fromarray(obs["image"])
+        view = self.views[-1]  # the env's own PIL copy of the new view (in its messages), not a second one
         return [{"type": "image", "image": view}, {"type": "text", "text": obs["dialogue"]}]
 
     def answer(self, choice: str) -> str:
