@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,6 +124,12 @@ def _read_json(file: Path) -> Any:
         raise PublishedFormatError(f"{file}: not valid JSON ({exc})") from exc
 
 
+def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """`" (did you mean 'x'?)"` for the closest of `candidates`, or ""."""
+    hint = difflib.get_close_matches(name, list(candidates), n=1)
+    return f" (did you mean {hint[0]!r}?)" if hint else ""
+
+
 def _check_fields(file: Path, where: str, value: Any, fields: Mapping[str, bool]) -> None:
     """`value` must be an object with every required field and no unknown one."""
     if not isinstance(value, dict):
@@ -133,8 +139,7 @@ def _check_fields(file: Path, where: str, value: Any, fields: Mapping[str, bool]
         raise _fail(file, where, f"missing field(s) {missing}")
     unknown = sorted(set(value) - set(fields))
     if unknown:
-        hints = {k: difflib.get_close_matches(k, list(fields), n=1) for k in unknown}
-        said = ", ".join(f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for k, h in hints.items())
+        said = ", ".join(f"{k!r}{_did_you_mean(k, fields)}" for k in unknown)
         raise _fail(file, where, f"unknown field(s) {said}; allowed: {sorted(fields)}")
 
 
@@ -178,9 +183,7 @@ def _accuracy(file: Path, where: str, value: Any, splits: Sequence[str], quote: 
     accuracy = {}
     for split, number in value.items():
         if split not in splits:
-            hint = difflib.get_close_matches(split, list(splits), n=1)
-            raise _fail(file, where, f"unknown split {split!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-                        + f"; splits: {list(splits)}")  # fmt: skip
+            raise _fail(file, where, f"unknown split {split!r}{_did_you_mean(split, splits)}; splits: {list(splits)}")
         if isinstance(number, bool) or not isinstance(number, (int, float)) or not 0.0 <= number <= 100.0:
             raise _fail(file, where, f"accuracy[{split!r}] must be a percentage in [0, 100], got {number!r}")
         if f"{number:g}" not in quote:
@@ -195,9 +198,8 @@ def _row(file: Path, index: int, value: Any, splits: Sequence[str], sources: Map
     _check_fields(file, where, value, _ROW_FIELDS)
     source = value["source"]
     if source not in sources:
-        hint = difflib.get_close_matches(str(source), list(sources), n=1)
-        raise _fail(file, where, f"source {source!r} is not in {SOURCES_FILE}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-                    + f"; known: {sorted(sources)}")  # fmt: skip
+        raise _fail(file, where, f"source {source!r} is not in {SOURCES_FILE}{_did_you_mean(str(source), sources)}; "
+                    f"known: {sorted(sources)}")  # fmt: skip
     quote = " ".join(_text(file, where, value["quote"], "quote").split())
     return PublishedRow(
         system=_text(file, where, system, "system"),
@@ -273,11 +275,7 @@ def find_published(name: str, root: str | Path | None = None) -> list[PublishedB
     found = exact or [b for b in every if name in b.datasets]
     if not found:
         known = sorted({b.name for b in every} | {d for b in every for d in b.datasets})
-        hint = difflib.get_close_matches(name, known, n=1)
-        raise FileNotFoundError(
-            f"no published results for {name!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-            + f"; published: {known}"
-        )  # fmt: skip
+        raise FileNotFoundError(f"no published results for {name!r}{_did_you_mean(name, known)}; published: {known}")
     return found
 
 
