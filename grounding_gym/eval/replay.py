@@ -37,10 +37,11 @@ import json
 import os
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 from grounding_gym.actions import format_answer, parse_action
+from grounding_gym.data.formats.common import iter_jsonl
 from grounding_gym.data.sample import Sample
 
 __all__ = ["MATCH_MODES", "ReplayAgent", "assistant_actions", "message_text"]
@@ -194,20 +195,11 @@ class ReplayAgent:
         self.report = report
         self._warn()
 
-    def _records(self) -> Any:
+    def _records(self) -> Iterator[tuple[int, dict[str, Any]]]:
         if not os.path.isfile(self.path):
             raise FileNotFoundError(f"replay: no file {self.path!r} (agent kwarg path=)")
-        with open(self.path, encoding="utf-8-sig") as handle:
-            for line, raw in enumerate(handle, start=1):
-                if not raw.strip():
-                    continue
-                try:
-                    record = json.loads(raw)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{self.path}, line {line}: not valid JSON ({exc})") from exc
-                if not isinstance(record, dict):
-                    raise ValueError(f"{self.path}, line {line}: expected a JSON object, got {type(record).__name__}")
-                yield line, record
+        for record in iter_jsonl(self.path):
+            yield record.line, record.value
 
     def _line_key(self, record: Mapping[str, Any], line: int) -> tuple[str, ...]:
         where = f"{self.path}, line {line}"
