@@ -39,7 +39,7 @@ from grounding_gym.atomic import atomic_write_text
 from grounding_gym.eval.agents import Agent, make_agent
 from grounding_gym.eval.metrics import summarize
 from grounding_gym.eval.records import EpisodeRecorder, append_record, jsonable, read_records
-from grounding_gym.eval.report import write_reports
+from grounding_gym.eval.report import load_summary, write_reports
 from grounding_gym.scale import check_bin_edges, parse_bin_spec, quantile_bin_edges
 
 __all__ = ["EPISODES_FILE", "CONFIG_FILE", "RunMismatchError", "episode_plan", "episode_seed", "evaluate", "make_eval_env"]
@@ -324,7 +324,7 @@ def _agent_report(agent: Agent | str, out: Path | None) -> Any:
     if not isinstance(agent, str) or out is None:
         return None
     try:
-        return json.loads((out / "summary.json").read_text(encoding="utf-8"))["meta"].get("agent_report")
+        return load_summary(out)["meta"].get("agent_report")
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
