@@ -14,6 +14,7 @@ import pytest
 
 from grounding_gym.cli import main
 from grounding_gym.eval import read_records
+from tests.test_eval import episode_records
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--image-size", "768", "--dataset-kwargs", '{"num_samples": 40, "target_rel_area": [5e-4, 5e-3]}',
@@ -150,12 +151,7 @@ def test_sigkill_mid_evaluation_then_rerun_completes_every_episode_once(tmp_path
     # Record by record (timings aside), the resumed run is the uninterrupted one.
     straight = tmp_path / "straight"
     assert main([*cmd[3:cmd.index("--out")], "--out", str(straight), *cmd[cmd.index("--out") + 2:]]) == 0
-
-    def by_episode(path):
-        records = sorted(read_records(path / "episodes.jsonl"), key=lambda r: r["episode"])
-        return [{k: v for k, v in r.items() if k != "elapsed_s"} for r in records]
-
-    for want, have in zip(by_episode(straight), by_episode(out), strict=True):
+    for want, have in zip(episode_records(straight), episode_records(out), strict=True):
         assert have == want, f"episode {want['episode']} differs after the SIGKILL and rerun"
 
 
