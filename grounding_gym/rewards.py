@@ -15,11 +15,13 @@ from __future__ import annotations
 import math
 import re
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from grounding_gym.geometry import Box, coverage, iou, union_box
 
 DEFAULT_REWARD_WEIGHTS: dict[str, float] = {"answer": 1.0, "format": 0.1, "grounding": 0.5}
+REWARD_TERMS = ("answer", "format", "grounding")
+"""The terms every GroundedVQA step reports in `info["reward_terms"]` (other envs may add more)."""
 GROUNDING_METRICS = ("iou", "coverage")
 GROUNDING_AGGREGATIONS = ("max", "last", "mean")
 
@@ -177,3 +179,19 @@ def combine_rewards(terms: Mapping[str, float], weights: Mapping[str, float]) ->
     1.1
     """
     return float(sum(weights.get(name, 0.0) * value for name, value in terms.items()))
+
+
+def sum_reward_terms(
+    steps: Iterable[Mapping[str, float]], always: Sequence[str] = REWARD_TERMS
+) -> dict[str, float]:
+    """Each term summed over an episode's steps (`info["reward_terms"]` of each step); the
+    `always` terms are present (0.0) even when no step reported them.
+
+    >>> sum_reward_terms([{"answer": 0.0, "format": 1.0}, {"answer": 1.0, "format": 1.0, "grounding": 0.5}])
+    {'answer': 1.0, 'format': 2.0, 'grounding': 0.5}
+    """
+    total = dict.fromkeys(always, 0.0)
+    for terms in steps:
+        for name, value in terms.items():
+            total[name] = total.get(name, 0.0) + float(value)
+    return total

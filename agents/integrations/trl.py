@@ -62,6 +62,8 @@ from typing import Any
 
 import numpy as np
 
+from grounding_gym.rewards import sum_reward_terms
+
 __all__ = [
     "TRLEnvAdapter",
     "TRLRunSetup",
@@ -401,10 +403,7 @@ class TRLEnvAdapter:
             out["prompt_ids"].append(policy.prompt_token_ids(traj.messages[:2]))
             out["completion_ids"].append(list(first.token_ids))
             out["logprobs"].append(list(first.logprobs))
-            sums = {"answer": 0.0, "format": 0.0, "grounding": 0.0}
-            for turn in traj.turns:
-                for key in sums:
-                    sums[key] += float(turn.reward_terms.get(key, 0.0))
+            sums = sum_reward_terms(turn.reward_terms for turn in traj.turns)
             out["episode_reward"].append(traj.total_reward)
             out["episode_answer"].append(sums["answer"])
             out["episode_format"].append(sums["format"])

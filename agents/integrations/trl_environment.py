@@ -56,13 +56,13 @@ from typing import Any
 
 from agents.integrations.trl import first_observation_row, srpo_by_sample
 from grounding_gym.actions import format_answer, format_crop
+from grounding_gym.rewards import sum_reward_terms
 
 __all__ = [
     "TOOL_REWARDS",
     "TOOL_SYSTEM_PROMPT",
     "GroundingToolEnv",
     "make_srpo_reward",
-    "sum_reward_terms",
     "tool_dataset",
     "tool_reward_funcs",
     "tool_calling_processor",
@@ -237,19 +237,6 @@ def _crop_action(box: Sequence[Any]) -> str:
     values = [float(v) for v in box]
     decimals = 0 if all(v.is_integer() for v in values) else CROP_DECIMALS
     return format_crop(values, decimals=decimals)
-
-
-def sum_reward_terms(terms: Iterable[dict[str, float]]) -> dict[str, float]:
-    """Sum per-step reward-term dicts; answer, format and grounding are always present.
-
-    >>> sum_reward_terms([{"answer": 0.0, "format": 1.0}, {"answer": 1.0, "format": 1.0, "grounding": 0.5}])
-    {'answer': 1.0, 'format': 2.0, 'grounding': 0.5}
-    """
-    total = {"answer": 0.0, "format": 0.0, "grounding": 0.0}
-    for step_terms in terms:
-        for key, value in step_terms.items():
-            total[key] = total.get(key, 0.0) + float(value)
-    return total
 
 
 def tool_dataset(env: GroundingToolEnv, sample_ids: Iterable[Any]) -> Any:

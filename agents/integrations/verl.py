@@ -67,6 +67,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the verl
 from agents.algos import advantages as ours
 from agents.policies.base import Generation, Trajectory, Turn
 from agents.rollout import MAX_EPISODE_STEPS, rollout_arrays, strip_info
+from grounding_gym.rewards import REWARD_TERMS, sum_reward_terms
 
 __all__ = [
     "AGENT_LOOP_NAME",
@@ -145,10 +146,8 @@ def _images(messages: list[dict[str, Any]]) -> list[Any]:
 
 def episode_fields(trajectory: Trajectory) -> dict[str, float]:
     """`EPISODE_FIELDS` of one finished (or cut) episode, floats (NaN where undefined)."""
-    sums = {key: 0.0 for key in ("answer", "format", "grounding")}
-    for turn in trajectory.turns:
-        for key in sums:
-            sums[key] += float(turn.reward_terms.get(key, 0.0))
+    terms = sum_reward_terms(turn.reward_terms for turn in trajectory.turns)
+    sums = {key: terms[key] for key in REWARD_TERMS}
     arrays = rollout_arrays([trajectory])
     return {
         **sums,
