@@ -27,14 +27,13 @@ import io
 import math
 import os
 import warnings
-from collections import OrderedDict
-from collections.abc import Callable
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from grounding_gym.data.sample import ImageSource
 from grounding_gym.geometry import Box
+from grounding_gym.lru import LRU
 from grounding_gym.validation import check_choice
 
 DEFAULT_MAX_IMAGE_PIXELS = 16384 * 16384
@@ -505,7 +504,7 @@ def source_scale(
     return w / orig_w, h / orig_h
 
 
-class ImageCache:
+class ImageCache(LRU):
     """A small LRU of decoded `ImageHandle`s keyed by sample id (bounds resident memory).
 
     Args:
@@ -513,23 +512,4 @@ class ImageCache:
     """
 
     def __init__(self, max_items: int = 4):
-        if max_items < 0:
-            raise ValueError(f"image_cache_size must be >= 0, got {max_items}")
-        self.max_items = max_items
-        self._handles: OrderedDict[str, ImageHandle] = OrderedDict()
-
-    def get(self, key: str, make: Callable[[], ImageHandle]) -> ImageHandle:
-        """The cached handle for `key`, or a new one from `make()` (cached)."""
-        handle = self._handles.get(key)
-        if handle is not None:
-            self._handles.move_to_end(key)
-            return handle
-        handle = make()
-        if self.max_items:
-            self._handles[key] = handle
-            while len(self._handles) > self.max_items:
-                self._handles.popitem(last=False)
-        return handle
-
-    def __len__(self) -> int:
-        return len(self._handles)
+        super().__init__(max_items, name="image_cache_size")

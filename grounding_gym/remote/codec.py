@@ -30,14 +30,13 @@ import hashlib
 import io
 import math
 import weakref
-from collections import OrderedDict
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 from PIL import Image
 
+from grounding_gym.lru import LRU
 from grounding_gym.spaces import ImageSpace, UnicodeText
 
 TAG = "__gg__"
@@ -46,38 +45,6 @@ PNG_MODES = frozenset({"1", "L", "LA", "P", "RGB", "RGBA", "I;16"})
 PNG_COMPRESS_LEVEL = 1
 """zlib level of the PNG encoder: 1 is several times faster than PIL's 6 and still lossless."""
 _NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
-
-
-class LRU:
-    """At most `max_items` values by key; the least recently used goes first (0: no caching)."""
-
-    def __init__(self, max_items: int):
-        if max_items < 0:
-            raise ValueError(f"cache size must be >= 0, got {max_items}")
-        self.max_items = max_items
-        self._items: OrderedDict[Any, Any] = OrderedDict()
-
-    def get(self, key: Any, make: Callable[[], Any]) -> Any:
-        """The value kept for `key`, else `make()` (then kept)."""
-        if key in self._items:
-            self._items.move_to_end(key)
-            return self._items[key]
-        value = make()
-        self.put(key, value)
-        return value
-
-    def peek(self, key: Any) -> Any:
-        """The value kept for `key` (now the most recent), or None."""
-        if key in self._items:
-            self._items.move_to_end(key)
-        return self._items.get(key)
-
-    def put(self, key: Any, value: Any) -> None:
-        if self.max_items:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            if len(self._items) > self.max_items:
-                self._items.popitem(last=False)
 
 
 class ImageCodec:
