@@ -564,17 +564,19 @@ class Trainer:
                         target_bins: np.ndarray) -> dict[str, float]:  # fmt: skip
         """`grad_share/<bin>`: each target bin's share of the squared gradient norm of the step's
         policy-gradient loss, from the update's first forward (`logp`, before any weight change):
-        one backward per occupied bin with every other bin's advantages zeroed. Falls back to
-        the rollout shares when the whole gradient is zero."""
+        one backward per bin whose rollouts carry advantage, with every other bin's advantages
+        zeroed (a bin without any has gradient 0: no backward). Falls back to the rollout shares
+        when the whole gradient is zero."""
         names = self.cfg.bin_names
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         loss_cfg = dataclasses.replace(self.cfg.loss_config, beta=0.0)
+        adv = adv.to(logp.device)
         norms = np.zeros(len(names))
         for b in range(len(names)):
-            in_bin = torch.from_numpy(target_bins == b).to(logp.device, logp.dtype)
-            if not bool(in_bin.any()):
+            bin_adv = adv * torch.from_numpy(target_bins == b).to(logp.device, logp.dtype)
+            if not bool(bin_adv.any()):  # no rollout in the bin, or all with A = 0
                 continue
-            loss, _ = compute_loss(logp, old, None, adv.to(logp.device) * in_bin, mask, loss_cfg)
+            loss, _ = compute_loss(logp, old, None, bin_adv, mask, loss_cfg)
             grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
             norms[b] = float(sum(float(g.pow(2).sum()) for g in grads if g is not None))
         fallback = shares(np.ones(len(target_bins)), target_bins, len(names))
