@@ -30,7 +30,6 @@ import dataclasses
 import inspect
 import math
 import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from agents.policies.base import Generation, Policy, Trajectory, Turn
+from grounding_gym.lru import LRU
 from grounding_gym.views import ImageHandle
 
 __all__ = [
@@ -316,8 +316,8 @@ class SharedImageDataset(Sequence):
 
     def __init__(self, dataset: Sequence[Any], max_images: int = 32):
         self.dataset, self.max_images = dataset, max_images
-        self._images: OrderedDict[str, Any] = OrderedDict()
-        self._samples: OrderedDict[int, Any] = OrderedDict()
+        self._images = LRU(max_images, name="max_images")  # sample id -> decoded image
+        self._samples = LRU(4 * max_images, name="max_images")  # index -> sample
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -326,29 +326,23 @@ class SharedImageDataset(Sequence):
     def __getitem__(self, index: int) -> Any:  # type: ignore[override]
         index = int(index) + (len(self) if index < 0 else 0)
         with self._lock:
-            sample = self._samples.get(index)
-            if sample is not None:
-                self._samples.move_to_end(index)
-                return sample
+            sample = self._samples.peek(index)
+        if sample is not None:
+            return sample
         base = self.dataset[index]
         sample = dataclasses.replace(base, image=_CachedImage(self, base.id, base.image))
         with self._lock:
-            self._samples[index] = sample
-            while len(self._samples) > 4 * self.max_images:
-                self._samples.popitem(last=False)
+            self._samples.put(index, sample)
         return sample
 
     def _image(self, key: str, source: Any) -> Any:
         with self._lock:
-            image = self._images.get(key)
-            if image is not None:
-                self._images.move_to_end(key)
-                return image
-        image = ImageHandle(source).image()
+            image = self._images.peek(key)
+        if image is not None:
+            return image
+        image = ImageHandle(source).image()  # decoded outside the lock: other envs go on
         with self._lock:
-            self._images[key] = image
-            while len(self._images) > self.max_images:
-                self._images.popitem(last=False)
+            self._images.put(key, image)
         return image
 
 
@@ -368,8 +362,7 @@ class FirstViewCache:
     """
 
     def __init__(self, max_items: int = 64):
-        self.max_items = max_items
-        self._views: OrderedDict[tuple[str, tuple[int, int]], np.ndarray] = OrderedDict()
+        self._views = LRU(max_items, name="max_items")  # (sample id, image size) -> first view
         self._lock = threading.Lock()
 
     def install(self, env: Any) -> bool:
@@ -384,15 +377,11 @@ class FirstViewCache:
                 return show(box_orig)
             key = (env.sample.id, tuple(env._handle.size))
             with cache._lock:
-                hit = cache._views.get(key)
-                if hit is not None:
-                    cache._views.move_to_end(key)
+                hit = cache._views.peek(key)
             if hit is None:
                 view = show(box_orig, first_view=True)
                 with cache._lock:
-                    cache._views[key] = view.copy()
-                    while len(cache._views) > cache.max_items:
-                        cache._views.popitem(last=False)
+                    cache._views.put(key, view.copy())
                 return view
             view = hit.copy()
             env.view_box = box_orig

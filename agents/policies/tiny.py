@@ -54,7 +54,6 @@ import hashlib
 import math
 import re
 import zlib
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -68,6 +67,7 @@ from agents.policies.base import Generation, Trajectory
 from agents.rollout import info_before_turn
 from grounding_gym.actions import format_answer, format_crop
 from grounding_gym.geometry import Box, from_original, to_original
+from grounding_gym.lru import LRU
 
 __all__ = ["TinyPolicy", "hash_words", "parse_prompt"]
 
@@ -219,8 +219,7 @@ class TinyPolicy(nn.Module):
         self.answer_mlp = nn.Sequential(nn.Linear(n_in, 32), nn.ReLU(), nn.Linear(32, answer_dim + 1))
         self.option_emb = nn.EmbeddingBag(text_buckets, answer_dim, mode="mean")
         self._init_weights()
-        self.input_cache_size = 512
-        self._input_cache: OrderedDict[tuple, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        self._input_cache = LRU(512)  # (shape, sha1 of the pixels) -> view_features on the device
 
     # ------------------------------------------------------------------ vocabulary
 
@@ -337,16 +336,12 @@ class TinyPolicy(nn.Module):
         epochs reuse the act-time inputs, and the G rollouts of a question share their first view."""
         array = np.ascontiguousarray(image, dtype=np.uint8)
         key = (array.shape, hashlib.sha1(memoryview(array).cast("B"), usedforsecurity=False).digest())
-        value = self._input_cache.get(key)
-        if value is not None:
-            self._input_cache.move_to_end(key)
-            return value
-        colour, texture = view_features(array, self.grid)
-        value = (colour.to(self.region_bias.device), texture.to(self.region_bias.device))
-        self._input_cache[key] = value
-        while len(self._input_cache) > self.input_cache_size:
-            self._input_cache.popitem(last=False)
-        return value
+
+        def features() -> tuple[torch.Tensor, torch.Tensor]:
+            colour, texture = view_features(array, self.grid)
+            return colour.to(self.region_bias.device), texture.to(self.region_bias.device)
+
+        return self._input_cache.get(key, features)
 
     def _batch(self, observations: Sequence[dict[str, Any]], infos: Sequence[dict[str, Any]],
                prompts: Sequence[str]) -> _Batch:  # fmt: skip
