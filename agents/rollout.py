@@ -39,6 +39,7 @@ import numpy as np
 
 from agents.policies.base import Generation, Policy, Trajectory, Turn
 from grounding_gym.lru import LRU
+from grounding_gym.rewards import sum_reward_terms
 from grounding_gym.views import ImageHandle
 
 __all__ = [
@@ -461,11 +462,7 @@ def rollout_metrics(
     out: dict[str, float] = {}
     terms: dict[str, list[float]] = {}
     for t in trajectories:
-        sums: dict[str, float] = {}
-        for turn in t.turns:
-            for key, value in turn.reward_terms.items():
-                sums[key] = sums.get(key, 0.0) + float(value)
-        for key, value in sums.items():
+        for key, value in sum_reward_terms((turn.reward_terms for turn in t.turns), always=()).items():
             terms.setdefault(key, []).append(value)
     out["reward"] = float(np.mean([t.total_reward for t in trajectories]))
     for key, values in sorted(terms.items()):
