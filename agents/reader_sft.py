@@ -28,6 +28,7 @@ from agents.checkpoint import atomic_torch_save
 from agents.policies.tiny import TinyPolicy
 from agents.trainer import TrainerConfig, load_config, merge_kwargs
 from grounding_gym.actions import format_crop
+from grounding_gym.eval.agents import action_frame
 from grounding_gym.geometry import Box, from_original
 
 __all__ = ["READER_PARAMETERS", "crop_views", "train_reader", "main"]
@@ -54,7 +55,7 @@ def crop_views(env: Any, sample_id: int, scales: Sequence[float]) -> list[tuple[
         )
         crop = Box(x1, y1, x1 + side_w, y1 + side_h)  # original px
         frame = info.get("coord_frame", "view")
-        box = from_original(crop, frame, Box(*info["view_box"]), tuple(info["view_size"]))
+        box = from_original(crop, frame, *action_frame(info))
         obs, _, _, _, info = env.step(format_crop(box.as_tuple(), decimals=1 if frame == "view" else 4))
         out.append((obs, info, prompt))
     return out

@@ -18,7 +18,8 @@ from PIL import Image
 
 import grounding_gym  # noqa: F401  (registers the ids)
 from grounding_gym.envs.deepeyes import DEEPEYES_SYSTEM_PROMPT, IMAGE_ZOOM_IN_TOOL, DeepEyesEnv
-from grounding_gym.geometry import Box, view_to_original
+from grounding_gym.eval.agents import action_frame, crop_action_text
+from grounding_gym.geometry import Box, coverage, to_original, view_to_original
 from tests.conftest import toy_samples
 
 ENV_ID = "GroundedVQA-HR-DeepEyes-v0"
@@ -211,6 +212,40 @@ def test_view_frame_crops_the_view_frame_box():
     assert np.array_equal(
         obs["image"], reference_view(original, info["crop_box"], info["view_size"])
     )
+
+
+@pytest.mark.parametrize("frame", ["view", "original"])
+def test_scripted_crops_after_a_zoom_land_where_meant(frame):
+    """Agents write boxes in `action_frame(info)`: here it stays the first view after a zoom (not
+    the crop now shown), so a region meant in original px is cut as meant on the second call."""
+    env = make_env(coord_frame=frame)
+    _, info = env.reset(seed=0, options={"sample_id": 0})
+    first = (info["view_box"], info["view_size"])
+    assert (info["action_frame_box"], info["action_frame_size"]) == first
+    info = env.step(crop_action_text(Box(100, 80, 500, 400), *action_frame(info), frame))[4]
+    assert info["view_box"] != first[0]
+    assert (info["action_frame_box"], info["action_frame_size"]) == first
+    meant = Box(200, 150, 300, 230)  # inside the first crop, original px
+    info = env.step(crop_action_text(meant, *action_frame(info), frame))[4]
+    cut = Box(*info["crop_box"])
+    assert coverage(meant, cut) == 1.0  # all of it, and at most a view px (~1.9 px) more per side
+    assert cut.x1 > meant.x1 - 2 and cut.y1 > meant.y1 - 2 and cut.x2 < meant.x2 + 2 and cut.y2 < meant.y2 + 2
+
+
+def test_tiny_policy_crops_what_it_chose_after_a_zoom():
+    """TinyPolicy picks crops in the px of the view it sees and writes them in the action frame."""
+    from agents.policies.tiny import TinyPolicy
+
+    policy = TinyPolicy(grid=12)
+    env = make_env(coord_frame="view")
+    obs, info = env.reset(seed=0, options={"sample_id": 0})
+    obs, _, _, _, info = env.step(policy.crop_text(0, 30, info, obs))
+    view_box, view_size = Box(*info["view_box"]), info["view_size"]
+    chosen = to_original(policy.crop_box_view(1, 77, view_size), "view", view_box, view_size)
+    info = env.step(policy.crop_text(1, 77, info, obs))[4]
+    cut = Box(*info["crop_box"])
+    first_px = 960 / 504  # original px per first-view px: the rounding unit of bbox_2d
+    assert all(abs(a - b) <= first_px for a, b in zip(cut.as_tuple(), chosen.as_tuple(), strict=True))
 
 
 def test_the_two_frames_disagree_on_the_same_numbers():

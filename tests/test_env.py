@@ -205,7 +205,8 @@ def test_same_seed_same_episode_different_seed_differs(toy_dataset):
 def test_info_keys_on_every_step(toy_dataset):
     required = {"sample_id", "turn", "view_box", "view_size", "action_kind", "action_error",
                 "crop_box", "gt_boxes", "crop_iou", "crop_coverage", "crop_rel_area",
-                "target_rel_area", "target_scale_bin", "crop_scale_bin", "reward_terms", "messages"}
+                "target_rel_area", "target_scale_bin", "crop_scale_bin", "reward_terms", "messages",
+                "action_frame_box", "action_frame_size"}
     env = make_env(toy_dataset)
     _, info = env.reset(seed=0, options={"sample_id": 0})
     assert required <= info.keys()
@@ -213,6 +214,8 @@ def test_info_keys_on_every_step(toy_dataset):
     assert info["target_scale_bin"] == "small"
     _, _, _, _, info = env.step("<crop>[0, 0, 200, 200]</crop>")
     assert required <= info.keys() and info["crop_scale_bin"] in ("small", "medium", "large")
+    # actions refer to the current view here: after a crop, the crop now shown
+    assert (info["action_frame_box"], info["action_frame_size"]) == (info["view_box"], info["view_size"])
     assert [m["role"] for m in info["messages"]] == ["system", "user", "assistant", "user"]
 
 

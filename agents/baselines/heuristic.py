@@ -43,7 +43,7 @@ from PIL import Image
 
 from grounding_gym.actions import format_answer
 from grounding_gym.data import Sample
-from grounding_gym.eval.agents import crop_action_text
+from grounding_gym.eval.agents import action_frame, crop_action_text
 from grounding_gym.geometry import Box, from_original, grow_to_min, to_original, union_box
 
 __all__ = [
@@ -105,8 +105,7 @@ class ScriptedAgent:
 
     def crop(self, box_orig: Box, info: dict[str, Any], decimals: int | None = None) -> str:
         """The crop action for `box_orig` (original px) in the env's frame (outward-rounded)."""
-        return crop_action_text(box_orig, Box(*info["view_box"]), tuple(info["view_size"]),
-                                info["coord_frame"], decimals)  # fmt: skip
+        return crop_action_text(box_orig, *action_frame(info), info["coord_frame"], decimals)
 
     def rng(self, info: dict[str, Any]) -> np.random.Generator:
         """A generator that depends only on (seed, episode, turn)."""

@@ -37,6 +37,7 @@ import gymnasium as gym
 import numpy as np
 
 from grounding_gym.data import Sample, make_dataset
+from grounding_gym.eval.agents import action_frame
 from grounding_gym.eval.harness import ensure_datasets
 from grounding_gym.geometry import Box
 from grounding_gym.views import ImageHandle
@@ -227,7 +228,7 @@ class SB3Agent:
                             for i in infos])  # fmt: skip
         actions, _ = self.model.predict({"image": images, "options": options}, deterministic=self.deterministic)
         return [discrete_action_text(int(a), self.tiles, self.letters, Box(*i["view_box"]),
-                                     tuple(i["view_size"]), i["coord_frame"])  # fmt: skip
+                                     tuple(i["view_size"]), i["coord_frame"], action_frame(i))  # fmt: skip
                 for a, i in zip(np.asarray(actions).reshape(-1), infos, strict=True)]
 
 

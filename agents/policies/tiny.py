@@ -66,6 +66,7 @@ from torch import nn
 from agents.policies.base import Generation, Trajectory
 from agents.rollout import info_before_turn
 from grounding_gym.actions import format_answer, format_crop
+from grounding_gym.eval.agents import action_frame
 from grounding_gym.geometry import Box, from_original, to_original
 from grounding_gym.lru import LRU
 
@@ -446,9 +447,10 @@ class TinyPolicy(nn.Module):
         view_size = tuple(info.get("view_size") or (image.shape[1], image.shape[0]))
         frame = info.get("coord_frame", "view")
         box = self.crop_box_view(scale_index, cell, view_size)
-        if frame != "view":
-            view_box = Box(*info["view_box"])
-            box = from_original(to_original(box, "view", view_box, view_size), frame, view_box, view_size)
+        reference = info.get("action_frame_box")  # None: actions refer to the current view
+        if frame != "view" or (reference is not None and tuple(reference) != tuple(info["view_box"])):
+            view_box = Box(*info["view_box"])  # the view's px -> the frame actions refer to
+            box = from_original(to_original(box, "view", view_box, view_size), frame, *action_frame(info))
         return format_crop(box.as_tuple(), decimals=_DECIMALS.get(frame, 4))
 
 

@@ -166,8 +166,9 @@ class DeepEyesEnv(GroundedVQAEnv):
 
     # ------------------------------------------------------------------ hooks
     def action_reference(self) -> tuple[Box, tuple[int, int]]:
-        """The first view (the whole image and its view size): DeepEyes crops the original."""
-        return self._first_view
+        """The first view (the whole image and its view size): DeepEyes reads every `bbox_2d`
+        in it. Until the first crop that is the current view (also during `reset`)."""
+        return self._first_view if self.crops else (self.view_box, self.view_size)
 
     def crop_message(self, view: Image.Image, dialogue: str) -> dict[str, Any]:
         """DeepEyes' tool-response turn: a user turn `<tool_response>`, image, `</tool_response>`,

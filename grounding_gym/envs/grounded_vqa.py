@@ -112,6 +112,9 @@ class GroundedVQAEnv(gym.Env[dict, str]):
 
     ## Info
     `sample_id, turn, view_box` (original px), `view_size` (w, h), `image_size` (w, h),
+    `coord_frame`, `action_frame_box` (original px) and `action_frame_size` (w, h): what the next
+    action's coordinates refer to (`action_reference()`: the current view, so `view_box` and
+    `view_size`, except in presets that keep the first view's frame, e.g. DeepEyes),
     `action_kind` ("crop" | "answer" | "invalid" | None at reset), `action_error` (why the
     action was refused, or the format note of an accepted one whose format is off; else None),
     `crop_box` (original px or None), `crop_adjusted`, `crops` (all crops so far), `gt_boxes`,
@@ -438,6 +441,7 @@ class GroundedVQAEnv(gym.Env[dict, str]):
         gt = sample.gt_boxes
         target_area = relative_area(union_box(list(gt)), image_size) if gt else math.nan
         crop_area = relative_area(crop, image_size) if crop is not None else math.nan
+        frame_box, frame_size = self.action_reference()
         info = {
             "sample_id": sample.id,
             "turn": self.turn,
@@ -445,6 +449,8 @@ class GroundedVQAEnv(gym.Env[dict, str]):
             "view_size": self.view_size,
             "image_size": image_size,
             "coord_frame": self.coord_frame,
+            "action_frame_box": frame_box.as_tuple(),
+            "action_frame_size": frame_size,
             "action_kind": action_kind,
             "action_error": error,
             "crop_box": crop.as_tuple() if crop is not None else None,

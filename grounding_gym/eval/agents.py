@@ -22,7 +22,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -35,6 +35,7 @@ __all__ = [
     "Agent",
     "AgentSpec",
     "PolicyAgent",
+    "action_frame",
     "crop_action_text",
     "frame_bounds",
     "get_agent_spec",
@@ -199,6 +200,15 @@ class PolicyAgent:
 _DEFAULT_DECIMALS = {"view": 0, "original": 0, "norm1000": 0, "norm1": 3}
 
 
+def action_frame(info: Mapping[str, Any]) -> tuple[Box, tuple[int, int]]:
+    """`(box, size)` the next action's coordinates refer to, from an env info:
+    `action_frame_box` (original px) and `action_frame_size` (w, h); the current view
+    (`view_box`, `view_size`) for infos without them. Pass it to `crop_action_text`."""
+    box = info.get("action_frame_box", info["view_box"])
+    size = info.get("action_frame_size", info["view_size"])
+    return Box(*box), (int(size[0]), int(size[1]))
+
+
 def frame_bounds(frame: str, view_box: Box, view_size: tuple[int, int]) -> Box:
     """The current view's extent in `frame`: `(0, 0, w, h)` view px, `(0, 0, 1000, 1000)`,
     `(0, 0, 1, 1)`, or `view_box` for "original"."""
@@ -227,7 +237,8 @@ def crop_action_text(
 
     Args:
         box_orig: region to crop, original px, inside `view_box`.
-        view_box, view_size: the current view (`info["view_box"]`, `info["view_size"]`).
+        view_box, view_size: what the action's coordinates refer to, `action_frame(info)` (the
+            current view, except in presets such as DeepEyes that keep the first view's frame).
         frame: the env's `coord_frame`.
         decimals: digits written; default 0 for view/original/norm1000 px, 3 for norm1.
 

@@ -43,7 +43,13 @@ def grid_tiles(grids: Sequence[int]) -> list[Box]:
 
 
 def discrete_action_text(
-    action: int, tiles: Sequence[Box], letters: str, view_box: Box, view_size: tuple[int, int], frame: str
+    action: int,
+    tiles: Sequence[Box],
+    letters: str,
+    view_box: Box,
+    view_size: tuple[int, int],
+    frame: str,
+    reference: tuple[Box, tuple[int, int]] | None = None,
 ) -> str:
     """The text of discrete `action` (crop tile `action`, or answer `letters[action - len(tiles)]`)
     for a view; pure, so an agent can use it from `info` alone.
@@ -55,6 +61,8 @@ def discrete_action_text(
         view_box: region of the original shown, original px.
         view_size: `(w, h)` of the view.
         frame: the env's `coord_frame`.
+        reference: what the action's coordinates refer to (`action_frame(info)`, the env's
+            `action_reference()`); default the view.
     """
     action = int(action)
     if not 0 <= action < len(tiles) + len(letters):
@@ -62,7 +70,7 @@ def discrete_action_text(
     if action >= len(tiles):
         return format_answer(letters[action - len(tiles)])
     tile_orig = to_original(tiles[action], "norm1", view_box, view_size)
-    return crop_action_text(tile_orig, view_box, view_size, frame)
+    return crop_action_text(tile_orig, *(reference or (view_box, view_size)), frame)
 
 
 class DiscreteCropAnswer(gym.ActionWrapper):
@@ -89,10 +97,17 @@ class DiscreteCropAnswer(gym.ActionWrapper):
             names += [f"crop {g}x{g} tile r{r}c{c}" for r in range(g) for c in range(g)]
         return names + [f"answer {letter}" for letter in self.letters]
 
-    def text_for(self, action: int, view_box: Box, view_size: tuple[int, int], frame: str) -> str:
+    def text_for(
+        self,
+        action: int,
+        view_box: Box,
+        view_size: tuple[int, int],
+        frame: str,
+        reference: tuple[Box, tuple[int, int]] | None = None,
+    ) -> str:
         """`discrete_action_text` with this wrapper's tiles and letters."""
-        return discrete_action_text(action, self.tiles, self.letters, view_box, view_size, frame)
+        return discrete_action_text(action, self.tiles, self.letters, view_box, view_size, frame, reference)
 
     def action(self, action: Any) -> str:
         base = self.env.unwrapped
-        return self.text_for(int(action), base.view_box, base.view_size, base.coord_frame)
+        return self.text_for(int(action), base.view_box, base.view_size, base.coord_frame, base.action_reference())
