@@ -28,6 +28,7 @@ from grounding_gym.envs.grounded_vqa import (
 )
 from grounding_gym.geometry import Box
 from grounding_gym.validation import check_choice
+from grounding_gym.views import fit_to_budget
 
 __all__ = ["DEEPEYES_FRAMES", "DEEPEYES_SYSTEM_PROMPT", "IMAGE_ZOOM_IN_TOOL", "DeepEyesEnv"]
 
@@ -155,20 +156,13 @@ class DeepEyesEnv(GroundedVQAEnv):
             system_prompt=DEEPEYES_SYSTEM_PROMPT if system_prompt is None else system_prompt,
             **kwargs,
         )
-        self._first_view: tuple[Box, tuple[int, int]] | None = None
-
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[dict, dict]:
-        obs, info = super().reset(seed=seed, options=options)
-        self._first_view = (self.view_box, self.view_size)
-        return obs, info
 
     # ------------------------------------------------------------------ hooks
     def action_reference(self) -> tuple[Box, tuple[int, int]]:
-        """The first view (the whole image and its view size): DeepEyes reads every `bbox_2d`
-        in it. Until the first crop that is the current view (also during `reset`)."""
-        return self._first_view if self.crops else (self.view_box, self.view_size)
+        """The first view: the whole image at the size `reset` showed it. DeepEyes reads every
+        `bbox_2d` in it, whatever crop is shown now."""
+        whole = Box.from_size(*self._handle.size)
+        return whole, fit_to_budget(whole.width, whole.height, self.min_pixels, self.max_pixels, self.patch_size)
 
     def crop_message(self, view: Image.Image, dialogue: str) -> dict[str, Any]:
         """DeepEyes' tool-response turn: a user turn `<tool_response>`, image, `</tool_response>`,
