@@ -362,17 +362,27 @@ def run_sessions(make_env: Callable[[], object], sessions: int, episodes: int) -
         return latencies
 
     def session(index: int) -> list[float]:
-        env = make_env()
+        env = None
         try:
-            run_episode(env, seed=index)
+            try:
+                env = make_env()
+                run_episode(env, seed=index)  # warm-up
+            except BaseException:
+                barrier.abort()  # nobody waits 600 s for a session that failed
+                raise
             barrier.wait()
             return [t for episode in range(episodes) for t in run_episode(env, seed=index * 1000 + episode)]
         finally:
-            env.close()
+            if env is not None:
+                env.close()
 
     with ThreadPoolExecutor(sessions) as pool:
         futures = [pool.submit(session, i) for i in range(sessions)]
-        barrier.wait(timeout=600)
+        try:
+            barrier.wait(timeout=600)
+        except threading.BrokenBarrierError:  # raise the failed session's own error
+            errors = [f.exception() for f in futures]
+            raise next(e for e in errors if e and not isinstance(e, threading.BrokenBarrierError)) from None
         start = time.perf_counter()
         latencies = [t for f in futures for t in f.result(timeout=600)]
     return time.perf_counter() - start, latencies
