@@ -28,21 +28,17 @@ change on a shared machine hits both alike.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import glob
 import json
 import math
 import os
 import platform
 import re
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -388,46 +384,19 @@ def run_sessions(make_env: Callable[[], object], sessions: int, episodes: int) -
     return time.perf_counter() - start, latencies
 
 
-@contextlib.contextmanager
-def serve_subprocess(env_id: str, env_kwargs: dict, max_sessions: int, startup_timeout_s: float = 300.0):
-    """`grounding-gym serve` in a child process on a free loopback port; yields its URL."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "grounding_gym.cli", "serve", "--env", env_id, "--env-kwargs",
-               json.dumps(env_kwargs), "--port", str(port), "--max-sessions", str(max_sessions),
-               "--log-level", "warning"]
-    server = subprocess.Popen(command)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + startup_timeout_s
-        while True:
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"`{' '.join(command)}` did not start (exit code {server.poll()})")
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=5):
-                    break
-            except OSError:
-                time.sleep(0.2)
-        yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
-
-
 def bench_serve(sessions: int, episodes: int) -> list[Row]:
     """`sessions` concurrent `RemoteEnv` sessions x `episodes` episodes over loopback (server in a
     child process) against the same threads on in-process envs: steps per second (as seconds
     per step) and p50/p99 step latency."""
     try:
-        from grounding_gym.remote import RemoteEnv
+        from grounding_gym.remote import RemoteEnv, serve_subprocess
     except ImportError as err:
         print(f"skip serve: {err}", file=sys.stderr)
         return []
     import gymnasium as gym
 
     local_wall, local = run_sessions(lambda: gym.make(SERVE_ENV_ID, **SERVE_ENV_KWARGS), sessions, episodes)
-    with serve_subprocess(SERVE_ENV_ID, SERVE_ENV_KWARGS, sessions) as url:
+    with serve_subprocess(SERVE_ENV_ID, SERVE_ENV_KWARGS, max_sessions=sessions, startup_timeout_s=300) as url:
         remote_wall, remote = run_sessions(lambda: RemoteEnv(url), sessions, episodes)
     case = f"{SERVE_ENV_ID} 2K, {sessions} sessions x {episodes} episodes x {len(SERVE_SCRIPT)} steps"
     local_sps, remote_sps = len(local) / local_wall, len(remote) / remote_wall

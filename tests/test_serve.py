@@ -11,7 +11,6 @@ import asyncio
 import json
 import math
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -37,6 +36,7 @@ from grounding_gym.remote import (  # noqa: E402
     RemoteEnvError,
     create_server_app,
     serve_in_thread,
+    serve_subprocess,
 )
 from grounding_gym.remote.codec import ImageCodec, space_from_json, space_to_json  # noqa: E402
 from grounding_gym.remote.server import main as serve_cli  # noqa: E402
@@ -356,30 +356,14 @@ def test_serve_cli_rejects_bad_arguments(capsys):
 
 @pytest.mark.slow
 def test_serve_cli_serves_until_terminated():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "grounding_gym.cli", "serve", "--env", ENV_ID,
-                               "--env-kwargs", json.dumps(SMALL), "--port", str(port), "--log-level", "warning"])
-    url = f"http://127.0.0.1:{port}"
-    try:
-        end = time.monotonic() + 120
-        while True:
-            assert server.poll() is None, "grounding-gym serve exited"
-            try:
-                if requests.get(f"{url}/health", timeout=5).ok:
-                    break
-            except requests.ConnectionError:
-                assert time.monotonic() < end, "grounding-gym serve did not start"
-                time.sleep(0.2)
+    """`grounding-gym serve` as a child process (`serve_subprocess`): serves, then stops cleanly
+    on SIGTERM (the helper raises otherwise)."""
+    with serve_subprocess(ENV_ID, SMALL, max_sessions=2) as url:
         env = RemoteEnv(url)
         try:
             assert data_equivalence(env.reset(seed=4), gym.make(ENV_ID, **SMALL).reset(seed=4))
         finally:
             env.close()
-    finally:
-        server.send_signal(signal.SIGTERM)
-        assert server.wait(timeout=60) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after a clean stop
 
 
 def test_without_the_serve_extra_the_package_imports_and_says_what_to_install():

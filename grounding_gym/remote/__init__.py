@@ -22,6 +22,7 @@ _LAZY = {
     "RemoteEnvError": "grounding_gym.remote.client",
     "create_server_app": "grounding_gym.remote.server",
     "serve_in_thread": "grounding_gym.remote.server",
+    "serve_subprocess": "grounding_gym.remote.server",
 }
 
 __all__ = [*_LAZY, "serve_main"]

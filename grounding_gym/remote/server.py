@@ -24,9 +24,13 @@ import argparse
 import contextlib
 import functools
 import json
+import signal
+import socket
+import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -284,6 +288,42 @@ def serve_in_thread(app: FastAPI, max_message_bytes: int = DEFAULT_MAX_MESSAGE_B
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def serve_subprocess(env_id: str, env_kwargs: Mapping[str, Any] | None = None, *,
+                     max_sessions: int = DEFAULT_MAX_SESSIONS, startup_timeout_s: float = 120.0) -> Iterator[str]:
+    """`grounding-gym serve` in a child process on a free loopback port (tests, benchmarks,
+    notebooks): yields its base URL once `/health` answers; SIGTERM on exit.
+
+    Raises:
+        RuntimeError: the server exited or did not answer within `startup_timeout_s`, or did
+            not stop cleanly (exit 0, or -SIGTERM: uvicorn re-raises the signal after a clean stop).
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "grounding_gym.cli", "serve", "--env", env_id, "--env-kwargs",
+               json.dumps(dict(env_kwargs or {})), "--port", str(port), "--max-sessions", str(max_sessions),
+               "--log-level", "warning"]  # fmt: skip
+    server = subprocess.Popen(command)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + startup_timeout_s
+        while True:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"`{' '.join(command)}` did not start (exit code {server.poll()})")
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=5):
+                    break
+            except OSError:
+                time.sleep(0.2)
+        yield url
+    finally:
+        server.send_signal(signal.SIGTERM)
+        code = server.wait(timeout=60)
+    if code not in (0, -signal.SIGTERM):
+        raise RuntimeError(f"`{' '.join(command)}` did not stop cleanly (exit code {code})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
