@@ -56,6 +56,7 @@ from typing import Any
 
 from agents.integrations.trl import first_observation_row, srpo_by_sample
 from grounding_gym.actions import format_answer, format_crop
+from grounding_gym.envs.grounded_vqa import message_images
 from grounding_gym.rewards import sum_reward_terms
 
 __all__ = [
@@ -210,8 +211,7 @@ class GroundingToolEnv:
     @property
     def views(self) -> list[Any]:
         """The PIL images the env showed this episode: the first view, then each crop's view."""
-        messages = self._env.messages
-        return [part["image"] for m in messages if m["role"] == "user" for part in m["content"] if part.get("type") == "image"]
+        return message_images(self._env.messages)
 
     # ------------------------------------------------------------------ internals
     def _step(self, action: str) -> tuple[dict[str, Any], dict[str, Any]]:

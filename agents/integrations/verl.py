@@ -67,6 +67,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the verl
 from agents.algos import advantages as ours
 from agents.policies.base import Generation, Trajectory, Turn
 from agents.rollout import MAX_EPISODE_STEPS, rollout_arrays, strip_info
+from grounding_gym.envs.grounded_vqa import message_images
 from grounding_gym.rewards import REWARD_TERMS, sum_reward_terms
 
 __all__ = [
@@ -131,17 +132,6 @@ class _EnvPool:
 
 
 _ENVS = _EnvPool()
-
-
-def _images(messages: list[dict[str, Any]]) -> list[Any]:
-    """The PIL images of chat messages, in order."""
-    return [
-        part["image"]
-        for message in messages
-        if isinstance(message.get("content"), list)
-        for part in message["content"]
-        if part.get("type") == "image"
-    ]
 
 
 def episode_fields(trajectory: Trajectory) -> dict[str, float]:
@@ -212,7 +202,7 @@ class GroundingGymAgentLoop(AgentLoopBase):
     async def _episode(self, env: Any, sample_id: Any, sampling_params: dict[str, Any]) -> AgentLoopOutput:
         obs, info = env.reset(options={"sample_id": sample_id})
         messages = info["messages"]
-        images = _images(messages)
+        images = message_images(messages)
         self._assert_mm_supported(bool(images))
         prompt_ids = await self.ct_build_initial_tokens(messages, images=images)
         trajectory = Trajectory(sample_id=info["sample_id"], group_id=0, reset_info=strip_info(info))
@@ -241,7 +231,7 @@ class GroundingGymAgentLoop(AgentLoopBase):
                 break
             merged, mask, logprobs = await self.ct_merge_context_msg(before, messages, tokens, mask, logprobs or None)
             tokens, logprobs = merged.token_ids, logprobs or []
-            images = images + _images(messages[len(before) :])
+            images = images + message_images(messages[len(before) :])
             if len(mask) >= self.response_length:
                 break
         else:

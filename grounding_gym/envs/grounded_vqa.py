@@ -526,6 +526,18 @@ def _user_turn(view: Image.Image | None, text: str) -> dict[str, Any]:
     return {"role": "user", "content": content}
 
 
+def message_images(messages: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """The images of chat messages (`info["messages"]`), in order: the first view, then each
+    crop's view."""
+    return [
+        part["image"]
+        for message in messages
+        if isinstance(message.get("content"), list)
+        for part in message["content"]
+        if part.get("type") == "image"
+    ]
+
+
 def _or_none(value: float) -> float | None:
     return None if math.isnan(value) else float(value)
 
