@@ -24,6 +24,7 @@ from verl.workers.rollout.replica import TokenOutput  # noqa: E402
 from agents.algos import srpo, srpo_target  # noqa: E402
 from agents.integrations import verl as gg_verl  # noqa: E402
 from agents.policies.tiny_qwen import tiny_env_kwargs, tiny_qwen25vl_path  # noqa: E402
+from grounding_gym.envs.grounded_vqa import message_images  # noqa: E402
 
 RECIPE = Path(__file__).resolve().parents[1] / "examples" / "verl"
 ENV_KWARGS = tiny_env_kwargs(max_turns=3, dataset_kwargs={"num_samples": 2, "image_size": (256, 512), "seed": 3})
@@ -83,7 +84,7 @@ def play(loop, coroutine):
 def render(processor, messages, generation_prompt: bool) -> list[int]:
     """Token ids of `messages` as the processor renders them (image pads expanded)."""
     text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
-    images = gg_verl._images(messages) or None
+    images = message_images(messages) or None
     return [int(i) for i in processor(text=[text], images=images)["input_ids"][0]]
 
 
