@@ -22,8 +22,9 @@ from grounding_gym.atomic import atomic_open
 __all__ = ["bootstrap_ci", "curves_on_grid", "plot_curve_panels", "save_figure", "trailing_mean"]
 
 
-def bootstrap_ci(values: Sequence[float], *, level: float = 0.95, resamples: int = 10_000,
-                 seed: int = 0) -> tuple[float, float, float]:  # fmt: skip
+def bootstrap_ci(
+    values: Sequence[float], *, level: float = 0.95, resamples: int = 10_000, seed: int = 0
+) -> tuple[float, float, float]:
     """(mean, low, high): the mean of `values` (NaN ignored) and its percentile-bootstrap
     interval at `level` (`resamples` resamples of the values with replacement, seeded).
 
@@ -58,8 +59,9 @@ def trailing_mean(values: Sequence[float], window: int = 10) -> np.ndarray:
     return out
 
 
-def curves_on_grid(histories: Sequence[Sequence[dict[str, Any]]], key: str, grid: np.ndarray,
-                   window: int = 10) -> np.ndarray:  # fmt: skip
+def curves_on_grid(
+    histories: Sequence[Sequence[dict[str, Any]]], key: str, grid: np.ndarray, window: int = 10
+) -> np.ndarray:
     """(runs, len(grid)): each run's `key` (a `metrics.jsonl` row key) smoothed by
     `trailing_mean` and interpolated at the `grid` of env steps (NaN for a run without it)."""
     curves = []
@@ -71,8 +73,12 @@ def curves_on_grid(histories: Sequence[Sequence[dict[str, Any]]], key: str, grid
     return np.array(curves)
 
 
-def plot_curve_panels(axes: Sequence[Any], groups: dict[str, Sequence[Sequence[dict[str, Any]]]],
-                      panels: Sequence[tuple[str, str]], band: str = "std") -> None:  # fmt: skip
+def plot_curve_panels(
+    axes: Sequence[Any],
+    groups: dict[str, Sequence[Sequence[dict[str, Any]]]],
+    panels: Sequence[tuple[str, str]],
+    band: str = "std",
+) -> None:
     """Per panel `(key, title)` and group of runs (`metrics.jsonl` rows): the mean over the
     group's runs of `curves_on_grid` on the env steps all of them cover, with a band of
     +- the std (`band="std"`) or the inter-quartile range (`"iqr"`); legend, grid, titles."""

@@ -119,11 +119,15 @@ def scripted_agents(env: Any, eval_ids: Sequence[int]) -> dict[str, ScriptedPoli
 # ------------------------------------------------------------------------------ report
 
 
-def evaluate(envs: Sequence[Any], policy: Any, eval_ids: Sequence[int], executor: Any = None) -> dict[str, float]:
+def evaluate(
+    envs: Sequence[Any], policy: Any, eval_ids: Sequence[int], executor: Any = None
+) -> dict[str, float]:
     """Greedy, one episode per held-out question: accuracy and best-crop IoU per scale bin."""
     if hasattr(policy, "eval"):
         policy.eval()
-    trajs = collect_groups(list(envs), policy, eval_ids, 1, seed=10**9, greedy=True, executor=executor)
+    trajs = collect_groups(
+        list(envs), policy, eval_ids, 1, seed=10**9, greedy=True, executor=executor
+    )
     metrics = rollout_metrics(trajs, BIN_EDGES, BIN_NAMES, prefix="")
     metrics["crop_rate"] = float(np.mean([bool(t.crop_boxes) for t in trajs]))
     return metrics
@@ -152,7 +156,9 @@ def format_table(results: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def plot_learning_curve(history: Sequence[dict[str, Any]], path: Path, baselines: dict[str, dict[str, float]]) -> None:
+def plot_learning_curve(
+    history: Sequence[dict[str, Any]], path: Path, baselines: dict[str, dict[str, float]]
+) -> None:
     """Training-rollout accuracy (all / small targets), crop IoU and each target bin's share of
     the advantage mass (`adv_share/<bin>`, the scale-bias diagnostic) per step, smoothed."""
     import matplotlib
@@ -162,14 +168,25 @@ def plot_learning_curve(history: Sequence[dict[str, Any]], path: Path, baselines
 
     steps = np.array([row["step"] for row in history])
     fig, axes = plt.subplots(1, 3, figsize=(16, 4))
-    for key, label in (("rollout/acc", "accuracy (all)"), ("rollout/acc_small", "accuracy (small)"),
-                       ("rollout/reward", "reward")):  # fmt: skip
+    for key, label in (
+        ("rollout/acc", "accuracy (all)"),
+        ("rollout/acc_small", "accuracy (small)"),
+        ("rollout/reward", "reward"),
+    ):
         values = np.array([row.get(key, np.nan) for row in history], dtype=float)
         axes[0].plot(steps, trailing_mean(values), label=label)
     for name, m in baselines.items():
-        axes[0].axhline(m.get("acc_small", np.nan), ls="--", lw=1, color="grey" if name == "no-crop" else "k",
-                        label=f"{name} (eval, small)")  # fmt: skip
-    for key, label in (("rollout/crop_iou", "crop IoU"), ("rollout/crop_rel_area", "first crop's relative area")):
+        axes[0].axhline(
+            m.get("acc_small", np.nan),
+            ls="--",
+            lw=1,
+            color="grey" if name == "no-crop" else "k",
+            label=f"{name} (eval, small)",
+        )
+    for key, label in (
+        ("rollout/crop_iou", "crop IoU"),
+        ("rollout/crop_rel_area", "first crop's relative area"),
+    ):
         values = np.array([row.get(key, np.nan) for row in history], dtype=float)
         axes[1].plot(steps, trailing_mean(values), label=f"{label} (training rollouts)")
     axes[0].set(xlabel="step", title="tiny policy, SRPO: training rollouts (smoothed)")
@@ -177,8 +194,16 @@ def plot_learning_curve(history: Sequence[dict[str, Any]], path: Path, baselines
     for name in BIN_NAMES:
         shares = [row.get(f"adv_share/{name}", np.nan) for row in history]
         rollouts = [row.get(f"rollout_share/{name}", np.nan) for row in history]
-        line = axes[2].plot(steps, trailing_mean(shares), label=f"{name}: share of sum |A| x tokens")
-        axes[2].plot(steps, trailing_mean(rollouts), ls=":", color=line[0].get_color(), label=f"{name}: share of rollouts")
+        line = axes[2].plot(
+            steps, trailing_mean(shares), label=f"{name}: share of sum |A| x tokens"
+        )
+        axes[2].plot(
+            steps,
+            trailing_mean(rollouts),
+            ls=":",
+            color=line[0].get_color(),
+            label=f"{name}: share of rollouts",
+        )
     axes[2].set(xlabel="step", title="scale bias: credit per target bin", ylim=(0, 1))
     for ax in axes:
         ax.grid(alpha=0.3)
@@ -199,15 +224,30 @@ def _parser() -> argparse.ArgumentParser:
             "IoU per scale bin before/after training beside scripted no-crop and oracle-crop agents."
         ),
     )
-    parser.add_argument("--minutes", type=float, default=5.0,
-                        help="wall-time budget of the whole demo, evaluations included (default 5)")  # fmt: skip
-    parser.add_argument("--steps", type=int, default=None, help="train exactly this many steps instead")
-    parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)")
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=5.0,
+        help="wall-time budget of the whole demo, evaluations included (default 5)",
+    )
+    parser.add_argument(
+        "--steps", type=int, default=None, help="train exactly this many steps instead"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--algo", default="srpo", help="advantage estimator name (default srpo)")
     parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--eval-questions", type=int, default=120, help="held-out questions (default 120)")
-    parser.add_argument("--image-size", type=int, default=IMAGE_SIZE, help=f"image side in px (default {IMAGE_SIZE})")
+    parser.add_argument(
+        "--eval-questions", type=int, default=120, help="held-out questions (default 120)"
+    )
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        default=IMAGE_SIZE,
+        help=f"image side in px (default {IMAGE_SIZE})",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -252,12 +292,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(table)
     out = Path(args.out)
-    plot_learning_curve(history, out / "learning_curve.png", {k: results[k] for k in ("no-crop", "oracle-crop")})
-    atomic_write_json(out / "results.json", {
-        "config": cfg.to_dict(), "steps": trainer.step, "episodes": trainer.episodes,
-        "train_seconds": train_seconds, "wall_seconds": wall, "bin_edges": list(BIN_EDGES),
-        "results": {k: results[k] for k in order},
-    })  # fmt: skip
+    plot_learning_curve(
+        history, out / "learning_curve.png", {k: results[k] for k in ("no-crop", "oracle-crop")}
+    )
+    atomic_write_json(
+        out / "results.json",
+        {
+            "config": cfg.to_dict(),
+            "steps": trainer.step,
+            "episodes": trainer.episodes,
+            "train_seconds": train_seconds,
+            "wall_seconds": wall,
+            "bin_edges": list(BIN_EDGES),
+            "results": {k: results[k] for k in order},
+        },
+    )
     print(f"\nSaved {out / 'results.json'}, {out / 'learning_curve.png'}, {out / 'metrics.jsonl'}.")
     return 0
 

@@ -56,13 +56,22 @@ def crop_views(env: Any, sample_id: int, scales: Sequence[float]) -> list[tuple[
         crop = Box(x1, y1, x1 + side_w, y1 + side_h)  # original px
         frame = info.get("coord_frame", "view")
         box = from_original(crop, frame, *action_frame(info))
-        obs, _, _, _, info = env.step(format_crop(box.as_tuple(), decimals=1 if frame == "view" else 4))
+        obs, _, _, _, info = env.step(
+            format_crop(box.as_tuple(), decimals=1 if frame == "view" else 4)
+        )
         out.append((obs, info, prompt))
     return out
 
 
-def train_reader(policy: TinyPolicy, views: Sequence[tuple[dict, dict, str]], answers: Sequence[int],
-                 *, epochs: int = 60, lr: float = 1e-2, seed: int = 0) -> list[float]:  # fmt: skip
+def train_reader(
+    policy: TinyPolicy,
+    views: Sequence[tuple[dict, dict, str]],
+    answers: Sequence[int],
+    *,
+    epochs: int = 60,
+    lr: float = 1e-2,
+    seed: int = 0,
+) -> list[float]:
     """Full-batch cross-entropy of the letter given "answer" over `views` (answers: option
     indices), training only `READER_PARAMETERS`. Returns the loss per epoch."""
     torch.manual_seed(seed)
@@ -144,8 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         {k.split(".")[0] for k, v in policy.state_dict().items() if not torch.equal(v, initial[k])}
     )
     atomic_torch_save(policy.state_dict(), args.out)
-    print(f"reader: loss {losses[0]:.3f} -> {losses[-1]:.3f} on {len(train_views)} views; trained {changed}; "
-          f"wrote {args.out}")  # fmt: skip
+    print(
+        f"reader: loss {losses[0]:.3f} -> {losses[-1]:.3f} on {len(train_views)} views; trained {changed}; "
+        f"wrote {args.out}"
+    )
     print("held-out accuracy by target group and crop scale (chance 0.25):")
     for key in sorted(set(keys)):
         chosen = [r for r, k in zip(right, keys, strict=True) if k == key]

@@ -71,9 +71,15 @@ class HFReader:
             raise ValueError(f"abstain_margin must be >= 0, got {abstain_margin}")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
-        self.tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(model_name_or_path)
+        self.tokenizer = (
+            tokenizer
+            if tokenizer is not None
+            else AutoTokenizer.from_pretrained(model_name_or_path)
+        )
         if model is None:
-            model = AutoModelForCausalLM.from_pretrained(model_name_or_path, dtype=torch_dtype).to(self.device)
+            model = AutoModelForCausalLM.from_pretrained(model_name_or_path, dtype=torch_dtype).to(
+                self.device
+            )
         self.model = model.eval()
         self.max_new_tokens = int(max_new_tokens)
         self.abstain_margin = float(abstain_margin)
@@ -93,16 +99,27 @@ class HFReader:
             {"role": "user", "content": "\n".join(lines)},
         ]
         if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            return self.tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=True
+            )
         return f"{self.system_prompt}\n\n" + "\n".join(lines) + "\nAnswer:"
 
-    def letter_scores(self, question: str, options: Sequence[str], description: str) -> torch.Tensor:
+    def letter_scores(
+        self, question: str, options: Sequence[str], description: str
+    ) -> torch.Tensor:
         """(n_options,) log-probs of each letter's first token as the next token."""
-        ids = self.tokenizer(self.prompt(question, options, description), add_special_tokens=False, return_tensors="pt")
+        ids = self.tokenizer(
+            self.prompt(question, options, description),
+            add_special_tokens=False,
+            return_tensors="pt",
+        )
         with torch.no_grad():
             logits = self.model(**ids.to(self.device)).logits[0, -1].float()
         logp = torch.log_softmax(logits, dim=-1)
-        letters = [self.tokenizer(string.ascii_uppercase[i], add_special_tokens=False)["input_ids"][0] for i in range(len(options))]
+        letters = [
+            self.tokenizer(string.ascii_uppercase[i], add_special_tokens=False)["input_ids"][0]
+            for i in range(len(options))
+        ]
         return logp[torch.tensor(letters, device=logp.device)].cpu()
 
     def answer(self, question: str, options: Sequence[str] | None, description: str) -> str:
@@ -110,15 +127,27 @@ class HFReader:
         if options:
             scores = self.letter_scores(question, options, description)
             top = torch.topk(scores, k=min(2, len(options)))
-            if self.abstain_margin and len(options) > 1 and float(top.values[0] - top.values[1]) < self.abstain_margin:
+            if (
+                self.abstain_margin
+                and len(options) > 1
+                and float(top.values[0] - top.values[1]) < self.abstain_margin
+            ):
                 return UNKNOWN
             return string.ascii_uppercase[int(top.indices[0])]
-        ids = self.tokenizer(self.prompt(question, options, description), add_special_tokens=False, return_tensors="pt")
+        ids = self.tokenizer(
+            self.prompt(question, options, description),
+            add_special_tokens=False,
+            return_tensors="pt",
+        )
         ids = ids.to(self.device)
         with torch.no_grad():
             out = self.model.generate(
-                **ids, max_new_tokens=self.max_new_tokens, do_sample=False,
+                **ids,
+                max_new_tokens=self.max_new_tokens,
+                do_sample=False,
                 pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
-            )  # fmt: skip
-        text = self.tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True).strip()
+            )
+        text = self.tokenizer.decode(
+            out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True
+        ).strip()
         return text or UNKNOWN

@@ -189,7 +189,9 @@ def run_jobs(
             break
         generations = policy.act([s.obs for s in live], [s.info for s in live], greedy=greedy)
         if len(generations) != len(live):
-            raise ValueError(f"policy.act returned {len(generations)} generations for {len(live)} envs")
+            raise ValueError(
+                f"policy.act returned {len(generations)} generations for {len(live)} envs"
+            )
         if executor is None:
             done = [_step(slot, gen) for slot, gen in zip(live, generations, strict=True)]
         else:
@@ -462,7 +464,9 @@ def rollout_metrics(
     out: dict[str, float] = {}
     terms: dict[str, list[float]] = {}
     for t in trajectories:
-        for key, value in sum_reward_terms((turn.reward_terms for turn in t.turns), always=()).items():
+        for key, value in sum_reward_terms(
+            (turn.reward_terms for turn in t.turns), always=()
+        ).items():
             terms.setdefault(key, []).append(value)
     out["reward"] = float(np.mean([t.total_reward for t in trajectories]))
     for key, values in sorted(terms.items()):
@@ -470,10 +474,14 @@ def rollout_metrics(
     correct = np.array([1.0 if t.correct else 0.0 for t in trajectories])
     out["acc"] = float(correct.mean())
     ious = np.array([_best_iou(t) for t in trajectories])
-    bins = np.array([_bin_name(t.reset_info.get("target_rel_area"), bin_edges, bin_names) for t in trajectories])
+    bins = np.array(
+        [_bin_name(t.reset_info.get("target_rel_area"), bin_edges, bin_names) for t in trajectories]
+    )
     by_crop = crop_bin_edges is not None and crop_bin_names is not None
     if by_crop:
-        crops = np.array([_bin_name(t.first_crop_rel_area, crop_bin_edges, crop_bin_names) for t in trajectories])
+        crops = np.array(
+            [_bin_name(t.first_crop_rel_area, crop_bin_edges, crop_bin_names) for t in trajectories]
+        )
     for name in bin_names:
         chosen = bins == name
         if chosen.any():

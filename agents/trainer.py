@@ -207,7 +207,10 @@ class TrainerConfig:
             f"g1 * g2 ({self.g1} * {self.g2} = {self.rollouts_per_question}) must be >= 2: "
             "group advantages compare a question's rollouts with each other.",
         )
-        _check(self.questions_per_step >= 1, f"questions_per_step ({self.questions_per_step}) must be >= 1.")
+        _check(
+            self.questions_per_step >= 1,
+            f"questions_per_step ({self.questions_per_step}) must be >= 1.",
+        )
         _check(
             self.train_samples >= 1 and self.eval_samples >= 0,
             f"train_samples ({self.train_samples}) must be >= 1 and eval_samples ({self.eval_samples}) >= 0.",
@@ -227,13 +230,17 @@ class TrainerConfig:
             f"{len(self.bin_edges) + 1} entries.",
         )
         _check(
-            self.overlong_max_len >= 0 and 0 <= self.overlong_cache_len <= max(self.overlong_max_len, 0),
+            self.overlong_max_len >= 0
+            and 0 <= self.overlong_cache_len <= max(self.overlong_max_len, 0),
             f"need overlong_max_len ({self.overlong_max_len}) >= 0 and 0 <= overlong_cache_len "
             f"({self.overlong_cache_len}) <= overlong_max_len.",
         )
         options = estimator_options(self.algo)  # raises ValueError with the registered names
         unknown = sorted(set(self.adv_kwargs) - set(options))
-        _check(not unknown, f"adv_kwargs {unknown} are not options of {self.algo!r}; its options: {sorted(options)}.")
+        _check(
+            not unknown,
+            f"adv_kwargs {unknown} are not options of {self.algo!r}; its options: {sorted(options)}.",
+        )
         _check(
             self.policy in list_policies(),
             f"policy {self.policy!r} is not registered; registered: {list_policies()}.",
@@ -254,9 +261,12 @@ class TrainerConfig:
     @property
     def loss_config(self) -> LossConfig:
         return LossConfig(
-            clip_low=self.clip_low, clip_high=self.clip_high, beta=self.beta,
-            agg=self.loss_agg, norm_len=self.norm_len,
-        )  # fmt: skip
+            clip_low=self.clip_low,
+            clip_high=self.clip_high,
+            beta=self.beta,
+            agg=self.loss_agg,
+            norm_len=self.norm_len,
+        )
 
     @property
     def crop_edges(self) -> tuple[float, ...]:
@@ -264,7 +274,9 @@ class TrainerConfig:
         if self.crop_bin_edges is not None:
             return self.crop_bin_edges
         if "rel_areas" in estimator_inputs(self.algo):
-            edges = self.adv_kwargs.get("bin_edges", estimator_options(self.algo).get("bin_edges", ()))
+            edges = self.adv_kwargs.get(
+                "bin_edges", estimator_options(self.algo).get("bin_edges", ())
+            )
             return tuple(float(e) for e in edges)
         return self.bin_edges
 
@@ -334,7 +346,9 @@ def load_config(
     if path is not None:
         loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         if not isinstance(loaded, dict):
-            raise ValueError(f"{path}: the YAML must be a mapping of config keys, got {type(loaded).__name__}")
+            raise ValueError(
+                f"{path}: the YAML must be a mapping of config keys, got {type(loaded).__name__}"
+            )
         data.update(loaded)
     for item in overrides:
         if "=" not in item:
@@ -349,7 +363,9 @@ def load_config(
         import difflib
 
         hints = {k: difflib.get_close_matches(k, sorted(names), n=1) for k in unknown}
-        text = ", ".join(f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for k, h in hints.items())
+        text = ", ".join(
+            f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for k, h in hints.items()
+        )
         raise ValueError(f"unknown config keys: {text}. Valid keys: {sorted(names)}")
     return TrainerConfig(**data)
 
@@ -373,8 +389,14 @@ def _build_parser() -> argparse.ArgumentParser:
         flag = f"--{f.name}"
         alias = f"--{f.name.replace('_', '-')}"
         names = [flag] if alias == flag else [flag, alias]
-        parser.add_argument(*names, dest=f.name, type=_parse_value, default=None, metavar="VALUE",
-                            help=f"{docs.get(f.name, '')} (default: {default!r})")  # fmt: skip
+        parser.add_argument(
+            *names,
+            dest=f.name,
+            type=_parse_value,
+            default=None,
+            metavar="VALUE",
+            help=f"{docs.get(f.name, '')} (default: {default!r})",
+        )
     return parser
 
 
@@ -515,53 +537,85 @@ class Trainer:
         cfg = self.cfg
         self.policy.eval()
         if cfg.g2 == 1:
-            return collect_groups(self.envs, self.policy, sample_ids, cfg.g1, seed=seed, executor=self.executor)
+            return collect_groups(
+                self.envs, self.policy, sample_ids, cfg.g1, seed=seed, executor=self.executor
+            )
         return collect_srpo_groups(
             self.envs, self.policy, sample_ids, cfg.g1, cfg.g2, seed=seed, executor=self.executor
         )
 
-    def evaluate(self, sample_ids: Sequence[Any] | None = None, prefix: str = "eval/") -> dict[str, float]:
+    def evaluate(
+        self, sample_ids: Sequence[Any] | None = None, prefix: str = "eval/"
+    ) -> dict[str, float]:
         """Greedy rollouts (one per question) on the held-out questions: accuracy and IoU per bin."""
         ids = self.cfg.eval_ids if sample_ids is None else list(sample_ids)
         if not ids:
             return {}
         self.policy.eval()
-        trajs = collect_groups(self.eval_envs, self.policy, ids, 1, seed=10**9, greedy=True, executor=self.executor)
+        trajs = collect_groups(
+            self.eval_envs, self.policy, ids, 1, seed=10**9, greedy=True, executor=self.executor
+        )
         return self._metrics(trajs, prefix)
 
     def _metrics(self, trajectories: Sequence[Trajectory], prefix: str) -> dict[str, float]:
         cfg = self.cfg
         return rollout_metrics(
-            trajectories, cfg.bin_edges, cfg.bin_names, prefix=prefix,
-            crop_bin_edges=cfg.crop_edges, crop_bin_names=self.crop_names,
-        )  # fmt: skip
+            trajectories,
+            cfg.bin_edges,
+            cfg.bin_names,
+            prefix=prefix,
+            crop_bin_edges=cfg.crop_edges,
+            crop_bin_names=self.crop_names,
+        )
 
     # ---------------------------------------------------------------- ALGO LOGIC
-    def advantages(self, trajectories: Sequence[Trajectory]) -> tuple[torch.Tensor, dict[str, float]]:
+    def advantages(
+        self, trajectories: Sequence[Trajectory]
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """(B,) advantages from the registry estimator named `cfg.algo`, and their statistics
         with the scale-bias diagnostics (`agents.algos.diagnostics`, all but `grad_share`)."""
         cfg = self.cfg
         arrays = rollout_arrays(trajectories)
         rewards = torch.from_numpy(arrays["rewards"])  # (B,)
         if cfg.overlong_max_len:
-            rewards = rewards + overlong_penalty(arrays["lengths"], cfg.overlong_max_len, cfg.overlong_cache_len)
+            rewards = rewards + overlong_penalty(
+                arrays["lengths"], cfg.overlong_max_len, cfg.overlong_cache_len
+            )
         inputs = estimator_inputs(cfg.algo)
         missing = sorted(inputs - set(arrays))
         if missing:
-            raise ValueError(f"estimator {cfg.algo!r} needs {missing}; rollouts provide {sorted(arrays)}")
+            raise ValueError(
+                f"estimator {cfg.algo!r} needs {missing}; rollouts provide {sorted(arrays)}"
+            )
         extras = {name: arrays[name] for name in inputs}  # e.g. SRPO's rel_areas (B,)
-        adv = get_advantage_estimator(cfg.algo)(rewards, arrays["group_ids"], **extras, **cfg.adv_kwargs)
+        adv = get_advantage_estimator(cfg.algo)(
+            rewards, arrays["group_ids"], **extras, **cfg.adv_kwargs
+        )
         stats = {"train/adv_abs_mean": float(adv.abs().mean()), "train/adv_std": float(adv.std())}
-        stats.update(scale_bias_metrics(
-            advantages=adv.numpy(), lengths=arrays["lengths"], rewards=rewards.numpy(),
-            group_ids=arrays["group_ids"], target_rel_areas=arrays["target_rel_areas"],
-            crop_rel_areas=arrays["rel_areas"], bin_edges=cfg.bin_edges, bin_names=cfg.bin_names,
-            crop_bin_edges=cfg.crop_edges, crop_names=self.crop_names,
-        ))  # fmt: skip
+        stats.update(
+            scale_bias_metrics(
+                advantages=adv.numpy(),
+                lengths=arrays["lengths"],
+                rewards=rewards.numpy(),
+                group_ids=arrays["group_ids"],
+                target_rel_areas=arrays["target_rel_areas"],
+                crop_rel_areas=arrays["rel_areas"],
+                bin_edges=cfg.bin_edges,
+                bin_names=cfg.bin_names,
+                crop_bin_edges=cfg.crop_edges,
+                crop_names=self.crop_names,
+            )
+        )
         return adv, stats
 
-    def gradient_shares(self, logp: torch.Tensor, old: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor,
-                        target_bins: np.ndarray) -> dict[str, float]:  # fmt: skip
+    def gradient_shares(
+        self,
+        logp: torch.Tensor,
+        old: torch.Tensor,
+        adv: torch.Tensor,
+        mask: torch.Tensor,
+        target_bins: np.ndarray,
+    ) -> dict[str, float]:
         """`grad_share/<bin>`: each target bin's share of the squared gradient norm of the step's
         policy-gradient loss, from the update's first forward (`logp`, before any weight change):
         one backward per bin whose rollouts carry advantage, with every other bin's advantages
@@ -606,11 +660,15 @@ class Trainer:
             if epoch == 0 and cfg.grad_diagnostics:
                 bins = bin_indices(arrays["target_rel_areas"], cfg.bin_edges)
                 sums.update(self.gradient_shares(logp, old, adv, mask, bins))
-            loss, metrics = compute_loss(logp, old, ref_logp, adv.to(logp.device), mask, cfg.loss_config)
+            loss, metrics = compute_loss(
+                logp, old, ref_logp, adv.to(logp.device), mask, cfg.loss_config
+            )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
-            norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf)
+            norm = torch.nn.utils.clip_grad_norm_(
+                params, cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf
+            )
             self.optimizer.step()
             metrics["grad_norm"] = norm
             for key, value in metrics.items():
@@ -623,13 +681,19 @@ class Trainer:
         """One step: collect, advantages, update; returns the step's metrics."""
         cfg = self.cfg
         ids = self.sampler.integers(0, cfg.train_samples, cfg.questions_per_step).tolist()
-        trajectories = self.collect(ids, seed=cfg.seed * 1_000_003 + self.step * cfg.rollouts_per_step)
+        trajectories = self.collect(
+            ids, seed=cfg.seed * 1_000_003 + self.step * cfg.rollouts_per_step
+        )
         adv, adv_stats = self.advantages(trajectories)
         metrics = self.update(trajectories, adv)
         self.step += 1
         self.episodes += len(trajectories)
         self.env_steps += sum(len(t.turns) for t in trajectories)
-        row: dict[str, Any] = {"step": self.step, "episodes": self.episodes, "env_steps": self.env_steps}
+        row: dict[str, Any] = {
+            "step": self.step,
+            "episodes": self.episodes,
+            "env_steps": self.env_steps,
+        }
         row.update(self._metrics(trajectories, "rollout/"))
         row.update(adv_stats)
         row.update(metrics)
@@ -656,14 +720,25 @@ class Trainer:
                 t0 = time.perf_counter()
                 row = self.train_step()
                 done = self._finished()
-                out_of_time = cfg.max_minutes > 0 and time.perf_counter() - start > 60 * cfg.max_minutes
-                if (cfg.eval_every and self.step % cfg.eval_every == 0) or (cfg.final_eval and (done or out_of_time)):
+                out_of_time = (
+                    cfg.max_minutes > 0 and time.perf_counter() - start > 60 * cfg.max_minutes
+                )
+                if (cfg.eval_every and self.step % cfg.eval_every == 0) or (
+                    cfg.final_eval and (done or out_of_time)
+                ):
                     row.update(self.evaluate())
                 self._log(row, writer, time.perf_counter() - t0)
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(reward=f"{row.get('rollout/reward', 0):.2f}", acc=f"{row.get('rollout/acc', 0):.2f}")
-                if done or out_of_time or (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0):
+                    bar.set_postfix(
+                        reward=f"{row.get('rollout/reward', 0):.2f}",
+                        acc=f"{row.get('rollout/acc', 0):.2f}",
+                    )
+                if (
+                    done
+                    or out_of_time
+                    or (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0)
+                ):
                     self.save_checkpoint()
                 if out_of_time:
                     break
@@ -721,7 +796,10 @@ class Trainer:
         if self.metrics_path.exists():
             with open(self.metrics_path, "r+b") as handle:
                 handle.truncate(size)
-            self.history = [json.loads(line) for line in self.metrics_path.read_text(encoding="utf-8").splitlines()]
+            self.history = [
+                json.loads(line)
+                for line in self.metrics_path.read_text(encoding="utf-8").splitlines()
+            ]
 
 
 def _seed_everything(seed: int) -> None:
@@ -775,9 +853,13 @@ def scale_bias_summary(history: Sequence[dict[str, Any]], bin_names: Sequence[st
     multi_bin_group_frac 0.41`."""
     parts = []
     for family in SUMMARY_FAMILIES:
-        keys = sorted({k for row in history for k in row if k.startswith(family + "/")},
-                      key=lambda k: _bin_order(k.split("/", 1)[1], bin_names))  # fmt: skip
-        means = [(k.split("/", 1)[1], float(np.mean([row.get(k, 0.0) for row in history]))) for k in keys]
+        keys = sorted(
+            {k for row in history for k in row if k.startswith(family + "/")},
+            key=lambda k: _bin_order(k.split("/", 1)[1], bin_names),
+        )
+        means = [
+            (k.split("/", 1)[1], float(np.mean([row.get(k, 0.0) for row in history]))) for k in keys
+        ]
         means = [(name, m) for name, m in means if m > 0.0005 or family != "crop_bin_occupancy"]
         if means:
             parts.append(family + " " + " ".join(f"{name} {m:.2f}" for name, m in means))

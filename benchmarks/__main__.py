@@ -108,7 +108,11 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 def photo_paths(images_dir: str | None) -> list[str]:
     """The benchmark photos: files of `images_dir`, else synthetic JPEGs written to a temp dir."""
     if images_dir and os.path.isdir(images_dir):
-        paths = sorted(p for p in glob.glob(os.path.join(images_dir, "*")) if p.lower().endswith(IMAGE_SUFFIXES))
+        paths = sorted(
+            p
+            for p in glob.glob(os.path.join(images_dir, "*"))
+            if p.lower().endswith(IMAGE_SUFFIXES)
+        )
         if paths:
             return paths
     out_dir = tempfile.mkdtemp(prefix="gg-bench-")
@@ -122,7 +126,10 @@ def photo_paths(images_dir: str | None) -> list[str]:
 
 
 def env_for_photos(paths: Sequence[str], **kwargs) -> GroundedVQAEnv:
-    samples = [Sample(id=os.path.basename(p), image=p, question="What is shown?", answer="x") for p in paths]
+    samples = [
+        Sample(id=os.path.basename(p), image=p, question="What is shown?", answer="x")
+        for p in paths
+    ]
     return GroundedVQAEnv(samples, coord_frame="original", max_turns=10**6, **kwargs)
 
 
@@ -138,9 +145,13 @@ def bench_step(paths: Sequence[str], repeats: int) -> list[Row]:
         w, h = env.unwrapped._handle.size
         crop = Box(w / 3, h / 3, 2 * w / 3, 2 * h / 3)
         action = format_crop(crop.as_tuple(), decimals=3)
-        view_size = fit_to_budget(crop.width, crop.height, env.min_pixels, env.max_pixels, env.patch_size)
+        view_size = fit_to_budget(
+            crop.width, crop.height, env.min_pixels, env.max_pixels, env.patch_size
+        )
 
-        def naive(path: str = path, crop: Box = crop, view_size: tuple[int, int] = view_size) -> np.ndarray:
+        def naive(
+            path: str = path, crop: Box = crop, view_size: tuple[int, int] = view_size
+        ) -> np.ndarray:
             with Image.open(path) as raw:
                 image = ImageOps.exif_transpose(raw).convert("RGB")
                 return np.asarray(image.resize(view_size, RESAMPLE, box=crop.as_tuple()))
@@ -148,12 +159,34 @@ def bench_step(paths: Sequence[str], repeats: int) -> list[Row]:
         # the first crops decode the full image once (kept by the handle)
         view, ref = env.step(action)[0]["image"], pil_env.step(action)[0]["image"]
         baseline, ours, pil = interleaved_medians(
-            [naive, lambda action=action: env.step(action), lambda action=action: pil_env.step(action)], repeats)
+            [
+                naive,
+                lambda action=action: env.step(action),
+                lambda action=action: pil_env.step(action),
+            ],
+            repeats,
+        )
         case = f"{name} {w}x{h} -> {view_size[0]}x{view_size[1]}"
-        rows.append(Row("step", case, "re-decode + crop + resize", baseline, ours,
-                        f"{env.resize_backend}: PSNR {psnr(view, ref):.1f} dB against pil"))
-        pil_rows.append(Row("step-pil", case, "re-decode + crop + resize", baseline, pil,
-                            f"{ours / pil:.2f}x the time of pil"))
+        rows.append(
+            Row(
+                "step",
+                case,
+                "re-decode + crop + resize",
+                baseline,
+                ours,
+                f"{env.resize_backend}: PSNR {psnr(view, ref):.1f} dB against pil",
+            )
+        )
+        pil_rows.append(
+            Row(
+                "step-pil",
+                case,
+                "re-decode + crop + resize",
+                baseline,
+                pil,
+                f"{ours / pil:.2f}x the time of pil",
+            )
+        )
     return rows + pil_rows
 
 
@@ -161,14 +194,19 @@ def bench_wide(paths: Sequence[str], repeats: int) -> list[Row]:
     """Crop the central 2/3 (per side) where that shrinks 2x or more: the default env (pyramid
     level, then the default backend) against the exact resize of the original."""
     rows = []
-    fast, exact = env_for_photos(paths), env_for_photos(paths, fast_resize=False, resize_backend="pil")
+    fast, exact = (
+        env_for_photos(paths),
+        env_for_photos(paths, fast_resize=False, resize_backend="pil"),
+    )
     for path in paths:
         name = os.path.basename(path)
         fast.reset(options={"sample_id": name})
         exact.reset(options={"sample_id": name})
         w, h = fast.unwrapped._handle.size
         crop = Box(w / 6, h / 6, 5 * w / 6, 5 * h / 6)
-        view_size = fit_to_budget(crop.width, crop.height, fast.min_pixels, fast.max_pixels, fast.patch_size)
+        view_size = fit_to_budget(
+            crop.width, crop.height, fast.min_pixels, fast.max_pixels, fast.patch_size
+        )
         factor = reduction_factor(crop, view_size)
         if factor == 1:
             continue
@@ -179,10 +217,19 @@ def bench_wide(paths: Sequence[str], repeats: int) -> list[Row]:
         fast_obs = fast.step(action)[0]["image"]
         first = time.perf_counter() - start
         baseline, ours = interleaved_medians(
-            [lambda action=action: exact.step(action), lambda action=action: fast.step(action)], repeats)
-        rows.append(Row("wide", f"{name} {w}x{h} 2/3 -> {view_size[0]}x{view_size[1]} (level {factor})",
-                        "exact resize (fast_resize=False, pil)", baseline, ours,
-                        f"PSNR {psnr(fast_obs, exact_obs):.1f} dB; first step {first * 1e3:.0f} ms (builds the level)"))
+            [lambda action=action: exact.step(action), lambda action=action: fast.step(action)],
+            repeats,
+        )
+        rows.append(
+            Row(
+                "wide",
+                f"{name} {w}x{h} 2/3 -> {view_size[0]}x{view_size[1]} (level {factor})",
+                "exact resize (fast_resize=False, pil)",
+                baseline,
+                ours,
+                f"PSNR {psnr(fast_obs, exact_obs):.1f} dB; first step {first * 1e3:.0f} ms (builds the level)",
+            )
+        )
     return rows
 
 
@@ -205,17 +252,39 @@ def bench_reset(paths: Sequence[str], repeats: int) -> list[Row]:
         ref = full.reset(options={"sample_id": name})[0]["image"]
         fast = ours_env.reset(options={"sample_id": name})[0]["image"]
         baseline, ours, pil = interleaved_medians(
-            [lambda env=env, name=name: env.reset(options={"sample_id": name}) for env in (full, ours_env, reduced_pil)],
-            repeats)
+            [
+                lambda env=env, name=name: env.reset(options={"sample_id": name})
+                for env in (full, ours_env, reduced_pil)
+            ],
+            repeats,
+        )
         w, h = ours_env.unwrapped._handle.size
         view_w, view_h = ours_env.unwrapped.view_size
-        rows.append(Row("reset", f"{name} {w}x{h} -> {view_w}x{view_h}", "full decode + pil resize", baseline, ours,
-                        f"PSNR {psnr(fast, ref):.1f} dB; with pil: {pil * 1e3:.1f} ms ({baseline / pil:.2f}x)"))
+        rows.append(
+            Row(
+                "reset",
+                f"{name} {w}x{h} -> {view_w}x{view_h}",
+                "full decode + pil resize",
+                baseline,
+                ours,
+                f"PSNR {psnr(fast, ref):.1f} dB; with pil: {pil * 1e3:.1f} ms ({baseline / pil:.2f}x)",
+            )
+        )
         if w < 2 * view_w or h < 2 * view_h:
             up = upsampled.reset(options={"sample_id": name})[0]["image"]
-            ours = median_seconds(lambda name=name: upsampled.reset(options={"sample_id": name}), repeats)
-            extra.append(Row("reset-upsample", f"{name} (upsample_first_view=True)", "full decode + pil resize",
-                             baseline, ours, f"PSNR {psnr(up, ref):.1f} dB"))
+            ours = median_seconds(
+                lambda name=name: upsampled.reset(options={"sample_id": name}), repeats
+            )
+            extra.append(
+                Row(
+                    "reset-upsample",
+                    f"{name} (upsample_first_view=True)",
+                    "full decode + pil resize",
+                    baseline,
+                    ours,
+                    f"PSNR {psnr(up, ref):.1f} dB",
+                )
+            )
     return rows + extra
 
 
@@ -226,8 +295,16 @@ def bench_synthetic(repeats: int) -> list[Row]:
         dataset = make_dataset("synthetic-hr", num_samples=repeats + 1, seed=0, image_size=side)
         seconds = statistics.median(_timed_render(dataset[i]) for i in range(repeats))
         base = base or seconds
-        rows.append(Row("synthetic", f"{side}x{side} render", "2048x2048 render", base, seconds,
-                        f"{1 / seconds:.2f} samples/s"))
+        rows.append(
+            Row(
+                "synthetic",
+                f"{side}x{side} render",
+                "2048x2048 render",
+                base,
+                seconds,
+                f"{1 / seconds:.2f} samples/s",
+            )
+        )
     return rows
 
 
@@ -257,16 +334,28 @@ def bench_parse(repeats: int) -> list[Row]:
     calls = 200
     rows = []
     for case, text in actions.items():
-        baseline = median_seconds(lambda t=text: [naive_parse(t) for _ in range(calls)], repeats) / calls
-        ours = median_seconds(lambda t=text: [parse_action(t) for _ in range(calls)], repeats) / calls
+        baseline = (
+            median_seconds(lambda t=text: [naive_parse(t) for _ in range(calls)], repeats) / calls
+        )
+        ours = (
+            median_seconds(lambda t=text: [parse_action(t) for _ in range(calls)], repeats) / calls
+        )
         rows.append(Row("parse", f"parse_action: {case}", "one-regex parser", baseline, ours))
     options = ["horizontal stripes", "vertical stripes", "checkerboard", "dots"]
     text = "I think it is (B) dots"
     baseline = median_seconds(lambda: [naive_parse(text) for _ in range(calls)], repeats) / calls
-    ours = median_seconds(lambda: [extract_choice(text, options) for _ in range(calls)], repeats) / calls
+    ours = (
+        median_seconds(lambda: [extract_choice(text, options) for _ in range(calls)], repeats)
+        / calls
+    )
     rows.append(Row("parse", "extract_choice", "one-regex parser", baseline, ours))
     crops = [Box(0, 0, 100 + i, 100 + i) for i in range(5)]
-    ours = median_seconds(lambda: [grounding_reward(crops, [Box(10, 10, 50, 50)]) for _ in range(calls)], repeats) / calls
+    ours = (
+        median_seconds(
+            lambda: [grounding_reward(crops, [Box(10, 10, 50, 50)]) for _ in range(calls)], repeats
+        )
+        / calls
+    )
     rows.append(Row("parse", "grounding_reward (5 crops)", "one-regex parser", baseline, ours))
     return rows
 
@@ -292,10 +381,14 @@ def bench_advantages(repeats: int) -> list[Row]:
         lambda: srpo(rewards, groups, rel_areas=areas),
         lambda: srpo_target(rewards, groups, target_rel_areas=targets, lengths=lengths),
     ]
-    medians = interleaved_medians([lambda fn=fn: [fn() for _ in range(calls)] for fn in fns], repeats)
+    medians = interleaved_medians(
+        [lambda fn=fn: [fn() for _ in range(calls)] for fn in fns], repeats
+    )
     baseline, ours, target = (m / calls for m in medians)
-    return [Row("advantages", "srpo vs grpo, 1024 rollouts", "grpo", baseline, ours),
-            Row("advantages", "srpo_target vs grpo, 1024 rollouts", "grpo", baseline, target)]
+    return [
+        Row("advantages", "srpo vs grpo, 1024 rollouts", "grpo", baseline, ours),
+        Row("advantages", "srpo_target vs grpo, 1024 rollouts", "grpo", baseline, target),
+    ]
 
 
 def bench_vector(repeats: int) -> list[Row]:
@@ -330,19 +423,35 @@ def bench_rollout(repeats: int) -> list[Row]:
     generations = policy.act([obs] * batch, [info] * batch)
     tokens = sum(len(g.token_ids) for g in generations)
     seconds = median_seconds(lambda: policy.act([obs] * batch, [info] * batch), repeats)
-    step_seconds = median_seconds(lambda: env.step("<crop>[0, 0, 400, 400]</crop>") if not env._done else env.reset(), repeats)
-    return [Row("rollout", f"TinyPolicy act, batch {batch}", "one env crop step", step_seconds * batch, seconds,
-                f"{tokens / seconds:.0f} tokens/s")]
+    step_seconds = median_seconds(
+        lambda: env.step("<crop>[0, 0, 400, 400]</crop>") if not env._done else env.reset(), repeats
+    )
+    return [
+        Row(
+            "rollout",
+            f"TinyPolicy act, batch {batch}",
+            "one env crop step",
+            step_seconds * batch,
+            seconds,
+            f"{tokens / seconds:.0f} tokens/s",
+        )
+    ]
 
 
 SERVE_ENV_ID = "GroundedVQA-HR-v0"
 SERVE_ENV_KWARGS = {"dataset_kwargs": {"image_size": 2048, "num_samples": 4}}
 """2K synthetic images (views of about 1 MP, the default budget); 4 samples, so each env's image
 cache holds them all after the warm-up episode."""
-SERVE_SCRIPT = ("<crop>[0, 0, 600, 400]</crop>", "<crop>[100, 100, 300, 300]</crop>", "<answer>A</answer>")
+SERVE_SCRIPT = (
+    "<crop>[0, 0, 600, 400]</crop>",
+    "<crop>[100, 100, 300, 300]</crop>",
+    "<answer>A</answer>",
+)
 
 
-def run_sessions(make_env: Callable[[], object], sessions: int, episodes: int) -> tuple[float, list[float]]:
+def run_sessions(
+    make_env: Callable[[], object], sessions: int, episodes: int
+) -> tuple[float, list[float]]:
     """`sessions` threads, each with its own env from `make_env`, run one untimed warm-up episode
     (renders the samples, fills the caches), then `episodes` episodes of `SERVE_SCRIPT`; returns
     (wall seconds of the timed part, every timed step's seconds)."""
@@ -367,7 +476,11 @@ def run_sessions(make_env: Callable[[], object], sessions: int, episodes: int) -
                 barrier.abort()  # nobody waits 600 s for a session that failed
                 raise
             barrier.wait()
-            return [t for episode in range(episodes) for t in run_episode(env, seed=index * 1000 + episode)]
+            return [
+                t
+                for episode in range(episodes)
+                for t in run_episode(env, seed=index * 1000 + episode)
+            ]
         finally:
             if env is not None:
                 env.close()
@@ -378,7 +491,9 @@ def run_sessions(make_env: Callable[[], object], sessions: int, episodes: int) -
             barrier.wait(timeout=600)
         except threading.BrokenBarrierError:  # raise the failed session's own error
             errors = [f.exception() for f in futures]
-            raise next(e for e in errors if e and not isinstance(e, threading.BrokenBarrierError)) from None
+            raise next(
+                e for e in errors if e and not isinstance(e, threading.BrokenBarrierError)
+            ) from None
         start = time.perf_counter()
         latencies = [t for f in futures for t in f.result(timeout=600)]
     return time.perf_counter() - start, latencies
@@ -395,17 +510,39 @@ def bench_serve(sessions: int, episodes: int) -> list[Row]:
         return []
     import gymnasium as gym
 
-    local_wall, local = run_sessions(lambda: gym.make(SERVE_ENV_ID, **SERVE_ENV_KWARGS), sessions, episodes)
-    with serve_subprocess(SERVE_ENV_ID, SERVE_ENV_KWARGS, max_sessions=sessions, startup_timeout_s=300) as url:
+    local_wall, local = run_sessions(
+        lambda: gym.make(SERVE_ENV_ID, **SERVE_ENV_KWARGS), sessions, episodes
+    )
+    with serve_subprocess(
+        SERVE_ENV_ID, SERVE_ENV_KWARGS, max_sessions=sessions, startup_timeout_s=300
+    ) as url:
         remote_wall, remote = run_sessions(lambda: RemoteEnv(url), sessions, episodes)
-    case = f"{SERVE_ENV_ID} 2K, {sessions} sessions x {episodes} episodes x {len(SERVE_SCRIPT)} steps"
+    case = (
+        f"{SERVE_ENV_ID} 2K, {sessions} sessions x {episodes} episodes x {len(SERVE_SCRIPT)} steps"
+    )
     local_sps, remote_sps = len(local) / local_wall, len(remote) / remote_wall
-    rows = [Row("serve", f"{case}: wall time per step (resets included)", "in-process env", 1 / local_sps,
-                1 / remote_sps, f"{remote_sps:.1f} steps/s over loopback vs {local_sps:.1f} in-process")]
+    rows = [
+        Row(
+            "serve",
+            f"{case}: wall time per step (resets included)",
+            "in-process env",
+            1 / local_sps,
+            1 / remote_sps,
+            f"{remote_sps:.1f} steps/s over loopback vs {local_sps:.1f} in-process",
+        )
+    ]
     for q in (50, 99):
         ours, base = float(np.percentile(remote, q)), float(np.percentile(local, q))
-        rows.append(Row("serve", f"{case}: step latency p{q}", "in-process env", base, ours,
-                        f"{len(remote)} steps"))
+        rows.append(
+            Row(
+                "serve",
+                f"{case}: step latency p{q}",
+                "in-process env",
+                base,
+                ours,
+                f"{len(remote)} steps",
+            )
+        )
     return rows
 
 
@@ -427,10 +564,15 @@ def bench_memory(num_samples: int, image_size: int) -> tuple[list[Row], list[tup
     side) shrinks about 3x and builds a `fast_resize` pyramid level, which the image cache must
     release with the decoded image."""
     max_pixels = min(1280 * 28 * 28, max(28 * 28, (image_size // 3 // 28 * 28) ** 2))
-    env = GroundedVQAEnv(dataset_kwargs={"image_size": image_size, "num_samples": num_samples},
-                         coord_frame="norm1000", max_pixels=max_pixels)
+    env = GroundedVQAEnv(
+        dataset_kwargs={"image_size": image_size, "num_samples": num_samples},
+        coord_frame="norm1000",
+        max_pixels=max_pixels,
+    )
     trace = []
-    marks = {num_samples // 10, num_samples} | set(range(0, num_samples + 1, max(1, num_samples // 20)))
+    marks = {num_samples // 10, num_samples} | set(
+        range(0, num_samples + 1, max(1, num_samples // 20))
+    )
     for i in range(num_samples):
         env.reset(options={"sample_id": i})
         env.step("<crop>[20, 20, 980, 980]</crop>")
@@ -438,21 +580,32 @@ def bench_memory(num_samples: int, image_size: int) -> tuple[list[Row], list[tup
             trace.append((i + 1, rss_bytes()))
     at_tenth = dict(trace)[num_samples // 10]
     at_end = dict(trace)[num_samples]
-    row = Row("memory", f"RSS after {num_samples} vs {num_samples // 10} samples ({image_size}px)",
-              f"RSS at {num_samples // 10}", at_tenth, at_end,
-              f"{at_tenth / 2**20:.0f} MiB -> {at_end / 2**20:.0f} MiB")
+    row = Row(
+        "memory",
+        f"RSS after {num_samples} vs {num_samples // 10} samples ({image_size}px)",
+        f"RSS at {num_samples // 10}",
+        at_tenth,
+        at_end,
+        f"{at_tenth / 2**20:.0f} MiB -> {at_end / 2**20:.0f} MiB",
+    )
     return [row], trace
 
 
 def markdown_table(rows: Sequence[Row]) -> str:
-    lines = ["| section | case | baseline | baseline (ms) | ours (ms) | ratio | note |",
-             "|---|---|---|---:|---:|---:|---|"]
+    lines = [
+        "| section | case | baseline | baseline (ms) | ours (ms) | ratio | note |",
+        "|---|---|---|---:|---:|---:|---|",
+    ]
     for r in rows:
         if r.section == "memory":
-            lines.append(f"| {r.section} | {r.case} | {r.baseline_name} | - | - | {r.ours_s / r.baseline_s:.3f} (end/start) | {r.unit_note} |")
+            lines.append(
+                f"| {r.section} | {r.case} | {r.baseline_name} | - | - | {r.ours_s / r.baseline_s:.3f} (end/start) | {r.unit_note} |"
+            )
         else:
-            lines.append(f"| {r.section} | {r.case} | {r.baseline_name} | {r.baseline_s * 1e3:.4g} | "
-                         f"{r.ours_s * 1e3:.4g} | {r.speedup:.3g}x | {r.unit_note} |")
+            lines.append(
+                f"| {r.section} | {r.case} | {r.baseline_name} | {r.baseline_s * 1e3:.4g} | "
+                f"{r.ours_s * 1e3:.4g} | {r.speedup:.3g}x | {r.unit_note} |"
+            )
     return "\n".join(lines)
 
 
@@ -474,26 +627,64 @@ def machine_description() -> str:
         opencv = f"OpenCV {cv2.__version__} ({cv2.getNumThreads()} threads)"
     except ImportError:
         opencv = "no OpenCV"
-    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"Pillow {Image.__version__}, numpy {np.__version__}, {opencv}, {platform.system()}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"Pillow {Image.__version__}, numpy {np.__version__}, {opencv}, {platform.system()}"
+    )
 
 
-SECTIONS = ("step", "wide", "reset", "synthetic", "parse", "advantages", "vector", "rollout", "memory", "serve")
+SECTIONS = (
+    "step",
+    "wide",
+    "reset",
+    "synthetic",
+    "parse",
+    "advantages",
+    "vector",
+    "rollout",
+    "memory",
+    "serve",
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", default=os.path.join("..", "shared", "data", "real-highres"),
-                        help="folder of real photos (default ../shared/data/real-highres; synthetic JPEGs if absent)")
-    parser.add_argument("--repeats", type=int, default=7, help="timed runs per case (median reported)")
-    parser.add_argument("--only", nargs="*", choices=SECTIONS, default=list(SECTIONS), help="sections to run")
-    parser.add_argument("--memory-samples", type=int, default=10_000, help="samples in the memory section")
-    parser.add_argument("--memory-image-size", type=int, default=512,
-                        help="synthetic side (px) in the memory section (512 keeps the whole run under 5 minutes)")
-    parser.add_argument("--serve-sessions", type=int, default=4, help="concurrent sessions in the serve section")
-    parser.add_argument("--serve-episodes", type=int, default=10, help="timed episodes per session in the serve section")
-    parser.add_argument("--out", default=None, help="write rows, summary and memory trace as JSON here")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--images",
+        default=os.path.join("..", "shared", "data", "real-highres"),
+        help="folder of real photos (default ../shared/data/real-highres; synthetic JPEGs if absent)",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=7, help="timed runs per case (median reported)"
+    )
+    parser.add_argument(
+        "--only", nargs="*", choices=SECTIONS, default=list(SECTIONS), help="sections to run"
+    )
+    parser.add_argument(
+        "--memory-samples", type=int, default=10_000, help="samples in the memory section"
+    )
+    parser.add_argument(
+        "--memory-image-size",
+        type=int,
+        default=512,
+        help="synthetic side (px) in the memory section (512 keeps the whole run under 5 minutes)",
+    )
+    parser.add_argument(
+        "--serve-sessions", type=int, default=4, help="concurrent sessions in the serve section"
+    )
+    parser.add_argument(
+        "--serve-episodes",
+        type=int,
+        default=10,
+        help="timed episodes per session in the serve section",
+    )
+    parser.add_argument(
+        "--out", default=None, help="write rows, summary and memory trace as JSON here"
+    )
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
@@ -519,16 +710,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     for section in ("step", "step-pil", "wide", "reset"):
         ratios = [r.speedup for r in rows if r.section == section]
         if ratios:
-            summary[section] = {"geomean_speedup": geometric_mean(ratios), "min_speedup": min(ratios)}
+            summary[section] = {
+                "geomean_speedup": geometric_mean(ratios),
+                "min_speedup": min(ratios),
+            }
     print(f"\nMachine: {machine_description()}")
     print(f"Command: python -m benchmarks {' '.join(argv or sys.argv[1:])}\n")
     print(markdown_table(rows))
     for section, stats in summary.items():
-        print(f"\n{section}: geometric-mean speedup {stats['geomean_speedup']:.2f}x, lowest {stats['min_speedup']:.2f}x")
+        print(
+            f"\n{section}: geometric-mean speedup {stats['geomean_speedup']:.2f}x, lowest {stats['min_speedup']:.2f}x"
+        )
     print(f"\nTotal benchmark time: {time.perf_counter() - started:.0f} s")
     if args.out:
-        payload = {"machine": machine_description(), "rows": [asdict(r) for r in rows],
-                   "summary": summary, "memory_trace": trace}
+        payload = {
+            "machine": machine_description(),
+            "rows": [asdict(r) for r in rows],
+            "summary": summary,
+            "memory_trace": trace,
+        }
         tmp = f"{args.out}.tmp"
         with open(tmp, "w") as f:
             json.dump(payload, f, indent=2)

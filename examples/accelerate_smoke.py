@@ -37,7 +37,9 @@ from agents.policies.tiny_qwen import TINY_MAX_PIXELS, TINY_MIN_PIXELS, build_ti
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="checkpoint; default: the tiny in-code model")
-    parser.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "grounding-gym-tiny-qwen25vl"))
+    parser.add_argument(
+        "--workdir", default=os.path.join(tempfile.gettempdir(), "grounding-gym-tiny-qwen25vl")
+    )
     parser.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16")
     parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument("--lora", action="store_true", help="train LoRA adapters only")
@@ -68,10 +70,22 @@ def forced_episode(env, policy: HFPolicy, sample: int) -> Trajectory:
 def fingerprint(policy: HFPolicy, accelerator: Accelerator) -> torch.Tensor:
     """(3,) float64 summary of the full (unsharded) trainable parameters."""
     model = accelerator.unwrap_model(policy.model)
-    state = accelerator.get_state_dict(model) if accelerator.distributed_type.value in ("FSDP", "DEEPSPEED") else model.state_dict()
+    state = (
+        accelerator.get_state_dict(model)
+        if accelerator.distributed_type.value in ("FSDP", "DEEPSPEED")
+        else model.state_dict()
+    )
     names = {n.removeprefix("module.") for n, p in model.named_parameters() if p.requires_grad}
-    flat = torch.cat([v.detach().double().flatten().cpu() for n, v in sorted(state.items()) if n in names])
-    return torch.stack([flat.sum(), (flat * flat).sum(), (flat * torch.arange(len(flat), dtype=torch.float64)).sum()])
+    flat = torch.cat(
+        [v.detach().double().flatten().cpu() for n, v in sorted(state.items()) if n in names]
+    )
+    return torch.stack(
+        [
+            flat.sum(),
+            (flat * flat).sum(),
+            (flat * torch.arange(len(flat), dtype=torch.float64)).sum(),
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,15 +37,26 @@ ENV_ID = "GroundedVQA-HR-v0"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default=None, help="checkpoint (default: the tiny in-code Qwen2.5-VL)")
+    p.add_argument(
+        "--model", default=None, help="checkpoint (default: the tiny in-code Qwen2.5-VL)"
+    )
     p.add_argument("--output-dir", default="runs/trl_environment_factory")
     p.add_argument("--max-steps", type=int, default=2, help="optimizer steps")
     p.add_argument("--num-generations", type=int, default=4, help="episodes per question (G)")
     p.add_argument("--per-device-batch", type=int, default=None, help="default: num_generations")
-    p.add_argument("--max-completion-length", type=int, default=256, help="tokens per episode, tool results included")
-    p.add_argument("--max-turns", type=int, default=3, help="env turns (crops + answer) per episode")
+    p.add_argument(
+        "--max-completion-length",
+        type=int,
+        default=256,
+        help="tokens per episode, tool results included",
+    )
+    p.add_argument(
+        "--max-turns", type=int, default=3, help="env turns (crops + answer) per episode"
+    )
     p.add_argument("--num-samples", type=int, default=64, help="questions in the train set")
-    p.add_argument("--image-size", type=int, nargs=2, default=None, help="synthetic image side range")
+    p.add_argument(
+        "--image-size", type=int, nargs=2, default=None, help="synthetic image side range"
+    )
     p.add_argument("--lr", type=float, default=1e-5)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
@@ -59,12 +70,22 @@ def build_trainer(args: argparse.Namespace) -> GRPOTrainer:
     """The GRPOTrainer of `args`: model, processor (with a tool-calling chat template), env factory."""
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     setup = trl_run_setup(
-        args.model, max_turns=args.max_turns, num_samples=args.num_samples, image_size=args.image_size,
-        bf16=args.bf16, lora_r=args.lora_r,
-    )  # fmt: skip
+        args.model,
+        max_turns=args.max_turns,
+        num_samples=args.num_samples,
+        image_size=args.image_size,
+        bf16=args.bf16,
+        lora_r=args.lora_r,
+    )
     make_env = partial(GroundingToolEnv, ENV_ID, setup.env_kwargs)
 
-    logged = ("answer_reward", "format_reward", "grounding_reward", "crop_rel_area", "target_rel_area")
+    logged = (
+        "answer_reward",
+        "format_reward",
+        "grounding_reward",
+        "crop_rel_area",
+        "target_rel_area",
+    )
     reward_names = ("srpo_reward",) if args.srpo else ("env_reward",)
     config = GRPOConfig(
         output_dir=args.output_dir,
@@ -76,7 +97,8 @@ def build_trainer(args: argparse.Namespace) -> GRPOTrainer:
         max_tool_calling_iterations=args.max_turns,
         temperature=args.temperature,
         scale_rewards="none" if args.srpo else "group",
-        reward_weights=[1.0] + [0.0] * len(logged),  # the first reward trains, the others are logged
+        reward_weights=[1.0]
+        + [0.0] * len(logged),  # the first reward trains, the others are logged
         bf16=args.bf16,
         use_cpu=not torch.cuda.is_available(),
         gradient_checkpointing=not setup.tiny,

@@ -27,7 +27,9 @@ from agents.integrations.trl import TRLEnvAdapter, trl_run_setup
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default=None, help="checkpoint (default: the tiny in-code Qwen2.5-VL)")
+    p.add_argument(
+        "--model", default=None, help="checkpoint (default: the tiny in-code Qwen2.5-VL)"
+    )
     p.add_argument("--output-dir", default="runs/trl_grpo")
     p.add_argument("--steps", type=int, default=2)
     p.add_argument("--num-generations", type=int, default=4, help="rollouts per question (G)")
@@ -35,12 +37,16 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--max-completion-length", type=int, default=16, help="tokens per turn")
     p.add_argument("--max-turns", type=int, default=3)
     p.add_argument("--num-samples", type=int, default=64, help="questions in the train set")
-    p.add_argument("--image-size", type=int, nargs=2, default=None, help="synthetic image side range")
+    p.add_argument(
+        "--image-size", type=int, nargs=2, default=None, help="synthetic image side range"
+    )
     p.add_argument("--lr", type=float, default=1e-5)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--bf16", action="store_true")
     p.add_argument("--srpo", action="store_true", help="SRPO advantages as the reward")
-    p.add_argument("--single-turn", action="store_true", help="no rollout_func: TRL generates turn 1")
+    p.add_argument(
+        "--single-turn", action="store_true", help="no rollout_func: TRL generates turn 1"
+    )
     p.add_argument("--lora-r", type=int, default=0, help="LoRA rank (0: full fine-tuning)")
     return p.parse_args()
 
@@ -49,9 +55,13 @@ def main() -> None:
     args = parse_args()
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     setup = trl_run_setup(
-        args.model, max_turns=args.max_turns, num_samples=args.num_samples, image_size=args.image_size,
-        bf16=args.bf16, lora_r=args.lora_r,
-    )  # fmt: skip
+        args.model,
+        max_turns=args.max_turns,
+        num_samples=args.num_samples,
+        image_size=args.image_size,
+        bf16=args.bf16,
+        lora_r=args.lora_r,
+    )
     adapter = TRLEnvAdapter("GroundedVQA-HR-v0", env_kwargs=setup.env_kwargs)
 
     config = GRPOConfig(
@@ -71,7 +81,9 @@ def main() -> None:
         report_to="none",
         dataloader_num_workers=0,
     )
-    reward_names = ("srpo_reward",) if args.srpo else ("env_reward", "format_reward", "grounding_reward")
+    reward_names = (
+        ("srpo_reward",) if args.srpo else ("env_reward", "format_reward", "grounding_reward")
+    )
     weights = None if args.srpo else [1.0, 0.0, 0.0]  # format/grounding logged, env_reward trained
     config.reward_weights = weights
     trainer = GRPOTrainer(

@@ -28,7 +28,9 @@ def list_envs() -> list[dict[str, Any]]:
     out = []
     for env_id in sorted(ENV_SPECS):
         spec = gym.spec(env_id)
-        out.append({"name": env_id, "entry_point": str(spec.entry_point), "kwargs": dict(spec.kwargs)})
+        out.append(
+            {"name": env_id, "entry_point": str(spec.entry_point), "kwargs": dict(spec.kwargs)}
+        )
     return out
 
 
@@ -67,8 +69,14 @@ def list_agent_specs() -> list[dict[str, Any]]:
         available = True
         if spec.requires:
             available = importlib.util.find_spec(spec.requires) is not None
-        out.append({"name": name, "description": spec.description, "requires": spec.requires,
-                    "available": available})  # fmt: skip
+        out.append(
+            {
+                "name": name,
+                "description": spec.description,
+                "requires": spec.requires,
+                "available": available,
+            }
+        )
     return out
 
 
@@ -77,17 +85,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="grounding-gym list",
         description="List registered envs, datasets, algorithms (needs the agents extra) and eval agents.",
     )
-    parser.add_argument("sections", nargs="*", metavar="SECTION",
-                        help=f"any of {', '.join(SECTIONS)} (default: all)")  # fmt: skip
+    parser.add_argument(
+        "sections",
+        nargs="*",
+        metavar="SECTION",
+        help=f"any of {', '.join(SECTIONS)} (default: all)",
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     sections = args.sections or list(SECTIONS)
     for name in sections:
         if name not in SECTIONS:
             hint = difflib.get_close_matches(name, SECTIONS, n=1)
-            parser.error(f"unknown section {name!r}; choose from {SECTIONS}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
-    makers = {"envs": list_envs, "datasets": list_dataset_names, "algorithms": list_algorithms,
-              "agents": list_agent_specs}  # fmt: skip
+            parser.error(
+                f"unknown section {name!r}; choose from {SECTIONS}"
+                + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            )
+    makers = {
+        "envs": list_envs,
+        "datasets": list_dataset_names,
+        "algorithms": list_algorithms,
+        "agents": list_agent_specs,
+    }
     result = {name: makers[name]() for name in sections}
     if args.json:
         print(json.dumps(result, indent=2, default=str))

@@ -28,8 +28,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Environments and agents for grounded visual reasoning.",
         epilog="Run `grounding-gym COMMAND --help` for a command's options.",
     )
-    parser.add_argument("command", choices=sorted(COMMANDS), metavar="COMMAND",
-                        help="; ".join(f"{name}: {text}" for name, (_, text) in COMMANDS.items()))
+    parser.add_argument(
+        "command",
+        choices=sorted(COMMANDS),
+        metavar="COMMAND",
+        help="; ".join(f"{name}: {text}" for name, (_, text) in COMMANDS.items()),
+    )
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
         return 0

@@ -137,7 +137,9 @@ def clip_box(box: Box, bounds: Box) -> Box | None:
     return None
 
 
-def _grow_interval(lo: float, hi: float, length: float, min_lo: float, max_hi: float) -> tuple[float, float]:
+def _grow_interval(
+    lo: float, hi: float, length: float, min_lo: float, max_hi: float
+) -> tuple[float, float]:
     """Widen `[lo, hi]` about its centre to `length`, then slide it inside `[min_lo, max_hi]`."""
     if hi - lo >= length:
         return lo, hi
@@ -159,9 +161,7 @@ def grow_to_min(box: Box, min_size: float, bounds: Box, max_aspect: float = math
     return Box(x1, y1, x2, y2)
 
 
-def to_original(
-    box: Box, frame: Frame, view_box: Box, view_size: tuple[int, int]
-) -> Box:
+def to_original(box: Box, frame: Frame, view_box: Box, view_size: tuple[int, int]) -> Box:
     """Map `box` from `frame` of the current view to original px.
 
     Args:
@@ -192,9 +192,7 @@ def coords_to_original(
     )
 
 
-def from_original(
-    box_orig: Box, frame: Frame, view_box: Box, view_size: tuple[int, int]
-) -> Box:
+def from_original(box_orig: Box, frame: Frame, view_box: Box, view_size: tuple[int, int]) -> Box:
     """Inverse of `to_original`: original px -> `frame` of the current view."""
     if frame == "original":
         return box_orig

@@ -40,9 +40,23 @@ UNKNOWN = "?"
 """What a reader returns when the description does not settle the question."""
 
 COLOR_WORDS: tuple[str, ...] = (
-    "red", "green", "blue", "yellow", "magenta", "cyan", "orange", "purple",
-    "pink", "brown", "black", "white", "grey", "gray", "violet", "teal",
-)  # fmt: skip
+    "red",
+    "green",
+    "blue",
+    "yellow",
+    "magenta",
+    "cyan",
+    "orange",
+    "purple",
+    "pink",
+    "brown",
+    "black",
+    "white",
+    "grey",
+    "gray",
+    "violet",
+    "teal",
+)
 """Colour words `RuleReader` treats as target cues (a superset of the synthetic palette)."""
 
 _LABEL_RE = re.compile(r"\b(?:labell?ed|marked|tagged)\s+[\"'“‘]?([A-Za-z0-9][A-Za-z0-9-]*)")
@@ -84,7 +98,9 @@ def question_cues(question: str, colors: Sequence[str] = COLOR_WORDS) -> tuple[s
     found: list[tuple[int, str]] = []
     lowered = question.lower()
     for color in colors:
-        found += [(m.start(), color) for m in re.finditer(rf"\b{re.escape(color.lower())}\b", lowered)]
+        found += [
+            (m.start(), color) for m in re.finditer(rf"\b{re.escape(color.lower())}\b", lowered)
+        ]
     found += [(m.start(1), m.group(1).lower()) for m in _LABEL_RE.finditer(question)]
     return tuple(dict.fromkeys(cue for _, cue in sorted(found)))
 
@@ -128,10 +144,15 @@ class RuleReader:
         normalized = [normalize_text(o) for o in options]
         found = [i for i, o in enumerate(normalized) if o and _has_word(text, o)]
         found = [
-            i for i in found
-            if not any(j != i and normalized[i] != normalized[j] and _has_word(normalized[j], normalized[i])
-                       for j in found)
-        ]  # fmt: skip
+            i
+            for i in found
+            if not any(
+                j != i
+                and normalized[i] != normalized[j]
+                and _has_word(normalized[j], normalized[i])
+                for j in found
+            )
+        ]
         if len(found) != 1:
             return UNKNOWN
         return chr(ord("A") + found[0])

@@ -81,11 +81,15 @@ def _match_option_text(text: str, options: Sequence[str]) -> str | None:
     exact = [i for i, o in enumerate(normalized) if o and o == answer]
     if len(exact) == 1:
         return chr(65 + exact[0])
-    contained = [i for i, o in enumerate(normalized) if o and re.search(rf"\b{re.escape(o)}\b", answer)]
+    contained = [
+        i for i, o in enumerate(normalized) if o and re.search(rf"\b{re.escape(o)}\b", answer)
+    ]
     return chr(65 + contained[0]) if len(contained) == 1 else None
 
 
-def numbers_match(predicted: str, target: str, rel_tol: float = 1e-2, abs_tol: float = 1e-6) -> bool:
+def numbers_match(
+    predicted: str, target: str, rel_tol: float = 1e-2, abs_tol: float = 1e-6
+) -> bool:
     """True when both parse as numbers within `rel_tol` (relative) or `abs_tol`.
 
     >>> numbers_match("3.14", "3.1416"), numbers_match("3", "4")

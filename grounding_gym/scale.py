@@ -29,7 +29,9 @@ def check_bin_edges(edges: Sequence[float]) -> tuple[float, ...]:
     """Validate scale-bin edges: strictly increasing values inside (0, 1)."""
     edges = tuple(float(e) for e in edges)
     if not edges or any(not 0.0 < e < 1.0 for e in edges) or list(edges) != sorted(set(edges)):
-        raise ValueError(f"scale bin edges must be strictly increasing values in (0, 1), got {edges}")
+        raise ValueError(
+            f"scale bin edges must be strictly increasing values in (0, 1), got {edges}"
+        )
     return edges
 
 
@@ -62,7 +64,9 @@ def parse_bin_spec(text: str) -> tuple[float, ...] | int:
     try:
         values = [float(p) for p in text.split(",") if p.strip()]
     except ValueError as exc:
-        raise ValueError(f"bin edges are comma-separated numbers or quantiles:K, got {text!r}") from exc
+        raise ValueError(
+            f"bin edges are comma-separated numbers or quantiles:K, got {text!r}"
+        ) from exc
     return check_bin_edges(values)
 
 
@@ -80,11 +84,15 @@ def quantile_bin_edges(rel_areas: Sequence[float], num_bins: int) -> tuple[float
     if num_bins < 2:
         raise ValueError(f"num_bins must be >= 2, got {num_bins}")
     if len(values) < num_bins:
-        raise ValueError(f"quantiles:{num_bins} needs at least {num_bins} episodes with a target, got {len(values)}")
+        raise ValueError(
+            f"quantiles:{num_bins} needs at least {num_bins} episodes with a target, got {len(values)}"
+        )
     cuts = [values[math.ceil(k * len(values) / num_bins)] for k in range(1, num_bins)]
     edges = sorted({c for c in cuts if 0.0 < c < 1.0})
     if not edges:
-        raise ValueError(f"quantiles:{num_bins}: every target has the same area ({values[0]:g}); no bins to split")
+        raise ValueError(
+            f"quantiles:{num_bins}: every target has the same area ({values[0]:g}); no bins to split"
+        )
     return tuple(edges)
 
 

@@ -26,7 +26,9 @@ class ImageSpace(spaces.Space[np.ndarray]):
         min_side: smallest side in px.
     """
 
-    def __init__(self, max_pixels: int, min_side: int = 1, seed: int | np.random.Generator | None = None):
+    def __init__(
+        self, max_pixels: int, min_side: int = 1, seed: int | np.random.Generator | None = None
+    ):
         if max_pixels < min_side * min_side:
             raise ValueError(f"max_pixels ({max_pixels}) < min_side**2 ({min_side**2})")
         self.max_pixels = int(max_pixels)
@@ -41,7 +43,9 @@ class ImageSpace(spaces.Space[np.ndarray]):
         """A random image of a random valid size (uniform noise)."""
         side = int(np.sqrt(self.max_pixels))
         h = int(self.np_random.integers(self.min_side, max(side, self.min_side) + 1))
-        w = int(self.np_random.integers(self.min_side, max(self.max_pixels // h, self.min_side) + 1))
+        w = int(
+            self.np_random.integers(self.min_side, max(self.max_pixels // h, self.min_side) + 1)
+        )
         return self.np_random.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
 
     def contains(self, x: Any) -> bool:

@@ -381,7 +381,9 @@ def render_view_opencv(
 
     box = x1, y1, x2, y2 = _box_in_source(image, box_orig, original_size)
     if all(float(v).is_integer() for v in box) and (x2 - x1, y2 - y1) == tuple(view_size):
-        return np.array(image.crop(box))  # whole pixels at native size: PIL's resize copies them too
+        return np.array(
+            image.crop(box)
+        )  # whole pixels at native size: PIL's resize copies them too
     scale_x, scale_y = (x2 - x1) / view_size[0], (y2 - y1) / view_size[1]  # source px per view px
     kernel_x, kernel_y = (linear_prefilter(max(1.0, round(v, 3))) for v in (scale_x, scale_y))
     reach_x, reach_y = kernel_x.size // 2 + 1, kernel_y.size // 2 + 1  # filter + interpolation
@@ -392,12 +394,19 @@ def render_view_opencv(
     filtered = cv2.sepFilter2D(region, -1, kernel_x, kernel_y, borderType=cv2.BORDER_REPLICATE)
     # view pixel (i, j) <- source point (x1 + (i + 0.5) * scale_x, ...) in PIL's edge coordinates,
     # minus 0.5 for OpenCV's (pixel centres at integers), minus the region's corner
-    view_to_region = np.array([
-        [scale_x, 0.0, x1 - left + 0.5 * scale_x - 0.5],
-        [0.0, scale_y, y1 - top + 0.5 * scale_y - 0.5],
-    ])
-    return cv2.warpAffine(filtered, view_to_region, view_size, borderMode=cv2.BORDER_REPLICATE,
-                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    view_to_region = np.array(
+        [
+            [scale_x, 0.0, x1 - left + 0.5 * scale_x - 0.5],
+            [0.0, scale_y, y1 - top + 0.5 * scale_y - 0.5],
+        ]
+    )
+    return cv2.warpAffine(
+        filtered,
+        view_to_region,
+        view_size,
+        borderMode=cv2.BORDER_REPLICATE,
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+    )
 
 
 @functools.lru_cache(maxsize=1024)
@@ -420,13 +429,17 @@ def linear_prefilter(scale: float) -> np.ndarray:
     offsets = np.arange(-radius - 1, radius + 2)  # k - j
     target = _bicubic((offsets[None, :] - phases[:, None]) / s)
     target /= target.sum(axis=1, keepdims=True)
-    design = ((1 - phases)[:, None, None] * (taps == -offsets[:, None])
-              + phases[:, None, None] * (taps == 1 - offsets[:, None]))
+    design = (1 - phases)[:, None, None] * (taps == -offsets[:, None]) + phases[:, None, None] * (
+        taps == 1 - offsets[:, None]
+    )
     weights = np.ones(phases.size)
     for _ in range(6):
         root = np.sqrt(weights)[:, None]
-        kernel = np.linalg.lstsq((design * root[..., None]).reshape(-1, taps.size),
-                                 (target * root).reshape(-1), rcond=None)[0]
+        kernel = np.linalg.lstsq(
+            (design * root[..., None]).reshape(-1, taps.size),
+            (target * root).reshape(-1),
+            rcond=None,
+        )[0]
         errors = ((design @ kernel - target) ** 2).sum(axis=1)  # per phase
         weights *= errors / errors.mean()
     kernel = (kernel / kernel.sum()).astype(np.float32)

@@ -41,7 +41,14 @@ from agents.trainer import Trainer, load_config  # noqa: E402
 
 ALGOS: dict[str, list[str]] = {
     "grpo": ["algo=grpo", "g1=8", "g2=1", "adv_kwargs={}"],
-    "dr_grpo": ["algo=dr_grpo", "g1=8", "g2=1", "adv_kwargs={}", "loss_agg=seq-mean-token-sum-norm", "norm_len=4"],
+    "dr_grpo": [
+        "algo=dr_grpo",
+        "g1=8",
+        "g2=1",
+        "adv_kwargs={}",
+        "loss_agg=seq-mean-token-sum-norm",
+        "norm_len=4",
+    ],
     "srpo": ["algo=srpo", "g1=4", "g2=2"],
     "grpo_4x2": ["algo=grpo", "g1=4", "g2=2", "adv_kwargs={}"],
     "srpo_8x1": ["algo=srpo", "g1=8", "g2=1"],
@@ -55,33 +62,55 @@ a steadier figure than the final greedy evaluation of one snapshot."""
 
 def run_one(algo: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     out = args.out / f"{algo}-seed{seed}"
-    overrides = [*ALGOS[algo], f"seed={seed}", f"output_dir={out}", "eval_every=0", "progress=false",
-                 "tensorboard=false", f"total_steps={args.max_steps}", f"eval_samples={args.eval_questions}",
-                 f"total_env_steps={args.env_steps}", "resume=false"]  # fmt: skip
+    overrides = [
+        *ALGOS[algo],
+        f"seed={seed}",
+        f"output_dir={out}",
+        "eval_every=0",
+        "progress=false",
+        "tensorboard=false",
+        f"total_steps={args.max_steps}",
+        f"eval_samples={args.eval_questions}",
+        f"total_env_steps={args.env_steps}",
+        "resume=false",
+    ]
     cfg = load_config(args.config, overrides)
     start = time.perf_counter()
     trainer = Trainer(cfg)
     history = trainer.train()
-    final = {k[len("eval/"):]: v for k, v in history[-1].items() if k.startswith("eval/")}
+    final = {k[len("eval/") :]: v for k, v in history[-1].items() if k.startswith("eval/")}
     return {
-        "algo": algo, "seed": seed, "steps": trainer.step, "episodes": trainer.episodes,
-        "env_steps": trainer.env_steps, "seconds": time.perf_counter() - start,
+        "algo": algo,
+        "seed": seed,
+        "steps": trainer.step,
+        "episodes": trainer.episodes,
+        "env_steps": trainer.env_steps,
+        "seconds": time.perf_counter() - start,
         "eval": final,
-    }  # fmt: skip
+    }
 
 
 def late_training(history: list[dict[str, Any]]) -> dict[str, float]:
     """`LATE` metrics over the last 10 % of a run's steps (`metrics.jsonl` rows)."""
     tail = history[-max(1, len(history) // 10) :]
-    return {f"train_{name}": float(np.nanmean([row.get(key, math.nan) for row in tail])) for name, key in LATE.items()}
+    return {
+        f"train_{name}": float(np.nanmean([row.get(key, math.nan) for row in tail]))
+        for name, key in LATE.items()
+    }
 
 
-def summarise(runs: list[dict[str, Any]], histories: list[list[dict[str, Any]]]) -> dict[str, dict[str, tuple[float, float]]]:
+def summarise(
+    runs: list[dict[str, Any]], histories: list[list[dict[str, Any]]]
+) -> dict[str, dict[str, tuple[float, float]]]:
     """Per variant, mean and sample std (ddof 1) over seeds of the final evaluation and of
     `late_training` (`histories[i]`: the `metrics.jsonl` rows of `runs[i]`)."""
     table: dict[str, dict[str, tuple[float, float]]] = {}
     for algo in ALGOS:
-        chosen = [{**r["eval"], **late_training(h)} for r, h in zip(runs, histories, strict=True) if r["algo"] == algo]
+        chosen = [
+            {**r["eval"], **late_training(h)}
+            for r, h in zip(runs, histories, strict=True)
+            if r["algo"] == algo
+        ]
         if not chosen:
             continue
         table[algo] = {}
@@ -94,7 +123,9 @@ def summarise(runs: list[dict[str, Any]], histories: list[list[dict[str, Any]]])
 
 def read_history(out: Path, run: dict[str, Any]) -> list[dict[str, Any]]:
     """The `metrics.jsonl` rows of `run` (trained into `out`)."""
-    with open(out / f"{run['algo']}-seed{run['seed']}" / "metrics.jsonl", encoding="utf-8") as handle:
+    with open(
+        out / f"{run['algo']}-seed{run['seed']}" / "metrics.jsonl", encoding="utf-8"
+    ) as handle:
         return [json.loads(line) for line in handle]
 
 
@@ -104,7 +135,9 @@ def markdown(table: dict[str, dict[str, tuple[float, float]]], runs: list[dict[s
     lines = [head, "|---|---|" + "---|" * len(keys)]
     for algo, row in table.items():
         n = sum(r["algo"] == algo for r in runs)
-        lines.append(f"| {algo} | {n} | " + " | ".join(f"{m:.3f} ± {s:.3f}" for m, s in row.values()) + " |")
+        lines.append(
+            f"| {algo} | {n} | " + " | ".join(f"{m:.3f} ± {s:.3f}" for m, s in row.values()) + " |"
+        )
     return "\n".join(lines)
 
 
@@ -125,18 +158,26 @@ def plot(table: dict[str, dict[str, tuple[float, float]]], path: Path) -> None:
             x = np.arange(len(groups)) + (i - (len(table) - 1) / 2) * width
             panel.bar(x, means, width, yerr=stds, capsize=3, label=algo)
         panel.set_xticks(np.arange(len(groups)), groups)
-        panel.set(title=("accuracy" if prefix == "acc" else "best-crop IoU") + " per target scale bin (mean ± std)")
+        panel.set(
+            title=("accuracy" if prefix == "acc" else "best-crop IoU")
+            + " per target scale bin (mean ± std)"
+        )
         panel.grid(axis="y", alpha=0.3)
         panel.legend()
     fig.tight_layout()
     save_figure(fig, path)
 
 
-CURVES = (("rollout/acc", "accuracy (all)"), ("rollout/acc_small", "accuracy (small targets)"),
-          ("rollout/reward_grounding", "grounding reward (weighted coverage)"))
+CURVES = (
+    ("rollout/acc", "accuracy (all)"),
+    ("rollout/acc_small", "accuracy (small targets)"),
+    ("rollout/reward_grounding", "grounding reward (weighted coverage)"),
+)
 
 
-def plot_curves(runs: list[dict[str, Any]], histories: list[list[dict[str, Any]]], path: Path) -> None:
+def plot_curves(
+    runs: list[dict[str, Any]], histories: list[list[dict[str, Any]]], path: Path
+) -> None:
     """Training-rollout metrics against env steps: per algorithm, the mean over seeds (band: +- std)
     of each run's metric smoothed over 10 steps, on the env steps all its runs cover."""
     import matplotlib
@@ -144,7 +185,10 @@ def plot_curves(runs: list[dict[str, Any]], histories: list[list[dict[str, Any]]
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    by_algo = {algo: [h for r, h in zip(runs, histories, strict=True) if r["algo"] == algo] for algo in ALGOS}
+    by_algo = {
+        algo: [h for r, h in zip(runs, histories, strict=True) if r["algo"] == algo]
+        for algo in ALGOS
+    }
     fig, axes = plt.subplots(1, len(CURVES), figsize=(5 * len(CURVES), 3.8))
     plot_curve_panels(axes, by_algo, CURVES, band="std")
     fig.suptitle("training rollouts (sampled actions), mean +- std over seeds", fontsize=10)
@@ -153,20 +197,33 @@ def plot_curves(runs: list[dict[str, Any]], histories: list[list[dict[str, Any]]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", type=Path, default=ROOT / "examples" / "train_tiny_srpo.yaml")
     parser.add_argument("--algos", nargs="+", default=list(ALGOS), choices=list(ALGOS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--env-steps", type=int, default=16_000, help="env steps per run (equal for all)")
-    parser.add_argument("--max-steps", type=int, default=10_000, help="safety cap on optimisation steps")
+    parser.add_argument(
+        "--env-steps", type=int, default=16_000, help="env steps per run (equal for all)"
+    )
+    parser.add_argument(
+        "--max-steps", type=int, default=10_000, help="safety cap on optimisation steps"
+    )
     parser.add_argument("--eval-questions", type=int, default=120)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "experiment_algos")
-    parser.add_argument("--report-only", action="store_true",
-                        help="train nothing: tables and plots of every finished run in --out")  # fmt: skip
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="train nothing: tables and plots of every finished run in --out",
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     done_path = args.out / "runs.jsonl"
-    runs = [json.loads(line) for line in done_path.read_text().splitlines()] if done_path.exists() else []
+    runs = (
+        [json.loads(line) for line in done_path.read_text().splitlines()]
+        if done_path.exists()
+        else []
+    )
     for seed in [] if args.report_only else args.seeds:
         for algo in args.algos:
             if any(r["algo"] == algo and r["seed"] == seed for r in runs):
@@ -176,14 +233,18 @@ def main(argv: list[str] | None = None) -> int:
             with open(done_path, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(result) + "\n")
             ev = result["eval"]
-            print(f"{algo} seed {seed}: acc {ev.get('acc', math.nan):.3f} (small {ev.get('acc_small', math.nan):.3f}), "
-                  f"IoU {ev.get('crop_iou', math.nan):.3f}, {result['env_steps']} env steps, {result['seconds']:.0f} s",
-                  flush=True)  # fmt: skip
+            print(
+                f"{algo} seed {seed}: acc {ev.get('acc', math.nan):.3f} (small {ev.get('acc_small', math.nan):.3f}), "
+                f"IoU {ev.get('crop_iou', math.nan):.3f}, {result['env_steps']} env steps, {result['seconds']:.0f} s",
+                flush=True,
+            )
     if not args.report_only:
         runs = [r for r in runs if r["algo"] in args.algos and r["seed"] in args.seeds]
     histories = [read_history(args.out, r) for r in runs]
     table = summarise(runs, histories)
-    atomic_write_json(args.out / "results.json", {"runs": runs, "summary": table, "env_steps": args.env_steps})
+    atomic_write_json(
+        args.out / "results.json", {"runs": runs, "summary": table, "env_steps": args.env_steps}
+    )
     text = markdown(table, runs)
     atomic_write_text(args.out / "results.md", text + "\n")
     plot(table, args.out / "algos.png")

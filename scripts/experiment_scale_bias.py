@@ -90,13 +90,22 @@ REFERENCE = "grpo_skewed"
 
 PRIMARY = ("acc_small", "p_crop_small_small")
 SECONDARY = ("acc_large", "acc", "crop_iou", "p_crop_small_large")
-DIAGNOSTICS = ("rollout_share/small", "adv_share/small", "grad_share/small", "crop_bin_occupancy/small",
-               "multi_bin_group_frac")  # fmt: skip
+DIAGNOSTICS = (
+    "rollout_share/small",
+    "adv_share/small",
+    "grad_share/small",
+    "crop_bin_occupancy/small",
+    "multi_bin_group_frac",
+)
 """Per-step diagnostics averaged over each run's training (`result.json`, `train_<key>`)."""
 LABELS = {
-    "acc_small": "acc small", "p_crop_small_small": "P(small crop \\| small)", "acc_large": "acc large",
-    "acc": "acc all", "crop_iou": "crop IoU", "p_crop_small_large": "P(small crop \\| large)",
-}  # fmt: skip
+    "acc_small": "acc small",
+    "p_crop_small_small": "P(small crop \\| small)",
+    "acc_large": "acc large",
+    "acc": "acc all",
+    "crop_iou": "crop IoU",
+    "p_crop_small_large": "P(small crop \\| large)",
+}
 
 
 def run_dir(out: Path, arm: str, seed: int) -> Path:
@@ -111,10 +120,21 @@ grad_share is measured on seeds 0-2 and 9."""
 
 def overrides(arm: str, seed: int, out: Path, env_steps: int, eval_questions: int) -> list[str]:
     """The `grounding-gym train` key=value overrides of one run (its exact command line)."""
-    no_grad_share = NO_GRAD_SHARE_AFTER[0] < seed < NO_GRAD_SHARE_AFTER[1] and arm != "grpo_small_only"
+    no_grad_share = (
+        NO_GRAD_SHARE_AFTER[0] < seed < NO_GRAD_SHARE_AFTER[1] and arm != "grpo_small_only"
+    )
     budget = round(BUDGET.get(arm, 1.0) * env_steps)
-    return [*(["grad_diagnostics=false"] if no_grad_share else []),*ARMS[arm], f"seed={seed}", f"output_dir={run_dir(out, arm, seed)}", f"total_env_steps={budget}",
-            "total_steps=100000", f"eval_samples={eval_questions}", "progress=false", "tensorboard=false"]  # fmt: skip
+    return [
+        *(["grad_diagnostics=false"] if no_grad_share else []),
+        *ARMS[arm],
+        f"seed={seed}",
+        f"output_dir={run_dir(out, arm, seed)}",
+        f"total_env_steps={budget}",
+        "total_steps=100000",
+        f"eval_samples={eval_questions}",
+        "progress=false",
+        "tensorboard=false",
+    ]
 
 
 def run_one(
@@ -129,12 +149,21 @@ def run_one(
     trainer = Trainer(load_config(config, args))
     history = trainer.train()
     result = {
-        "arm": arm, "seed": seed, "steps": trainer.step, "env_steps": trainer.env_steps,
+        "arm": arm,
+        "seed": seed,
+        "steps": trainer.step,
+        "env_steps": trainer.env_steps,
         "seconds": time.perf_counter() - start,
-        "command": "grounding-gym train --config " + config + " " + " ".join(f"'{a}'" for a in args),
-        "eval": {k[len("eval/"):]: v for k, v in history[-1].items() if k.startswith("eval/")},
-        "train": {f"train_{k}": float(np.mean([row.get(k, math.nan) for row in history])) for k in DIAGNOSTICS},
-    }  # fmt: skip
+        "command": "grounding-gym train --config "
+        + config
+        + " "
+        + " ".join(f"'{a}'" for a in args),
+        "eval": {k[len("eval/") :]: v for k, v in history[-1].items() if k.startswith("eval/")},
+        "train": {
+            f"train_{k}": float(np.mean([row.get(k, math.nan) for row in history]))
+            for k in DIAGNOSTICS
+        },
+    }
     atomic_write_json(run_dir(Path(out), arm, seed) / "result.json", result)
     return result
 
@@ -160,14 +189,20 @@ def summarise(results: list[dict[str, Any]], arms: list[str]) -> dict[str, Any]:
     table: dict[str, Any] = {"arms": {}, "paired": {}, "power": {}}
     for arm, runs in by_arm.items():
         if runs:
-            table["arms"][arm] = {"seeds": sorted(runs), "seconds": float(np.mean([r["seconds"] for r in runs.values()])),
-                                  **{k: bootstrap_ci([metric(r, k) for r in runs.values()]) for k in keys}}  # fmt: skip
+            table["arms"][arm] = {
+                "seeds": sorted(runs),
+                "seconds": float(np.mean([r["seconds"] for r in runs.values()])),
+                **{k: bootstrap_ci([metric(r, k) for r in runs.values()]) for k in keys},
+            }
     reference = by_arm.get(REFERENCE, {})
     for arm, runs in by_arm.items():
         common = sorted(set(runs) & set(reference))
         if arm in (REFERENCE, "grpo_small_only") or not common:
             continue
-        diffs = {k: [metric(runs[s], k) - metric(reference[s], k) for s in common] for k in (*PRIMARY, *SECONDARY)}
+        diffs = {
+            k: [metric(runs[s], k) - metric(reference[s], k) for s in common]
+            for k in (*PRIMARY, *SECONDARY)
+        }
         table["paired"][arm] = {"seeds": common, **{k: bootstrap_ci(v) for k, v in diffs.items()}}
         table["power"][arm] = {k: power(diffs[k]) for k in PRIMARY}
     return table
@@ -202,30 +237,52 @@ def _seeds(n: float) -> str:
 
 def markdown(table: dict[str, Any]) -> str:
     cols = [*PRIMARY, *SECONDARY]
-    lines = ["Final greedy evaluation on the balanced held-out set, mean over seeds [95 % bootstrap CI]:", "",
-             "| arm | seeds | " + " | ".join(LABELS[k] for k in cols) + " | min/run |",
-             "|---|---|" + "---|" * (len(cols) + 1)]  # fmt: skip
+    lines = [
+        "Final greedy evaluation on the balanced held-out set, mean over seeds [95 % bootstrap CI]:",
+        "",
+        "| arm | seeds | " + " | ".join(LABELS[k] for k in cols) + " | min/run |",
+        "|---|---|" + "---|" * (len(cols) + 1),
+    ]
     for arm, row in table["arms"].items():
         cells = " | ".join(_ci(row[k]) for k in cols)
         lines.append(f"| {arm} | {len(row['seeds'])} | {cells} | {row['seconds'] / 60:.1f} |")
-    lines += ["", f"Paired differences against {REFERENCE} (same seeds), mean [95 % bootstrap CI]:", "",
-              "| arm | pairs | " + " | ".join(LABELS[k] for k in cols) + " |", "|---|---|" + "---|" * len(cols)]  # fmt: skip
+    lines += [
+        "",
+        f"Paired differences against {REFERENCE} (same seeds), mean [95 % bootstrap CI]:",
+        "",
+        "| arm | pairs | " + " | ".join(LABELS[k] for k in cols) + " |",
+        "|---|---|" + "---|" * len(cols),
+    ]
     for arm, row in table["paired"].items():
         lines.append(
             f"| {arm} | {len(row['seeds'])} | "
             + " | ".join(_ci(row[k], signed=True) for k in cols)
             + " |"
         )
-    lines += ["", "What the pairs resolve (80 % power, 5 % two-sided, normal approximation): the smallest detectable "
-              "mean difference at this many seeds, and the seeds the observed difference would need:", "",
-              "| arm | " + " | ".join(f"{LABELS[k]}: sd / detectable / seeds needed" for k in PRIMARY) + " |",
-              "|---|" + "---|" * len(PRIMARY)]  # fmt: skip
+    lines += [
+        "",
+        "What the pairs resolve (80 % power, 5 % two-sided, normal approximation): the smallest detectable "
+        "mean difference at this many seeds, and the seeds the observed difference would need:",
+        "",
+        "| arm | "
+        + " | ".join(f"{LABELS[k]}: sd / detectable / seeds needed" for k in PRIMARY)
+        + " |",
+        "|---|" + "---|" * len(PRIMARY),
+    ]
     for arm, row in table["power"].items():
-        cells = [f"{p['sd']:.3f} / {p['mde']:.3f} / {_seeds(p['seeds_needed'])}" for p in (row[k] for k in PRIMARY)]
+        cells = [
+            f"{p['sd']:.3f} / {p['mde']:.3f} / {_seeds(p['seeds_needed'])}"
+            for p in (row[k] for k in PRIMARY)
+        ]
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     diag = [f"train_{k}" for k in DIAGNOSTICS]
-    lines += ["", "Scale-bias diagnostics averaged over training (small-target bin; mean [95 % CI] over seeds):", "",
-              "| arm | " + " | ".join(DIAGNOSTICS) + " |", "|---|" + "---|" * len(diag)]  # fmt: skip
+    lines += [
+        "",
+        "Scale-bias diagnostics averaged over training (small-target bin; mean [95 % CI] over seeds):",
+        "",
+        "| arm | " + " | ".join(DIAGNOSTICS) + " |",
+        "|---|" + "---|" * len(diag),
+    ]
     for arm, row in table["arms"].items():
         lines.append(f"| {arm} | " + " | ".join(_ci(row[k]) for k in diag) + " |")
     return "\n".join(lines)
@@ -262,9 +319,11 @@ def plot_accuracy(table: dict[str, Any], path: Path) -> None:
     save_figure(fig, path)
 
 
-CURVES = (("adv_share/small", "small targets' share of sum |A| x tokens"),
-          ("grad_share/small", "small targets' share of |grad|^2"),
-          ("rollout/p_crop_small_small", "P(small crop | small target), training"))  # fmt: skip
+CURVES = (
+    ("adv_share/small", "small targets' share of sum |A| x tokens"),
+    ("grad_share/small", "small targets' share of |grad|^2"),
+    ("rollout/p_crop_small_small", "P(small crop | small target), training"),
+)
 
 
 def plot_diagnostics(results: list[dict[str, Any]], out: Path, path: Path) -> None:
@@ -304,8 +363,19 @@ def ship_baselines(out: Path, dest: Path, config: str, eval_questions: int) -> N
     cfg = load_config(config)
     env_kwargs = merge_kwargs(cfg.env_kwargs, cfg.eval_env_kwargs)
     start = cfg.train_samples
-    common = ["--env", cfg.env_id, "--env-kwargs", json.dumps(env_kwargs), "--samples", f"{start}:{start + eval_questions}",
-              "--benchmark", BENCHMARK, "--bin-edges", ",".join(str(e) for e in cfg.bin_edges), "--no-progress"]  # fmt: skip
+    common = [
+        "--env",
+        cfg.env_id,
+        "--env-kwargs",
+        json.dumps(env_kwargs),
+        "--samples",
+        f"{start}:{start + eval_questions}",
+        "--benchmark",
+        BENCHMARK,
+        "--bin-edges",
+        ",".join(str(e) for e in cfg.bin_edges),
+        "--no-progress",
+    ]
     jobs: list[tuple[str, list[str]]] = [(agent, ["--agent", agent]) for agent in REFERENCE_AGENTS]
     for arm in MAIN_ARMS:
         run = run_dir(out, arm, 0) / "checkpoint.pt"
@@ -318,8 +388,19 @@ def ship_baselines(out: Path, dest: Path, config: str, eval_questions: int) -> N
         atomic_torch_save(
             {key: state[key] for key in ("policy", "config", "step", "env_steps")}, target
         )
-        jobs.append((f"tiny-{arm}", ["--agent", "policy-checkpoint", "--agent-kwargs", json.dumps({"path": str(target)}),
-                                     "--label", f"tiny-{arm}"]))  # fmt: skip
+        jobs.append(
+            (
+                f"tiny-{arm}",
+                [
+                    "--agent",
+                    "policy-checkpoint",
+                    "--agent-kwargs",
+                    json.dumps({"path": str(target)}),
+                    "--label",
+                    f"tiny-{arm}",
+                ],
+            )
+        )
     for label, agent in jobs:
         cmd = [
             sys.executable,
@@ -339,8 +420,13 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--config", default=str(ROOT / "examples" / "scale_bias.yaml"))
-    parser.add_argument("--arms", nargs="+", default=MAIN_ARMS, choices=list(ARMS),
-                        help="arms to train (grpo_small_only: the capacity check)")  # fmt: skip
+    parser.add_argument(
+        "--arms",
+        nargs="+",
+        default=MAIN_ARMS,
+        choices=list(ARMS),
+        help="arms to train (grpo_small_only: the capacity check)",
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=list(range(10)))
     parser.add_argument(
         "--env-steps", type=int, default=9600, help="env-step budget of a skewed run"
@@ -352,10 +438,18 @@ def main(argv: list[str] | None = None) -> int:
         "--jobs", type=int, default=1, help="runs trained at once (one process each)"
     )
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "experiment_scale_bias")
-    parser.add_argument("--report-only", action="store_true",
-                        help="train nothing: tables and plots of every finished run in --out")  # fmt: skip
-    parser.add_argument("--ship-baselines", type=Path, default=None, metavar="DIR",
-                        help="train nothing: evaluate the seed-0 policies into DIR (baselines/scale-bias)")  # fmt: skip
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="train nothing: tables and plots of every finished run in --out",
+    )
+    parser.add_argument(
+        "--ship-baselines",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="train nothing: evaluate the seed-0 policies into DIR (baselines/scale-bias)",
+    )
     args = parser.parse_args(argv)
     if args.ship_baselines is not None:
         ship_baselines(args.out, args.ship_baselines, args.config, args.eval_questions)
@@ -372,16 +466,32 @@ def main(argv: list[str] | None = None) -> int:
         with ProcessPoolExecutor(
             max(1, args.jobs), mp_context=get_context("spawn"), max_tasks_per_child=1
         ) as pool:
-            futures = [pool.submit(run_one, arm, seed, args.config, str(args.out), args.env_steps, args.eval_questions)
-                       for arm, seed in todo]  # fmt: skip
+            futures = [
+                pool.submit(
+                    run_one,
+                    arm,
+                    seed,
+                    args.config,
+                    str(args.out),
+                    args.env_steps,
+                    args.eval_questions,
+                )
+                for arm, seed in todo
+            ]
             for future in futures:
                 r = future.result()
-                print(f"{r['arm']} seed {r['seed']}: acc small {metric(r, 'acc_small'):.3f} large "
-                      f"{metric(r, 'acc_large'):.3f}, P(small crop | small) {metric(r, 'p_crop_small_small'):.2f}, "
-                      f"{r['env_steps']} env steps, {r['seconds']:.0f} s", flush=True)  # fmt: skip
+                print(
+                    f"{r['arm']} seed {r['seed']}: acc small {metric(r, 'acc_small'):.3f} large "
+                    f"{metric(r, 'acc_large'):.3f}, P(small crop | small) {metric(r, 'p_crop_small_small'):.2f}, "
+                    f"{r['env_steps']} env steps, {r['seconds']:.0f} s",
+                    flush=True,
+                )
         print(f"trained {len(todo)} runs in {time.perf_counter() - start:.0f} s", flush=True)
-    results = load_results(args.out, list(ARMS) if args.report_only else args.arms,
-                           None if args.report_only else args.seeds)  # fmt: skip
+    results = load_results(
+        args.out,
+        list(ARMS) if args.report_only else args.arms,
+        None if args.report_only else args.seeds,
+    )
     if not results:
         print(f"no finished runs in {args.out}", file=sys.stderr)
         return 1

@@ -87,19 +87,21 @@ def measure(photos: list[Path]) -> list[dict[str, Any]]:
             for box_name, fractions in BOXES.items():
                 meant, bbox, first = crop_of(envs["view"], photo.name, fractions)
                 deepeyes, _, _ = crop_of(envs["original"], photo.name, fractions)
-                rows.append({
-                    "photo": photo.name,
-                    "image_size": first["image_size"],
-                    "budget": budget_name,
-                    "view_size": first["view_size"],
-                    "box": box_name,
-                    "bbox_2d": bbox,
-                    "crop_view_frame": meant.as_list(),
-                    "crop_original_frame": deepeyes.as_list(),
-                    "iou": iou(meant, deepeyes),
-                    "centre_offset_px": math.dist(meant.center, deepeyes.center),
-                    "meant_inside_deepeyes": coverage(meant, deepeyes),
-                })  # fmt: skip
+                rows.append(
+                    {
+                        "photo": photo.name,
+                        "image_size": first["image_size"],
+                        "budget": budget_name,
+                        "view_size": first["view_size"],
+                        "box": box_name,
+                        "bbox_2d": bbox,
+                        "crop_view_frame": meant.as_list(),
+                        "crop_original_frame": deepeyes.as_list(),
+                        "iou": iou(meant, deepeyes),
+                        "centre_offset_px": math.dist(meant.center, deepeyes.center),
+                        "meant_inside_deepeyes": coverage(meant, deepeyes),
+                    }
+                )
         for env in envs.values():
             env.close()
     return rows

@@ -32,7 +32,12 @@ CI_EXTRAS = {
 
 _ALIASES = {"opencv": "cv2", "sb3": "stable_baselines3", "stable-baselines3": "stable_baselines3"}
 _IMPORT_SKIP = re.compile(r"could not import '([\w.]+)'")  # pytest.importorskip's reason
-_NAMED = re.compile(r"\b(" + "|".join(re.escape(n) for n in sorted([*CI_EXTRAS, *_ALIASES], key=len, reverse=True)) + r")\b", re.I)
+_NAMED = re.compile(
+    r"\b("
+    + "|".join(re.escape(n) for n in sorted([*CI_EXTRAS, *_ALIASES], key=len, reverse=True))
+    + r")\b",
+    re.I,
+)
 
 
 def active() -> bool:
@@ -95,4 +100,6 @@ def pytest_make_collect_report(collector: pytest.Collector):
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     """One test skipped in its setup or body."""
     outcome = yield
-    _fail_if_hidden(outcome.get_result(), f"test {item.nodeid}", item.get_closest_marker("gpu") is not None)
+    _fail_if_hidden(
+        outcome.get_result(), f"test {item.nodeid}", item.get_closest_marker("gpu") is not None
+    )

@@ -55,16 +55,35 @@ def test_two_process_cpu_ddp_step_keeps_replicas_identical(tmp_path):
     from agents.policies.tiny_qwen import tiny_qwen25vl_path
 
     model = tiny_qwen25vl_path()
-    launcher = shutil.which("accelerate", path=os.path.dirname(sys.executable)) or shutil.which("accelerate")
+    launcher = shutil.which("accelerate", path=os.path.dirname(sys.executable)) or shutil.which(
+        "accelerate"
+    )
     if launcher is None:
         pytest.skip("the accelerate CLI is not on PATH")
-    env = dict(os.environ, ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    env = dict(
+        os.environ, ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false"
+    )
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     cmd = [
-        launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
-        str(ROOT / "examples" / "accelerate_smoke.py"), "--model", model, "--workdir", str(tmp_path),
-    ]  # fmt: skip
+        launcher,
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(_free_port()),
+        str(ROOT / "examples" / "accelerate_smoke.py"),
+        "--model",
+        model,
+        "--workdir",
+        str(tmp_path),
+    ]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("SMOKE_RESULT ")]
     assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-5000:]

@@ -15,10 +15,19 @@ import grounding_gym  # noqa: F401  (registers the ids)
 from grounding_gym.envs import ENV_SPECS
 
 SMALL = {"num_samples": 16, "image_size": (512, 1024)}
-FAST_DATASET_KWARGS: dict[str, dict] = {"synthetic-hr": SMALL, "synthetic": SMALL, "synthetic-ref": SMALL}
+FAST_DATASET_KWARGS: dict[str, dict] = {
+    "synthetic-hr": SMALL,
+    "synthetic": SMALL,
+    "synthetic-ref": SMALL,
+}
 """Per default dataset: small images and few samples, so every id runs in well under a second."""
 
-ACTIONS = ["<crop>[0, 0, 300, 200]</crop>", "<answer>A</answer>", "no action here", "<box>[10, 10, 90, 70]</box>"]
+ACTIONS = [
+    "<crop>[0, 0, 300, 200]</crop>",
+    "<answer>A</answer>",
+    "no action here",
+    "<box>[10, 10, 90, 70]</box>",
+]
 """One text action per vector copy: a crop, an answer, invalid text, a box."""
 
 ENV_IDS = sorted(ENV_SPECS)
@@ -27,7 +36,9 @@ ENV_IDS = sorted(ENV_SPECS)
 def make_kwargs(env_id: str) -> dict:
     dataset = ENV_SPECS[env_id].get("kwargs", {}).get("dataset")
     if dataset not in FAST_DATASET_KWARGS:
-        pytest.fail(f"{env_id}: add fast dataset_kwargs for its default dataset {dataset!r} to FAST_DATASET_KWARGS")
+        pytest.fail(
+            f"{env_id}: add fast dataset_kwargs for its default dataset {dataset!r} to FAST_DATASET_KWARGS"
+        )
     return {"dataset_kwargs": FAST_DATASET_KWARGS[dataset]}
 
 
@@ -48,11 +59,16 @@ def test_check_env(env_id):
 def test_vector_envs_reset_and_step_with_text(env_id, vector_cls):
     kwargs = make_kwargs(env_id)
     fns = [lambda: gym.make(env_id, **kwargs) for _ in range(4)]
-    venv = (gym.vector.SyncVectorEnv(fns) if vector_cls == "sync"
-            else gym.vector.AsyncVectorEnv(fns, shared_memory=False))  # fmt: skip
+    venv = (
+        gym.vector.SyncVectorEnv(fns)
+        if vector_cls == "sync"
+        else gym.vector.AsyncVectorEnv(fns, shared_memory=False)
+    )
     try:
         obs, infos = venv.reset(seed=0)
-        assert len(obs["image"]) == 4 and all(img.dtype == np.uint8 and img.ndim == 3 for img in obs["image"])
+        assert len(obs["image"]) == 4 and all(
+            img.dtype == np.uint8 and img.ndim == 3 for img in obs["image"]
+        )
         assert len(obs["dialogue"]) == 4 and all(isinstance(d, str) and d for d in obs["dialogue"])
         obs, rewards, terminated, truncated, infos = venv.step(ACTIONS)
         assert rewards.shape == (4,) and np.isfinite(rewards).all()
@@ -68,7 +84,15 @@ def rollout(env_id: str, seed: int) -> list:
     record = [obs["image"].tobytes(), obs["image"].shape, obs["dialogue"], info]
     for action in ("<crop>[0, 0, 300, 200]</crop>", "<answer>A</answer>"):
         obs, reward, terminated, truncated, info = env.step(action)
-        record += [obs["image"].tobytes(), obs["image"].shape, obs["dialogue"], reward, terminated, truncated, info]
+        record += [
+            obs["image"].tobytes(),
+            obs["image"].shape,
+            obs["dialogue"],
+            reward,
+            terminated,
+            truncated,
+            info,
+        ]
         if terminated or truncated:
             break
     env.close()

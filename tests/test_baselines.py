@@ -24,8 +24,10 @@ from grounding_gym.eval.harness import make_eval_env
 from grounding_gym.geometry import FRAMES, Box, coverage
 from tests.conftest import toy_samples
 
-SMALL = {"dataset_kwargs": {"num_samples": 32, "image_size": 768, "target_rel_area": [5e-4, 5e-3]},
-         "env_kwargs": {"max_pixels": 256 * 256}}  # fmt: skip
+SMALL = {
+    "dataset_kwargs": {"num_samples": 32, "image_size": 768, "target_rel_area": [5e-4, 5e-3]},
+    "env_kwargs": {"max_pixels": 256 * 256},
+}
 
 
 def run_episode(env, agent, sample_index):
@@ -43,7 +45,9 @@ def run_episode(env, agent, sample_index):
 @pytest.mark.parametrize("frame", FRAMES)
 @pytest.mark.parametrize("decimals", [0, 2])
 def test_oracle_crop_covers_the_target_exactly_in_every_frame(frame, decimals):
-    env = GroundedVQAEnv(toy_samples(3), coord_frame=frame, max_pixels=320 * 240, invalid_box="reject")
+    env = GroundedVQAEnv(
+        toy_samples(3), coord_frame=frame, max_pixels=320 * 240, invalid_box="reject"
+    )
     agent = OracleCropAgent(env, decimals=decimals)
     for index in range(3):
         infos = run_episode(env, agent, index)
@@ -72,8 +76,11 @@ def test_fallback_answer_without_a_reader():
 
 
 def test_zooming_is_what_makes_small_targets_legible():
-    env, _, _ = make_eval_env("GroundedVQA-HR-v0", dataset_kwargs={"num_samples": 40, "image_size": 1024,
-                              "target_rel_area": [3e-4, 3e-3]}, env_kwargs={"max_pixels": 256 * 256})  # fmt: skip
+    env, _, _ = make_eval_env(
+        "GroundedVQA-HR-v0",
+        dataset_kwargs={"num_samples": 40, "image_size": 1024, "target_rel_area": [3e-4, 3e-3]},
+        env_kwargs={"max_pixels": 256 * 256},
+    )
     oracle, no_crop = OracleCropAgent(env.unwrapped), NoCropAgent(env.unwrapped)
     right_oracle = sum(bool(run_episode(env, oracle, i)[-1]["correct"]) for i in range(12))
     right_no_crop = sum(bool(run_episode(env, no_crop, i)[-1]["correct"]) for i in range(12))
@@ -81,10 +88,26 @@ def test_zooming_is_what_makes_small_targets_legible():
 
 
 def test_random_crop_is_reproducible_and_inside_the_view(tmp_path):
-    a = evaluate("random-crop", "GroundedVQA-HR-v0", n=5, out_dir=tmp_path / "a", progress=False, plots=False,
-                 agent_kwargs={"seed": 3}, **SMALL)  # fmt: skip
-    b = evaluate("random-crop", "GroundedVQA-HR-v0", n=5, out_dir=tmp_path / "b", progress=False, plots=False,
-                 agent_kwargs={"seed": 3}, **SMALL)  # fmt: skip
+    a = evaluate(
+        "random-crop",
+        "GroundedVQA-HR-v0",
+        n=5,
+        out_dir=tmp_path / "a",
+        progress=False,
+        plots=False,
+        agent_kwargs={"seed": 3},
+        **SMALL,
+    )
+    b = evaluate(
+        "random-crop",
+        "GroundedVQA-HR-v0",
+        n=5,
+        out_dir=tmp_path / "b",
+        progress=False,
+        plots=False,
+        agent_kwargs={"seed": 3},
+        **SMALL,
+    )
     ra, rb = (read_records(tmp_path / x / "episodes.jsonl") for x in "ab")
     assert [r["crop_boxes"] for r in ra] == [r["crop_boxes"] for r in rb]
     assert a["overall"]["crop_rate"] == 1.0 and b["overall"]["invalid_action_rate"] == 0.0
@@ -122,7 +145,15 @@ def test_sliding_window_descends_towards_the_named_colour_without_ground_truth()
 
 def test_heuristic_actions_parse_cleanly(tmp_path):
     for name in ("no-crop", "random-crop", "sliding-window", "oracle-crop"):
-        evaluate(name, "GroundedVQA-HR-v0", n=3, out_dir=tmp_path / name, progress=False, plots=False, **SMALL)
+        evaluate(
+            name,
+            "GroundedVQA-HR-v0",
+            n=3,
+            out_dir=tmp_path / name,
+            progress=False,
+            plots=False,
+            **SMALL,
+        )
         for record in read_records(tmp_path / name / "episodes.jsonl"):
             assert record["invalid_actions"] == 0 and record["answered"]
             assert all(parse_action(a).format_ok for a in record["actions"])
@@ -144,11 +175,40 @@ def test_sb3_ppo_trains_through_the_wrappers_and_evaluates(tmp_path, capsys):
     from agents.baselines.sb3_ppo import PPOArgs, main, make_train_env
 
     out = tmp_path / "ppo"
-    argv = ["--total-timesteps", "64", "--num-envs", "2", "--n-steps", "32", "--batch-size", "32",
-            "--n-epochs", "1", "--obs-size", "36", "--image-size", "160", "192", "--num-samples", "4",
-            "--eval-episodes", "3", "--out", str(out)]  # fmt: skip
-    args = PPOArgs(total_timesteps=64, num_envs=2, n_steps=32, batch_size=32, n_epochs=1, obs_size=36,
-                   image_size=(160, 192), num_samples=4, out=str(out))  # fmt: skip
+    argv = [
+        "--total-timesteps",
+        "64",
+        "--num-envs",
+        "2",
+        "--n-steps",
+        "32",
+        "--batch-size",
+        "32",
+        "--n-epochs",
+        "1",
+        "--obs-size",
+        "36",
+        "--image-size",
+        "160",
+        "192",
+        "--num-samples",
+        "4",
+        "--eval-episodes",
+        "3",
+        "--out",
+        str(out),
+    ]
+    args = PPOArgs(
+        total_timesteps=64,
+        num_envs=2,
+        n_steps=32,
+        batch_size=32,
+        n_epochs=1,
+        obs_size=36,
+        image_size=(160, 192),
+        num_samples=4,
+        out=str(out),
+    )
     check_env(make_train_env(args).env, warn=True)  # the wrapped env under Monitor
     assert main(argv) == 0  # cleanrl-style smoke run: train, save, evaluate through the harness
     assert (out / "model.zip").is_file() and (out / "ppo_config.json").is_file()

@@ -19,7 +19,7 @@ from tests import ci_guard
 
 ROOT = Path(__file__).resolve().parents[1]
 
-FILE_SKIPPED = '''
+FILE_SKIPPED = """
 import sys
 import pytest
 sys.modules["trl"] = None  # as if the trl extra were missing
@@ -27,8 +27,8 @@ trl = pytest.importorskip("trl")
 
 def test_needs_trl():
     pass
-'''
-TESTS_SKIPPED = '''
+"""
+TESTS_SKIPPED = """
 import sys
 import pytest
 
@@ -58,8 +58,8 @@ def test_vllm_is_gpu_only():
 @pytest.mark.xfail(reason="torch bug, expected to fail")
 def test_expected_failure_mentioning_torch():
     assert False
-'''
-GPU_FILE = '''
+"""
+GPU_FILE = """
 import sys
 import pytest
 pytestmark = pytest.mark.gpu
@@ -68,7 +68,7 @@ pytest.importorskip("vllm")
 
 def test_on_vllm():
     pass
-'''
+"""
 
 
 def run_pytest(folder: Path, ci: str | None) -> subprocess.CompletedProcess:
@@ -76,8 +76,19 @@ def run_pytest(folder: Path, ci: str | None) -> subprocess.CompletedProcess:
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     if ci is not None:
         env["CI"] = ci
-    cmd = [sys.executable, "-m", "pytest", "-p", "tests.ci_guard", "-p", "no:cacheprovider", "-q", "-rA",
-           "--continue-on-collection-errors", str(folder)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "tests.ci_guard",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "-rA",
+        "--continue-on-collection-errors",
+        str(folder),
+    ]
     return subprocess.run(cmd, cwd=folder, env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -101,8 +112,13 @@ def test_under_ci_a_missing_extra_fails_and_gpu_tests_still_skip(fake_suite):
     assert "CI installs 'cv2' (extra grounding-gym[fast]" in out
     assert "XFAIL test_tests_skipped.py::test_expected_failure_mentioning_torch" in out
     skipped = [line for line in out.splitlines() if line.startswith("SKIPPED")]
-    for reason in ("no shipped baselines", "needs CUDA", "could not import 'torch'",  # the last: marked gpu
-                   "test_gpu_file.py:6: could not import 'vllm'", "test_tests_skipped.py:26: could not import 'vllm'"):
+    for reason in (
+        "no shipped baselines",
+        "needs CUDA",
+        "could not import 'torch'",  # the last: marked gpu
+        "test_gpu_file.py:6: could not import 'vllm'",
+        "test_tests_skipped.py:26: could not import 'vllm'",
+    ):
         assert any(reason in line for line in skipped), f"{reason!r} should still skip:\n{out}"
     assert "2 failed, 5 skipped, 1 xfailed, 1 error" in out, out
 

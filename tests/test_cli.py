@@ -17,8 +17,15 @@ from grounding_gym.eval import read_records
 from tests.test_eval import episode_records
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = ["--image-size", "768", "--dataset-kwargs", '{"num_samples": 40, "target_rel_area": [5e-4, 5e-3]}',
-         "--env-kwargs", '{"max_pixels": 65536}', "--no-progress"]  # fmt: skip
+SMALL = [
+    "--image-size",
+    "768",
+    "--dataset-kwargs",
+    '{"num_samples": 40, "target_rel_area": [5e-4, 5e-3]}',
+    "--env-kwargs",
+    '{"max_pixels": 65536}',
+    "--no-progress",
+]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -44,26 +51,97 @@ def test_list_shows_envs_datasets_and_agents(capsys):
 
 def test_eval_compare_render_smoke(tmp_path, capsys):
     for agent in ("oracle-crop", "no-crop"):
-        assert main(["eval", "--agent", agent, "-n", "4", "--out", str(tmp_path / agent), *SMALL]) == 0
+        assert (
+            main(["eval", "--agent", agent, "-n", "4", "--out", str(tmp_path / agent), *SMALL]) == 0
+        )
     out = capsys.readouterr().out
     assert "| bin | small |" in out and "results:" in out
     for name in ("summary.json", "summary.csv", "summary.md", "acc_vs_area.png", "iou_hist.png"):
         assert (tmp_path / "oracle-crop" / name).is_file(), name
-    assert main(["compare", str(tmp_path / "oracle-crop"), str(tmp_path / "no-crop"),
-                 "--metric", "accuracy", "--metric", "miou", "--plot", str(tmp_path / "cmp.png")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "compare",
+                str(tmp_path / "oracle-crop"),
+                str(tmp_path / "no-crop"),
+                "--metric",
+                "accuracy",
+                "--metric",
+                "miou",
+                "--plot",
+                str(tmp_path / "cmp.png"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "oracle-crop (ref)" in out and "Δ" in out and "miou" in out
     assert (tmp_path / "cmp.png").read_bytes()[:8] == PNG_MAGIC
-    assert main(["eval", "--agent", "random-crop", "--like", str(tmp_path / "no-crop"), "--no-progress",
-                 "--out", str(tmp_path / "like")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "eval",
+                "--agent",
+                "random-crop",
+                "--like",
+                str(tmp_path / "no-crop"),
+                "--no-progress",
+                "--out",
+                str(tmp_path / "like"),
+            ]
+        )
+        == 0
+    )
     like = json.loads((tmp_path / "like" / "summary.json").read_text())["meta"]
     base = json.loads((tmp_path / "no-crop" / "summary.json").read_text())["meta"]
-    assert like["n"] == 4 and like["env_kwargs"] == base["env_kwargs"] and like["agent"] == "random-crop"
-    assert main(["eval", "--agent", "no-crop", "--like", str(tmp_path / "no-crop"), "--image-size", "64"]) == 2
-    assert main(["render", "--run", str(tmp_path / "oracle-crop"), "--episode", "1",
-                 "--out", str(tmp_path / "replay.png")]) == 0  # fmt: skip
-    assert main(["render", "--agent", "sliding-window", "--episode", "2", "--out", str(tmp_path / "sw.png"),
-                 *[a for a in SMALL if a != "--no-progress"]]) == 0  # fmt: skip
+    assert (
+        like["n"] == 4
+        and like["env_kwargs"] == base["env_kwargs"]
+        and like["agent"] == "random-crop"
+    )
+    assert (
+        main(
+            [
+                "eval",
+                "--agent",
+                "no-crop",
+                "--like",
+                str(tmp_path / "no-crop"),
+                "--image-size",
+                "64",
+            ]
+        )
+        == 2
+    )
+    assert (
+        main(
+            [
+                "render",
+                "--run",
+                str(tmp_path / "oracle-crop"),
+                "--episode",
+                "1",
+                "--out",
+                str(tmp_path / "replay.png"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "render",
+                "--agent",
+                "sliding-window",
+                "--episode",
+                "2",
+                "--out",
+                str(tmp_path / "sw.png"),
+                *[a for a in SMALL if a != "--no-progress"],
+            ]
+        )
+        == 0
+    )
     for png in ("replay.png", "sw.png"):
         assert (tmp_path / png).read_bytes()[:8] == PNG_MAGIC
 
@@ -72,17 +150,34 @@ def test_compare_with_shipped_baselines(tmp_path, capsys):
     root = tmp_path / "baselines" / "toy"
     for name, acc in (("base-a", 0.25), ("base-b", 0.75)):
         (root / name).mkdir(parents=True)
-        summary = {"meta": {"agent": name, "benchmark": "toy"}, "overall": {"n": 4, "accuracy": acc},
-                   "per_bin": {"small": {"n": 4, "accuracy": acc}}, "per_category": {}}  # fmt: skip
+        summary = {
+            "meta": {"agent": name, "benchmark": "toy"},
+            "overall": {"n": 4, "accuracy": acc},
+            "per_bin": {"small": {"n": 4, "accuracy": acc}},
+            "per_category": {},
+        }
         (root / name / "summary.json").write_text(json.dumps(summary))
-    mine = {"meta": {"agent": "mine", "benchmark": "toy"}, "overall": {"n": 4, "accuracy": 0.5},
-            "per_bin": {"small": {"n": 4, "accuracy": 0.5}}, "per_category": {}}  # fmt: skip
+    mine = {
+        "meta": {"agent": "mine", "benchmark": "toy"},
+        "overall": {"n": 4, "accuracy": 0.5},
+        "per_bin": {"small": {"n": 4, "accuracy": 0.5}},
+        "per_category": {},
+    }
     (tmp_path / "mine.json").write_text(json.dumps(mine))
-    argv = ["compare", str(tmp_path / "mine.json"), "--baselines", "--baselines-dir", str(tmp_path / "baselines")]
+    argv = [
+        "compare",
+        str(tmp_path / "mine.json"),
+        "--baselines",
+        "--baselines-dir",
+        str(tmp_path / "baselines"),
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "mine (ref)" in out and "-25.0" in out and "+25.0" in out
-    assert main(["compare", "--baselines", "nope", "--baselines-dir", str(tmp_path / "baselines")]) == 2
+    assert (
+        main(["compare", "--baselines", "nope", "--baselines-dir", str(tmp_path / "baselines")])
+        == 2
+    )
 
 
 def test_shipped_baselines_compare_out_of_the_box(capsys):
@@ -123,17 +218,33 @@ def test_shipped_baselines_still_match_the_generator(benchmark):
 def test_sigkill_mid_evaluation_then_rerun_completes_every_episode_once(tmp_path):
     out = tmp_path / "run"
     n = 40
-    cmd = [sys.executable, "-m", "grounding_gym.cli", "eval", "--agent", "sliding-window", "-n", str(n),
-           "--out", str(out), "--no-plots", *SMALL]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "grounding_gym.cli",
+        "eval",
+        "--agent",
+        "sliding-window",
+        "-n",
+        str(n),
+        "--out",
+        str(out),
+        "--no-plots",
+        *SMALL,
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     results = out / "episodes.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         if results.exists() and results.read_bytes().count(b"\n") >= 4:
             break
         time.sleep(0.02)
-    assert proc.poll() is None, f"finished before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+    assert proc.poll() is None, (
+        f"finished before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+    )
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     proc.stderr.close()
@@ -150,16 +261,23 @@ def test_sigkill_mid_evaluation_then_rerun_completes_every_episode_once(tmp_path
     assert len(read_records(results)) == n
     # Record by record (timings aside), the resumed run is the uninterrupted one.
     straight = tmp_path / "straight"
-    assert main([*cmd[3:cmd.index("--out")], "--out", str(straight), *cmd[cmd.index("--out") + 2:]]) == 0
+    assert (
+        main([*cmd[3 : cmd.index("--out")], "--out", str(straight), *cmd[cmd.index("--out") + 2 :]])
+        == 0
+    )
     for want, have in zip(episode_records(straight), episode_records(out), strict=True):
         assert have == want, f"episode {want['episode']} differs after the SIGKILL and rerun"
 
 
 def test_grounding_gym_eval_imports_neither_torch_nor_agents():
-    code = ("import sys, grounding_gym.eval, grounding_gym.wrappers, grounding_gym.catalog, grounding_gym.eval.cli;"
-            "assert 'torch' not in sys.modules, 'torch'; assert 'agents' not in sys.modules, 'agents';"
-            "from grounding_gym.eval import evaluate;"
-            "evaluate('no-crop', n=1, progress=False, dataset_kwargs={'num_samples': 2, 'image_size': 256});"
-            "assert 'torch' not in sys.modules, 'torch after a heuristic eval'")  # fmt: skip
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    code = (
+        "import sys, grounding_gym.eval, grounding_gym.wrappers, grounding_gym.catalog, grounding_gym.eval.cli;"
+        "assert 'torch' not in sys.modules, 'torch'; assert 'agents' not in sys.modules, 'agents';"
+        "from grounding_gym.eval import evaluate;"
+        "evaluate('no-crop', n=1, progress=False, dataset_kwargs={'num_samples': 2, 'image_size': 256});"
+        "assert 'torch' not in sys.modules, 'torch after a heuristic eval'"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-2000:]

@@ -55,7 +55,16 @@ progress: false
 
 
 def train_command(config: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "grounding_gym.cli", "train", "--config", str(config), "--output_dir", str(out)]
+    return [
+        sys.executable,
+        "-m",
+        "grounding_gym.cli",
+        "train",
+        "--config",
+        str(config),
+        "--output_dir",
+        str(out),
+    ]
 
 
 def metric_rows(out: Path) -> list[dict]:
@@ -69,11 +78,17 @@ def test_sigkill_mid_training_then_resume_matches_an_uninterrupted_run(tmp_path)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
     straight = tmp_path / "straight"
-    subprocess.run(train_command(config, straight), check=True, env=env, timeout=600, capture_output=True)
+    subprocess.run(
+        train_command(config, straight), check=True, env=env, timeout=600, capture_output=True
+    )
 
     crashed = tmp_path / "crashed"
-    proc = subprocess.Popen(train_command(config, crashed), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        train_command(config, crashed),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     metrics = crashed / "metrics.jsonl"
     deadline = time.monotonic() + 300
     seed = int(os.environ.get("KILL_SEED", random.SystemRandom().randrange(2**32)))
@@ -86,7 +101,9 @@ def test_sigkill_mid_training_then_resume_matches_an_uninterrupted_run(tmp_path)
         if rows >= kill_after_rows and (crashed / "checkpoint.pt").exists():
             break
         time.sleep(0.02)
-    assert proc.poll() is None, f"{where}: training finished before it could be killed; make the run longer"
+    assert proc.poll() is None, (
+        f"{where}: training finished before it could be killed; make the run longer"
+    )
     time.sleep(delay)  # land anywhere inside the next step
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
@@ -96,9 +113,13 @@ def test_sigkill_mid_training_then_resume_matches_an_uninterrupted_run(tmp_path)
     state = torch.load(crashed / "checkpoint.pt", weights_only=False)
     assert 1 <= state["step"] < TOTAL_STEPS, where
 
-    subprocess.run(train_command(config, crashed), check=True, env=env, timeout=600, capture_output=True)
+    subprocess.run(
+        train_command(config, crashed), check=True, env=env, timeout=600, capture_output=True
+    )
     rows = metric_rows(crashed)
-    assert [row["step"] for row in rows] == list(range(1, TOTAL_STEPS + 1)), where  # each exactly once
+    assert [row["step"] for row in rows] == list(range(1, TOTAL_STEPS + 1)), (
+        where
+    )  # each exactly once
     assert rows == metric_rows(straight), where
 
 
@@ -126,6 +147,7 @@ def disk_full_half_way(monkeypatch) -> None:
 
 def fail_at(monkeypatch, name: str) -> None:
     """Make `os.<name>` (fsync or replace) fail once the temporary file is complete."""
+
     def fail(*args, **kwargs):
         raise OSError(errno.EIO, f"{name} failed (test)")
 
@@ -133,15 +155,23 @@ def fail_at(monkeypatch, name: str) -> None:
 
 
 def assert_previous_checkpoint_intact(folder: Path, previous: dict) -> None:
-    assert sorted(p.name for p in folder.iterdir()) == ["checkpoint.pt"], "a temporary file was left"
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoint.pt"], (
+        "a temporary file was left"
+    )
     state = torch.load(folder / "checkpoint.pt", weights_only=False)
     assert state.keys() == previous.keys()
     for key, value in previous.items():
-        assert torch.equal(state[key], value) if isinstance(value, torch.Tensor) else state[key] == value
+        assert (
+            torch.equal(state[key], value)
+            if isinstance(value, torch.Tensor)
+            else state[key] == value
+        )
 
 
 @pytest.mark.parametrize("failure", ["disk full half-way", "fsync", "replace"])
-def test_a_checkpoint_write_that_fails_keeps_the_previous_checkpoint(tmp_path, monkeypatch, failure):
+def test_a_checkpoint_write_that_fails_keeps_the_previous_checkpoint(
+    tmp_path, monkeypatch, failure
+):
     path = tmp_path / "checkpoint.pt"
     previous = {"step": 3, "weights": torch.arange(50_000, dtype=torch.float32)}
     atomic_torch_save(previous, path)

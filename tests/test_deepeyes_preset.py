@@ -229,7 +229,12 @@ def test_scripted_crops_after_a_zoom_land_where_meant(frame):
     info = env.step(crop_action_text(meant, *action_frame(info), frame))[4]
     cut = Box(*info["crop_box"])
     assert coverage(meant, cut) == 1.0  # all of it, and at most a view px (~1.9 px) more per side
-    assert cut.x1 > meant.x1 - 2 and cut.y1 > meant.y1 - 2 and cut.x2 < meant.x2 + 2 and cut.y2 < meant.y2 + 2
+    assert (
+        cut.x1 > meant.x1 - 2
+        and cut.y1 > meant.y1 - 2
+        and cut.x2 < meant.x2 + 2
+        and cut.y2 < meant.y2 + 2
+    )
 
 
 def test_tiny_policy_crops_what_it_chose_after_a_zoom():
@@ -245,7 +250,9 @@ def test_tiny_policy_crops_what_it_chose_after_a_zoom():
     info = env.step(policy.crop_text(1, 77, info, obs))[4]
     cut = Box(*info["crop_box"])
     first_px = 960 / 504  # original px per first-view px: the rounding unit of bbox_2d
-    assert all(abs(a - b) <= first_px for a, b in zip(cut.as_tuple(), chosen.as_tuple(), strict=True))
+    assert all(
+        abs(a - b) <= first_px for a, b in zip(cut.as_tuple(), chosen.as_tuple(), strict=True)
+    )
 
 
 def test_the_two_frames_disagree_on_the_same_numbers():
@@ -294,8 +301,12 @@ def test_hf_policy_renders_the_tool_response_and_masks_only_its_own_tokens():
         tiny_qwen25vl_path,
     )
 
-    policy = HFPolicy(tiny_qwen25vl_path(), image_min_pixels=TINY_MIN_PIXELS,
-                      image_max_pixels=TINY_MAX_PIXELS, max_new_tokens=8)  # fmt: skip
+    policy = HFPolicy(
+        tiny_qwen25vl_path(),
+        image_min_pixels=TINY_MIN_PIXELS,
+        image_max_pixels=TINY_MAX_PIXELS,
+        max_new_tokens=8,
+    )
     env = gym.make(
         ENV_ID,
         **tiny_env_kwargs(max_turns=3, dataset_kwargs={"num_samples": 2, "image_size": (256, 512)}),

@@ -20,14 +20,31 @@ def test_format_table_lists_every_agent_and_bin():
 @pytest.mark.slow
 def test_demo_smoke_run_prints_the_table(tmp_path, capsys):
     out = tmp_path / "demo"
-    code = main(["--steps", "2", "--eval-questions", "6", "--image-size", "512", "--out", str(out), "--no-progress"])
+    code = main(
+        [
+            "--steps",
+            "2",
+            "--eval-questions",
+            "6",
+            "--image-size",
+            "512",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     text = capsys.readouterr().out
     for row in ("| no-crop |", "| oracle-crop |", "| tiny (before) |", "| tiny (after) |"):
         assert row in text
     assert "512x512 px images" in text and "Trained 2 steps" in text
     results = json.loads((out / "results.json").read_text())
-    assert results["steps"] == 2 and set(results["results"]) == {"no-crop", "oracle-crop", "tiny (before)", "tiny (after)"}
+    assert results["steps"] == 2 and set(results["results"]) == {
+        "no-crop",
+        "oracle-crop",
+        "tiny (before)",
+        "tiny (after)",
+    }
     assert (out / "learning_curve.png").stat().st_size > 0
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
 
@@ -41,9 +58,30 @@ def test_example_config_is_the_demo_config():
 
     root = Path(__file__).resolve().parents[1]
     example = load_config(root / "examples" / "train_tiny_srpo.yaml").to_dict()
-    args = argparse.Namespace(out=Path("x"), seed=0, image_size=2048, eval_questions=120, algo="srpo",
-                              lr=3e-3, steps=None, no_progress=True)  # fmt: skip
+    args = argparse.Namespace(
+        out=Path("x"),
+        seed=0,
+        image_size=2048,
+        eval_questions=120,
+        algo="srpo",
+        lr=3e-3,
+        steps=None,
+        no_progress=True,
+    )
     demo = demo_config(args).to_dict()
-    for key in ("env_id", "env_kwargs", "policy", "policy_kwargs", "algo", "adv_kwargs", "g1", "g2",
-                "questions_per_step", "lr", "update_epochs", "bin_edges", "train_samples"):  # fmt: skip
+    for key in (
+        "env_id",
+        "env_kwargs",
+        "policy",
+        "policy_kwargs",
+        "algo",
+        "adv_kwargs",
+        "g1",
+        "g2",
+        "questions_per_step",
+        "lr",
+        "update_epochs",
+        "bin_edges",
+        "train_samples",
+    ):
         assert example[key] == demo[key], key

@@ -16,7 +16,8 @@ import pytest
 import grounding_gym
 
 MODULES = sorted(
-    m.name for m in pkgutil.walk_packages(grounding_gym.__path__, prefix="grounding_gym.")
+    m.name
+    for m in pkgutil.walk_packages(grounding_gym.__path__, prefix="grounding_gym.")
     if not m.name.endswith("__main__")
 )
 WITH_DOCTESTS = {
@@ -50,7 +51,9 @@ def test_module_doctests(name):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0, f"{result.failed} doctest(s) failed in {name}"
     if name in WITH_DOCTESTS:
-        assert result.attempted >= 1, f"{name} is listed in WITH_DOCTESTS but no doctest example ran"
+        assert result.attempted >= 1, (
+            f"{name} is listed in WITH_DOCTESTS but no doctest example ran"
+        )
     else:
         assert result.attempted == 0, (
             f"{name} has {result.attempted} doctest example(s); add it to WITH_DOCTESTS so they stay checked"

@@ -76,8 +76,12 @@ def test_crop_of_a_crop_composes(toy_dataset, frame):
     box1 = from_original(first, frame, Box(*info0["view_box"]), info0["view_size"])
     _, _, _, _, info1 = env.step(format_crop(box1.as_tuple(), decimals=6))
     assert Box(*info1["crop_box"]).as_tuple() == pytest.approx(first.as_tuple(), abs=1e-3)
-    inner_in_view = {"view": Box(10, 20, 110, 90), "norm1000": Box(100, 200, 600, 700),
-                     "norm1": Box(0.1, 0.2, 0.6, 0.7), "original": Box(300, 200, 420, 330)}[frame]
+    inner_in_view = {
+        "view": Box(10, 20, 110, 90),
+        "norm1000": Box(100, 200, 600, 700),
+        "norm1": Box(0.1, 0.2, 0.6, 0.7),
+        "original": Box(300, 200, 420, 330),
+    }[frame]
     expected = to_original(inner_in_view, frame, first, info1["view_size"])
     _, _, _, _, info2 = env.step(format_crop(inner_in_view.as_tuple(), decimals=6))
     assert info2["crop_box"] == pytest.approx(expected.as_tuple(), abs=1e-3)
@@ -154,22 +158,58 @@ WHOLE_VIEW = (0.0, 0.0, 960.0, 720.0)  # the toy image, original px
     ("action", "mode", "kind", "crop_box", "error"),
     [
         # The parser refuses words: nan/inf never reach the geometry.
-        ("<crop>[nan, 1, 2, 3]</crop>", "clip", "invalid", None, "(words such as nan/inf are not numbers)"),
-        ("<crop>[inf, 0, 10, 10]</crop>", "reject", "invalid", None, "(words such as nan/inf are not numbers)"),
+        (
+            "<crop>[nan, 1, 2, 3]</crop>",
+            "clip",
+            "invalid",
+            None,
+            "(words such as nan/inf are not numbers)",
+        ),
+        (
+            "<crop>[inf, 0, 10, 10]</crop>",
+            "reject",
+            "invalid",
+            None,
+            "(words such as nan/inf are not numbers)",
+        ),
         # 1e309 overflows to inf while parsing: a crop, refused for its non-finite coordinate.
-        ("<crop>[1e308, 1e308, 1e309, 2e308]</crop>", "clip", "crop", None,
-         "box [1e+308, 1e+308, inf, inf] has a non-finite coordinate"),
-        ("<crop>[1e308, 1e308, 1e309, 2e308]</crop>", "reject", "crop", None, "has a non-finite coordinate"),
+        (
+            "<crop>[1e308, 1e308, 1e309, 2e308]</crop>",
+            "clip",
+            "crop",
+            None,
+            "box [1e+308, 1e+308, inf, inf] has a non-finite coordinate",
+        ),
+        (
+            "<crop>[1e308, 1e308, 1e309, 2e308]</crop>",
+            "reject",
+            "crop",
+            None,
+            "has a non-finite coordinate",
+        ),
         # Huge but finite: "clip" cuts it to the whole view, "reject" refuses it.
         ("<crop>[-1e30, -1e30, 1e30, 1e30]</crop>", "clip", "crop", WHOLE_VIEW, None),
-        ("<crop>[-1e30, -1e30, 1e30, 1e30]</crop>", "reject", "crop", None,
-         "box [-1e+30, -1e+30, 1e+30, 1e+30] extends outside the current view"),
+        (
+            "<crop>[-1e30, -1e30, 1e30, 1e30]</crop>",
+            "reject",
+            "crop",
+            None,
+            "box [-1e+30, -1e+30, 1e+30, 1e+30] extends outside the current view",
+        ),
         # Finite as written, inf once scaled from view px (2.86 original px each) to original px.
         ("<crop>[0, 0, 1e308, 1e308]</crop>", "clip", "crop", WHOLE_VIEW, None),
-        ("<crop>[-1e308, 100, -1e307, 200]</crop>", "clip", "crop", None, "lies outside the current view"),
+        (
+            "<crop>[-1e308, 100, -1e307, 200]</crop>",
+            "clip",
+            "crop",
+            None,
+            "lies outside the current view",
+        ),
     ],
 )
-def test_nan_and_huge_boxes_are_clipped_or_refused(toy_dataset, action, mode, kind, crop_box, error):
+def test_nan_and_huge_boxes_are_clipped_or_refused(
+    toy_dataset, action, mode, kind, crop_box, error
+):
     env = make_env(toy_dataset, invalid_box=mode, coord_frame="view")
     obs0, info0 = env.reset(seed=0)
     obs, reward, terminated, truncated, info = env.step(action)
@@ -178,14 +218,21 @@ def test_nan_and_huge_boxes_are_clipped_or_refused(toy_dataset, action, mode, ki
     if crop_box is not None:  # accepted: the view is the clipped box, format 1
         assert info["action_error"] is None and info["crop_adjusted"]
         assert info["reward_terms"] == {"answer": 0.0, "format": 1.0, "grounding": 0.0}
-        assert info["view_box"] == crop_box and reward == pytest.approx(0.1)  # default format weight
+        assert info["view_box"] == crop_box and reward == pytest.approx(
+            0.1
+        )  # default format weight
         assert obs["dialogue"].startswith("Zoomed in on [0, 0, 960, 720] of the original")
     else:  # refused: view unchanged, format 0, the error told to the model
         assert error in info["action_error"]
-        assert info["reward_terms"] == {"answer": 0.0, "format": 0.0, "grounding": 0.0} and reward == 0.0
+        assert (
+            info["reward_terms"] == {"answer": 0.0, "format": 0.0, "grounding": 0.0}
+            and reward == 0.0
+        )
         assert info["view_box"] == info0["view_box"]
         np.testing.assert_array_equal(obs["image"], obs0["image"])
-        assert obs["dialogue"].startswith(f"Your reply was not a valid action ({info['action_error']})")
+        assert obs["dialogue"].startswith(
+            f"Your reply was not a valid action ({info['action_error']})"
+        )
         assert obs["dialogue"].endswith("4 turns left.")
     assert info["messages"][-1]["content"][-1]["text"] == obs["dialogue"]
 
@@ -203,10 +250,26 @@ def test_same_seed_same_episode_different_seed_differs(toy_dataset):
 
 
 def test_info_keys_on_every_step(toy_dataset):
-    required = {"sample_id", "turn", "view_box", "view_size", "action_kind", "action_error",
-                "crop_box", "gt_boxes", "crop_iou", "crop_coverage", "crop_rel_area",
-                "target_rel_area", "target_scale_bin", "crop_scale_bin", "reward_terms", "messages",
-                "action_frame_box", "action_frame_size"}
+    required = {
+        "sample_id",
+        "turn",
+        "view_box",
+        "view_size",
+        "action_kind",
+        "action_error",
+        "crop_box",
+        "gt_boxes",
+        "crop_iou",
+        "crop_coverage",
+        "crop_rel_area",
+        "target_rel_area",
+        "target_scale_bin",
+        "crop_scale_bin",
+        "reward_terms",
+        "messages",
+        "action_frame_box",
+        "action_frame_size",
+    }
     env = make_env(toy_dataset)
     _, info = env.reset(seed=0, options={"sample_id": 0})
     assert required <= info.keys()
@@ -215,7 +278,10 @@ def test_info_keys_on_every_step(toy_dataset):
     _, _, _, _, info = env.step("<crop>[0, 0, 200, 200]</crop>")
     assert required <= info.keys() and info["crop_scale_bin"] in ("small", "medium", "large")
     # actions refer to the current view here: after a crop, the crop now shown
-    assert (info["action_frame_box"], info["action_frame_size"]) == (info["view_box"], info["view_size"])
+    assert (info["action_frame_box"], info["action_frame_size"]) == (
+        info["view_box"],
+        info["view_size"],
+    )
     assert [m["role"] for m in info["messages"]] == ["system", "user", "assistant", "user"]
 
 
@@ -248,7 +314,9 @@ def test_string_sample_id_on_a_large_lazy_dataset_builds_one_sample(monkeypatch)
 
     built = []
     make_sample = synthetic._make_sample
-    monkeypatch.setattr(synthetic, "_make_sample", lambda data, i: built.append(i) or make_sample(data, i))
+    monkeypatch.setattr(
+        synthetic, "_make_sample", lambda data, i: built.append(i) or make_sample(data, i)
+    )
     env = GroundedVQAEnv("synthetic-hr", dataset_kwargs={"num_samples": 100_000, "image_size": 256})
     _, info = env.reset(seed=0, options={"sample_id": "synthetic-hr-0-77777"})
     assert info["sample_id"] == "synthetic-hr-0-77777" and built == [77_777]
@@ -259,12 +327,20 @@ def test_string_sample_id_on_a_large_lazy_dataset_builds_one_sample(monkeypatch)
 @pytest.mark.parametrize("vector_cls", ["sync", "async"])
 def test_vector_envs_step_with_text(toy_dataset, vector_cls):
     fns = [lambda: make_env(toy_dataset) for _ in range(4)]
-    venv = (gym.vector.SyncVectorEnv(fns) if vector_cls == "sync"
-            else gym.vector.AsyncVectorEnv(fns, shared_memory=False))
+    venv = (
+        gym.vector.SyncVectorEnv(fns)
+        if vector_cls == "sync"
+        else gym.vector.AsyncVectorEnv(fns, shared_memory=False)
+    )
     try:
         obs, infos = venv.reset(seed=0)
         assert len(obs["image"]) == 4 and all(img.dtype == np.uint8 for img in obs["image"])
-        actions = ["<crop>[0, 0, 100, 100]</crop>", "<answer>A</answer>", "junk", "<answer>B</answer>"]
+        actions = [
+            "<crop>[0, 0, 100, 100]</crop>",
+            "<answer>A</answer>",
+            "junk",
+            "<answer>B</answer>",
+        ]
         obs, rewards, terminated, truncated, infos = venv.step(actions)
         assert rewards.shape == (4,) and terminated.tolist() == [False, True, False, True]
         assert list(infos["action_kind"]) == ["crop", "answer", "invalid", "answer"]

@@ -21,20 +21,30 @@ FUZZ_EXAMPLES = 300
 UNICODE_MAX_CHARS = 2_000
 LONG_ACTION_CHARS = 100_000
 DATASET = toy_samples(4, size=(640, 480))
-ENV_KWARGS = {"min_pixels": 28 * 28, "max_pixels": 224 * 168, "max_turns": 6, "max_action_chars": 512}
+ENV_KWARGS = {
+    "min_pixels": 28 * 28,
+    "max_pixels": 224 * 168,
+    "max_turns": 6,
+    "max_action_chars": 512,
+}
 
 numbers = st.one_of(
-    st.integers(-10**6, 10**6).map(str),
+    st.integers(-(10**6), 10**6).map(str),
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
     st.sampled_from(["nan", "inf", "-0", "1e309", "", "  ", "--1", "1.2.3"]),
 )
 crop_like = st.builds(
     lambda tag, nums, close: f"<{tag}>[{', '.join(nums)}]" + (f"</{tag}>" if close else ""),
-    st.sampled_from(["crop", "box", "CROP", "answer"]), st.lists(numbers, min_size=0, max_size=6), st.booleans(),
+    st.sampled_from(["crop", "box", "CROP", "answer"]),
+    st.lists(numbers, min_size=0, max_size=6),
+    st.booleans(),
 )
 tool_like = st.builds(
-    lambda name, nums: '<tool_call>{"name": "' + name + '", "arguments": {"bbox_2d": [' + ", ".join(nums) + "]}}",
-    st.sampled_from(["image_zoom_in_tool", "crop", "search", ""]), st.lists(numbers, max_size=5),
+    lambda name, nums: (
+        '<tool_call>{"name": "' + name + '", "arguments": {"bbox_2d": [' + ", ".join(nums) + "]}}"
+    ),
+    st.sampled_from(["image_zoom_in_tool", "crop", "search", ""]),
+    st.lists(numbers, max_size=5),
 )
 answer_like = st.builds(lambda a: f"<answer>{a}</answer>", st.text(max_size=40))
 actions = st.one_of(st.text(max_size=600), crop_like, tool_like, answer_like)
@@ -54,9 +64,12 @@ def _check_step(env, obs, reward, terminated, truncated, info):
 
 
 @settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(steps=st.lists(actions, min_size=1, max_size=6), seed=st.integers(0, 3),
-       frame=st.sampled_from(["view", "norm1000", "norm1", "original"]),
-       mode=st.sampled_from(["clip", "reject"]))
+@given(
+    steps=st.lists(actions, min_size=1, max_size=6),
+    seed=st.integers(0, 3),
+    frame=st.sampled_from(["view", "norm1000", "norm1", "original"]),
+    mode=st.sampled_from(["clip", "reject"]),
+)
 def test_arbitrary_text_never_breaks_the_env(steps, seed, frame, mode):
     env = GroundedVQAEnv(DATASET, coord_frame=frame, invalid_box=mode, **ENV_KWARGS)
     obs, info = env.reset(seed=seed)
@@ -73,7 +86,9 @@ def test_arbitrary_text_never_breaks_the_env(steps, seed, frame, mode):
 
 
 @settings(max_examples=FUZZ_EXAMPLES // 2, deadline=None)
-@given(text=st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=UNICODE_MAX_CHARS))
+@given(
+    text=st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=UNICODE_MAX_CHARS)
+)
 def test_unicode_and_overlong_actions(text):
     env = GroundedVQAEnv(DATASET, **ENV_KWARGS)
     env.reset(seed=0)
@@ -83,7 +98,9 @@ def test_unicode_and_overlong_actions(text):
 
 
 @pytest.mark.parametrize("crop_first", [True, False])
-@pytest.mark.parametrize("max_action_chars", [ENV_KWARGS["max_action_chars"], None])  # None: the default
+@pytest.mark.parametrize(
+    "max_action_chars", [ENV_KWARGS["max_action_chars"], None]
+)  # None: the default
 def test_a_100k_character_action_is_cut_not_raised(max_action_chars, crop_first):
     """One action of `LONG_ACTION_CHARS` characters, a crop plus unicode noise: only the first
     `max_action_chars` are parsed (a crop at the end is cut away: invalid, and the error says
@@ -100,9 +117,16 @@ def test_a_100k_character_action_is_cut_not_raised(max_action_chars, crop_first)
     _check_step(env, obs, reward, terminated, truncated, info)
     assert not (terminated or truncated) and info["messages"][-2]["content"][0]["text"] == text
     if crop_first:
-        assert info["action_kind"] == "crop" and info["action_error"] is None and info["crop_box"] is not None
+        assert (
+            info["action_kind"] == "crop"
+            and info["action_error"] is None
+            and info["crop_box"] is not None
+        )
     else:
-        assert info["action_kind"] == "invalid" and "the text was cut to max_action_chars" in info["action_error"]
+        assert (
+            info["action_kind"] == "invalid"
+            and "the text was cut to max_action_chars" in info["action_error"]
+        )
     _, _, terminated, _, info = env.step("<answer>A</answer>")
     assert terminated and info["action_kind"] == "answer"
 

@@ -34,7 +34,9 @@ def make_env(**kwargs) -> EvidenceDescriptionEnv:
 def true_description(sample: Sample, color: str | None = None) -> str:
     """A description naming the target's true attributes (its colour, label and content)."""
     attrs = sample.metadata["attributes"]
-    name = f"the {color or attrs['color']} ring" + (f" labelled {attrs['label']}" if attrs["label"] else "")
+    name = f"the {color or attrs['color']} ring" + (
+        f" labelled {attrs['label']}" if attrs["label"] else ""
+    )
     if sample.metadata["content_kind"] == "digit":
         return f"Zoomed in, {name} holds the digit {attrs['content']} drawn in fine stripes."
     return f"Zoomed in, {name} is filled with {attrs['content']}."
@@ -61,13 +63,18 @@ def test_rule_reader_needs_the_questions_colour_or_label(samples):
     search = next(s for s in samples if s.metadata["family"] == "search")
     other = next(c for c in PALETTE if c != read.metadata["attributes"]["color"])
     content = read.metadata["attributes"]["content"]
-    assert reader.answer(read.question, read.options, true_description(read, color=other)) == UNKNOWN
+    assert (
+        reader.answer(read.question, read.options, true_description(read, color=other)) == UNKNOWN
+    )
     assert reader.answer(read.question, read.options, f"The ring shows {content}.") == UNKNOWN
     label = search.metadata["attributes"]["label"]
     assert question_cues(search.question) == (label.lower(),)
     wrong_label = "Z9" if label != "Z9" else "Y8"
-    said = reader.answer(search.question, search.options, f"The ring labelled {wrong_label} shows "
-                         f"{search.metadata['attributes']['content']}.")  # fmt: skip
+    said = reader.answer(
+        search.question,
+        search.options,
+        f"The ring labelled {wrong_label} shows {search.metadata['attributes']['content']}.",
+    )
     assert said == UNKNOWN
 
 
@@ -93,21 +100,36 @@ def test_rule_reader_does_not_read_digits_inside_labels():
 
 @pytest.mark.parametrize(
     "description",
-    ["The answer is B", "B", "(B)", "B.", "(B) vertical stripes", "B) vertical stripes",
-     "Option B: the ring shows stripes running up and down", "answer: b? no, Answer: B",
-     r"\boxed{B}", "vertical stripes", "It is vertical stripes.", "The answer is vertical stripes",
-     "I think it's vertical stripes"],
-)  # fmt: skip
+    [
+        "The answer is B",
+        "B",
+        "(B)",
+        "B.",
+        "(B) vertical stripes",
+        "B) vertical stripes",
+        "Option B: the ring shows stripes running up and down",
+        "answer: b? no, Answer: B",
+        r"\boxed{B}",
+        "vertical stripes",
+        "It is vertical stripes.",
+        "The answer is vertical stripes",
+        "I think it's vertical stripes",
+    ],
+)
 def test_stating_an_option_is_dishonest(description):
     assert answer_leak(description, PATTERN_OPTIONS) is not None
 
 
 @pytest.mark.parametrize(
     "description",
-    ["The red ring is filled with vertical stripes.", "A red ring; inside it, vertical stripes.",
-     "Red ring: dots", "The red ring in the upper left is filled with thin vertical lines.",
-     "The label reads E5 (white plate) next to the red ring."],
-)  # fmt: skip
+    [
+        "The red ring is filled with vertical stripes.",
+        "A red ring; inside it, vertical stripes.",
+        "Red ring: dots",
+        "The red ring in the upper left is filled with thin vertical lines.",
+        "The label reads E5 (white plate) next to the red ring.",
+    ],
+)
 def test_describing_evidence_is_honest(description):
     assert answer_leak(description, PATTERN_OPTIONS) is None
 
@@ -125,11 +147,14 @@ def test_free_form_leak_uses_the_gold_answer():
         ("The red ring is filled with dots. " * 3, True),  # "the red ring" 3 times
         ("The red ring is filled with dots. " * 2, False),
         ("B" * 300, True),  # no words to repeat: zlib compresses it > 3x
-        ("The red ring in the upper left part of the image is filled with fine horizontal stripes of "
-         "two greys; its label plate reads K7 and there are three other rings nearby, two of them blue "
-         "and one yellow, none of them labelled.", False),
+        (
+            "The red ring in the upper left part of the image is filled with fine horizontal stripes of "
+            "two greys; its label plate reads K7 and there are three other rings nearby, two of them blue "
+            "and one yellow, none of them labelled.",
+            False,
+        ),
     ],
-)  # fmt: skip
+)
 def test_repetition_rule(text, loops):
     assert (repetition(text) is not None) == loops
 
@@ -160,7 +185,9 @@ def test_true_attribute_description_earns_plus_one(samples):
     env = make_env()
     for index in range(6):
         env.reset(seed=0, options={"sample_id": index})
-        _, reward, terminated, _, info = env.step(f"<answer>{true_description(samples[index])}</answer>")
+        _, reward, terminated, _, info = env.step(
+            f"<answer>{true_description(samples[index])}</answer>"
+        )
         assert terminated and info["correct"] is True and info["honest"] is True
         assert info["reader_answer"] == samples[index].answer and info["repetitive"] is None
         assert reward == 1.0, info["reward_terms"]
@@ -170,7 +197,12 @@ def test_the_answer_is_b_earns_minus_one(samples):
     env = make_env()
     env.reset(seed=0, options={"sample_id": 0})
     _, reward, terminated, _, info = env.step(f"<answer>The answer is {samples[0].answer}</answer>")
-    assert terminated and reward == -1.0 and info["honest"] is False and "option letter" in info["leak"]
+    assert (
+        terminated
+        and reward == -1.0
+        and info["honest"] is False
+        and "option letter" in info["leak"]
+    )
     assert info["reward_terms"]["sufficiency"] == 0.0 and info["reward_terms"]["honesty"] == -1.0
 
 
@@ -186,7 +218,9 @@ def test_looping_description_is_penalised(samples):
 def test_insufficient_description_earns_zero(samples):
     env = make_env()
     env.reset(seed=0, options={"sample_id": 2})
-    _, reward, _, _, info = env.step("<answer>There are several coloured rings on a cluttered background.</answer>")
+    _, reward, _, _, info = env.step(
+        "<answer>There are several coloured rings on a cluttered background.</answer>"
+    )
     assert reward == 0.0 and info["correct"] is False and info["honest"] is True
 
 
@@ -223,7 +257,9 @@ def test_custom_reader_is_used_and_bad_reader_is_refused(samples):
     env = make_env(reader=oracle)
     env.reset(seed=0, options={"sample_id": 0})
     _, reward, _, _, info = env.step("<answer>A ring, zoomed in; I could not see much.</answer>")
-    assert oracle.calls == [(samples[0].question, samples[0].options, "A ring, zoomed in; I could not see much.")]
+    assert oracle.calls == [
+        (samples[0].question, samples[0].options, "A ring, zoomed in; I could not see much.")
+    ]
     assert info["correct"] is True and reward == 1.0
     with pytest.raises(ValueError, match="answer\\(question, options, description\\)"):
         make_env(reader="rule")

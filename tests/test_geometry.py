@@ -44,8 +44,12 @@ def test_frame_round_trip(box, view_box, view_size, frame):
 
 
 @SETTINGS
-@given(outer=boxes(), inner_frac=st.tuples(*[st.floats(0, 1)] * 4), view_size=view_sizes,
-       size2=view_sizes)
+@given(
+    outer=boxes(),
+    inner_frac=st.tuples(*[st.floats(0, 1)] * 4),
+    view_size=view_sizes,
+    size2=view_sizes,
+)
 def test_crop_of_crop_composes_as_one_affine_map(outer, inner_frac, view_size, size2):
     """Mapping a norm1 box through two nested views equals the composed fractions."""
     fx1, fx2 = sorted(inner_frac[:2])
@@ -53,10 +57,16 @@ def test_crop_of_crop_composes_as_one_affine_map(outer, inner_frac, view_size, s
     if fx2 - fx1 < 1e-3 or fy2 - fy1 < 1e-3:
         return
     inner_norm = Box(fx1, fy1, fx2, fy2)
-    inner_view = from_original(to_original(inner_norm, "norm1", outer, view_size), "view", outer, view_size)
+    inner_view = from_original(
+        to_original(inner_norm, "norm1", outer, view_size), "view", outer, view_size
+    )
     inner_orig = to_original(inner_view, "view", outer, view_size)
-    expected = (outer.x1 + fx1 * outer.width, outer.y1 + fy1 * outer.height,
-                outer.x1 + fx2 * outer.width, outer.y1 + fy2 * outer.height)
+    expected = (
+        outer.x1 + fx1 * outer.width,
+        outer.y1 + fy1 * outer.height,
+        outer.x1 + fx2 * outer.width,
+        outer.y1 + fy2 * outer.height,
+    )
     assert inner_orig.as_tuple() == pytest.approx(expected, rel=1e-9, abs=1e-6)
 
 
@@ -78,12 +88,20 @@ def test_round_outward_contains_box(box, decimals):
 
 
 @SETTINGS
-@given(box=boxes(), bounds_size=st.tuples(st.floats(64, 8192), st.floats(64, 8192)),
-       min_size=st.floats(1, 64), max_aspect=st.floats(1, 200))
+@given(
+    box=boxes(),
+    bounds_size=st.tuples(st.floats(64, 8192), st.floats(64, 8192)),
+    min_size=st.floats(1, 64),
+    max_aspect=st.floats(1, 200),
+)
 def test_grow_to_min_respects_limits(box, bounds_size, min_size, max_aspect):
     bounds = Box(0, 0, *bounds_size)
-    inside = Box(min(box.x1, bounds.x2 - 1), min(box.y1, bounds.y2 - 1),
-                 min(box.x2, bounds.x2), min(box.y2, bounds.y2))
+    inside = Box(
+        min(box.x1, bounds.x2 - 1),
+        min(box.y1, bounds.y2 - 1),
+        min(box.x2, bounds.x2),
+        min(box.y2, bounds.y2),
+    )
     grown = grow_to_min(inside, min_size, bounds, max_aspect)
     eps = 1e-6
     assert grown.x1 >= -eps and grown.y1 >= -eps
@@ -96,15 +114,19 @@ def test_grow_to_min_respects_limits(box, bounds_size, min_size, max_aspect):
     # Long side <= max_aspect x short side, unless the short side already spans the bounds.
     long_side, short_side = max(grown.width, grown.height), min(grown.width, grown.height)
     short_bound = bounds.height if grown.width >= grown.height else bounds.width
-    assert long_side <= max_aspect * short_side * (1 + 1e-9) + eps or short_side >= short_bound - eps, (
-        f"aspect {long_side / short_side:.6g} > max_aspect {max_aspect:.6g}: {grown}"
-    )
+    assert (
+        long_side <= max_aspect * short_side * (1 + 1e-9) + eps or short_side >= short_bound - eps
+    ), f"aspect {long_side / short_side:.6g} > max_aspect {max_aspect:.6g}: {grown}"
 
 
 @SETTINGS
-@given(coords=st.tuples(*[st.floats(allow_nan=True, allow_infinity=True)] * 4),
-       view_box=boxes(), view_size=view_sizes, frame=st.sampled_from(FRAMES),
-       mode=st.sampled_from(["clip", "reject"]))
+@given(
+    coords=st.tuples(*[st.floats(allow_nan=True, allow_infinity=True)] * 4),
+    view_box=boxes(),
+    view_size=view_sizes,
+    frame=st.sampled_from(FRAMES),
+    mode=st.sampled_from(["clip", "reject"]),
+)
 def test_resolve_crop_never_raises_and_stays_in_view(coords, view_box, view_size, frame, mode):
     crop, error, _ = resolve_crop(coords, frame, view_box, view_size, invalid_box=mode)
     assert (crop is None) != (error is None)
@@ -153,8 +175,20 @@ def test_hand_computed_iou_and_coverage():
 def test_view_frame_scales_to_original():
     view_box, view_size = Box(1000, 500, 3000, 1500), (1000, 500)  # 2 original px per view px
     assert to_original(Box(10, 20, 110, 70), "view", view_box, view_size).as_tuple() == (
-        1020, 540, 1220, 640)
+        1020,
+        540,
+        1220,
+        640,
+    )
     assert to_original(Box(0, 0, 500, 1000), "norm1000", view_box, view_size).as_tuple() == (
-        1000, 500, 2000, 1500)
+        1000,
+        500,
+        2000,
+        1500,
+    )
     assert to_original(Box(1100, 600, 1200, 700), "original", view_box, view_size).as_tuple() == (
-        1100, 600, 1200, 700)
+        1100,
+        600,
+        1200,
+        700,
+    )

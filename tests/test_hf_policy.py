@@ -51,7 +51,9 @@ def forced_traj(policy) -> Trajectory:
 
 def make_policy(path: str, **kwargs) -> HFPolicy:
     kwargs.setdefault("max_new_tokens", 8)
-    return HFPolicy(path, image_min_pixels=TINY_MIN_PIXELS, image_max_pixels=TINY_MAX_PIXELS, **kwargs)
+    return HFPolicy(
+        path, image_min_pixels=TINY_MIN_PIXELS, image_max_pixels=TINY_MAX_PIXELS, **kwargs
+    )
 
 
 def make_env(max_turns: int = 3, num_samples: int = 4):
@@ -64,7 +66,9 @@ def make_env(max_turns: int = 3, num_samples: int = 4):
     )
 
 
-def run_episode(env, policy: HFPolicy, forced: list | None, sample: int = 0, max_steps: int = 10) -> Trajectory:
+def run_episode(
+    env, policy: HFPolicy, forced: list | None, sample: int = 0, max_steps: int = 10
+) -> Trajectory:
     """A plain episode loop (one env), teacher-forcing `forced[k]` at turn k when given."""
     obs, info = env.reset(seed=0, options={"sample_id": sample})
     traj = Trajectory(sample_id=info["sample_id"], group_id=0, reset_info=info)
@@ -135,25 +139,35 @@ def test_tiny_checkpoint_reloads_offline(tiny_path, monkeypatch):
         tokenize=False,
         add_generation_prompt=True,
     )
-    assert rendered.endswith("<|vision_start|><|image_pad|><|vision_end|>hi<|im_end|>\n<|im_start|>assistant\n")
+    assert rendered.endswith(
+        "<|vision_start|><|image_pad|><|vision_end|>hi<|im_end|>\n<|im_start|>assistant\n"
+    )
 
 
 def test_processor_keeps_env_views_unresized(tiny_path):
     policy = make_policy(tiny_path)
-    assert policy.env_pixel_kwargs() == {"min_pixels": TINY_MIN_PIXELS, "max_pixels": TINY_MAX_PIXELS, "patch_size": 28}
+    assert policy.env_pixel_kwargs() == {
+        "min_pixels": TINY_MIN_PIXELS,
+        "max_pixels": TINY_MAX_PIXELS,
+        "patch_size": 28,
+    }
     env = make_env()
     obs, info = env.reset(seed=0, options={"sample_id": 1})
     obs2, *_ = env.step(crop_text(info, (0.1, 0.2, 0.4, 0.5)))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         inputs, counts = policy._encode_images([obs["image"], obs2["image"]])
-    for image, grid, count in zip([obs["image"], obs2["image"]], inputs["image_grid_thw"].tolist(), counts, strict=True):
+    for image, grid, count in zip(
+        [obs["image"], obs2["image"]], inputs["image_grid_thw"].tolist(), counts, strict=True
+    ):
         h, w = image.shape[:2]
         assert grid == [1, h // 14, w // 14]
         assert count == (h // 28) * (w // 28)
     # pixel values are the view's own pixels, normalised (first patch row of the first image)
     ip = policy.image_processor
-    first = (obs["image"][:14, :14].astype(np.float32) / 255.0 - np.array(ip.image_mean)) / np.array(ip.image_std)
+    first = (
+        obs["image"][:14, :14].astype(np.float32) / 255.0 - np.array(ip.image_mean)
+    ) / np.array(ip.image_std)
     patch = inputs["pixel_values"][0].reshape(3, 2, 14, 14)[:, 0].permute(1, 2, 0).numpy()
     np.testing.assert_allclose(patch, first, atol=1e-5)
 
@@ -195,7 +209,9 @@ def test_forced_three_turn_episode_recompute_matches(policy, forced_traj):
         (im.height // 28) * (im.width // 28) for im in (c["image"] for c in images)
     )
     # everything unmasked is env/template text: system, user turns, role headers
-    unmasked_text = policy.tokenizer.decode([i for i, m in zip(ids, seq_mask, strict=True) if not m])
+    unmasked_text = policy.tokenizer.decode(
+        [i for i, m in zip(ids, seq_mask, strict=True) if not m]
+    )
     assert unmasked_text.count("<|im_start|>assistant\n") == 3
     assert unmasked_text.count("Zoomed in on") == 2
     assert not any(t.generation.text in unmasked_text for t in traj.turns)
@@ -206,7 +222,10 @@ def test_sampled_batch_recompute_matches(policy, forced_traj):
     torch.manual_seed(0)
     envs = [make_env(max_turns=2) for _ in range(3)]
     pairs = [env.reset(seed=0, options={"sample_id": i}) for i, env in enumerate(envs)]
-    trajs = [Trajectory(sample_id=info["sample_id"], group_id=i, reset_info=info) for i, (_, info) in enumerate(pairs)]
+    trajs = [
+        Trajectory(sample_id=info["sample_id"], group_id=i, reset_info=info)
+        for i, (_, info) in enumerate(pairs)
+    ]
     live = list(range(3))
     while live:
         gens = policy.act([pairs[i][0] for i in live], [pairs[i][1] for i in live])
@@ -266,7 +285,12 @@ def test_greedy_is_deterministic_and_scored_like_sampling(policy):
     (b,) = policy.act([obs], [info], greedy=True)
     assert a == b
     *_, info2 = env.step(a.text)
-    traj = Trajectory(sample_id=info["sample_id"], group_id=0, turns=[Turn(obs, a, 0.0, {}, info2)], messages=info2["messages"])
+    traj = Trajectory(
+        sample_id=info["sample_id"],
+        group_id=0,
+        turns=[Turn(obs, a, 0.0, {}, info2)],
+        messages=info2["messages"],
+    )
     with torch.no_grad():
         logp, _ = policy.trajectory_logprobs([traj])
     np.testing.assert_allclose(logp[0].numpy(), a.logprobs, atol=TOL)
@@ -297,12 +321,16 @@ def fixed_batch(policy, forced_traj) -> list[Trajectory]:
     return [forced_traj, second]
 
 
-def loss_of(policy: HFPolicy, trajs: list[Trajectory], advantages: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def loss_of(
+    policy: HFPolicy, trajs: list[Trajectory], advantages: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     from agents.algos import LossConfig, compute_loss
 
     logp, mask = policy.trajectory_logprobs(trajs)
     old = stored_logprobs(trajs, logp.shape[1])
-    loss, _ = compute_loss(logp, old, None, advantages, mask, LossConfig(clip_low=0.2, clip_high=0.2))
+    loss, _ = compute_loss(
+        logp, old, None, advantages, mask, LossConfig(clip_low=0.2, clip_high=0.2)
+    )
     return loss, logp
 
 
@@ -410,7 +438,13 @@ class ExploringHFPolicy(HFPolicy):
     action), so the random tiny model's rollouts get varied rewards; the log-probs are still
     the model's own for the forced tokens."""
 
-    CHOICES = ("<answer>A</answer>", "<answer>B</answer>", "<answer>C</answer>", "<answer>D</answer>", None)
+    CHOICES = (
+        "<answer>A</answer>",
+        "<answer>B</answer>",
+        "<answer>C</answer>",
+        "<answer>D</answer>",
+        None,
+    )
 
     def act(self, observations, infos, *, greedy=False, forced_texts=None):
         start = self.__dict__.setdefault("_calls", 0)
@@ -425,7 +459,9 @@ def trainer_config(tiny_path, tmp_path, algo: str, policy: str = "hf", **kwargs)
     return TrainerConfig(
         output_dir=str(tmp_path / algo),
         seed=0,
-        env_kwargs=tiny_env_kwargs(max_turns=2, dataset_kwargs={"num_samples": 3, "image_size": (256, 512), "seed": 3}),
+        env_kwargs=tiny_env_kwargs(
+            max_turns=2, dataset_kwargs={"num_samples": 3, "image_size": (256, 512), "seed": 3}
+        ),
         num_envs=4,
         env_threads=0,
         train_samples=2,
@@ -467,7 +503,9 @@ def test_trainer_runs_grpo_and_srpo(tiny_path, tmp_path, monkeypatch, algo, g1, 
         assert np.isfinite(row["train/loss"]) and np.isfinite(row["rollout/reward"])
     assert "eval/acc" in history[-1]
     assert any(row["train/adv_abs_mean"] > 0 for row in history)
-    moved = [n for n, p in trainer.policy.named_parameters() if not torch.equal(before[n], p.detach())]
+    moved = [
+        n for n, p in trainer.policy.named_parameters() if not torch.equal(before[n], p.detach())
+    ]
     assert moved, "no parameter changed in two steps"
     assert (tmp_path / algo / "checkpoint.pt").exists()
 
@@ -505,21 +543,37 @@ def test_hf_reader_answers_in_the_vepa_env(tiny_path):
     tokenizer = AutoTokenizer.from_pretrained(tiny_path)
     torch.manual_seed(0)
     lm = Qwen2ForCausalLM(
-        Qwen2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                    num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=2048)
-    )  # fmt: skip
+        Qwen2Config(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            max_position_embeddings=2048,
+        )
+    )
     reader = HFReader(model=lm, tokenizer=tokenizer, device="cpu")
     options = ["stripes", "dots", "checkerboard", "plain"]
     letter = reader.answer("What fills the red ring?", options, "The red ring is filled with dots.")
     assert letter in "ABCD" and len(letter) == 1
-    assert reader.answer("What fills the red ring?", options, "The red ring is filled with dots.") == letter
+    assert (
+        reader.answer("What fills the red ring?", options, "The red ring is filled with dots.")
+        == letter
+    )
     assert reader.letter_scores("q?", options, "d").shape == (4,)
-    assert HFReader(model=lm, tokenizer=tokenizer, device="cpu", abstain_margin=1e6).answer("q?", options, "d") == "?"
+    assert (
+        HFReader(model=lm, tokenizer=tokenizer, device="cpu", abstain_margin=1e6).answer(
+            "q?", options, "d"
+        )
+        == "?"
+    )
     assert isinstance(reader.answer("What is written?", None, "It says hello."), str)
     env = gym.make(
-        "EvidenceDescription-v0", reader=reader,
+        "EvidenceDescription-v0",
+        reader=reader,
         **tiny_env_kwargs(dataset_kwargs={"num_samples": 2, "image_size": (256, 512)}),
-    )  # fmt: skip
+    )
     env.reset(seed=0)
     *_, info = env.step("<answer>The red ring is filled with dots.</answer>")
     assert info["reader_answer"] in "ABCD"

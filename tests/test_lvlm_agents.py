@@ -18,9 +18,25 @@ from grounding_gym.eval import load_summary, read_records  # noqa: E402
 def test_eval_agent_hf_on_the_tiny_qwen_runs_on_cpu(tmp_path, capsys):
     out = tmp_path / "hf"
     agent_kwargs = {"model": tiny_qwen25vl_path(), "device": "cpu", "max_new_tokens": 8}
-    code = main(["eval", "--agent", "hf", "--agent-kwargs", json.dumps(agent_kwargs), "-n", "3",
-                 "--env-kwargs", json.dumps(tiny_env_kwargs(max_turns=2)), "--image-size", "512",
-                 "--out", str(out), "--no-progress", "--no-plots"])  # fmt: skip
+    code = main(
+        [
+            "eval",
+            "--agent",
+            "hf",
+            "--agent-kwargs",
+            json.dumps(agent_kwargs),
+            "-n",
+            "3",
+            "--env-kwargs",
+            json.dumps(tiny_env_kwargs(max_turns=2)),
+            "--image-size",
+            "512",
+            "--out",
+            str(out),
+            "--no-progress",
+            "--no-plots",
+        ]
+    )
     assert code == 0
     records = read_records(out / "episodes.jsonl")
     assert len(records) == 3 and all(1 <= r["turns"] <= 2 for r in records)
@@ -35,7 +51,22 @@ def test_eval_agent_vllm_without_vllm_is_a_clear_error(tmp_path, capsys):
         pass
     else:  # pragma: no cover - GPU machines
         pytest.skip("vLLM is installed")
-    code = main(["eval", "--agent", "vllm", "--agent-kwargs", json.dumps({"model": "unused"}), "-n", "1",
-                 "--image-size", "512", "--out", str(tmp_path / "v"), "--no-progress", "--no-plots"])  # fmt: skip
+    code = main(
+        [
+            "eval",
+            "--agent",
+            "vllm",
+            "--agent-kwargs",
+            json.dumps({"model": "unused"}),
+            "-n",
+            "1",
+            "--image-size",
+            "512",
+            "--out",
+            str(tmp_path / "v"),
+            "--no-progress",
+            "--no-plots",
+        ]
+    )
     assert code == 2  # a clear message, no traceback
     assert re.search(r"grounding-gym\[vllm\]", capsys.readouterr().err)

@@ -62,7 +62,9 @@ def noise_image(size: tuple[int, int], seed: int) -> Image.Image:
     return Image.fromarray(pixels)
 
 
-def episode_messages(images: Sequence[Image.Image | None], feedback_role: str) -> list[dict[str, Any]]:
+def episode_messages(
+    images: Sequence[Image.Image | None], feedback_role: str
+) -> list[dict[str, Any]]:
     """The scripted 3-turn conversation, chat-template form (`None` = a turn without its image)."""
 
     def turn(role: str, image: Image.Image | None, text: str) -> dict[str, Any]:
@@ -75,11 +77,21 @@ def episode_messages(images: Sequence[Image.Image | None], feedback_role: str) -
     view, crop1, crop2 = images
     return [
         {"role": "system", "content": [{"type": "text", "text": SYSTEM}]},
-        turn("user", view, "Question: What is inside the red ring?\nOptions:\n(A) dots\n(B) stripes"),
+        turn(
+            "user", view, "Question: What is inside the red ring?\nOptions:\n(A) dots\n(B) stripes"
+        ),
         assistant(ACTIONS[0]),
-        turn(feedback_role, crop1, "Zoomed in on [40, 30, 160, 120] of the original, shown at 121x90 px."),
+        turn(
+            feedback_role,
+            crop1,
+            "Zoomed in on [40, 30, 160, 120] of the original, shown at 121x90 px.",
+        ),
         assistant(ACTIONS[1]),
-        turn(feedback_role, crop2, "Zoomed in on [50, 36, 90, 100] of the original, shown at 70x150 px."),
+        turn(
+            feedback_role,
+            crop2,
+            "Zoomed in on [50, 36, 90, 100] of the original, shown at 70x150 px.",
+        ),
         assistant(ACTIONS[2]),
     ]
 
@@ -105,7 +117,11 @@ def policy(arch, built) -> HFPolicy:
     model, processor = built
     spec = QWEN_VL_ARCHS[arch]
     return HFPolicy.from_model(
-        model, processor, image_min_pixels=spec.min_pixels, image_max_pixels=spec.max_pixels, max_new_tokens=4
+        model,
+        processor,
+        image_min_pixels=spec.min_pixels,
+        image_max_pixels=spec.max_pixels,
+        max_new_tokens=4,
     )
 
 
@@ -119,7 +135,11 @@ def sharpen_attention(model, factor: float) -> None:
     with torch.no_grad():
         for layer in model.model.language_model.layers:
             attn = layer.self_attn
-            for module in (attn.q_norm, attn.k_norm) if hasattr(attn, "q_norm") else (attn.q_proj, attn.k_proj):
+            for module in (
+                (attn.q_norm, attn.k_norm)
+                if hasattr(attn, "q_norm")
+                else (attn.q_proj, attn.k_proj)
+            ):
                 for param in module.parameters():
                     param.mul_(root)
 
@@ -131,7 +151,9 @@ def recorded_forwards(model) -> Iterator[list[dict[str, torch.Tensor]]]:
     calls: list[dict[str, torch.Tensor]] = []
 
     def outer(module, args, kwargs):
-        calls.append({k: v.detach().clone() for k, v in kwargs.items() if isinstance(v, torch.Tensor)})
+        calls.append(
+            {k: v.detach().clone() for k, v in kwargs.items() if isinstance(v, torch.Tensor)}
+        )
 
     def inner(module, args, kwargs):
         positions = kwargs["position_ids"]  # (3, B, T), or (4, B, T) in generate: text row first
@@ -148,11 +170,16 @@ def recorded_forwards(model) -> Iterator[list[dict[str, torch.Tensor]]]:
             handle.remove()
 
 
-def run_episodes(policy: HFPolicy, conversations: Sequence[list[dict[str, Any]]]) -> tuple[list[Trajectory], list[dict]]:
+def run_episodes(
+    policy: HFPolicy, conversations: Sequence[list[dict[str, Any]]]
+) -> tuple[list[Trajectory], list[dict]]:
     """Play scripted episodes through `policy.act` exactly as the trainer does: one batched
     `act` call per turn over all envs (left padding), each env's context its conversation so
     far, the actions teacher-forced. Returns the trajectories and each turn's prefill call."""
-    trajs = [Trajectory(sample_id=f"scripted-{b}", group_id=0, messages=m) for b, m in enumerate(conversations)]
+    trajs = [
+        Trajectory(sample_id=f"scripted-{b}", group_id=0, messages=m)
+        for b, m in enumerate(conversations)
+    ]
     prefills = []
     for k, action in enumerate(ACTIONS):
         contexts = [{"messages": assistant_context(m, k)} for m in conversations]
@@ -170,10 +197,16 @@ def assistant_context(messages: list[dict[str, Any]], k: int) -> list[dict[str, 
     return messages[: [i for i, m in enumerate(messages) if m["role"] == "assistant"][k]]
 
 
-def reference_inputs(processor, messages: list[dict[str, Any]], add_generation_prompt: bool) -> dict[str, torch.Tensor]:
+def reference_inputs(
+    processor, messages: list[dict[str, Any]], add_generation_prompt: bool
+) -> dict[str, torch.Tensor]:
     """transformers' own inputs for a conversation: the processor's chat template, tokenized."""
     return processor.apply_chat_template(
-        messages, tokenize=True, return_dict=True, return_tensors="pt", add_generation_prompt=add_generation_prompt
+        messages,
+        tokenize=True,
+        return_dict=True,
+        return_tensors="pt",
+        add_generation_prompt=add_generation_prompt,
     )
 
 
@@ -203,7 +236,9 @@ def assistant_spans(processor, input_ids: Sequence[int]) -> list[range]:
     return spans
 
 
-def reference_logprobs(policy: HFPolicy, model, inputs: dict[str, torch.Tensor], **forward_kwargs) -> torch.Tensor:
+def reference_logprobs(
+    policy: HFPolicy, model, inputs: dict[str, torch.Tensor], **forward_kwargs
+) -> torch.Tensor:
     """Log-probs of every assistant token from ONE plain forward over `inputs`, by the policy's
     documented convention (suppressed ids at -inf, / temperature, float32); shape (n,)."""
     with torch.no_grad():
@@ -215,7 +250,9 @@ def reference_logprobs(policy: HFPolicy, model, inputs: dict[str, torch.Tensor],
     return torch.stack([logp[p - 1, ids[p]] for p in positions])
 
 
-def unpadded_rows(call: dict[str, torch.Tensor], images_per_row: Sequence[int]) -> list[dict[str, torch.Tensor]]:
+def unpadded_rows(
+    call: dict[str, torch.Tensor], images_per_row: Sequence[int]
+) -> list[dict[str, torch.Tensor]]:
     """Split a recorded batched forward call into per-row inputs without padding, (1, T_b)."""
     rows, image, patch = [], 0, 0
     for b, n_images in enumerate(images_per_row):
@@ -224,7 +261,10 @@ def unpadded_rows(call: dict[str, torch.Tensor], images_per_row: Sequence[int]) 
         n_patches = int(grid.prod(-1).sum())
         rows.append(
             {
-                **{k: call[k][b : b + 1, keep] for k in ("input_ids", "attention_mask", "mm_token_type_ids")},
+                **{
+                    k: call[k][b : b + 1, keep]
+                    for k in ("input_ids", "attention_mask", "mm_token_type_ids")
+                },
                 "image_grid_thw": grid,
                 "pixel_values": call["pixel_values"][patch : patch + n_patches],
                 "rope_position_ids": call["rope_position_ids"][:, b : b + 1, keep],
@@ -235,7 +275,9 @@ def unpadded_rows(call: dict[str, torch.Tensor], images_per_row: Sequence[int]) 
     return rows
 
 
-def assert_same_inputs(model, call: dict[str, torch.Tensor], refs: Sequence[dict[str, torch.Tensor]]) -> None:
+def assert_same_inputs(
+    model, call: dict[str, torch.Tensor], refs: Sequence[dict[str, torch.Tensor]]
+) -> None:
     """Each row of a recorded `HFPolicy` forward call equals its transformers reference: ids,
     masks, images, and the M-RoPE positions the language model received vs `get_rope_index`."""
     rows = unpadded_rows(call, [len(ref["image_grid_thw"]) for ref in refs])
@@ -257,14 +299,24 @@ def test_templates_are_the_released_ones():
     assert QWEN2_VL_CHAT_TEMPLATE == qwen2_5_vl_chat_template
     assert QWEN3_VL_CHAT_TEMPLATE == qwen3_vl_chat_template
     for name, spec in QWEN_VL_ARCHS.items():
-        assert spec.chat_template == (QWEN3_VL_CHAT_TEMPLATE if name == "qwen3_vl" else QWEN2_VL_CHAT_TEMPLATE)
+        assert spec.chat_template == (
+            QWEN3_VL_CHAT_TEMPLATE if name == "qwen3_vl" else QWEN2_VL_CHAT_TEMPLATE
+        )
 
 
 def test_processor_has_the_release_settings(arch, built):
     _, processor = built
     ip = processor.image_processor
-    assert (ip.patch_size, ip.merge_size, ip.temporal_patch_size) == ((16 if arch == "qwen3_vl" else 14), 2, 2)
-    stock = {"qwen2_vl": Qwen2VLProcessor, "qwen2_5_vl": Qwen2_5_VLProcessor, "qwen3_vl": Qwen3VLProcessor}[arch]
+    assert (ip.patch_size, ip.merge_size, ip.temporal_patch_size) == (
+        (16 if arch == "qwen3_vl" else 14),
+        2,
+        2,
+    )
+    stock = {
+        "qwen2_vl": Qwen2VLProcessor,
+        "qwen2_5_vl": Qwen2_5_VLProcessor,
+        "qwen3_vl": Qwen3VLProcessor,
+    }[arch]
     assert isinstance(processor, stock)  # the stock class's text/image processing, image-only
     # smart_resize into the budget: every episode image is resized to a multiple of the factor
     factor = QWEN_VL_ARCHS[arch].factor
@@ -284,7 +336,10 @@ def test_tool_turn_rendering(arch, built):
     text = processor.apply_chat_template(episode_messages(episode_images(), "tool"), tokenize=False)
     assert text.count("<|image_pad|>") == 3
     if arch == "qwen3_vl":
-        assert "<|im_start|>user\n<tool_response>\n<|vision_start|><|image_pad|><|vision_end|>Zoomed" in text
+        assert (
+            "<|im_start|>user\n<tool_response>\n<|vision_start|><|image_pad|><|vision_end|>Zoomed"
+            in text
+        )
         assert "<|im_start|>tool" not in text
     else:
         assert "<|im_start|>tool\n<|vision_start|><|image_pad|><|vision_end|>Zoomed" in text
@@ -304,13 +359,18 @@ def test_batched_envs_equal_their_references(arch, built, policy):
     """Two envs of different lengths in one batch (left padding at act time, right padding in
     the recompute): every row still equals its own unpadded reference."""
     view, crop1, crop2 = episode_images()
-    conversations = [episode_messages([view, crop1, crop2], "user"), episode_messages([view, crop2, crop1], "tool")]
+    conversations = [
+        episode_messages([view, crop1, crop2], "user"),
+        episode_messages([view, crop2, crop1], "tool"),
+    ]
     lengths = [len(reference_inputs(built[1], m, False)["input_ids"][0]) for m in conversations]
     assert lengths[0] != lengths[1]
     check_against_reference(policy, built, conversations)
 
 
-def check_against_reference(policy: HFPolicy, built, conversations: list[list[dict[str, Any]]]) -> None:
+def check_against_reference(
+    policy: HFPolicy, built, conversations: list[list[dict[str, Any]]]
+) -> None:
     model, processor = built
     with warnings.catch_warnings():  # every view is smart-resized (on purpose, see the module doc)
         warnings.filterwarnings("ignore", message="The processor resizes")
@@ -318,8 +378,13 @@ def check_against_reference(policy: HFPolicy, built, conversations: list[list[di
 
     # act: each turn's prompt (conversation so far + generation prompt) is the processor's
     for k, prefill in enumerate(prefills):
-        refs = [reference_inputs(processor, assistant_context(m, k), add_generation_prompt=True) for m in conversations]
-        assert all(ref["image_grid_thw"].shape[0] == k + 1 for ref in refs)  # turn k sees k + 1 images
+        refs = [
+            reference_inputs(processor, assistant_context(m, k), add_generation_prompt=True)
+            for m in conversations
+        ]
+        assert all(
+            ref["image_grid_thw"].shape[0] == k + 1 for ref in refs
+        )  # turn k sees k + 1 images
         assert_same_inputs(model, prefill, refs)
 
     # recompute: each whole episode is the processor's, positions are the model's own
@@ -338,7 +403,9 @@ def check_against_reference(policy: HFPolicy, built, conversations: list[list[di
         n = traj.num_policy_tokens
         assert mask[b].sum().item() == len(expected) == n
         assert (logp[b, :n] - expected).abs().max().item() < EXACT
-        act_time = torch.tensor(np.concatenate([t.generation.logprobs for t in traj.turns]), dtype=torch.float32)
+        act_time = torch.tensor(
+            np.concatenate([t.generation.logprobs for t in traj.turns]), dtype=torch.float32
+        )
         assert (act_time - expected).abs().max().item() < ACT_TOL
 
 
@@ -349,15 +416,21 @@ def check_against_reference(policy: HFPolicy, built, conversations: list[list[di
 def clean(built, policy) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """The reference inputs of the user-feedback episode and their assistant log-probs."""
     model, processor = built
-    ref = reference_inputs(processor, episode_messages(episode_images(), "user"), add_generation_prompt=False)
+    ref = reference_inputs(
+        processor, episode_messages(episode_images(), "user"), add_generation_prompt=False
+    )
     return ref, reference_logprobs(policy, model, ref)
 
 
-def answer_change(policy: HFPolicy, built, clean, inputs: dict[str, torch.Tensor], **forward_kwargs) -> float:
+def answer_change(
+    policy: HFPolicy, built, clean, inputs: dict[str, torch.Tensor], **forward_kwargs
+) -> float:
     """Max |log-prob change| of the answer turn's tokens (same ids, whatever moved before)."""
     model, _ = built
     _, clean_logp = clean
-    n_answer = len(policy.tokenizer(ACTIONS[-1], add_special_tokens=False)["input_ids"]) + 1  # + <|im_end|>
+    n_answer = (
+        len(policy.tokenizer(ACTIONS[-1], add_special_tokens=False)["input_ids"]) + 1
+    )  # + <|im_end|>
     corrupted = reference_logprobs(policy, model, inputs, **forward_kwargs)
     assert corrupted.shape == clean_logp.shape
     return (corrupted[-n_answer:] - clean_logp[-n_answer:]).abs().max().item()
@@ -366,7 +439,9 @@ def answer_change(policy: HFPolicy, built, clean, inputs: dict[str, torch.Tensor
 def test_dropping_an_image_is_visible(built, policy, clean):
     _, processor = built
     view, crop1, crop2 = episode_images()
-    dropped = reference_inputs(processor, episode_messages([view, None, crop2], "user"), add_generation_prompt=False)
+    dropped = reference_inputs(
+        processor, episode_messages([view, None, crop2], "user"), add_generation_prompt=False
+    )
     assert dropped["image_grid_thw"].shape[0] == 2
     assert answer_change(policy, built, clean, dropped) > VISIBLE
 
@@ -374,7 +449,9 @@ def test_dropping_an_image_is_visible(built, policy, clean):
 def test_swapping_the_crops_is_visible(built, policy, clean):
     _, processor = built
     view, crop1, crop2 = episode_images()
-    swapped = reference_inputs(processor, episode_messages([view, crop2, crop1], "user"), add_generation_prompt=False)
+    swapped = reference_inputs(
+        processor, episode_messages([view, crop2, crop1], "user"), add_generation_prompt=False
+    )
     assert not torch.equal(swapped["image_grid_thw"], clean[0]["image_grid_thw"])  # sizes differ
     assert answer_change(policy, built, clean, swapped) > VISIBLE
 
@@ -383,8 +460,12 @@ def test_shifting_one_position_id_is_visible(built, policy, clean):
     model, _ = built
     ref, _ = clean
     positions = reference_positions(model, ref)
-    assert answer_change(policy, built, clean, ref, position_ids=positions) < EXACT  # explicit == implicit
+    assert (
+        answer_change(policy, built, clean, ref, position_ids=positions) < EXACT
+    )  # explicit == implicit
     answer_start = assistant_spans(policy.processor, ref["input_ids"][0].tolist())[-1][0]
     shifted = positions.clone()
-    shifted[:, 0, answer_start - 1] += 1  # off by one: the token that predicts the answer, all 3 axes
+    shifted[:, 0, answer_start - 1] += (
+        1  # off by one: the token that predicts the answer, all 3 axes
+    )
     assert answer_change(policy, built, clean, ref, position_ids=shifted) > VISIBLE

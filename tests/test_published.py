@@ -59,7 +59,9 @@ def test_vstar_has_at_least_four_sourced_systems_with_categories_named_as_our_lo
 def test_a_dataset_name_finds_every_benchmark_it_covers():
     assert [b.name for b in find_published("hrbench", PUBLISHED)] == ["hrbench-4k", "hrbench-8k"]
     assert [b.name for b in find_published("hrbench-8k", PUBLISHED)] == ["hrbench-8k"]
-    with pytest.raises(FileNotFoundError, match=r"'vstr' \(did you mean 'vstar'\?\); published: \["):
+    with pytest.raises(
+        FileNotFoundError, match=r"'vstr' \(did you mean 'vstar'\?\); published: \["
+    ):
         find_published("vstr", PUBLISHED)
 
 
@@ -75,29 +77,70 @@ def test_categories_match_by_name_case_or_last_path_part():
 
 def write_published(root: Path, row: dict, **top) -> Path:
     root.mkdir(parents=True, exist_ok=True)
-    source = {"title": "A paper", "url": "https://example.org/paper", "table": "Table 1", "arxiv": "2501.00001"}
+    source = {
+        "title": "A paper",
+        "url": "https://example.org/paper",
+        "table": "Table 1",
+        "arxiv": "2501.00001",
+    }
     (root / "sources.json").write_text(json.dumps({"paper": source}))
-    data = {"benchmark": "vstar", "title": "V* Bench", "datasets": ["vstar"],
-            "categories": ["direct_attributes", "relative_position"], "category_labels": {},
-            "rows": [{"system": "Good", "base_model": None, "size": "7B", "source": "paper",
-                      "accuracy": {"overall": 50.0}, "quote": "Good | 50.0"}, row], **top}  # fmt: skip
+    data = {
+        "benchmark": "vstar",
+        "title": "V* Bench",
+        "datasets": ["vstar"],
+        "categories": ["direct_attributes", "relative_position"],
+        "category_labels": {},
+        "rows": [
+            {
+                "system": "Good",
+                "base_model": None,
+                "size": "7B",
+                "source": "paper",
+                "accuracy": {"overall": 50.0},
+                "quote": "Good | 50.0",
+            },
+            row,
+        ],
+        **top,
+    }
     file = root / "vstar.json"
     file.write_text(json.dumps(data))
     return file
 
 
-GOOD = {"system": "Sys", "base_model": None, "size": None, "source": "paper", "accuracy": {"overall": 61.5},
-        "quote": "Sys | 61.5"}  # fmt: skip
+GOOD = {
+    "system": "Sys",
+    "base_model": None,
+    "size": None,
+    "source": "paper",
+    "accuracy": {"overall": 61.5},
+    "quote": "Sys | 61.5",
+}
 
 
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"source": "papr"}, r"row 1 \('Sys'\): source 'papr' is not in sources.json \(did you mean 'paper'\?\)"),
-        ({"accuracy": {"overall": 61.6}}, r"row 1 \('Sys'\): accuracy\['overall'\] = 61.6 does not appear in its quote"),
-        ({"accuracy": {"overall": 0.615}}, r"row 1 \('Sys'\): accuracy\['overall'\] = 0.615 does not appear"),
-        ({"accuracy": {"overall": 161.5}}, r"accuracy\['overall'\] must be a percentage in \[0, 100\], got 161.5"),
-        ({"accuracy": {"attribute": 61.5}}, r"unknown split 'attribute'.*splits: \['overall', 'direct_attributes'"),
+        (
+            {"source": "papr"},
+            r"row 1 \('Sys'\): source 'papr' is not in sources.json \(did you mean 'paper'\?\)",
+        ),
+        (
+            {"accuracy": {"overall": 61.6}},
+            r"row 1 \('Sys'\): accuracy\['overall'\] = 61.6 does not appear in its quote",
+        ),
+        (
+            {"accuracy": {"overall": 0.615}},
+            r"row 1 \('Sys'\): accuracy\['overall'\] = 0.615 does not appear",
+        ),
+        (
+            {"accuracy": {"overall": 161.5}},
+            r"accuracy\['overall'\] must be a percentage in \[0, 100\], got 161.5",
+        ),
+        (
+            {"accuracy": {"attribute": 61.5}},
+            r"unknown split 'attribute'.*splits: \['overall', 'direct_attributes'",
+        ),
         ({"quote": " "}, r"row 1 \('Sys'\): 'quote' must be a non-empty string"),
         ({"szie": "7B"}, r"row 1 \('Sys'\): unknown field\(s\) 'szie' \(did you mean 'size'\?\)"),
     ],
@@ -112,7 +155,9 @@ def test_a_malformed_row_names_the_file_the_row_and_the_problem(tmp_path, change
 def test_a_row_without_a_source_and_a_broken_file_are_refused(tmp_path):
     row = {k: v for k, v in GOOD.items() if k != "source"}
     file = write_published(tmp_path / "published", row)
-    with pytest.raises(PublishedFormatError, match=r"vstar.json: row 1 \('Sys'\): missing field\(s\) \['source'\]"):
+    with pytest.raises(
+        PublishedFormatError, match=r"vstar.json: row 1 \('Sys'\): missing field\(s\) \['source'\]"
+    ):
         load_published(file)
     file.write_text('{"benchmark": "vstar",')
     with pytest.raises(PublishedFormatError, match=r"vstar.json: not valid JSON"):
@@ -123,7 +168,10 @@ def test_compare_reports_a_malformed_published_file_and_exits_2(tmp_path, capsys
     write_published(tmp_path / "published", {**GOOD, "accuracy": {"overall": 99.0}})
     assert main(["compare", "--published", "vstar", "--baselines-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "compare: " in err and "vstar.json: row 1 ('Sys'): accuracy['overall'] = 99 does not appear" in err
+    assert (
+        "compare: " in err
+        and "vstar.json: row 1 ('Sys'): accuracy['overall'] = 99 does not appear" in err
+    )
 
 
 # ---------------------------------------------------------------- compare --published
@@ -134,9 +182,15 @@ def write_vstar(root: Path) -> Path:
     for category in ("direct_attributes", "relative_position"):
         (root / category).mkdir(parents=True)
         for i in range(2):
-            Image.new("RGB", (1200, 900), (180, 180, 180)).save(root / category / f"q{i}.jpg", quality=50)
-            record = {"target_object": ["cup"], "bbox": [[100.0 + 200 * i, 100.0, 60.0, 60.0]],
-                      "question": "What is the colour of the cup?", "options": ["red", "blue"]}  # fmt: skip
+            Image.new("RGB", (1200, 900), (180, 180, 180)).save(
+                root / category / f"q{i}.jpg", quality=50
+            )
+            record = {
+                "target_object": ["cup"],
+                "bbox": [[100.0 + 200 * i, 100.0, 60.0, 60.0]],
+                "question": "What is the colour of the cup?",
+                "options": ["red", "blue"],
+            }
             (root / category / f"q{i}.json").write_text(json.dumps(record))
     return root
 
@@ -144,8 +198,21 @@ def write_vstar(root: Path) -> Path:
 @pytest.fixture
 def vstar_run(tmp_path) -> Path:
     out = tmp_path / "run"
-    code = main(["eval", "--agent", "oracle-crop", "--dataset", "vstar", "--data-dir", str(write_vstar(tmp_path / "vstar")),
-                 "--out", str(out), "--no-progress", "--no-plots"])  # fmt: skip
+    code = main(
+        [
+            "eval",
+            "--agent",
+            "oracle-crop",
+            "--dataset",
+            "vstar",
+            "--data-dir",
+            str(write_vstar(tmp_path / "vstar")),
+            "--out",
+            str(out),
+            "--no-progress",
+            "--no-plots",
+        ]
+    )
     assert code == 0
     return out
 
@@ -156,7 +223,9 @@ def table_lines(text: str) -> dict[str, str]:
     return {line.split("  ")[0].strip(): line for line in body}
 
 
-def test_compare_run_published_prints_the_run_beside_four_or_more_sourced_systems(vstar_run, capsys):
+def test_compare_run_published_prints_the_run_beside_four_or_more_sourced_systems(
+    vstar_run, capsys
+):
     capsys.readouterr()
     assert main(["compare", str(vstar_run), "--published"]) == 0
     out = capsys.readouterr().out
@@ -164,16 +233,28 @@ def test_compare_run_published_prints_the_run_beside_four_or_more_sourced_system
     summary = load_summary(vstar_run)
     lines = table_lines(out.split("published accuracy")[1])
     run = lines["run: oracle-crop"].split()
-    expected = [summary["overall"]["accuracy"]] + [summary["per_category"][c]["accuracy"]
-                                                   for c in ("direct_attributes", "relative_position")]  # fmt: skip
+    expected = [summary["overall"]["accuracy"]] + [
+        summary["per_category"][c]["accuracy"] for c in ("direct_attributes", "relative_position")
+    ]
     assert run[-3:] == [f"{100 * v:.1f}" for v in expected]
     published = [name for name in lines if not name.startswith("run: ")]
     assert len(published) >= 4
-    assert lines["Qwen2.5-VL-7B"].split()[-5:] == ["7B", "see-it-say-it-sorted", "71.2", "73.9", "67.1"]
+    assert lines["Qwen2.5-VL-7B"].split()[-5:] == [
+        "7B",
+        "see-it-say-it-sorted",
+        "71.2",
+        "73.9",
+        "67.1",
+    ]
     assert lines["Chain-of-Focus"].split()[-5:] == ["-", "mini-o3", "88.0", "-", "-"]
-    assert "[mini-o3] Mini-o3: Scaling Up Reasoning Patterns" in out and "https://mini-o3.github.io" in out
+    assert (
+        "[mini-o3] Mini-o3: Scaling Up Reasoning Patterns" in out
+        and "https://mini-o3.github.io" in out
+    )
     assert "per-scale-bin accuracies are not published for V* Bench" in out
-    assert out.index("accuracy (%, Δ in points)") < out.index("published accuracy")  # per-bin table first
+    assert out.index("accuracy (%, Δ in points)") < out.index(
+        "published accuracy"
+    )  # per-bin table first
 
 
 def test_compare_published_without_a_run_and_as_markdown(capsys):

@@ -49,7 +49,9 @@ def test_options_as_list_and_dict_and_printed_labels():
 
 
 def test_options_string_without_labels_names_file_line_and_field():
-    with pytest.raises(DatasetFormatError, match=r"f.jsonl, line 3: field 'options' is one string without"):
+    with pytest.raises(
+        DatasetFormatError, match=r"f.jsonl, line 3: field 'options' is one string without"
+    ):
         parse_choices("red or blue", "f.jsonl, line 3")
 
 
@@ -62,10 +64,14 @@ BOX_A, BOX_B = [64.0, 96.0, 256.0, 224.0], [300.0, 200.0, 400.0, 300.0]
 
 def treebench_line(**change) -> dict:
     record = {
-        "id": 1, "image": "images/t1.jpg", "question": "Which box is left of the blue one?",
+        "id": 1,
+        "image": "images/t1.jpg",
+        "question": "Which box is left of the blue one?",
         "options": "A. the tree\nB. the red box\nC. the car\nD. nothing",
-        "answer": "B", "target_instances": json.dumps([BOX_A, {"bbox": BOX_B}]), "category": "Spatial",
-    }  # fmt: skip
+        "answer": "B",
+        "target_instances": json.dumps([BOX_A, {"bbox": BOX_B}]),
+        "category": "Spatial",
+    }
     return {**record, **change}
 
 
@@ -76,9 +82,15 @@ def write_lines(path: Path, records: list[dict]) -> Path:
 
 def test_treebench_options_string_and_boxes_as_json_string(tmp_path):
     image(tmp_path / "images" / "t1.jpg")
-    second = treebench_line(id=2, options="A tree\nB car", answer="A", target_instances=json.dumps([BOX_B]))
-    (sample, other) = load_treebench(write_lines(tmp_path / "treebench.jsonl", [treebench_line(), second]))
-    assert sample.options == ("the tree", "the red box", "the car", "nothing") and sample.answer == "B"
+    second = treebench_line(
+        id=2, options="A tree\nB car", answer="A", target_instances=json.dumps([BOX_B])
+    )
+    (sample, other) = load_treebench(
+        write_lines(tmp_path / "treebench.jsonl", [treebench_line(), second])
+    )
+    assert (
+        sample.options == ("the tree", "the red box", "the car", "nothing") and sample.answer == "B"
+    )
     assert sample.gt_boxes == (Box(*BOX_A), Box(*BOX_B))
     assert other.options == ("tree", "car") and other.gt_boxes == (Box(*BOX_B),)
 
@@ -86,26 +98,41 @@ def test_treebench_options_string_and_boxes_as_json_string(tmp_path):
 def test_treebench_exact_duplicate_lines_are_kept_once_with_a_warning(tmp_path):
     image(tmp_path / "images" / "t1.jpg")
     lines = [treebench_line(), treebench_line(id=2), treebench_line(), treebench_line()]
-    with pytest.warns(UserWarning, match=r"skipped 2 exact duplicate record\(s\).*line 3 repeats .*line 1"):
+    with pytest.warns(
+        UserWarning, match=r"skipped 2 exact duplicate record\(s\).*line 3 repeats .*line 1"
+    ):
         samples = load_treebench(write_lines(tmp_path / "treebench.jsonl", lines))
     assert [s.id for s in samples] == ["1", "2"]
     lines[2] = treebench_line(answer="C")  # same id, other content: an error, not a duplicate
-    with pytest.raises(DatasetFormatError, match=r"line 3: duplicate sample id '1' with different content"):
+    with pytest.raises(
+        DatasetFormatError, match=r"line 3: duplicate sample id '1' with different content"
+    ):
         load_treebench(write_lines(tmp_path / "treebench.jsonl", lines))
 
 
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        ({"target_instances": "[[1, 2, 3"}, r"line 2: field 'target_instances' is a string that is not valid JSON"),
-        ({"options": "tree or car"}, r"line 2: field 'options' is one string without option labels"),
+        (
+            {"target_instances": "[[1, 2, 3"},
+            r"line 2: field 'target_instances' is a string that is not valid JSON",
+        ),
+        (
+            {"options": "tree or car"},
+            r"line 2: field 'options' is one string without option labels",
+        ),
         ({"answer": "F"}, r"line 2: field 'answer': answer 'F' is neither an option letter"),
-        ({"target_instances": json.dumps([[5, 5, 1, 1]])}, r"line 2, target_instances\[0\]: box .* needs x1 < x2"),
+        (
+            {"target_instances": json.dumps([[5, 5, 1, 1]])},
+            r"line 2, target_instances\[0\]: box .* needs x1 < x2",
+        ),
     ],
 )
 def test_treebench_rows_it_cannot_read_name_file_line_and_field(tmp_path, change, expected):
     image(tmp_path / "images" / "t1.jpg")
-    path = write_lines(tmp_path / "treebench.jsonl", [treebench_line(), treebench_line(id=2, **change)])
+    path = write_lines(
+        tmp_path / "treebench.jsonl", [treebench_line(), treebench_line(id=2, **change)]
+    )
     with pytest.raises(DatasetFormatError, match="treebench.jsonl, " + expected):
         load_treebench(path)
 
@@ -117,10 +144,15 @@ def test_treebench_rows_it_cannot_read_name_file_line_and_field(tmp_path, change
 
 def mme_record(qid: str, **change) -> dict:
     record = {
-        "Question_id": qid, "Image": "remote_sensing/r1.png", "Text": "What colour is the roof?",
+        "Question_id": qid,
+        "Image": "remote_sensing/r1.png",
+        "Text": "What colour is the roof?",
         "Answer choices": ["(A) red", "(B) blue", "(C) green", "(D) white", "(E) black"],
-        "Ground truth": "C", "Task": "Perception", "Subtask": "Remote Sensing", "Category": "color",
-    }  # fmt: skip
+        "Ground truth": "C",
+        "Task": "Perception",
+        "Subtask": "Remote Sensing",
+        "Category": "color",
+    }
     return {**record, **change}
 
 
@@ -132,30 +164,44 @@ def write_mme(root: Path, records: list[dict]) -> Path:
 
 
 def test_mme_exact_duplicates_kept_once_with_a_counting_warning(tmp_path):
-    records = [mme_record("q1"), mme_record("q2"), mme_record("q1"), mme_record("q2"), mme_record("q1")]
+    records = [
+        mme_record("q1"),
+        mme_record("q2"),
+        mme_record("q1"),
+        mme_record("q2"),
+        mme_record("q1"),
+    ]
     with pytest.warns(UserWarning, match=r"mme-realworld: skipped 3 exact duplicate record\(s\)"):
         samples = load_mme_realworld(write_mme(tmp_path, records))
     assert [s.id for s in samples] == ["q1", "q2"]
     records[2] = mme_record("q1", **{"Ground truth": "D"})
-    with pytest.raises(DatasetFormatError, match=r"record 2 \(line 34\): duplicate sample id 'q1' with different"):
+    with pytest.raises(
+        DatasetFormatError, match=r"record 2 \(line 34\): duplicate sample id 'q1' with different"
+    ):
         load_mme_realworld(write_mme(tmp_path, records))
 
 
 def test_mme_printed_labels_name_the_answer_when_they_repeat(tmp_path):
     six = ["(A) one", "(B) two", "(C) three", "(D) four", "(D) five", "(E) six"]
-    records = [mme_record("q1", **{"Answer choices": six, "Ground truth": "E"}),
-               mme_record("q2", **{"Answer choices": six, "Ground truth": "(B)"})]  # fmt: skip
+    records = [
+        mme_record("q1", **{"Answer choices": six, "Ground truth": "E"}),
+        mme_record("q2", **{"Answer choices": six, "Ground truth": "(B)"}),
+    ]
     first, second = load_mme_realworld(write_mme(tmp_path, records))
     assert first.options == ("one", "two", "three", "four", "five", "six")
-    assert first.answer == "F" and first.options[ord(first.answer) - 65] == "six"  # the choice printed "(E)"
+    assert (
+        first.answer == "F" and first.options[ord(first.answer) - 65] == "six"
+    )  # the choice printed "(E)"
     assert second.answer == "B"
     assert first.metadata["printed_labels"] == list("ABCDDE")
 
 
 def test_mme_errors_name_file_line_and_field(tmp_path):
     records = [mme_record("q1"), mme_record("q2", **{"Ground truth": "Z"})]
-    with pytest.raises(DatasetFormatError,
-                       match=r"MME-RealWorld-Lite.json, record 1 \(line 18\): field 'Ground truth'"):  # fmt: skip
+    with pytest.raises(
+        DatasetFormatError,
+        match=r"MME-RealWorld-Lite.json, record 1 \(line 18\): field 'Ground truth'",
+    ):
         load_mme_realworld(write_mme(tmp_path, records))
 
 
@@ -168,7 +214,12 @@ def test_vstar_bbox_as_json_string(tmp_path):
     folder = tmp_path / "direct_attributes"
     image(folder / "sa_1.jpg")
     (tmp_path / "relative_position").mkdir()
-    record = {"target_object": ["cup"], "bbox": "[[10, 20, 30, 40]]", "question": "Colour?", "options": ["red", "blue"]}
+    record = {
+        "target_object": ["cup"],
+        "bbox": "[[10, 20, 30, 40]]",
+        "question": "Colour?",
+        "options": ["red", "blue"],
+    }
     (folder / "sa_1.json").write_text(json.dumps(record))
     (sample,) = load_vstar(tmp_path, option_seed=None)
     assert sample.gt_boxes == (Box(10, 20, 40, 60),) and sample.answer == "A"

@@ -26,7 +26,11 @@ def ref_data(toy_dataset) -> list[Sample]:
     """RefCOCO-shaped samples (as the `refcoco` loader makes them) on the toy scenes."""
     return [
         dataclasses.replace(
-            s, question=EXPRESSION, answer="", options=None, metadata={"referring_expression": EXPRESSION}
+            s,
+            question=EXPRESSION,
+            answer="",
+            options=None,
+            metadata={"referring_expression": EXPRESSION},
         )
         for s in toy_dataset
     ]
@@ -68,7 +72,11 @@ def test_oracle_box_gives_iou_1_and_acc50_in_every_frame(make_env, frame):
     gt = Box(*info["gt_boxes"][0])
     _, reward, terminated, truncated, info = predict(env, gt, info, frame)
     assert terminated and not truncated
-    assert info["iou"] == pytest.approx(1.0, abs=1e-6) and info["acc50"] is True and info["correct"] is True
+    assert (
+        info["iou"] == pytest.approx(1.0, abs=1e-6)
+        and info["acc50"] is True
+        and info["correct"] is True
+    )
     assert info["pred_box"] == pytest.approx(gt.as_tuple(), abs=1e-3)
     assert info["reward_terms"]["grounding"] == pytest.approx(1.0, abs=1e-6)
     assert info["reward_terms"]["format"] == 1.0 and info["reward_terms"]["answer"] == 1.0
@@ -127,7 +135,9 @@ def test_box_on_the_last_turn_is_the_prediction(make_env):
     obs, _, terminated, _, info = env.step("<crop>[0, 0, 400, 300]</crop>")  # turn 1: zoom
     assert not terminated and info["crop_box"] == (0, 0, 400, 300)
     assert "Your next reply is your answer" in obs["dialogue"]
-    _, _, terminated, truncated, info = env.step("<crop>[100, 80, 180, 150]</crop>")  # turn 2: answer
+    _, _, terminated, truncated, info = env.step(
+        "<crop>[100, 80, 180, 150]</crop>"
+    )  # turn 2: answer
     assert terminated and not truncated and info["iou"] == 1.0 and info["crop_box"] is None
 
 
@@ -204,7 +214,9 @@ def test_synthetic_ref_turns_synthetic_hr_into_expressions():
     source = make_dataset("synthetic-hr", num_samples=6, image_size=512)
     assert isinstance(data, SyntheticRef) and len(data) == 6
     for ref, hr in zip(data, source, strict=True):
-        assert ref.question == hr.metadata["referring_expression"] and ref.id.startswith("synthetic-ref-")
+        assert ref.question == hr.metadata["referring_expression"] and ref.id.startswith(
+            "synthetic-ref-"
+        )
         assert ref.options is None and ref.answer == "" and ref.gt_boxes == hr.gt_boxes
         assert ref.metadata["source_question"] == hr.question and ref.category == hr.category
 
@@ -222,7 +234,14 @@ def test_synthetic_ref_oracle_through_gym_make():
 def test_refcoco_loader_samples_run(tmp_path):
     (tmp_path / "images").mkdir()
     Image.new("RGB", (640, 480), (255, 0, 0)).save(tmp_path / "images" / "a.png")
-    records = [{"image": "a.png", "bbox": [100, 80, 80, 70], "id": 7, "sentences": ["red box", "the red one"]}]
+    records = [
+        {
+            "image": "a.png",
+            "bbox": [100, 80, 80, 70],
+            "id": 7,
+            "sentences": ["red box", "the red one"],
+        }
+    ]
     (tmp_path / "refs.json").write_text(json.dumps(records))
     samples = loaders.load_refcoco(tmp_path / "refs.json", data_dir=tmp_path)
     env = RefGroundingEnv(samples, coord_frame="original", **SMALL_BUDGET)

@@ -30,7 +30,11 @@ def property_examples(module_name: str) -> int:
 
 def files_with_property_tests() -> set[str]:
     given = re.compile(r"^@given\(", re.M)
-    return {p.stem for p in (ROOT / "tests").glob("test_*.py") if given.search(p.read_text(encoding="utf-8"))}
+    return {
+        p.stem
+        for p in (ROOT / "tests").glob("test_*.py")
+        if given.search(p.read_text(encoding="utf-8"))
+    }
 
 
 def number(text: str) -> int:
@@ -55,11 +59,15 @@ def test_env_fuzz_sizes_are_quoted_exactly():
 def test_examples_per_ci_run_are_the_tests_max_examples():
     rows = dict(
         (Path(path).stem, number(count))
-        for path, count in re.findall(r"^\|[^\n]*\| `(tests/test_\w+\.py)` \| ([\d,]+) \|$", DOC, re.M)
+        for path, count in re.findall(
+            r"^\|[^\n]*\| `(tests/test_\w+\.py)` \| ([\d,]+) \|$", DOC, re.M
+        )
     )
     assert set(rows) == files_with_property_tests(), "every file with property tests needs its row"
     for name, quoted in rows.items():
-        assert quoted == property_examples(name), f"{name}: doc says {quoted:,}, code runs {property_examples(name):,}"
+        assert quoted == property_examples(name), (
+            f"{name}: doc says {quoted:,}, code runs {property_examples(name):,}"
+        )
     total = re.search(r"\*\*([\d,]+)\*\* generated inputs per CI run", DOC)
     assert total and number(total.group(1)) == sum(rows.values())
     assert sum(rows.values()) >= MIN_EXAMPLES_PER_CI_RUN

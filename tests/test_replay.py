@@ -32,11 +32,20 @@ def write_vstar(root: Path) -> Path:
     x, y, w, h = CUP.x1, CUP.y1, CUP.width, CUP.height
     for stem in ("sa_100", "sa_101", "sa_102"):
         Image.new("RGB", SIZE, (250, 250, 250)).save(root / "direct_attributes" / f"{stem}.jpg")
-        record = {"target_object": ["cup"], "bbox": [[x, y, w, h]], "question": QUESTION, "options": OPTIONS}
+        record = {
+            "target_object": ["cup"],
+            "bbox": [[x, y, w, h]],
+            "question": QUESTION,
+            "options": OPTIONS,
+        }
         (root / "direct_attributes" / f"{stem}.json").write_text(json.dumps(record))
     Image.new("RGB", SIZE, (250, 250, 250)).save(root / "relative_position" / "sa_7.jpg")
-    record = {"target_object": ["cup", "dog"], "bbox": [[x, y, w, h]],
-              "question": "Is the cup left or right of the dog?", "options": ["left", "right"]}  # fmt: skip
+    record = {
+        "target_object": ["cup", "dog"],
+        "bbox": [[x, y, w, h]],
+        "question": "Is the cup left or right of the dog?",
+        "options": ["left", "right"],
+    }
     (root / "relative_position" / "sa_7.json").write_text(json.dumps(record))
     return root
 
@@ -50,12 +59,19 @@ def chat(image: str, question: str, *assistant: object) -> dict:
     """One recorded episode: system + user turn, then each assistant text (tool results between)."""
     messages: list[dict] = [
         {"role": "system", "content": "You are a helpful assistant."},
-        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": image}},
-                                     {"type": "text", "text": f"{question}\n(A) red\n(B) blue"}]},
-    ]  # fmt: skip
+        {
+            "role": "user",
+            "content": [
+                {"type": "image_url", "image_url": {"url": image}},
+                {"type": "text", "text": f"{question}\n(A) red\n(B) blue"},
+            ],
+        },
+    ]
     for text in assistant:
         messages.append({"role": "assistant", "content": text} if isinstance(text, str) else text)
-        messages.append({"role": "user", "content": [{"type": "text", "text": "Here is the zoomed view."}]})
+        messages.append(
+            {"role": "user", "content": [{"type": "text", "text": "Here is the zoomed view."}]}
+        )
     return {"image": image, "question": question, "messages": messages}
 
 
@@ -69,15 +85,33 @@ def recorded_episodes() -> list[dict]:
         chat("images/sa_100.jpg", QUESTION, zoom(FIRST), zoom(SECOND), "A. The cup is red."),
         # The same question about another image (matched by image name): one crop, a wrong answer
         # given as a content-part list.
-        chat("sa_101.jpg", "  What is the colour\nof the cup? ", zoom(THIRD),
-             {"role": "assistant", "content": [{"type": "text", "text": "<answer>B</answer>"}]}),
+        chat(
+            "sa_101.jpg",
+            "  What is the colour\nof the cup? ",
+            zoom(THIRD),
+            {"role": "assistant", "content": [{"type": "text", "text": "<answer>B</answer>"}]},
+        ),
         # No answer: one crop (an OpenAI tool_calls entry), then the recording stops.
-        chat("sa_102.jpg", QUESTION, {"role": "assistant", "content": None, "tool_calls": [
-            {"type": "function", "function": {"name": "image_zoom_in_tool",
-                                              "arguments": json.dumps({"bbox_2d": FOURTH})}}]}),
+        chat(
+            "sa_102.jpg",
+            QUESTION,
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "type": "function",
+                        "function": {
+                            "name": "image_zoom_in_tool",
+                            "arguments": json.dumps({"bbox_2d": FOURTH}),
+                        },
+                    }
+                ],
+            },
+        ),
         chat("elsewhere.jpg", QUESTION, "A"),  # matches no sample
         chat("sa_100.jpg", QUESTION, "<answer>D</answer>"),  # a second line for sa_100
-    ]  # fmt: skip
+    ]
 
 
 def write_jsonl(path: Path, records: list[dict]) -> Path:
@@ -90,34 +124,58 @@ def by_sample(out: Path) -> dict[str, dict]:
 
 
 def test_assistant_actions_resolve_a_free_text_final_answer():
-    messages = [{"role": "assistant", "content": zoom(FIRST)},
-                {"role": "assistant", "content": "<think>white it is</think> A. The cap is white."}]  # fmt: skip
+    messages = [
+        {"role": "assistant", "content": zoom(FIRST)},
+        {"role": "assistant", "content": "<think>white it is</think> A. The cap is white."},
+    ]
     assert assistant_actions(messages) == [zoom(FIRST), "<answer>A. The cap is white.</answer>"]
-    assert assistant_actions([{"role": "assistant", "content": zoom(FIRST)}]) == [zoom(FIRST)]  # a crop stays
+    assert assistant_actions([{"role": "assistant", "content": zoom(FIRST)}]) == [
+        zoom(FIRST)
+    ]  # a crop stays
 
 
 def test_replay_reproduces_hand_computed_accuracy_and_crops(tmp_path):
     root = write_vstar(tmp_path / "vstar")
     path = write_jsonl(tmp_path / "outputs.jsonl", recorded_episodes())
-    with pytest.warns(UserWarning, match="1 unmatched lines .*1 duplicate lines .*1 samples without a line"):
+    with pytest.warns(
+        UserWarning, match="1 unmatched lines .*1 duplicate lines .*1 samples without a line"
+    ):
         summary = evaluate(
-            "replay", "GroundedVQA-HR-v0", env_kwargs={"coord_frame": "original", "data_dir": str(root)},
-            agent_kwargs={"path": str(path), "match": "image+question"}, out_dir=tmp_path / "run",
-            progress=False, plots=False, **VSTAR,
-        )  # fmt: skip
+            "replay",
+            "GroundedVQA-HR-v0",
+            env_kwargs={"coord_frame": "original", "data_dir": str(root)},
+            agent_kwargs={"path": str(path), "match": "image+question"},
+            out_dir=tmp_path / "run",
+            progress=False,
+            plots=False,
+            **VSTAR,
+        )
     records = by_sample(tmp_path / "run")
-    assert sorted(records) == ["direct_attributes/sa_100", "direct_attributes/sa_101",
-                               "direct_attributes/sa_102", "relative_position/sa_7"]  # fmt: skip
+    assert sorted(records) == [
+        "direct_attributes/sa_100",
+        "direct_attributes/sa_101",
+        "direct_attributes/sa_102",
+        "relative_position/sa_7",
+    ]
     # By hand: crops in original px are cut as written (inside the view, above min_crop).
     first = records["direct_attributes/sa_100"]
-    assert first["crop_boxes"] == [FIRST, SECOND] and first["answer"] == "A. The cup is red." and first["correct"]
+    assert (
+        first["crop_boxes"] == [FIRST, SECOND]
+        and first["answer"] == "A. The cup is red."
+        and first["correct"]
+    )
     assert first["iou"] == pytest.approx(iou(Box(*SECOND), CUP))  # the best of the two
     assert first["coverage"] == 1.0  # both crops hold the whole cup
     second = records["direct_attributes/sa_101"]
     assert second["crop_boxes"] == [THIRD] and second["answered"] and not second["correct"]
     assert second["iou"] == 0.0
     third = records["direct_attributes/sa_102"]
-    assert third["crop_boxes"] == [FOURTH] and not third["answered"] and third["truncated"] and third["turns"] == 1
+    assert (
+        third["crop_boxes"] == [FOURTH]
+        and not third["answered"]
+        and third["truncated"]
+        and third["turns"] == 1
+    )
     unmatched = records["relative_position/sa_7"]
     assert unmatched["turns"] == 0 and not unmatched["answered"] and not unmatched["correct"]
     assert summary["overall"]["accuracy"] == pytest.approx(1 / 4)
@@ -128,32 +186,62 @@ def test_replay_reproduces_hand_computed_accuracy_and_crops(tmp_path):
     assert report["samples_without_line"] == 1 and report["ambiguous_lines"] == []
     # Re-running the finished run re-summarises it without rebuilding the agent: the report stays.
     again = evaluate(
-        "replay", "GroundedVQA-HR-v0", env_kwargs={"coord_frame": "original", "data_dir": str(root)},
-        agent_kwargs={"path": str(path), "match": "image+question"}, out_dir=tmp_path / "run",
-        progress=False, plots=False, **VSTAR,
-    )  # fmt: skip
+        "replay",
+        "GroundedVQA-HR-v0",
+        env_kwargs={"coord_frame": "original", "data_dir": str(root)},
+        agent_kwargs={"path": str(path), "match": "image+question"},
+        out_dir=tmp_path / "run",
+        progress=False,
+        plots=False,
+        **VSTAR,
+    )
     assert again["meta"]["agent_report"] == report and again["overall"] == summary["overall"]
 
 
 def test_replay_by_id_and_a_line_matching_two_samples(tmp_path):
     root = write_vstar(tmp_path / "vstar")
-    by_id = [{"sample_id": "direct_attributes/sa_101", "messages": [{"role": "assistant", "content": "(A)"}]},
-             {"id": "relative_position/sa_7", "messages": [{"role": "assistant", "content": "B. right"}]}]  # fmt: skip
+    by_id = [
+        {
+            "sample_id": "direct_attributes/sa_101",
+            "messages": [{"role": "assistant", "content": "(A)"}],
+        },
+        {
+            "id": "relative_position/sa_7",
+            "messages": [{"role": "assistant", "content": "B. right"}],
+        },
+    ]
     path = write_jsonl(tmp_path / "by_id.jsonl", by_id)
     with pytest.warns(UserWarning, match="2 samples without a line"):
-        summary = evaluate("replay", "GroundedVQA-HR-v0", env_kwargs={"data_dir": str(root)},
-                           agent_kwargs={"path": str(path)}, progress=False, plots=False, **VSTAR)  # fmt: skip
+        summary = evaluate(
+            "replay",
+            "GroundedVQA-HR-v0",
+            env_kwargs={"data_dir": str(root)},
+            agent_kwargs={"path": str(path)},
+            progress=False,
+            plots=False,
+            **VSTAR,
+        )
     assert summary["overall"]["n"] == 4 and summary["overall"]["accuracy"] == pytest.approx(1 / 4)
     # The same image name and question in two folders: the line matches both, so it is not guessed.
-    (root / "relative_position" / "sa_100.jpg").write_bytes((root / "direct_attributes" / "sa_100.jpg").read_bytes())
-    (root / "relative_position" / "sa_100.json").write_text((root / "direct_attributes" / "sa_100.json").read_text())
+    (root / "relative_position" / "sa_100.jpg").write_bytes(
+        (root / "direct_attributes" / "sa_100.jpg").read_bytes()
+    )
+    (root / "relative_position" / "sa_100.json").write_text(
+        (root / "direct_attributes" / "sa_100.json").read_text()
+    )
     line = chat("sa_100.jpg", QUESTION, "A")
     line["image"] = ["/data/sa_100.jpg"]  # a list of images: the first one's file name is matched
     path = write_jsonl(tmp_path / "amb.jsonl", [line, chat("sa_101.jpg", QUESTION, "A")])
     with pytest.warns(UserWarning, match="1 ambiguous lines"):
-        summary = evaluate("replay", "GroundedVQA-HR-v0", env_kwargs={"data_dir": str(root)},
-                           agent_kwargs={"path": str(path), "match": "image+question"},
-                           progress=False, plots=False, **VSTAR)  # fmt: skip
+        summary = evaluate(
+            "replay",
+            "GroundedVQA-HR-v0",
+            env_kwargs={"data_dir": str(root)},
+            agent_kwargs={"path": str(path), "match": "image+question"},
+            progress=False,
+            plots=False,
+            **VSTAR,
+        )
     report = summary["meta"]["agent_report"]
     assert report["ambiguous_lines"] == [1] and report["matched"] == 1
 
@@ -161,14 +249,23 @@ def test_replay_by_id_and_a_line_matching_two_samples(tmp_path):
 def test_replay_errors_name_file_line_and_field(tmp_path):
     root = write_vstar(tmp_path / "vstar")
     kwargs = {"env_kwargs": {"data_dir": str(root)}, "progress": False, "plots": False, **VSTAR}
-    bad = write_jsonl(tmp_path / "bad.jsonl", [{"id": "direct_attributes/sa_100", "conversation": []}])
-    with pytest.raises(ValueError, match=r"bad.jsonl, line 1: field 'messages' must be a list.*messages_key"):
+    bad = write_jsonl(
+        tmp_path / "bad.jsonl", [{"id": "direct_attributes/sa_100", "conversation": []}]
+    )
+    with pytest.raises(
+        ValueError, match=r"bad.jsonl, line 1: field 'messages' must be a list.*messages_key"
+    ):
         evaluate("replay", "GroundedVQA-HR-v0", agent_kwargs={"path": str(bad)}, **kwargs)
     no_id = write_jsonl(tmp_path / "no_id.jsonl", [{"messages": []}])
     with pytest.raises(ValueError, match=r"no_id.jsonl, line 1: no field 'sample_id' or 'id'"):
         evaluate("replay", "GroundedVQA-HR-v0", agent_kwargs={"path": str(no_id)}, **kwargs)
     with pytest.raises(ValueError, match="match='both' is not one of"):
-        evaluate("replay", "GroundedVQA-HR-v0", agent_kwargs={"path": str(no_id), "match": "both"}, **kwargs)
+        evaluate(
+            "replay",
+            "GroundedVQA-HR-v0",
+            agent_kwargs={"path": str(no_id), "match": "both"},
+            **kwargs,
+        )
 
 
 def test_cli_replay_then_render(tmp_path, capsys):
@@ -176,12 +273,44 @@ def test_cli_replay_then_render(tmp_path, capsys):
     path = write_jsonl(tmp_path / "outputs.jsonl", recorded_episodes()[:3])
     out = tmp_path / "run"
     with pytest.warns(UserWarning):
-        code = main(["eval", "--agent", "replay", "--dataset", "vstar", "--data-dir", str(root),
-                     "--dataset-kwargs", '{"option_seed": null}', "--env-kwargs", '{"coord_frame": "original"}',
-                     "--agent-kwargs", json.dumps({"path": str(path), "match": "image+question"}),
-                     "--out", str(out), "--no-progress", "--no-plots"])  # fmt: skip
+        code = main(
+            [
+                "eval",
+                "--agent",
+                "replay",
+                "--dataset",
+                "vstar",
+                "--data-dir",
+                str(root),
+                "--dataset-kwargs",
+                '{"option_seed": null}',
+                "--env-kwargs",
+                '{"coord_frame": "original"}',
+                "--agent-kwargs",
+                json.dumps({"path": str(path), "match": "image+question"}),
+                "--out",
+                str(out),
+                "--no-progress",
+                "--no-plots",
+            ]
+        )
     assert code == 0
     assert "replay" in capsys.readouterr().out
-    episode = next(r["episode"] for r in read_records(out / "episodes.jsonl") if r["num_crops"] == 2)
-    assert main(["render", "--run", str(out), "--episode", str(episode), "--out", str(tmp_path / "e.png")]) == 0
+    episode = next(
+        r["episode"] for r in read_records(out / "episodes.jsonl") if r["num_crops"] == 2
+    )
+    assert (
+        main(
+            [
+                "render",
+                "--run",
+                str(out),
+                "--episode",
+                str(episode),
+                "--out",
+                str(tmp_path / "e.png"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "e.png").stat().st_size > 0

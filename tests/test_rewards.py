@@ -25,12 +25,27 @@ OPTIONS = ["horizontal stripes", "vertical stripes", "checkerboard", "dots"]
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("B", "B"), ("(B)", "B"), ("B.", "B"), ("b", None), ("B) vertical stripes", "B"),
-        ("The answer is B", "B"), ("the answer is (C).", "C"), ("Answer: D", "D"),
-        ("\\boxed{A}", "A"), ("\\boxed{\\text{C}}", "C"), ("dots", "D"), ("It has Dots.", "D"),
-        ("checkerboard pattern", "C"), ("stripes", None),  # two options contain "stripes"
-        ("A red ring", None), ("the answer is a ring", None), ("E", None),  # only 4 options
-        ("I think (A) is right", "A"), ("(A) or (B)", None), ("", None), ("   ", None),
+        ("B", "B"),
+        ("(B)", "B"),
+        ("B.", "B"),
+        ("b", None),
+        ("B) vertical stripes", "B"),
+        ("The answer is B", "B"),
+        ("the answer is (C).", "C"),
+        ("Answer: D", "D"),
+        ("\\boxed{A}", "A"),
+        ("\\boxed{\\text{C}}", "C"),
+        ("dots", "D"),
+        ("It has Dots.", "D"),
+        ("checkerboard pattern", "C"),
+        ("stripes", None),  # two options contain "stripes"
+        ("A red ring", None),
+        ("the answer is a ring", None),
+        ("E", None),  # only 4 options
+        ("I think (A) is right", "A"),
+        ("(A) or (B)", None),
+        ("", None),
+        ("   ", None),
     ],
 )
 def test_extract_choice(text, expected):
@@ -44,9 +59,14 @@ def test_extract_choice_without_options_allows_a_to_e():
 @pytest.mark.parametrize(
     ("pred", "gold", "options", "expected"),
     [
-        ("<b>", "B", OPTIONS, 0.0), ("B", "B", OPTIONS, 1.0), ("vertical stripes", "B", OPTIONS, 1.0),
-        ("3.14", "3.1416", None, 1.0), ("1,000", "1000", None, 1.0), ("3", "4", None, 0.0),
-        ("The Eiffel Tower!", "eiffel tower", None, 1.0), ("Paris", "London", None, 0.0),
+        ("<b>", "B", OPTIONS, 0.0),
+        ("B", "B", OPTIONS, 1.0),
+        ("vertical stripes", "B", OPTIONS, 1.0),
+        ("3.14", "3.1416", None, 1.0),
+        ("1,000", "1000", None, 1.0),
+        ("3", "4", None, 0.0),
+        ("The Eiffel Tower!", "eiffel tower", None, 1.0),
+        ("Paris", "London", None, 0.0),
     ],
 )
 def test_answer_reward(pred, gold, options, expected):
@@ -54,12 +74,18 @@ def test_answer_reward(pred, gold, options, expected):
 
 
 def test_numbers_match_tolerance():
-    assert numbers_match("100", "101", rel_tol=0.02) and not numbers_match("100", "110", rel_tol=0.02)
+    assert numbers_match("100", "101", rel_tol=0.02) and not numbers_match(
+        "100", "110", rel_tol=0.02
+    )
     assert not numbers_match("abc", "1")
 
 
 def test_format_reward():
-    assert (format_reward(True), format_reward(False), format_reward(True, accepted=False)) == (1.0, 0.0, 0.0)
+    assert (format_reward(True), format_reward(False), format_reward(True, accepted=False)) == (
+        1.0,
+        0.0,
+        0.0,
+    )
 
 
 def test_grounding_reward_aggregations_by_hand():
@@ -84,7 +110,9 @@ def test_several_gt_boxes_score_against_their_union():
 def test_weights_and_combination():
     weights = check_reward_weights({"grounding": 2.0, "vepa": 1.0})
     assert weights == {"answer": 1.0, "format": 0.1, "grounding": 2.0, "vepa": 1.0}
-    assert combine_rewards({"answer": 1.0, "format": 1.0, "grounding": 0.5}, weights) == pytest.approx(2.1)
+    assert combine_rewards(
+        {"answer": 1.0, "format": 1.0, "grounding": 0.5}, weights
+    ) == pytest.approx(2.1)
     with pytest.raises(ValueError, match="finite"):
         check_reward_weights({"answer": float("nan")})
 

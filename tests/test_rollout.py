@@ -90,9 +90,13 @@ def test_collect_groups_shapes_ids_and_records(toy_dataset):
 
 def test_single_env_and_threads_give_the_same_rollouts(toy_dataset):
     ids = ["toy-1", "toy-2"]
-    one = collect_groups(GroundedVQAEnv(toy_dataset, **BUDGET), ScriptedRandomPolicy(3), ids, 3, seed=5)
+    one = collect_groups(
+        GroundedVQAEnv(toy_dataset, **BUDGET), ScriptedRandomPolicy(3), ids, 3, seed=5
+    )
     with ThreadPoolExecutor(2) as executor:
-        pooled = collect_groups(make_pool(toy_dataset, 1), ScriptedRandomPolicy(3), ids, 3, seed=5, executor=executor)
+        pooled = collect_groups(
+            make_pool(toy_dataset, 1), ScriptedRandomPolicy(3), ids, 3, seed=5, executor=executor
+        )
     assert [[t.generation.text for t in tr.turns] for tr in one] == [
         [t.generation.text for t in tr.turns] for tr in pooled
     ]
@@ -102,7 +106,9 @@ def test_single_env_and_threads_give_the_same_rollouts(toy_dataset):
 def test_srpo_replay_gives_identical_first_turns(toy_dataset):
     g1, g2 = 3, 2
     policy = ScriptedRandomPolicy(1)
-    trajs = collect_srpo_groups(make_pool(toy_dataset, 4), policy, ["toy-2", "toy-4"], g1, g2, seed=0)
+    trajs = collect_srpo_groups(
+        make_pool(toy_dataset, 4), policy, ["toy-2", "toy-4"], g1, g2, seed=0
+    )
     assert len(trajs) == 2 * g1 * g2
     assert [t.group_id for t in trajs] == [0] * 6 + [1] * 6
     for q in range(2):
@@ -132,7 +138,9 @@ def test_srpo_with_the_tiny_policy_shares_first_tokens(toy_dataset):
 
 
 def test_rollout_arrays_and_metrics(toy_dataset):
-    trajs = collect_groups(make_pool(toy_dataset, 2), ScriptedRandomPolicy(2), ["toy-0", "toy-1"], 4, seed=0)
+    trajs = collect_groups(
+        make_pool(toy_dataset, 2), ScriptedRandomPolicy(2), ["toy-0", "toy-1"], 4, seed=0
+    )
     arrays = rollout_arrays(trajs)
     assert {k: v.shape for k, v in arrays.items()} == {k: (8,) for k in arrays}
     np.testing.assert_array_equal(arrays["group_ids"], [0, 0, 0, 0, 1, 1, 1, 1])

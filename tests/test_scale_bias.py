@@ -100,9 +100,12 @@ def test_grpo_inverse_bin_frequency_by_hand():
     nan_targets = [SMALL] * 4 + [LARGE] * 4 + [math.nan] * 4
     weights = 12 / (3 * 4)
     np.testing.assert_allclose(
-        grpo(REWARDS, GROUPS, reweight="inverse_bin_frequency", target_rel_areas=nan_targets).numpy(),
-        base * weights, rtol=1e-6,
-    )  # fmt: skip
+        grpo(
+            REWARDS, GROUPS, reweight="inverse_bin_frequency", target_rel_areas=nan_targets
+        ).numpy(),
+        base * weights,
+        rtol=1e-6,
+    )
 
 
 def test_grpo_reweight_options_and_errors():
@@ -125,13 +128,17 @@ def test_scale_bias_metrics_by_hand():
     adv = np.array([1.0, -1.0, 0.5, -0.5, 0.0, 0.0])
     lengths = np.array([2, 2, 2, 2, 2, 4])
     out = scale_bias_metrics(
-        advantages=adv, lengths=lengths, rewards=np.array([1.0, 0, 1, 0, 1, 1]),
+        advantages=adv,
+        lengths=lengths,
+        rewards=np.array([1.0, 0, 1, 0, 1, 1]),
         group_ids=np.array([0, 0, 1, 1, 2, 2]),
         target_rel_areas=np.array([SMALL, SMALL, LARGE, LARGE, LARGE, LARGE]),
         crop_rel_areas=np.array([0.003, 0.25, 0.25, 0.25, math.nan, 0.06]),
-        bin_edges=(1e-3, 1e-2), bin_names=("small", "medium", "large"),
-        crop_bin_edges=(0.02, 0.15), crop_names=("small", "medium", "large"),
-    )  # fmt: skip
+        bin_edges=(1e-3, 1e-2),
+        bin_names=("small", "medium", "large"),
+        crop_bin_edges=(0.02, 0.15),
+        crop_names=("small", "medium", "large"),
+    )
     assert out["rollout_share/small"] == pytest.approx(2 / 6) and out["rollout_share/medium"] == 0
     # mass: small 2 + 2 = 4, large 1 + 1 = 2 -> shares 2/3, 1/3
     assert out["adv_share/small"] == pytest.approx(2 / 3) and out[
@@ -153,11 +160,17 @@ def test_scale_bias_metrics_by_hand():
 
 def test_zero_advantages_fall_back_to_rollout_shares():
     out = scale_bias_metrics(
-        advantages=np.zeros(4), lengths=np.full(4, 2), rewards=np.ones(4), group_ids=np.array([0, 0, 1, 1]),
-        target_rel_areas=np.array([SMALL, SMALL, LARGE, LARGE]), crop_rel_areas=np.full(4, 0.25),
-        bin_edges=(1e-3, 1e-2), bin_names=("small", "medium", "large"),
-        crop_bin_edges=(0.02, 0.15), crop_names=("small", "medium", "large"),
-    )  # fmt: skip
+        advantages=np.zeros(4),
+        lengths=np.full(4, 2),
+        rewards=np.ones(4),
+        group_ids=np.array([0, 0, 1, 1]),
+        target_rel_areas=np.array([SMALL, SMALL, LARGE, LARGE]),
+        crop_rel_areas=np.full(4, 0.25),
+        bin_edges=(1e-3, 1e-2),
+        bin_names=("small", "medium", "large"),
+        crop_bin_edges=(0.02, 0.15),
+        crop_names=("small", "medium", "large"),
+    )
     assert out["adv_mass"] == 0 and out["adv_share/small"] == out["rollout_share/small"] == 0.5
     assert out["multi_bin_group_frac"] == 0.0
 
@@ -193,8 +206,16 @@ def test_target_mix_is_exact_in_every_window_and_independent_of_the_rng():
 
 def test_mixture_samples_come_from_their_group_and_keep_single_range_samples():
     ranges = [[1.5e-4, 6e-4], [0.08, 0.16]]
-    data = SyntheticHR(40, seed=3, image_size=1024, target_rel_area=ranges, target_mix=[0.25, 0.75],
-                       families=["read"], content_kinds=["pattern"], num_distractors=0)  # fmt: skip
+    data = SyntheticHR(
+        40,
+        seed=3,
+        image_size=1024,
+        target_rel_area=ranges,
+        target_mix=[0.25, 0.75],
+        families=["read"],
+        content_kinds=["pattern"],
+        num_distractors=0,
+    )
     groups = [s.metadata["target_group"] for s in data]
     assert groups.count(0) == 10
     for s in data:
@@ -208,9 +229,16 @@ def test_mixture_samples_come_from_their_group_and_keep_single_range_samples():
 
 
 def test_coarse_content_gives_large_targets_few_periods():
-    data = SyntheticHR(6, seed=0, image_size=4096, target_rel_area=[[2e-4, 4e-4], [0.1, 0.12]],
-                       families=["read"], content_kinds=["pattern"], num_distractors=0,
-                       coarse_content=(0.01, 3))  # fmt: skip
+    data = SyntheticHR(
+        6,
+        seed=0,
+        image_size=4096,
+        target_rel_area=[[2e-4, 4e-4], [0.1, 0.12]],
+        families=["read"],
+        content_kinds=["pattern"],
+        num_distractors=0,
+        coarse_content=(0.01, 3),
+    )
     for s in data:
         d = round(s.gt_boxes[0].width)
         fine = content_period("pattern", d, 0.5)
@@ -250,11 +278,23 @@ def small_scale_bias_config(out: Path, *overrides: str):
     """examples/scale_bias.yaml at test size: 512 px images, 4 envs, 4 held-out questions."""
     return load_config(
         ROOT / "examples" / "scale_bias.yaml",
-        [f"output_dir={out}", "env_kwargs.dataset_kwargs.image_size=512", "env_kwargs.max_pixels=12544",
-         "env_kwargs.dataset_kwargs.num_samples=40", "train_samples=32", "eval_samples=4", "num_envs=4",
-         "env_threads=0", "questions_per_step=2", "g1=4", "policy_kwargs.grid=8", "progress=false",
-         "tensorboard=false", *overrides],
-    )  # fmt: skip
+        [
+            f"output_dir={out}",
+            "env_kwargs.dataset_kwargs.image_size=512",
+            "env_kwargs.max_pixels=12544",
+            "env_kwargs.dataset_kwargs.num_samples=40",
+            "train_samples=32",
+            "eval_samples=4",
+            "num_envs=4",
+            "env_threads=0",
+            "questions_per_step=2",
+            "g1=4",
+            "policy_kwargs.grid=8",
+            "progress=false",
+            "tensorboard=false",
+            *overrides,
+        ],
+    )
 
 
 DIAGNOSTIC_FAMILIES = ("rollout_share", "adv_share", "grad_share")
@@ -295,8 +335,14 @@ def test_grad_share_is_the_gradient_of_each_bins_loss(tmp_path):
     for b in (0, 2):
         trainer.policy.zero_grad()
         logp, mask = trainer.policy.trajectory_logprobs(trajs)
-        loss, _ = compute_loss(logp, old_logprobs(trajs, mask), None, adv * torch.from_numpy(bins == b).float(), mask,
-                               cfg.loss_config)  # fmt: skip
+        loss, _ = compute_loss(
+            logp,
+            old_logprobs(trajs, mask),
+            None,
+            adv * torch.from_numpy(bins == b).float(),
+            mask,
+            cfg.loss_config,
+        )
         loss.backward()
         norms.append(
             sum(
@@ -322,8 +368,18 @@ def test_grad_diagnostics_can_be_switched_off(tmp_path):
 @pytest.mark.slow
 def test_train_cli_on_the_scale_bias_config_prints_the_summary(tmp_path):
     """The acceptance command itself (`total_steps=3`), at full size, with 4 held-out questions."""
-    cmd = [sys.executable, "-m", "agents.trainer", "--config", str(ROOT / "examples" / "scale_bias.yaml"),
-           "total_steps=3", f"output_dir={tmp_path}", "eval_samples=4", "progress=false", "tensorboard=false"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "agents.trainer",
+        "--config",
+        str(ROOT / "examples" / "scale_bias.yaml"),
+        "total_steps=3",
+        f"output_dir={tmp_path}",
+        "eval_samples=4",
+        "progress=false",
+        "tensorboard=false",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     summary = done.stdout.strip().splitlines()[-1]
@@ -353,7 +409,9 @@ def test_reader_sft_trains_only_the_answer_head_on_centred_crops(tmp_path):
         shown = crop_views(env, i, [0.25])
         target = env.unwrapped.sample.gt_boxes[0]
         crop = Box(*shown[0][1]["view_box"])  # the crop, original px
-        assert crop.x1 <= (target.x1 + target.x2) / 2 <= crop.x2 and crop.width == pytest.approx(0.25 * 512, abs=1)
+        assert crop.x1 <= (target.x1 + target.x2) / 2 <= crop.x2 and crop.width == pytest.approx(
+            0.25 * 512, abs=1
+        )
         views += shown
         answers.append(ord(env.unwrapped.sample.answer) - ord("A"))
     torch.manual_seed(0)
@@ -378,13 +436,32 @@ def test_experiment_report_pairs_seeds_and_writes_tables(tmp_path):
             run = tmp_path / f"{arm}-seed{seed}"
             run.mkdir()
             bump = 0.2 if arm == "srpo_target_skewed" else 0.0
-            result = {"arm": arm, "seed": seed, "seconds": 60.0, "steps": 2, "env_steps": 128,
-                      "eval": {"acc_small": 0.3 + 0.1 * seed + bump, "acc_large": 0.8, "acc": 0.55,
-                               "crop_iou": 0.1, "p_crop_small_small": 0.2 + bump, "p_crop_small_large": 0.0},
-                      "train": {f"train_{k}": 0.2 for k in exp.DIAGNOSTICS}}  # fmt: skip
+            result = {
+                "arm": arm,
+                "seed": seed,
+                "seconds": 60.0,
+                "steps": 2,
+                "env_steps": 128,
+                "eval": {
+                    "acc_small": 0.3 + 0.1 * seed + bump,
+                    "acc_large": 0.8,
+                    "acc": 0.55,
+                    "crop_iou": 0.1,
+                    "p_crop_small_small": 0.2 + bump,
+                    "p_crop_small_large": 0.0,
+                },
+                "train": {f"train_{k}": 0.2 for k in exp.DIAGNOSTICS},
+            }
             (run / "result.json").write_text(json.dumps(result))
-            rows = [{"env_steps": 64 * (i + 1), "adv_share/small": rng.uniform(), "grad_share/small": 0.3,
-                     "rollout/p_crop_small_small": 0.5} for i in range(3)]  # fmt: skip
+            rows = [
+                {
+                    "env_steps": 64 * (i + 1),
+                    "adv_share/small": rng.uniform(),
+                    "grad_share/small": 0.3,
+                    "rollout/p_crop_small_small": 0.5,
+                }
+                for i in range(3)
+            ]
             (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert exp.main(["--out", str(tmp_path), "--report-only"]) == 0
     summary = json.loads((tmp_path / "results.json").read_text())["summary"]
@@ -430,15 +507,28 @@ def test_compare_lists_every_shipped_scale_bias_arm(capsys):
 
     assert cli(["compare", "--baselines", "scale-bias"]) == 0
     out = capsys.readouterr().out
-    for label in ("tiny-grpo_skewed", "tiny-srpo_skewed", "tiny-srpo_target_skewed", "tiny-grpo_reweight_skewed",
-                  "tiny-grpo_balanced", "no-crop", "oracle-crop"):  # fmt: skip
+    for label in (
+        "tiny-grpo_skewed",
+        "tiny-srpo_skewed",
+        "tiny-srpo_target_skewed",
+        "tiny-grpo_reweight_skewed",
+        "tiny-grpo_balanced",
+        "no-crop",
+        "oracle-crop",
+    ):
         assert label in out, label
 
 
 def test_shipped_scale_bias_checkpoints_load_and_match_their_config():
     from agents.baselines.checkpoint import load_policy
 
-    for arm in ("grpo_skewed", "srpo_skewed", "srpo_target_skewed", "grpo_reweight_skewed", "grpo_balanced"):
+    for arm in (
+        "grpo_skewed",
+        "srpo_skewed",
+        "srpo_target_skewed",
+        "grpo_reweight_skewed",
+        "grpo_balanced",
+    ):
         folder = SHIPPED / f"tiny-{arm}"
         policy = load_policy(folder / "checkpoint.pt")
         assert policy.min_crops == 1 and len(policy.scales) == 3

@@ -30,9 +30,15 @@ def write_vstar(root: Path) -> Path:
     (root / "relative_position").mkdir()
     for i, area in enumerate(AREAS):
         side = (area * SIZE[0] * SIZE[1]) ** 0.5
-        Image.new("RGB", SIZE, (200, 200, 200)).save(root / "direct_attributes" / f"sa_{i}.jpg", quality=50)
-        record = {"target_object": ["cup"], "bbox": [[100.0, 100.0, side, side]],
-                  "question": "What is the colour of the cup?", "options": ["red", "blue"]}  # fmt: skip
+        Image.new("RGB", SIZE, (200, 200, 200)).save(
+            root / "direct_attributes" / f"sa_{i}.jpg", quality=50
+        )
+        record = {
+            "target_object": ["cup"],
+            "bbox": [[100.0, 100.0, side, side]],
+            "question": "What is the colour of the cup?",
+            "options": ["red", "blue"],
+        }
         (root / "direct_attributes" / f"sa_{i}.json").write_text(json.dumps(record))
     return root
 
@@ -52,27 +58,56 @@ def test_shipped_synthetic_hr_baselines_use_its_edges_and_fill_three_bins():
     for file in summaries:
         summary = load_summary(file)
         meta, per_bin = summary["meta"], summary["per_bin"]
-        assert meta["bin_edges"] == [1e-3, 1e-2] and "dataset 'synthetic-hr' default" in meta["bin_edges_source"]
+        assert (
+            meta["bin_edges"] == [1e-3, 1e-2]
+            and "dataset 'synthetic-hr' default" in meta["bin_edges_source"]
+        )
         assert all(per_bin[name]["n"] > 0 for name in ("small", "medium", "large")), (file, per_bin)
 
 
 def test_env_info_uses_the_dataset_edges_unless_given(tmp_path):
     root = write_vstar(tmp_path / "vstar")
-    env = gym.make("GroundedVQA-HR-v0", dataset="vstar", data_dir=str(root), disable_env_checker=True)
+    env = gym.make(
+        "GroundedVQA-HR-v0", dataset="vstar", data_dir=str(root), disable_env_checker=True
+    )
     assert env.unwrapped.scale_bin_edges == (1e-3, 1e-2)
     assert "dataset 'vstar' default" in env.unwrapped.scale_bin_edges_source
-    bins = [env.reset(seed=0, options={"sample_id": i})[1]["target_scale_bin"] for i in range(len(AREAS))]
+    bins = [
+        env.reset(seed=0, options={"sample_id": i})[1]["target_scale_bin"]
+        for i in range(len(AREAS))
+    ]
     assert bins == ["small", "small", "medium", "medium", "large", "large"]
-    given = gym.make("GroundedVQA-HR-v0", dataset="vstar", data_dir=str(root), scale_bin_edges=(0.1, 0.3),
-                     disable_env_checker=True)  # fmt: skip
-    assert given.unwrapped.scale_bin_edges == (0.1, 0.3) and given.unwrapped.scale_bin_edges_source == "scale_bin_edges given"
+    given = gym.make(
+        "GroundedVQA-HR-v0",
+        dataset="vstar",
+        data_dir=str(root),
+        scale_bin_edges=(0.1, 0.3),
+        disable_env_checker=True,
+    )
+    assert (
+        given.unwrapped.scale_bin_edges == (0.1, 0.3)
+        and given.unwrapped.scale_bin_edges_source == "scale_bin_edges given"
+    )
 
 
 def test_eval_oracle_crop_on_vstar_reports_three_non_empty_bins(tmp_path, capsys):
     root = write_vstar(tmp_path / "vstar")
     out = tmp_path / "run"
-    code = main(["eval", "--agent", "oracle-crop", "--dataset", "vstar", "--data-dir", str(root),
-                 "--out", str(out), "--no-progress", "--no-plots"])  # fmt: skip
+    code = main(
+        [
+            "eval",
+            "--agent",
+            "oracle-crop",
+            "--dataset",
+            "vstar",
+            "--data-dir",
+            str(root),
+            "--out",
+            str(out),
+            "--no-progress",
+            "--no-plots",
+        ]
+    )
     assert code == 0
     summary = load_summary(out)
     assert [stats["n"] for stats in summary["per_bin"].values()] == [2, 2, 2]
@@ -84,8 +119,26 @@ def test_eval_oracle_crop_on_vstar_reports_three_non_empty_bins(tmp_path, capsys
 def test_bin_edges_quantiles_split_a_run_into_equal_counts(tmp_path):
     root = write_vstar(tmp_path / "vstar")
     out = tmp_path / "q"
-    assert main(["eval", "--agent", "no-crop", "--dataset", "vstar", "--data-dir", str(root), "--out", str(out),
-                 "--bin-edges", "quantiles:2", "--no-progress", "--no-plots"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "eval",
+                "--agent",
+                "no-crop",
+                "--dataset",
+                "vstar",
+                "--data-dir",
+                str(root),
+                "--out",
+                str(out),
+                "--bin-edges",
+                "quantiles:2",
+                "--no-progress",
+                "--no-plots",
+            ]
+        )
+        == 0
+    )
     summary = load_summary(out)
     assert [stats["n"] for stats in summary["per_bin"].values()] == [3, 3]
     assert summary["meta"]["bin_edges"] == pytest.approx([5e-3])

@@ -72,7 +72,11 @@ def remote(server_url):
 def assert_steps_equal(remote_result: tuple, local_result: tuple) -> None:
     """Every element of a step's (or a reset's) result equal, images to the pixel
     (data_equivalence also checks types)."""
-    names = ("obs", "reward", "terminated", "truncated", "info") if len(local_result) == 5 else ("obs", "info")
+    names = (
+        ("obs", "reward", "terminated", "truncated", "info")
+        if len(local_result) == 5
+        else ("obs", "info")
+    )
     for name, got, want in zip(names, remote_result, local_result, strict=True):
         assert data_equivalence(got, want), f"{name} differs: {got!r:.300} != {want!r:.300}"
     assert np.array_equal(remote_result[0]["image"], local_result[0]["image"])
@@ -93,22 +97,35 @@ def test_codec_round_trips_every_wire_type_through_strict_json():
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)
     value = {
-        "tuple": (1, 2.5, None, "x"), "nested": [(1, 2), {"k": (3.0,)}], "nan": math.nan, "inf": -math.inf,
-        "rgb": rgb, "gray": rgb[..., 0].copy(), "one_channel": rgb[..., :1].copy(), "rgba": rng.integers(0, 256, (2, 3, 4), dtype=np.uint8),
-        "float32": rng.normal(size=(3, 2)).astype(np.float32), "int64": np.arange(6).reshape(2, 3), "empty": np.zeros((0, 3), np.uint8),
+        "tuple": (1, 2.5, None, "x"),
+        "nested": [(1, 2), {"k": (3.0,)}],
+        "nan": math.nan,
+        "inf": -math.inf,
+        "rgb": rgb,
+        "gray": rgb[..., 0].copy(),
+        "one_channel": rgb[..., :1].copy(),
+        "rgba": rng.integers(0, 256, (2, 3, 4), dtype=np.uint8),
+        "float32": rng.normal(size=(3, 2)).astype(np.float32),
+        "int64": np.arange(6).reshape(2, 3),
+        "empty": np.zeros((0, 3), np.uint8),
         "np_scalars": [np.float32(0.1), np.float64(0.3), np.int16(-4), np.bool_(True)],
-        "non_str_keys": {1: "a", (2, 3): [1]}, "tag_key": {"__gg__": "not a tag"},
-        "pil_rgb": Image.fromarray(rgb), "pil_l": Image.fromarray(rgb[..., 0].copy()),
-        "pil_p": Image.fromarray(rgb).convert("P"), "pil_1": Image.new("1", (4, 3), 1),
+        "non_str_keys": {1: "a", (2, 3): [1]},
+        "tag_key": {"__gg__": "not a tag"},
+        "pil_rgb": Image.fromarray(rgb),
+        "pil_l": Image.fromarray(rgb[..., 0].copy()),
+        "pil_p": Image.fromarray(rgb).convert("P"),
+        "pil_1": Image.new("1", (4, 3), 1),
         "pil_i16": Image.fromarray(rng.integers(0, 65536, (3, 4), dtype=np.uint16)),
-    }  # fmt: skip
+    }
     codec = ImageCodec()
     wire = json.loads(json.dumps(codec.to_json(value), allow_nan=False))
     back = codec.from_json(wire)
     nan_free = {k: v for k, v in value.items() if k != "nan"}
     assert data_equivalence({k: back[k] for k in nan_free}, nan_free)  # also checks every type
     assert math.isnan(back["nan"]) and back["inf"] == -math.inf
-    assert all(back[k] == value[k] and type(back[k]) is Image.Image for k in value if k.startswith("pil_"))
+    assert all(
+        back[k] == value[k] and type(back[k]) is Image.Image for k in value if k.startswith("pil_")
+    )
     assert wire["rgb"]["__gg__"] == "png" and wire["float32"]["__gg__"] == "ndarray"
     back["rgb"][0, 0, 0] ^= 1  # decoded arrays are writable copies
     assert not np.array_equal(codec.from_json(wire)["rgb"], back["rgb"])
@@ -121,14 +138,18 @@ def test_codec_names_what_it_cannot_encode():
         ImageCodec().to_json(Image.new("CMYK", (2, 2)))
 
 
-@pytest.mark.parametrize("space", [
-    spaces.Dict({"image": ImageSpace(1000, min_side=2), "dialogue": UnicodeText(99)}),
-    spaces.Text(40, min_length=1, charset="abc<>[]"),
-    spaces.Tuple([spaces.Discrete(5, start=-2), spaces.MultiBinary([2, 3])]),
-    spaces.Box(low=np.zeros((2, 3), np.float32), high=np.full((2, 3), np.inf, np.float32)),
-    spaces.Box(0, 255, shape=(4, 4, 3), dtype=np.uint8),
-    spaces.MultiDiscrete([3, 4], start=[1, 0]),
-], ids=lambda s: type(s).__name__)
+@pytest.mark.parametrize(
+    "space",
+    [
+        spaces.Dict({"image": ImageSpace(1000, min_side=2), "dialogue": UnicodeText(99)}),
+        spaces.Text(40, min_length=1, charset="abc<>[]"),
+        spaces.Tuple([spaces.Discrete(5, start=-2), spaces.MultiBinary([2, 3])]),
+        spaces.Box(low=np.zeros((2, 3), np.float32), high=np.full((2, 3), np.inf, np.float32)),
+        spaces.Box(0, 255, shape=(4, 4, 3), dtype=np.uint8),
+        spaces.MultiDiscrete([3, 4], start=[1, 0]),
+    ],
+    ids=lambda s: type(s).__name__,
+)
 def test_spaces_round_trip(space):
     rebuilt = space_from_json(json.loads(json.dumps(space_to_json(space))))
     assert rebuilt == space and type(rebuilt) is type(space)
@@ -143,7 +164,10 @@ def test_unsupported_space_is_refused_with_its_name():
 def test_remote_env_passes_check_env_and_has_the_served_spaces(remote):
     local = gym.make(ENV_ID, **SMALL)
     assert remote.env_id == ENV_ID and remote.max_message_bytes == MAX_MESSAGE_BYTES
-    assert remote.observation_space == local.observation_space and remote.action_space == local.action_space
+    assert (
+        remote.observation_space == local.observation_space
+        and remote.action_space == local.action_space
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # any checker warning fails
         check_env(remote, skip_render_check=True)  # RemoteEnv does not render
@@ -153,7 +177,10 @@ def test_ten_seeded_episodes_equal_the_local_env(remote):
     local = gym.make(ENV_ID, **SMALL)
     for seed in range(10):
         script = SCRIPTS[seed % len(SCRIPTS)]
-        remote_results, local_results = run_episode(remote, seed, script), run_episode(local, seed, script)
+        remote_results, local_results = (
+            run_episode(remote, seed, script),
+            run_episode(local, seed, script),
+        )
         assert len(remote_results) == len(local_results) > 1
         assert_steps_equal(remote_results[0], local_results[0])  # reset: (obs, info)
         for got, want in zip(remote_results[1:], local_results[1:], strict=True):
@@ -169,7 +196,9 @@ def test_every_registered_id_is_served_losslessly(env_id):
         try:
             local = gym.make(env_id, **SMALL)
             script = ["<crop>[4, 4, 200, 150]</crop>", "<answer>the red square, option B</answer>"]
-            for got, want in zip(run_episode(remote, 7, script), run_episode(local, 7, script), strict=True):
+            for got, want in zip(
+                run_episode(remote, 7, script), run_episode(local, 7, script), strict=True
+            ):
                 for g, w in zip(got, want, strict=True):
                     assert data_equivalence(g, w)
         finally:
@@ -190,7 +219,10 @@ def test_concurrent_sessions_do_not_interfere(server_url):
     with ThreadPoolExecutor(3) as pool:
         assert list(pool.map(episode, [11, 12, 13])) == [True, True, True]
     # interleaved step by step in one thread: each session keeps its own episode
-    envs, locals_ = [RemoteEnv(server_url) for _ in range(2)], [gym.make(ENV_ID, **SMALL) for _ in range(2)]
+    envs, locals_ = (
+        [RemoteEnv(server_url) for _ in range(2)],
+        [gym.make(ENV_ID, **SMALL) for _ in range(2)],
+    )
     try:
         for seed, (env, local) in enumerate(zip(envs, locals_, strict=True)):
             assert data_equivalence(env.reset(seed=seed), local.reset(seed=seed))
@@ -214,33 +246,56 @@ async def ws_exchange(url: str, messages: list[str]) -> list[dict]:
 
 
 def test_malformed_requests_get_clear_errors_and_the_session_goes_on(server_url, remote):
-    replies = asyncio.run(ws_exchange(server_url, [
-        "{not json", json.dumps({"type": "jump"}), json.dumps({"type": "step", "data": {"text": "x"}}),
-        json.dumps({"type": "step", "data": {"action": "<answer>A</answer>"}}),  # before reset
-        json.dumps({"type": "reset", "data": {"seed": 1, "colour": "red"}}),
-        json.dumps({"type": "reset", "data": {"seed": 1}}),
-        json.dumps({"type": "step", "data": {"action": {"__gg__": "warp"}}}),
-        json.dumps({"type": "step", "data": {"action": "<answer>A</answer>"}}),
-    ]))  # fmt: skip
+    replies = asyncio.run(
+        ws_exchange(
+            server_url,
+            [
+                "{not json",
+                json.dumps({"type": "jump"}),
+                json.dumps({"type": "step", "data": {"text": "x"}}),
+                json.dumps(
+                    {"type": "step", "data": {"action": "<answer>A</answer>"}}
+                ),  # before reset
+                json.dumps({"type": "reset", "data": {"seed": 1, "colour": "red"}}),
+                json.dumps({"type": "reset", "data": {"seed": 1}}),
+                json.dumps({"type": "step", "data": {"action": {"__gg__": "warp"}}}),
+                json.dumps({"type": "step", "data": {"action": "<answer>A</answer>"}}),
+            ],
+        )
+    )
     codes = [r["data"].get("code") if r["type"] == "error" else r["type"] for r in replies]
-    assert codes == ["INVALID_JSON", "UNKNOWN_TYPE", "VALIDATION_ERROR", "EXECUTION_ERROR", "EXECUTION_ERROR",
-                     "observation", "EXECUTION_ERROR", "observation"]
+    assert codes == [
+        "INVALID_JSON",
+        "UNKNOWN_TYPE",
+        "VALIDATION_ERROR",
+        "EXECUTION_ERROR",
+        "EXECUTION_ERROR",
+        "observation",
+        "EXECUTION_ERROR",
+        "observation",
+    ]
     assert "step before reset" in replies[3]["data"]["message"]
     assert "unknown fields ['colour']" in replies[4]["data"]["message"]
-    assert "malformed action" in replies[6]["data"]["message"] and replies[7]["data"]["done"] is True
+    assert (
+        "malformed action" in replies[6]["data"]["message"] and replies[7]["data"]["done"] is True
+    )
 
     remote.reset(seed=2)
     with pytest.raises(RemoteEnvError, match="malformed action.*takes a str, got int") as err:
         remote.step(5)
     assert err.value.code == "EXECUTION_ERROR"
-    obs, reward, terminated, truncated, info = remote.step("<answer>A</answer>")  # the episode goes on
+    obs, reward, terminated, truncated, info = remote.step(
+        "<answer>A</answer>"
+    )  # the episode goes on
     assert terminated and info["action_kind"] == "answer"
     with pytest.raises(RemoteEnvError, match="finished episode; call reset"):
         remote.step("<answer>A</answer>")
 
 
 def test_unknown_session_over_stateless_http_gets_400(server_url):
-    response = requests.post(f"{server_url}/step", json={"action": {"action": "<answer>A</answer>"}}, timeout=30)
+    response = requests.post(
+        f"{server_url}/step", json={"action": {"action": "<answer>A</answer>"}}, timeout=30
+    )
     assert response.status_code == 400 and "no episode" in response.json()["detail"]
     assert "/ws" in response.json()["detail"]
     assert requests.get(f"{server_url}/health", timeout=30).json()["status"] == "healthy"
@@ -249,7 +304,9 @@ def test_unknown_session_over_stateless_http_gets_400(server_url):
 def test_oversized_payloads_are_refused_and_the_server_keeps_serving(server_url, remote):
     big = "x" * MAX_MESSAGE_BYTES
     remote.reset(seed=3)
-    with pytest.raises(ValueError, match=f"exceeds the server's limit of {MAX_MESSAGE_BYTES} bytes"):
+    with pytest.raises(
+        ValueError, match=f"exceeds the server's limit of {MAX_MESSAGE_BYTES} bytes"
+    ):
         remote.step(big)  # refused before sending: the session goes on
     assert remote.step("<answer>B</answer>")[2]
 
@@ -260,8 +317,12 @@ def test_oversized_payloads_are_refused_and_the_server_keeps_serving(server_url,
             return ws.close_code, ws.close_reason
 
     assert asyncio.run(raw_oversized())[0] == 1009  # message too big
-    response = requests.post(f"{server_url}/reset", data=json.dumps({"seed": 1, "pad": big}),
-                             headers={"Content-Type": "application/json"}, timeout=30)
+    response = requests.post(
+        f"{server_url}/reset",
+        data=json.dumps({"seed": 1, "pad": big}),
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
     assert response.status_code == 413 and "exceeds the server's limit" in response.json()["detail"]
     other = RemoteEnv(server_url)
     try:
@@ -299,8 +360,12 @@ KILLED_CLIENT = textwrap.dedent("""
 def test_client_killed_mid_episode_leaves_others_served():
     with serve_in_thread(create_server_app(ENV_ID, SMALL, max_sessions=2)) as url:
         survivor, local = RemoteEnv(url), gym.make(ENV_ID, **SMALL)
-        victim = subprocess.Popen([sys.executable, "-c", KILLED_CLIENT, url], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, text=True)
+        victim = subprocess.Popen(
+            [sys.executable, "-c", KILLED_CLIENT, url],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         try:
             assert data_equivalence(survivor.reset(seed=9), local.reset(seed=9))
             assert victim.stdout.readline().strip() == "mid-episode"  # 2/2 sessions in use
@@ -334,7 +399,9 @@ def connect_when_a_slot_frees(url: str, deadline_s: float = 30.0) -> RemoteEnv:
 @pytest.mark.slow
 def test_idle_session_expires_with_a_clear_error():
     # OpenEnv's reaper checks every max(timeout / 4, 5) s: this waits about 5 s
-    with serve_in_thread(create_server_app(ENV_ID, SMALL, max_sessions=1, session_timeout_s=0.5)) as url:
+    with serve_in_thread(
+        create_server_app(ENV_ID, SMALL, max_sessions=1, session_timeout_s=0.5)
+    ) as url:
         idle = RemoteEnv(url)
         try:
             idle.reset(seed=0)
@@ -382,6 +449,8 @@ def test_without_the_serve_extra_the_package_imports_and_says_what_to_install():
         assert grounding_gym.remote.serve_main(["--env", "GroundedVQA-HR-v0"]) == 2
         print("ok")
     """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() == "ok" and "serve` extra" in result.stderr

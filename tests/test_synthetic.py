@@ -52,8 +52,16 @@ def oracle_view(image, sample):
 
 
 def sample_fields(s):
-    return (s.id, s.question, s.answer, s.options, s.gt_boxes, s.category, s.image_size,
-            dict(s.metadata))  # fmt: skip
+    return (
+        s.id,
+        s.question,
+        s.answer,
+        s.options,
+        s.gt_boxes,
+        s.category,
+        s.image_size,
+        dict(s.metadata),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -133,9 +141,17 @@ def test_indexing_errors():
 
 def test_index_of_parses_ids_without_building_samples(monkeypatch):
     data = SyntheticHR(100_000, seed=3, **SMALL)
-    monkeypatch.setattr(synthetic, "_make_sample", lambda *a: pytest.fail("index_of built a sample"))
+    monkeypatch.setattr(
+        synthetic, "_make_sample", lambda *a: pytest.fail("index_of built a sample")
+    )
     assert data.index_of("synthetic-hr-3-99999") == 99_999
-    for unknown in ("synthetic-hr-3-100000", "synthetic-hr-0-5", "synthetic-hr-3-05", "synthetic-hr-3-", "x"):
+    for unknown in (
+        "synthetic-hr-3-100000",
+        "synthetic-hr-0-5",
+        "synthetic-hr-3-05",
+        "synthetic-hr-3-",
+        "x",
+    ):
         assert data.index_of(unknown) is None
     monkeypatch.undo()
     assert data[data.index_of("synthetic-hr-3-42")].id == "synthetic-hr-3-42"
@@ -253,8 +269,11 @@ def test_search_distractors_share_the_colour_but_not_the_content_or_label():
         target, *others = s.image.rings
         same = [r for r in others if r.color == target.color]
         # 2 + round(6 * 0.5) requested; only huge targets leave too little room for them all
-        assert len(same) == s.metadata["num_distractors"] >= (5 if target.diameter**2 <= 0.05 * (
-            s.image_size[0] * s.image_size[1]) else 1)  # fmt: skip
+        assert (
+            len(same)
+            == s.metadata["num_distractors"]
+            >= (5 if target.diameter**2 <= 0.05 * (s.image_size[0] * s.image_size[1]) else 1)
+        )
         assert all(r.content != target.content for r in same)
         assert all(r.content in s.options for r in same)  # a wrong ring gives a wrong option
         labels = [r.label for r in s.image.rings]
@@ -263,8 +282,12 @@ def test_search_distractors_share_the_colour_but_not_the_content_or_label():
         assert f"labelled {target.label}" in s.question
         assert s.metadata["referring_expression"] == f"the ring labelled {target.label}"
         label = s.metadata["label_box"]  # next to its ring
-        gap = max(label.x1 - target.box.x2, target.box.x1 - label.x2, label.y1 - target.box.y2,
-                  target.box.y1 - label.y2)  # fmt: skip
+        gap = max(
+            label.x1 - target.box.x2,
+            target.box.x1 - label.x2,
+            label.y1 - target.box.y2,
+            target.box.y1 - label.y2,
+        )
         assert 0 <= gap <= 0.1 * target.diameter + 2
 
 
@@ -393,8 +416,12 @@ def test_reader_works_on_loose_crops_and_partly_visible_boxes():
 
     def loose(image, sample):  # the ring fills ~1/3 of the crop, off centre
         box = sample.gt_boxes[0]
-        crop = Box(box.x1 - box.width * 1.5, box.y1 - box.height * 0.5, box.x2 + box.width * 0.5,
-                   box.y2 + box.height * 1.5)  # fmt: skip
+        crop = Box(
+            box.x1 - box.width * 1.5,
+            box.y1 - box.height * 0.5,
+            box.x2 + box.width * 0.5,
+            box.y2 + box.height * 1.5,
+        )
         crop = Box(
             max(crop.x1, 0),
             max(crop.y1, 0),

@@ -41,7 +41,9 @@ def test_registry_builds_the_tiny_policy():
 
 
 def test_prompt_parsing_and_hashing():
-    question, options = parse_prompt("Question: What fills the red ring?\nOptions:\n(A) dots\n(B) vertical stripes")
+    question, options = parse_prompt(
+        "Question: What fills the red ring?\nOptions:\n(A) dots\n(B) vertical stripes"
+    )
     assert question == "What fills the red ring?" and options == ["dots", "vertical stripes"]
     assert hash_words("The RED ring", 64) == hash_words("the red ring!", 64)
     assert hash_words("", 64)  # never empty
@@ -74,10 +76,18 @@ def test_actions_are_valid_text_in_every_frame(toy_dataset, frame):
             view_box, view_size = Box(*info["view_box"]), info["view_size"]
             from grounding_gym.geometry import from_original, to_original
 
-            got = from_original(to_original(Box(*parsed.boxes[0]), frame, view_box, view_size),
-                                "view", view_box, view_size)  # fmt: skip
-            unit = {"view": 0.5, "norm1000": 0.05 * view_size[0] / 1000 + 0.01,
-                    "norm1": 0.5e-4 * view_size[0] + 0.01, "original": 0.5 * view_size[0] / 960 + 0.5}[frame]  # fmt: skip
+            got = from_original(
+                to_original(Box(*parsed.boxes[0]), frame, view_box, view_size),
+                "view",
+                view_box,
+                view_size,
+            )
+            unit = {
+                "view": 0.5,
+                "norm1000": 0.05 * view_size[0] / 1000 + 0.01,
+                "norm1": 0.5e-4 * view_size[0] + 0.01,
+                "original": 0.5 * view_size[0] / 960 + 0.5,
+            }[frame]
             assert got.as_tuple() == pytest.approx(expected.as_tuple(), abs=unit + 1e-6)
     generations = policy.act([obs], [info])
     assert parse_action(generations[0].text).kind in ("crop", "answer")

@@ -18,10 +18,21 @@ BUDGET = {"min_pixels": 28 * 28, "max_pixels": 224 * 168}
 
 def tiny_cfg(out: Path, **kwargs) -> TrainerConfig:
     base = dict(
-        output_dir=str(out), train_samples=4, eval_samples=2, questions_per_step=2, g1=2, g2=2,
-        num_envs=3, env_threads=0, policy_kwargs={"grid": 8}, tensorboard=False, progress=False,
-        total_steps=4, checkpoint_every=2, lr=1e-2,
-    )  # fmt: skip
+        output_dir=str(out),
+        train_samples=4,
+        eval_samples=2,
+        questions_per_step=2,
+        g1=2,
+        g2=2,
+        num_envs=3,
+        env_threads=0,
+        policy_kwargs={"grid": 8},
+        tensorboard=False,
+        progress=False,
+        total_steps=4,
+        checkpoint_every=2,
+        lr=1e-2,
+    )
     base.update(kwargs)
     return TrainerConfig(**base)
 
@@ -40,7 +51,9 @@ def test_yaml_overrides_and_flags(tmp_path):
     assert cfg.algo == "grpo" and cfg.lr == pytest.approx(1e-3)
     assert cfg.env_kwargs == {"max_turns": 5, "max_pixels": 200704}
     assert cfg.bin_edges == (0.01, 0.1)
-    cfg = parse_args(["--config", str(path), "--lr", "0.01", "--g1", "8", "g2=1", "--algo", "dr_grpo"])
+    cfg = parse_args(
+        ["--config", str(path), "--lr", "0.01", "--g1", "8", "g2=1", "--algo", "dr_grpo"]
+    )
     assert (cfg.lr, cfg.g1, cfg.g2, cfg.algo) == (0.01, 8, 1, "dr_grpo")
     assert cfg.rollouts_per_question == 8 and cfg.rollouts_per_step == 8 * cfg.questions_per_step
     cfg = parse_args(["--config", str(path), "lr=2e-3", "--loss-agg", "seq-mean-token-mean"])
@@ -60,7 +73,10 @@ def test_help_shows_field_docs(capsys):
     [
         ({"g1": 1, "g2": 1}, r"g1 \* g2 \(1 \* 1 = 1\) must be >= 2"),
         ({"algo": "srp"}, "Did you mean 'srpo'"),
-        ({"algo": "grpo", "adv_kwargs": {"no_box": "exclude"}}, r"adv_kwargs \['no_box'\] are not options"),
+        (
+            {"algo": "grpo", "adv_kwargs": {"no_box": "exclude"}},
+            r"adv_kwargs \['no_box'\] are not options",
+        ),
         ({"bin_names": ["a", "b"]}, r"bin_names \(2 names\) must have len\(bin_edges\) \+ 1 = 3"),
         ({"clip_low": 1.5}, r"clip_low \(1.5\)"),
         ({"policy": "tinny"}, "not registered"),
@@ -119,8 +135,18 @@ def test_training_writes_namespaced_metrics_and_a_checkpoint(tmp_path, toy_datas
     history = Trainer(cfg, envs=pool(toy_dataset)).train()
     assert [row["step"] for row in history] == [1, 2]
     row = history[-1]
-    for key in ("train/loss", "train/approx_kl", "train/kl", "train/clipfrac", "train/grad_norm",
-                "rollout/reward", "rollout/reward_answer", "rollout/acc", "eval/acc", "eval/crop_iou"):  # fmt: skip
+    for key in (
+        "train/loss",
+        "train/approx_kl",
+        "train/kl",
+        "train/clipfrac",
+        "train/grad_norm",
+        "rollout/reward",
+        "rollout/reward_answer",
+        "rollout/acc",
+        "eval/acc",
+        "eval/crop_iou",
+    ):
         assert key in row, key
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [1, 2]
@@ -132,7 +158,9 @@ def test_training_writes_namespaced_metrics_and_a_checkpoint(tmp_path, toy_datas
 
 
 @pytest.mark.slow
-def test_resume_after_a_crash_reproduces_the_uninterrupted_metrics(tmp_path, toy_dataset, monkeypatch):
+def test_resume_after_a_crash_reproduces_the_uninterrupted_metrics(
+    tmp_path, toy_dataset, monkeypatch
+):
     straight = tmp_path / "straight"
     Trainer(tiny_cfg(straight), envs=pool(toy_dataset)).train()
 
@@ -162,15 +190,27 @@ def test_cli_main_trains_on_the_synthetic_env(tmp_path, capsys):
         "env_kwargs": {
             "max_pixels": 112 * 112,
             "max_turns": 3,
-            "dataset_kwargs": {"num_samples": 12, "image_size": 256, "families": ["read"],
-                               "content_kinds": ["pattern"], "target_rel_area": [0.01, 0.05]},
-        },  # fmt: skip
-        "train_samples": 8, "eval_samples": 2, "questions_per_step": 1, "num_envs": 2,
-        "policy_kwargs": {"grid": 8}, "tensorboard": False, "progress": False,
-    }  # fmt: skip
+            "dataset_kwargs": {
+                "num_samples": 12,
+                "image_size": 256,
+                "families": ["read"],
+                "content_kinds": ["pattern"],
+                "target_rel_area": [0.01, 0.05],
+            },
+        },
+        "train_samples": 8,
+        "eval_samples": 2,
+        "questions_per_step": 1,
+        "num_envs": 2,
+        "policy_kwargs": {"grid": 8},
+        "tensorboard": False,
+        "progress": False,
+    }
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(config))
-    assert main(["--config", str(path), "--output_dir", str(tmp_path / "run"), "total_steps=1"]) == 0
+    assert (
+        main(["--config", str(path), "--output_dir", str(tmp_path / "run"), "total_steps=1"]) == 0
+    )
     *report, summary = capsys.readouterr().out.strip().splitlines()
     out = json.loads("\n".join(report))
     assert out["step"] == 1 and "eval/acc" in out

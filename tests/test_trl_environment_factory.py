@@ -31,7 +31,9 @@ from agents.policies.tiny_qwen import tiny_env_kwargs  # noqa: E402
 from grounding_gym.geometry import from_original  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV_KWARGS = tiny_env_kwargs(max_turns=3, dataset_kwargs={"num_samples": 4, "image_size": (256, 512), "seed": 3})
+ENV_KWARGS = tiny_env_kwargs(
+    max_turns=3, dataset_kwargs={"num_samples": 4, "image_size": (256, 512), "seed": 3}
+)
 
 
 @pytest.fixture()
@@ -42,7 +44,9 @@ def tool_env() -> GroundingToolEnv:
 def gt_crop_args(env: GroundingToolEnv) -> dict[str, float]:
     """The ground-truth box in the current view's frame, as crop tool arguments."""
     inner = env.env
-    box = from_original(inner.sample.gt_boxes[0], inner.coord_frame, inner.view_box, inner.view_size)
+    box = from_original(
+        inner.sample.gt_boxes[0], inner.coord_frame, inner.view_box, inner.view_size
+    )
     return dict(zip(("x1", "y1", "x2", "y2"), box.as_tuple(), strict=True))
 
 
@@ -76,7 +80,9 @@ def test_crop_returns_the_env_view_as_an_image_and_answer_ends(tool_env):
     assert terms["answer"] == 1.0 and terms["format"] == 2.0  # crop + answer, both well formed
     assert terms["grounding"] == pytest.approx(iou)
     weights = tool_env.env.reward_weights
-    assert tool_env.episode_return == pytest.approx(sum(weights[k] * terms[k] for k in ("answer", "format", "grounding")))
+    assert tool_env.episode_return == pytest.approx(
+        sum(weights[k] * terms[k] for k in ("answer", "format", "grounding"))
+    )
     assert tool_env.crop(1, 2, 3, 4).startswith("Error: the episode is over (an answer was given)")
 
 
@@ -119,7 +125,10 @@ def test_reward_functions_read_the_environments():
     assert rewards["format_reward"] == [2.0, 2.0, 2.0, 0.0]
     weights = envs[0].env.reward_weights
     assert rewards["env_reward"] == [
-        pytest.approx(sum(weights[k] * env.reward_terms[k] for k in ("answer", "format", "grounding"))) for env in envs
+        pytest.approx(
+            sum(weights[k] * env.reward_terms[k] for k in ("answer", "format", "grounding"))
+        )
+        for env in envs
     ]
     assert rewards["grounding_reward"][0] > 0 and rewards["grounding_reward"][3] == 0.0
     assert rewards["grounding_reward"][0] == pytest.approx(envs[0].step_infos[0]["crop_iou"])
@@ -138,7 +147,10 @@ def test_reward_functions_read_the_environments():
         srpo([env.episode_return for env in envs], [0] * 4, rel_areas=areas, bin_edges=edges),
         atol=1e-6,
     )
-    assert [f.__name__ for f in tool_reward_funcs("env_reward", "srpo_reward")] == ["env_reward", "srpo_reward"]
+    assert [f.__name__ for f in tool_reward_funcs("env_reward", "srpo_reward")] == [
+        "env_reward",
+        "srpo_reward",
+    ]
     with pytest.raises(ValueError, match="choose from"):
         tool_reward_funcs("iou_reward")
     with pytest.raises(ValueError, match="environments"):
@@ -151,14 +163,20 @@ def test_dataset_rows_and_tool_schema(tool_env):
     rows = tool_dataset(tool_env, range(2))
     assert rows["sample_id"] == [tool_env.env.dataset[i].id for i in range(2)]
     system, user = rows[0]["prompt"]
-    assert system == {"role": "system", "content": TOOL_SYSTEM_PROMPT} and user == {"role": "user", "content": ""}
+    assert system == {"role": "system", "content": TOOL_SYSTEM_PROMPT} and user == {
+        "role": "user",
+        "content": "",
+    }
     tool_env.reset(sample_id=rows[0]["sample_id"])
     np.testing.assert_array_equal(np.asarray(rows[0]["image"]), np.asarray(tool_env.views[0]))
     crop = get_json_schema(tool_env.crop)["function"]
     assert crop["parameters"]["required"] == ["x1", "y1", "x2", "y2"]
     assert {p["type"] for p in crop["parameters"]["properties"].values()} == {"number"}
     assert "frame the question states" in crop["description"]  # the model sees how coordinates work
-    assert get_json_schema(tool_env.answer)["function"]["parameters"]["properties"]["choice"]["type"] == "string"
+    assert (
+        get_json_schema(tool_env.answer)["function"]["parameters"]["properties"]["choice"]["type"]
+        == "string"
+    )
 
 
 def test_tool_calling_processor_swaps_only_qwen25vl_template():
@@ -172,12 +190,16 @@ def test_tool_calling_processor_swaps_only_qwen25vl_template():
     from agents.policies.tiny_qwen import tiny_qwen25vl_path
 
     processor = load_processor(tiny_qwen25vl_path())
-    assert processor.chat_template == qwen2_5_vl_chat_template and not supports_tool_calling(processor)
+    assert processor.chat_template == qwen2_5_vl_chat_template and not supports_tool_calling(
+        processor
+    )
     assert tool_calling_processor(processor) is processor
     assert processor.chat_template == qwen3_vl_chat_template and supports_tool_calling(processor)
     image = Image.new("RGB", (112, 84))
     fields = processor.image_processor(images=[image])
-    assert isinstance(fields["pixel_values"], torch.Tensor) and isinstance(fields["image_grid_thw"], torch.Tensor)
+    assert isinstance(fields["pixel_values"], torch.Tensor) and isinstance(
+        fields["image_grid_thw"], torch.Tensor
+    )
     processor.chat_template = "{{ messages[0]['content'] }}"
     with pytest.raises(ValueError, match="cannot render tool calls"):
         tool_calling_processor(processor)
@@ -187,7 +209,9 @@ def test_tool_calling_processor_swaps_only_qwen25vl_template():
 def _load_example():
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("trl_environment_factory", ROOT / "examples/trl_environment_factory.py")
+    spec = importlib.util.spec_from_file_location(
+        "trl_environment_factory", ROOT / "examples/trl_environment_factory.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -195,15 +219,38 @@ def _load_example():
 
 @pytest.mark.slow
 def test_example_script_runs_two_steps(tmp_path):
-    args = ["--max-steps", "2", "--num-samples", "4", "--num-generations", "2", "--max-completion-length", "32"]
+    args = [
+        "--max-steps",
+        "2",
+        "--num-samples",
+        "4",
+        "--num-generations",
+        "2",
+        "--max-completion-length",
+        "32",
+    ]
     env = {**os.environ, "TRL_EXPERIMENTAL_SILENCE": "1"}
     out = subprocess.run(
-        [sys.executable, str(ROOT / "examples/trl_environment_factory.py"), *args, "--output-dir", str(tmp_path)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(ROOT / "examples/trl_environment_factory.py"),
+            *args,
+            "--output-dir",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
-    logs = [line for line in out.stdout.splitlines() if line.startswith("{'loss'")]  # TRL's per-step logs
-    assert len(logs) == 2 and all("'rewards/env_reward/mean'" in line and "'tools/call_frequency'" in line for line in logs)
+    logs = [
+        line for line in out.stdout.splitlines() if line.startswith("{'loss'")
+    ]  # TRL's per-step logs
+    assert len(logs) == 2 and all(
+        "'rewards/env_reward/mean'" in line and "'tools/call_frequency'" in line for line in logs
+    )
 
 
 CROP_CALL = '<tool_call>\n{"name": "crop", "arguments": {"x1": 0, "y1": 0, "x2": 56, "y2": 56}}\n</tool_call>'
@@ -243,8 +290,14 @@ def script_generation(trainer, tokenizer) -> None:
         input_ids = kwargs["input_ids"]
         scripts = []
         for row, text in enumerate(tokenizer.batch_decode(input_ids)):
-            scripts.append(tokenizer.encode(script(text.count("<tool_response>"), row), add_special_tokens=False))
-        processor = _ScriptedTurns(scripts, input_ids.shape[1], tokenizer.convert_tokens_to_ids("<|im_end|>"))
+            scripts.append(
+                tokenizer.encode(
+                    script(text.count("<tool_response>"), row), add_special_tokens=False
+                )
+            )
+        processor = _ScriptedTurns(
+            scripts, input_ids.shape[1], tokenizer.convert_tokens_to_ids("<|im_end|>")
+        )
         return generate(*args, logits_processor=LogitsProcessorList([processor]), **kwargs)
 
     model.generate = scripted_generate
@@ -263,10 +316,24 @@ def test_crop_images_of_later_turns_reach_the_training_forward(tmp_path):
     each row's `pixel_values` (split by its image-token count) must equal exactly one episode's
     processed views, first view then crop."""
     example = _load_example()
-    args = example.parse_args([
-        "--max-steps", "2", "--num-samples", "4", "--num-generations", "4", "--max-turns", "3",
-        "--max-completion-length", "192", "--lr", "1e-2", "--output-dir", str(tmp_path),
-    ])  # fmt: skip
+    args = example.parse_args(
+        [
+            "--max-steps",
+            "2",
+            "--num-samples",
+            "4",
+            "--num-generations",
+            "4",
+            "--max-turns",
+            "3",
+            "--max-completion-length",
+            "192",
+            "--lr",
+            "1e-2",
+            "--output-dir",
+            str(tmp_path),
+        ]
+    )
     trainer = example.build_trainer(args)
     model, processor = trainer.model, trainer.processing_class
     assert sorted(tool.__name__ for tool in trainer._env_tools[None]) == ["answer", "crop"]
@@ -277,7 +344,12 @@ def test_crop_images_of_later_turns_reach_the_training_forward(tmp_path):
     def record(module, f_args, f_kwargs):
         if torch.is_grad_enabled():
             views = [env.views for env in trainer.environments]
-            forwards.append({**{k: f_kwargs.get(k) for k in ("input_ids", "pixel_values", "image_grid_thw")}, "views": views})
+            forwards.append(
+                {
+                    **{k: f_kwargs.get(k) for k in ("input_ids", "pixel_values", "image_grid_thw")},
+                    "views": views,
+                }
+            )
 
     model.register_forward_pre_hook(record, with_kwargs=True)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -286,22 +358,36 @@ def test_crop_images_of_later_turns_reach_the_training_forward(tmp_path):
     assert len(forwards) == 2  # one training forward per step
     image_pad = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
     for images_per_episode, forward in zip(([1, 1, 1, 1], [2, 1, 2, 1]), forwards, strict=True):
-        episode_views = forward["views"]  # per episode: the first view, then the crop's view if it zoomed
+        episode_views = forward[
+            "views"
+        ]  # per episode: the first view, then the crop's view if it zoomed
         assert [len(views) for views in episode_views] == images_per_episode
         assert len(forward["image_grid_thw"]) == sum(images_per_episode)
         # TRL shuffles the rows before the forward: match each row to one episode by its pixels
-        patches_per_row = (forward["input_ids"] == image_pad).sum(dim=1) * 4  # an image token = 2x2 patches
+        patches_per_row = (forward["input_ids"] == image_pad).sum(
+            dim=1
+        ) * 4  # an image token = 2x2 patches
         rows = forward["pixel_values"].split(patches_per_row.tolist())
-        episodes = [processor.image_processor(images=views, return_tensors="pt")["pixel_values"] for views in episode_views]
+        episodes = [
+            processor.image_processor(images=views, return_tensors="pt")["pixel_values"]
+            for views in episode_views
+        ]
         for row in rows:
-            match = next((i for i, e in enumerate(episodes) if e.shape == row.shape and torch.equal(e, row)), None)
-            assert match is not None, "a training row's images are not one episode's first view + crops"
+            match = next(
+                (i for i, e in enumerate(episodes) if e.shape == row.shape and torch.equal(e, row)),
+                None,
+            )
+            assert match is not None, (
+                "a training row's images are not one episode's first view + crops"
+            )
             episodes.pop(match)
     logs = [h for h in trainer.state.log_history if "rewards/answer_reward/mean" in h]
     assert [h["tools/call_frequency"] for h in logs] == [1.0, 1.5]
     assert all(h["tools/failure_frequency"] == 0.0 for h in logs)
     assert all(h["rewards/answer_reward/mean"] == 0.25 for h in logs)  # one of A-D is right
     assert [h["rewards/format_reward/mean"] for h in logs] == [1.0, 1.5]
-    assert logs[0]["rewards/crop_rel_area/mean"] is None and logs[1]["rewards/crop_rel_area/mean"] > 0
+    assert (
+        logs[0]["rewards/crop_rel_area/mean"] is None and logs[1]["rewards/crop_rel_area/mean"] > 0
+    )
     moved = [n for n, p in model.named_parameters() if not torch.equal(before[n], p.detach())]
     assert moved, "no parameter changed in two TRL steps"

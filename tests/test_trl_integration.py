@@ -21,7 +21,9 @@ from agents.policies.tiny_qwen import (  # noqa: E402
     tiny_qwen25vl_path,
 )
 
-ENV_KWARGS = tiny_env_kwargs(max_turns=2, dataset_kwargs={"num_samples": 4, "image_size": (256, 512), "seed": 3})
+ENV_KWARGS = tiny_env_kwargs(
+    max_turns=2, dataset_kwargs={"num_samples": 4, "image_size": (256, 512), "seed": 3}
+)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +50,9 @@ def gt_crop_text(adapter: TRLEnvAdapter, sample_id: str) -> str:
 def test_completion_text_forms():
     assert completion_text("<answer>A</answer>") == "<answer>A</answer>"
     assert completion_text([{"role": "assistant", "content": "x"}]) == "x"
-    assert completion_text([{"role": "assistant", "content": [{"type": "text", "text": "y"}]}]) == "y"
+    assert (
+        completion_text([{"role": "assistant", "content": [{"type": "text", "text": "y"}]}]) == "y"
+    )
 
 
 def test_rows_are_the_env_first_observation(adapter):
@@ -80,7 +84,11 @@ def test_replayed_rewards_single_turn(adapter):
     rewards = adapter.env_reward(completions, sample_id=ids)
     assert rewards[1] > rewards[2] and rewards[0] > rewards[2]
     # episode fields from the rollout function take precedence over replay
-    assert adapter.env_reward(completions, sample_id=ids, episode_reward=[0.5, 0.25, 0.0]) == [0.5, 0.25, 0.0]
+    assert adapter.env_reward(completions, sample_id=ids, episode_reward=[0.5, 0.25, 0.0]) == [
+        0.5,
+        0.25,
+        0.0,
+    ]
 
 
 def test_srpo_reward_is_the_srpo_advantage_with_zero_group_mean(adapter):
@@ -90,7 +98,9 @@ def test_srpo_reward_is_the_srpo_advantage_with_zero_group_mean(adapter):
     areas = [0.05, 0.05, 0.2, float("nan"), 0.5, 0.02, 0.02, 0.4]
     ids = ["a"] * 4 + ["b"] * 4
     completions = [[{"role": "assistant", "content": ""}]] * 8
-    got = adapter.srpo_reward(completions, sample_id=ids, episode_reward=rewards, episode_rel_area=areas)
+    got = adapter.srpo_reward(
+        completions, sample_id=ids, episode_reward=rewards, episode_rel_area=areas
+    )
     want = srpo(rewards, [0] * 4 + [1] * 4, rel_areas=areas).tolist()
     np.testing.assert_allclose(got, want, atol=1e-6)
     # TRL with scale_rewards="none" uses r - group mean: equal to the SRPO advantage
@@ -105,7 +115,9 @@ def test_prompt_ids_match_trl_processing(adapter, tiny_path):
     row = adapter.rows([2])[0]
     prompt = prepare_multimodal_messages(row["prompt"], images=[row["image"]])
     text = apply_chat_template({"prompt": prompt}, policy.processor)["prompt"]
-    trl_ids = policy.processor(images=[row["image"]], text=[text], return_tensors="pt")["input_ids"][0].tolist()
+    trl_ids = policy.processor(images=[row["image"]], text=[text], return_tensors="pt")[
+        "input_ids"
+    ][0].tolist()
     assert adapter.sample_of(prompt) == row["sample_id"]
     env = adapter._envs[0]
     _, info = env.reset(options={"sample_id": row["sample_id"]})
@@ -116,7 +128,13 @@ class _ExploringPolicy(HFPolicy):
     """Teacher-forces answers A-D in rotation (every fifth action sampled), so the random tiny
     model's rollouts get rewards with variance; log-probs are the model's own."""
 
-    CHOICES = ("<answer>A</answer>", "<answer>B</answer>", "<answer>C</answer>", "<answer>D</answer>", None)
+    CHOICES = (
+        "<answer>A</answer>",
+        "<answer>B</answer>",
+        "<answer>C</answer>",
+        "<answer>D</answer>",
+        None,
+    )
 
     def act(self, observations, infos, *, greedy=False, forced_texts=None):
         start = self.__dict__.setdefault("_calls", 0)
@@ -136,11 +154,22 @@ def test_grpo_trainer_two_steps_with_rollout_func(tiny_path, tmp_path, monkeypat
     processor = AutoProcessor.from_pretrained(tiny_path, padding_side="left")
     adapter = TRLEnvAdapter("GroundedVQA-HR-v0", env_kwargs=ENV_KWARGS, policy_cls=_ExploringPolicy)
     args = GRPOConfig(
-        output_dir=str(tmp_path), per_device_train_batch_size=4, num_generations=4,
-        max_completion_length=8, max_steps=2, learning_rate=1e-2, logging_steps=1, report_to="none",
-        use_cpu=True, bf16=False, save_strategy="no", gradient_checkpointing=False,
-        dataloader_num_workers=0, seed=0, disable_tqdm=True,
-    )  # fmt: skip
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=4,
+        num_generations=4,
+        max_completion_length=8,
+        max_steps=2,
+        learning_rate=1e-2,
+        logging_steps=1,
+        report_to="none",
+        use_cpu=True,
+        bf16=False,
+        save_strategy="no",
+        gradient_checkpointing=False,
+        dataloader_num_workers=0,
+        seed=0,
+        disable_tqdm=True,
+    )
     trainer = GRPOTrainer(
         model=model,
         processing_class=processor,

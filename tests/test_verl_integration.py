@@ -27,7 +27,9 @@ from agents.policies.tiny_qwen import tiny_env_kwargs, tiny_qwen25vl_path  # noq
 from grounding_gym.envs.grounded_vqa import message_images  # noqa: E402
 
 RECIPE = Path(__file__).resolve().parents[1] / "examples" / "verl"
-ENV_KWARGS = tiny_env_kwargs(max_turns=3, dataset_kwargs={"num_samples": 2, "image_size": (256, 512), "seed": 3})
+ENV_KWARGS = tiny_env_kwargs(
+    max_turns=3, dataset_kwargs={"num_samples": 2, "image_size": (256, 512), "seed": 3}
+)
 ACTIONS = ("<crop>[0, 0, 40, 48]</crop>", "<crop>[4, 4, 36, 40]</crop>", "<answer>A</answer>")
 RESPONSE_LENGTH = 1024
 
@@ -55,13 +57,19 @@ def charwise_ids(tokenizer, text: str) -> list[int]:
     """`text` tokenised one character at a time, then <|im_end|>: ids a model may emit but a
     re-tokenisation of the decoded text would not give back."""
     ids = [i for ch in text for i in tokenizer.encode(ch, add_special_tokens=False)]
-    assert ids != tokenizer.encode(text, add_special_tokens=False)  # otherwise the test proves nothing
+    assert ids != tokenizer.encode(
+        text, add_special_tokens=False
+    )  # otherwise the test proves nothing
     return ids + [tokenizer.convert_tokens_to_ids("<|im_end|>")]
 
 
 def make_loop(processor, server):
     config = OmegaConf.create(
-        {"actor_rollout_ref": {"rollout": {"prompt_length": 4096, "response_length": RESPONSE_LENGTH}}}
+        {
+            "actor_rollout_ref": {
+                "rollout": {"prompt_length": 4096, "response_length": RESPONSE_LENGTH}
+            }
+        }
     )
     entry = {**_agent_loop_registry[gg_verl.AGENT_LOOP_NAME], "env_kwargs": ENV_KWARGS}
     return hydra.utils.instantiate(
@@ -83,7 +91,9 @@ def play(loop, coroutine):
 
 def render(processor, messages, generation_prompt: bool) -> list[int]:
     """Token ids of `messages` as the processor renders them (image pads expanded)."""
-    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+    text = processor.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=generation_prompt
+    )
     images = message_images(messages) or None
     return [int(i) for i in processor(text=[text], images=images)["input_ids"][0]]
 
@@ -116,7 +126,15 @@ def test_three_turn_episode_token_in_token_out(processor):
 
     steps = reference_episode(1)
     final_messages = steps[-1][2]["messages"]  # system, user, (assistant, user) x 2, assistant
-    assert [m["role"] for m in final_messages] == ["system", "user", "assistant", "user", "assistant", "user", "assistant"]
+    assert [m["role"] for m in final_messages] == [
+        "system",
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+        "user",
+        "assistant",
+    ]
 
     # prompt: the env's first two messages, rendered once by the processor
     assert out.prompt_ids == render(processor, final_messages[:2], True)
@@ -140,12 +158,20 @@ def test_three_turn_episode_token_in_token_out(processor):
     assert out.response_mask == expected_mask
     assert out.response_logprobs == pytest.approx(expected_logprobs)
     image_pad = tok.convert_tokens_to_ids("<|image_pad|>")
-    assert all(m == 0 for t, m in zip(out.response_ids, out.response_mask, strict=True) if t == image_pad)
+    assert all(
+        m == 0 for t, m in zip(out.response_ids, out.response_mask, strict=True) if t == image_pad
+    )
 
     # what the model saw at each call: everything so far, and the images so far
     sequence = out.prompt_ids + out.response_ids
-    starts = [i for i in range(len(expected_mask)) if expected_mask[i] and (i == 0 or not expected_mask[i - 1])]
-    assert [c["prompt_ids"] for c in server.calls] == [sequence[: len(out.prompt_ids) + s] for s in starts]
+    starts = [
+        i
+        for i in range(len(expected_mask))
+        if expected_mask[i] and (i == 0 or not expected_mask[i - 1])
+    ]
+    assert [c["prompt_ids"] for c in server.calls] == [
+        sequence[: len(out.prompt_ids) + s] for s in starts
+    ]
     assert [len(c["images"]) for c in server.calls] == [1, 2, 3]
 
     # images: first view, then each crop, pixel-equal to the env's observations
@@ -191,7 +217,9 @@ def test_verl_worker_postprocessing_to_srpo_advantages(processor):
     tok = processor.tokenizer
     scripted = [charwise_ids(tok, a) for a in ACTIONS]
     worker = AgentLoopWorker.__new__(AgentLoopWorker)
-    worker.rollout_config = OmegaConf.create({"prompt_length": 4096, "response_length": RESPONSE_LENGTH})
+    worker.rollout_config = OmegaConf.create(
+        {"prompt_length": 4096, "response_length": RESPONSE_LENGTH}
+    )
     worker.tokenizer, worker.processor, worker.mm_processor_kwargs = tok, processor, {}
     worker.reward_loop_worker_handles, worker.distillation_enabled = None, False
     padded = []
@@ -219,7 +247,9 @@ def test_verl_worker_postprocessing_to_srpo_advantages(processor):
     out = ray_trainer.compute_advantage(data, adv_estimator="srpo", config=OmegaConf.create({}))
     expected = srpo(rewards, ["q", "q"], rel_areas=rel_areas)
     assert expected.abs().sum() > 0
-    torch.testing.assert_close(out.batch["advantages"], expected[:, None] * data.batch["response_mask"])
+    torch.testing.assert_close(
+        out.batch["advantages"], expected[:, None] * data.batch["response_mask"]
+    )
 
 
 def test_row_without_sample_id_is_a_clear_error(processor):
@@ -251,7 +281,9 @@ def test_srpo_from_verl_registry_equals_ours(seed):
     token_rewards, mask, rewards, _, nt = random_batch(seed)
     fn = core_algos.get_adv_estimator_fn("srpo")
     assert fn.__name__ == "verl_srpo"
-    adv, returns = fn(token_level_rewards=token_rewards, response_mask=mask, index=nt["uid"], non_tensor_batch=nt)
+    adv, returns = fn(
+        token_level_rewards=token_rewards, response_mask=mask, index=nt["uid"], non_tensor_batch=nt
+    )
     ref = srpo(rewards, list(nt["uid"]), rel_areas=nt["rel_areas"].astype(float))
     torch.testing.assert_close(adv, ref[:, None] * mask)
     torch.testing.assert_close(returns, adv)
@@ -261,39 +293,61 @@ def test_srpo_from_verl_registry_equals_ours(seed):
 def test_srpo_options_from_algorithm_config():
     token_rewards, mask, rewards, _, nt = random_batch(4)
     config = OmegaConf.create({"srpo_kwargs": {"no_box": "exclude", "bin_edges": [0.03, 0.3]}})
-    adv, _ = core_algos.get_adv_estimator_fn("srpo")(token_rewards, mask, nt["uid"], config=config, non_tensor_batch=nt)
-    ref = srpo(rewards, list(nt["uid"]), rel_areas=nt["rel_areas"].astype(float), no_box="exclude", bin_edges=(0.03, 0.3))
+    adv, _ = core_algos.get_adv_estimator_fn("srpo")(
+        token_rewards, mask, nt["uid"], config=config, non_tensor_batch=nt
+    )
+    ref = srpo(
+        rewards,
+        list(nt["uid"]),
+        rel_areas=nt["rel_areas"].astype(float),
+        no_box="exclude",
+        bin_edges=(0.03, 0.3),
+    )
     torch.testing.assert_close(adv, ref[:, None] * mask)
     with pytest.raises(ValueError, match="no_bx"):
         core_algos.get_adv_estimator_fn("srpo")(
-            token_rewards, mask, nt["uid"], config={"srpo_kwargs": {"no_bx": 1}}, non_tensor_batch=nt
+            token_rewards,
+            mask,
+            nt["uid"],
+            config={"srpo_kwargs": {"no_bx": 1}},
+            non_tensor_batch=nt,
         )
 
 
 def test_srpo_target_from_verl_registry_equals_ours():
     token_rewards, mask, rewards, lengths, nt = random_batch(5)
-    adv, _ = core_algos.get_adv_estimator_fn("srpo_target")(token_rewards, mask, nt["uid"], non_tensor_batch=nt)
-    ref = srpo_target(rewards, list(nt["uid"]), target_rel_areas=nt["target_rel_areas"], lengths=lengths)
+    adv, _ = core_algos.get_adv_estimator_fn("srpo_target")(
+        token_rewards, mask, nt["uid"], non_tensor_batch=nt
+    )
+    ref = srpo_target(
+        rewards, list(nt["uid"]), target_rel_areas=nt["target_rel_areas"], lengths=lengths
+    )
     torch.testing.assert_close(adv, ref[:, None] * mask)
 
 
 def test_missing_rollout_field_is_a_clear_error():
     token_rewards, mask, _, _, nt = random_batch(0)
     with pytest.raises(ValueError, match="rel_areas.*install_advantage_hook"):
-        core_algos.get_adv_estimator_fn("srpo")(token_rewards, mask, nt["uid"], non_tensor_batch={"uid": nt["uid"]})
+        core_algos.get_adv_estimator_fn("srpo")(
+            token_rewards, mask, nt["uid"], non_tensor_batch={"uid": nt["uid"]}
+        )
 
 
 def test_advantage_hook_routes_verl_trainer_to_our_estimators():
     token_rewards, mask, rewards, _, nt = random_batch(6)
     gg_verl.setup_ray_worker()  # what the recipe's Ray workers run
     gg_verl.install_advantage_hook()  # idempotent
-    data = DataProto.from_dict({"token_level_rewards": token_rewards, "response_mask": mask}, non_tensors=dict(nt))
+    data = DataProto.from_dict(
+        {"token_level_rewards": token_rewards, "response_mask": mask}, non_tensors=dict(nt)
+    )
     config = OmegaConf.create({"srpo_kwargs": {}})
     out = ray_trainer.compute_advantage(data, adv_estimator="srpo", config=config)
     ref = srpo(rewards, list(nt["uid"]), rel_areas=nt["rel_areas"].astype(float))
     torch.testing.assert_close(out.batch["advantages"], ref[:, None] * mask)
     # verl's own estimators are untouched
-    data = DataProto.from_dict({"token_level_rewards": token_rewards, "response_mask": mask}, non_tensors=dict(nt))
+    data = DataProto.from_dict(
+        {"token_level_rewards": token_rewards, "response_mask": mask}, non_tensors=dict(nt)
+    )
     grpo = ray_trainer.compute_advantage(data, adv_estimator="grpo", config=config)
     expected, _ = core_algos.compute_grpo_outcome_advantage(token_rewards, mask, nt["uid"])
     torch.testing.assert_close(grpo.batch["advantages"], expected)
@@ -309,8 +363,12 @@ def test_recipe_config_composes_and_validates(estimator):
     from verl.utils.config import omega_conf_to_dataclass, validate_config
 
     with initialize_config_dir(config_dir=str(RECIPE), version_base=None):
-        cfg = compose(config_name="grounding_gym", overrides=[f"algorithm.adv_estimator={estimator}"])
-    validate_config(config=cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
+        cfg = compose(
+            config_name="grounding_gym", overrides=[f"algorithm.adv_estimator={estimator}"]
+        )
+    validate_config(
+        config=cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg)
+    )
     rollout = omega_conf_to_dataclass(cfg.actor_rollout_ref.rollout)
     assert rollout.agent.default_agent_loop == gg_verl.AGENT_LOOP_NAME
     assert rollout.multi_turn.enable and rollout.n > 1  # groups to compare within
@@ -330,11 +388,24 @@ def test_recipe_agent_loop_entry_and_rows_drive_the_env(tmp_path):
     assert entry.name == gg_verl.AGENT_LOOP_NAME
     assert hydra.utils.get_class(entry._target_) is gg_verl.GroundingGymAgentLoop
     prepare_data = runpy.run_path(str(RECIPE / "prepare_data.py"))["main"]
-    prepare_data(["--out", str(tmp_path), "--train-kwargs", '{"num_samples": 3, "seed": 0}',
-                  "--val-kwargs", '{"num_samples": 2, "seed": 1}'])  # fmt: skip
+    prepare_data(
+        [
+            "--out",
+            str(tmp_path),
+            "--train-kwargs",
+            '{"num_samples": 3, "seed": 0}',
+            "--val-kwargs",
+            '{"num_samples": 2, "seed": 1}',
+        ]
+    )
     rows = pq.read_table(tmp_path / "train.parquet").to_pylist()
     assert len(rows) == 3 and all(r["agent_name"] == gg_verl.AGENT_LOOP_NAME for r in rows)
     extra = rows[2]["extra_info"]
-    env = gym.make(entry.env_id, **{**OmegaConf.to_container(entry.env_kwargs), **extra["env_kwargs"]}).unwrapped
+    env = gym.make(
+        entry.env_id, **{**OmegaConf.to_container(entry.env_kwargs), **extra["env_kwargs"]}
+    ).unwrapped
     _, info = env.reset(options={"sample_id": extra["sample_id"]})
-    assert info["sample_id"] == extra["sample_id"] and rows[2]["reward_model"]["ground_truth"] == env.sample.answer
+    assert (
+        info["sample_id"] == extra["sample_id"]
+        and rows[2]["reward_model"]["ground_truth"] == env.sample.answer
+    )

@@ -51,7 +51,9 @@ def scene(size: tuple[int, int], seed: int = 0) -> Image.Image:
     for _ in range(60):
         x, y = int(rng.integers(0, w)), int(rng.integers(0, h))
         r = int(rng.integers(5, max(6, w // 10)))
-        draw.ellipse([x - r, y - r, x + r, y + r], fill=tuple(int(c) for c in rng.integers(0, 256, 3)))
+        draw.ellipse(
+            [x - r, y - r, x + r, y + r], fill=tuple(int(c) for c in rng.integers(0, 256, 3))
+        )
     return image
 
 
@@ -72,6 +74,7 @@ SOURCES = {"scene": scene((900, 700), seed=2), "text": text_scene((900, 700))}
 
 def forbid_decoding(monkeypatch, why: str) -> None:
     """Make any pixel decoding (in-memory or file-backed images) fail the test."""
+
     def fail(self, *args, **kwargs):
         pytest.fail(why)
 
@@ -183,11 +186,14 @@ def png_samples(size: tuple[int, int], seed: int = 1) -> list[Sample]:
     return [Sample(id="s", image=encode(scene(size, seed=seed), "PNG"), question="q", answer="a")]
 
 
-@pytest.mark.parametrize(("size", "crop", "factor"), [
-    ((4000, 3000), "<crop>[500, 400, 3300, 2600]</crop>", 2),  # 2.4x shrink
-    ((3000, 4000), "<crop>[0, 0, 3000, 4000]</crop>", 4),  # 5x shrink
-    ((1700, 1300), "<crop>[100, 100, 1650, 1250]</crop>", 2),  # 2.1x shrink
-])
+@pytest.mark.parametrize(
+    ("size", "crop", "factor"),
+    [
+        ((4000, 3000), "<crop>[500, 400, 3300, 2600]</crop>", 2),  # 2.4x shrink
+        ((3000, 4000), "<crop>[0, 0, 3000, 4000]</crop>", 4),  # 5x shrink
+        ((1700, 1300), "<crop>[100, 100, 1650, 1250]</crop>", 2),  # 2.1x shrink
+    ],
+)
 def test_fast_resize_crops_within_psnr(size, crop, factor):
     """Crops shrunk 2x or more come from the pyramid, within the documented PSNR of the exact view;
     first views are exact either way."""
@@ -200,7 +206,9 @@ def test_fast_resize_crops_within_psnr(size, crop, factor):
     np.testing.assert_array_equal(fast["image"], exact["image"])
     fast, *_ = fast_env.step(crop)
     exact, *_ = exact_env.step(crop)
-    assert max(fast_env._handle._levels) == factor and not exact_env._handle._levels  # fast path taken
+    assert (
+        max(fast_env._handle._levels) == factor and not exact_env._handle._levels
+    )  # fast path taken
     assert fast["image"].shape == exact["image"].shape
     assert psnr(fast["image"], exact["image"]) >= MIN_PSNR_FAST_RESIZE
 
@@ -209,23 +217,37 @@ def test_fast_resize_keeps_small_shrinks_and_upscales_exact():
     """Views shrunk less than 2x per side, or upscaled, are PIL's exact resize of the original
     (with the reference backend)."""
     samples = png_samples((1600, 1200))
-    env = GroundedVQAEnv(samples, coord_frame="original", max_pixels=512 * 28 * 28, fast_resize=True,
-                         resize_backend="pil")
+    env = GroundedVQAEnv(
+        samples,
+        coord_frame="original",
+        max_pixels=512 * 28 * 28,
+        fast_resize=True,
+        resize_backend="pil",
+    )
     original = Image.open(io.BytesIO(samples[0].image)).convert("RGB")
-    for action in ("<crop>[100, 100, 1150, 900]</crop>",  # 1.4x shrink
-                   "<crop>[200, 300, 1600, 1200]</crop>",  # 1.9x on one side, 1.7x on the other
-                   "<crop>[10, 20, 210, 170]</crop>"):  # upscaled
+    for action in (
+        "<crop>[100, 100, 1150, 900]</crop>",  # 1.4x shrink
+        "<crop>[200, 300, 1600, 1200]</crop>",  # 1.9x on one side, 1.7x on the other
+        "<crop>[10, 20, 210, 170]</crop>",
+    ):  # upscaled
         env.reset(seed=0)
         obs, *_, info = env.step(action)
         assert not info["crop_adjusted"]
-        expected = original.resize(info["view_size"], Image.Resampling.BICUBIC, box=info["crop_box"])
+        expected = original.resize(
+            info["view_size"], Image.Resampling.BICUBIC, box=info["crop_box"]
+        )
         np.testing.assert_array_equal(obs["image"], np.asarray(expected))
 
 
 def test_fast_resize_off_is_pil_resize_of_the_original():
     samples = png_samples((4000, 3000))
-    env = GroundedVQAEnv(samples, coord_frame="original", max_pixels=512 * 28 * 28, fast_resize=False,
-                         resize_backend="pil")
+    env = GroundedVQAEnv(
+        samples,
+        coord_frame="original",
+        max_pixels=512 * 28 * 28,
+        fast_resize=False,
+        resize_backend="pil",
+    )
     env.reset(seed=0)
     original = Image.open(io.BytesIO(samples[0].image)).convert("RGB")
     obs, *_, info = env.step("<crop>[0, 0, 3000, 2000]</crop>")  # 3.9x shrink
@@ -259,7 +281,7 @@ def test_reduced_levels_are_box_filtered_cached_and_freed_with_the_handle():
 
 
 def test_resize_backend_choices(monkeypatch):
-    """"pil" is the reference byte for byte, "opencv" is within its PSNR, "auto" picks OpenCV when
+    """ "pil" is the reference byte for byte, "opencv" is within its PSNR, "auto" picks OpenCV when
     it imports; bad names and a missing OpenCV fail clearly."""
     samples = png_samples((1600, 1200))
     kwargs = {"coord_frame": "original", "max_pixels": 512 * 28 * 28}
@@ -268,12 +290,17 @@ def test_resize_backend_choices(monkeypatch):
     ref_first, _ = ref_env.reset(seed=0)
     ref, *_, info = ref_env.step(crop)
     original = Image.open(io.BytesIO(samples[0].image)).convert("RGB")
-    np.testing.assert_array_equal(ref["image"], render_view(original, Box(*info["crop_box"]), info["view_size"]))
+    np.testing.assert_array_equal(
+        ref["image"], render_view(original, Box(*info["crop_box"]), info["view_size"])
+    )
     with pytest.raises(ValueError, match="resize_backend"):
         GroundedVQAEnv(samples, resize_backend="cv2")
     if importlib.util.find_spec("cv2") is not None:
         env = GroundedVQAEnv(samples, resize_backend="opencv", **kwargs)
-        assert env.resize_backend == "opencv" and GroundedVQAEnv(samples, **kwargs).resize_backend == "opencv"
+        assert (
+            env.resize_backend == "opencv"
+            and GroundedVQAEnv(samples, **kwargs).resize_backend == "opencv"
+        )
         first, _ = env.reset(seed=0)  # 1600x1200 PNG into 728x532: 2.2x, stays with PIL
         np.testing.assert_array_equal(first["image"], ref_first["image"])
         fast, *_, fast_info = env.step(crop)
@@ -316,7 +343,10 @@ def test_upsample_first_view_needs_a_quarter_more_than_the_view():
     data = encode(scene((800, 600)), quality=92)
     handle = ImageHandle(data)
     assert handle.preview((700, 525), upsample=True).size == (800, 600)  # 1.14x: full decode
-    assert ImageHandle(data).preview((600, 450), upsample=True).size == (400, 300)  # 1.33x: 1/2 scale
+    assert ImageHandle(data).preview((600, 450), upsample=True).size == (
+        400,
+        300,
+    )  # 1.33x: 1/2 scale
 
 
 def test_exif_rotation_is_honoured_and_boxes_stay_right(tmp_path):
@@ -333,8 +363,18 @@ def test_exif_rotation_is_honoured_and_boxes_stay_right(tmp_path):
     assert pixels.shape == (400, 600, 3)
     assert tuple(pixels[100, 450]) == pytest.approx((255, 0, 0), abs=40)
     assert tuple(pixels[300, 100]) == pytest.approx((255, 255, 255), abs=40)
-    env = GroundedVQAEnv([Sample(id="r", image=str(path), question="q", answer="a",
-                                 gt_boxes=(Box(400, 50, 500, 150),))], coord_frame="original")
+    env = GroundedVQAEnv(
+        [
+            Sample(
+                id="r",
+                image=str(path),
+                question="q",
+                answer="a",
+                gt_boxes=(Box(400, 50, 500, 150),),
+            )
+        ],
+        coord_frame="original",
+    )
     env.reset(seed=0)
     obs, *_ = env.step("<crop>[400, 50, 500, 150]</crop>")
     assert obs["image"][..., 0].mean() > 200 and obs["image"][..., 1].mean() < 80
@@ -381,13 +421,21 @@ def test_cmyk_with_black_ink_and_a_custom_palette_keep_their_colours():
     """The band meanings matter: CMYK is not RGB plus one band, a palette index is not a grey."""
     rng = np.random.default_rng(0)
     cmyk = Image.fromarray(rng.integers(0, 256, (24, 32, 4), dtype=np.uint8), "CMYK")
-    np.testing.assert_allclose(np.asarray(to_rgb(cmyk), dtype=np.float64), _expected_rgb(cmyk, cmyk), atol=1)
-    assert tuple(np.asarray(to_rgb(Image.new("CMYK", (2, 2), (0, 255, 255, 0))))[0, 0]) == (255, 0, 0)
+    np.testing.assert_allclose(
+        np.asarray(to_rgb(cmyk), dtype=np.float64), _expected_rgb(cmyk, cmyk), atol=1
+    )
+    assert tuple(np.asarray(to_rgb(Image.new("CMYK", (2, 2), (0, 255, 255, 0))))[0, 0]) == (
+        255,
+        0,
+        0,
+    )
     assert tuple(np.asarray(to_rgb(Image.new("CMYK", (2, 2), (0, 0, 0, 255))))[0, 0]) == (0, 0, 0)
     indices = Image.fromarray(np.arange(12, dtype=np.uint8).reshape(3, 4), "P")
     colours = [(10 * i, 255 - 20 * i, (97 * i) % 256) for i in range(12)]
     indices.putpalette([c for colour in colours for c in colour])
-    np.testing.assert_array_equal(np.asarray(to_rgb(indices)), np.array(colours, dtype=np.uint8).reshape(3, 4, 3))
+    np.testing.assert_array_equal(
+        np.asarray(to_rgb(indices)), np.array(colours, dtype=np.uint8).reshape(3, 4, 3)
+    )
 
 
 def test_half_transparent_pixels_are_blended_onto_white():
@@ -395,7 +443,9 @@ def test_half_transparent_pixels_are_blended_onto_white():
     blended = [round(c * 128 / 255 + 255 * (1 - 128 / 255)) for c in (200, 40, 0)]
     assert tuple(np.asarray(to_rgb(rgba))[0, 0]) == pytest.approx(blended, abs=1)
     la = Image.new("LA", (4, 4), (0, 64))
-    assert tuple(np.asarray(to_rgb(la))[0, 0]) == pytest.approx([round(255 * (1 - 64 / 255))] * 3, abs=1)
+    assert tuple(np.asarray(to_rgb(la))[0, 0]) == pytest.approx(
+        [round(255 * (1 - 64 / 255))] * 3, abs=1
+    )
 
 
 def test_transparent_pixels_become_white():

@@ -70,8 +70,12 @@ def test_discrete_crop_cuts_the_tile_in_every_frame(frame):
     assert coverage(expected, crop) == pytest.approx(1.0) and iou(expected, crop) > 0.98
     # action 4 + 4 = 3x3 grid centre tile of that view: a crop of a crop composes
     _, _, _, _, info = env.step(8)
-    inner = Box(expected.x1 + expected.width / 3, expected.y1 + expected.height / 3,
-                expected.x1 + 2 * expected.width / 3, expected.y1 + 2 * expected.height / 3)  # fmt: skip
+    inner = Box(
+        expected.x1 + expected.width / 3,
+        expected.y1 + expected.height / 3,
+        expected.x1 + 2 * expected.width / 3,
+        expected.y1 + 2 * expected.height / 3,
+    )
     assert iou(inner, Box(*info["crop_box"])) > 0.95
 
 
@@ -94,8 +98,14 @@ def test_stable_baselines3_check_env_passes_on_wrapped_env():
     sb3_checker = pytest.importorskip("stable_baselines3.common.env_checker")
     import grounding_gym.data.synthetic  # noqa: F401  (registers synthetic-hr)
 
-    env = gym.make("GroundedVQA-HR-v0", dataset_kwargs={"num_samples": 8, "image_size": 192},
-                   max_pixels=96 * 96, min_pixels=28 * 28)  # fmt: skip
+    env = gym.make(
+        "GroundedVQA-HR-v0",
+        dataset_kwargs={"num_samples": 8, "image_size": 192},
+        max_pixels=96 * 96,
+        min_pixels=28 * 28,
+    )
     for include_options in (False, True):
-        wrapped = DiscreteCropAnswer(FixedSizeObservation(env, (40, 40), include_options=include_options))
+        wrapped = DiscreteCropAnswer(
+            FixedSizeObservation(env, (40, 40), include_options=include_options)
+        )
         sb3_checker.check_env(wrapped, warn=True)

@@ -33,7 +33,9 @@ def load_policy(path: str | os.PathLike) -> Any:
     path = Path(path)
     file = path / "checkpoint.pt" if path.is_dir() else path
     if not file.is_file():
-        raise FileNotFoundError(f"no trainer checkpoint at {file}; train first (grounding-gym train / demo)")
+        raise FileNotFoundError(
+            f"no trainer checkpoint at {file}; train first (grounding-gym train / demo)"
+        )
     state = torch.load(file, map_location="cpu", weights_only=False)
     config = state.get("config") or {}
     policy = make_policy(config.get("policy", "tiny"), **(config.get("policy_kwargs") or {}))
@@ -49,8 +51,9 @@ def load_policy(path: str | os.PathLike) -> Any:
     return policy
 
 
-def make_agent(env: Any, path: str | os.PathLike = "runs/train", greedy: bool = True,
-               torch_threads: int = 1) -> PolicyAgent:  # fmt: skip
+def make_agent(
+    env: Any, path: str | os.PathLike = "runs/train", greedy: bool = True, torch_threads: int = 1
+) -> PolicyAgent:
     """Factory of the `policy-checkpoint` agent (`env` is unused: the policy reads observations).
 
     Args:

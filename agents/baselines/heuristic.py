@@ -79,7 +79,9 @@ class ScriptedAgent:
         self._index_of_id: dict[str, int] | None = None
 
     # ---------------------------------------------------------------- Agent protocol
-    def act(self, observations: Sequence[dict[str, Any]], infos: Sequence[dict[str, Any]]) -> list[str]:
+    def act(
+        self, observations: Sequence[dict[str, Any]], infos: Sequence[dict[str, Any]]
+    ) -> list[str]:
         return [self.act_one(o, i) for o, i in zip(observations, infos, strict=True)]
 
     def act_one(self, observation: dict[str, Any], info: dict[str, Any]) -> str:
@@ -111,11 +113,15 @@ class ScriptedAgent:
         """A generator that depends only on (seed, episode, turn)."""
         episode = info.get("episode")
         if episode is None:
-            episode = sum(ord(c) * 131**k for k, c in enumerate(str(info.get("sample_id", ""))[:16]))
+            episode = sum(
+                ord(c) * 131**k for k, c in enumerate(str(info.get("sample_id", ""))[:16])
+            )
         return np.random.default_rng([self.seed, int(episode), int(info.get("turn", 0))])
 
 
-def read_view(view: np.ndarray, info: dict[str, Any], sample: Sample, min_score: float = 0.2) -> str | None:
+def read_view(
+    view: np.ndarray, info: dict[str, Any], sample: Sample, min_score: float = 0.2
+) -> str | None:
     """Read a synthetic sample's answer letter from `view` at the target's place, or None.
 
     None when the sample has no reader (not synthetic), the target's centre lies outside the
@@ -174,7 +180,9 @@ class OracleCropAgent(ScriptedAgent):
         if info["turn"] > 0 or not sample.gt_boxes:
             return self.answer(observation, info)
         view_box = Box(*info["view_box"])
-        target = grow_to_min(union_box(list(sample.gt_boxes)), self.min_crop, view_box, self.max_aspect)
+        target = grow_to_min(
+            union_box(list(sample.gt_boxes)), self.min_crop, view_box, self.max_aspect
+        )
         frame = info["coord_frame"]
         decimals = self.decimals + (3 if frame == "norm1" else 0)
         return self.crop(target, info, decimals)
@@ -210,10 +218,15 @@ class RandomCropAgent(ScriptedAgent):
 # ---------------------------------------------------------------- saliency for sliding-window
 
 _COLOR_WORDS: dict[str, tuple[int, int, int]] = {
-    "red": (225, 25, 30), "green": (20, 175, 45), "blue": (25, 65, 235),
-    "yellow": (245, 220, 10), "magenta": (235, 30, 205), "cyan": (15, 215, 225),
-    "orange": (255, 130, 0), "purple": (115, 30, 170),
-}  # fmt: skip
+    "red": (225, 25, 30),
+    "green": (20, 175, 45),
+    "blue": (25, 65, 235),
+    "yellow": (245, 220, 10),
+    "magenta": (235, 30, 205),
+    "cyan": (15, 215, 225),
+    "orange": (255, 130, 0),
+    "purple": (115, 30, 170),
+}
 """Colour words the sliding-window agent looks for in a question (the synthetic palette)."""
 
 
@@ -261,8 +274,17 @@ class SlidingWindowAgent(ScriptedAgent):
             ~3000 px is ~95 px across: its content is legible).
     """
 
-    def __init__(self, env: Any, *, grid: int = 3, tile: float = 0.5, native_zoom: float = 0.9,
-                 big_fraction: float = 0.05, legible_px: float = 3000.0, **kwargs: Any):  # fmt: skip
+    def __init__(
+        self,
+        env: Any,
+        *,
+        grid: int = 3,
+        tile: float = 0.5,
+        native_zoom: float = 0.9,
+        big_fraction: float = 0.05,
+        legible_px: float = 3000.0,
+        **kwargs: Any,
+    ):
         super().__init__(env, **kwargs)
         if grid < 1 or not 0 < tile <= 1:
             raise ValueError(f"need grid >= 1 and 0 < tile <= 1, got grid={grid}, tile={tile}")
@@ -273,8 +295,16 @@ class SlidingWindowAgent(ScriptedAgent):
         """The tiles of a `view_w` x `view_h` view, view px, row-major."""
         tw, th = self.tile * view_w, self.tile * view_h
         steps = [k / (self.grid - 1) if self.grid > 1 else 0.5 for k in range(self.grid)]
-        return [Box(fx * (view_w - tw), fy * (view_h - th), fx * (view_w - tw) + tw, fy * (view_h - th) + th)
-                for fy in steps for fx in steps]  # fmt: skip
+        return [
+            Box(
+                fx * (view_w - tw),
+                fy * (view_h - th),
+                fx * (view_w - tw) + tw,
+                fy * (view_h - th) + th,
+            )
+            for fy in steps
+            for fx in steps
+        ]
 
     def act_one(self, observation: dict[str, Any], info: dict[str, Any]) -> str:
         view_box = Box(*info["view_box"])

@@ -18,7 +18,9 @@ from grounding_gym.eval.agents import PolicyAgent
 __all__ = ["make_hf_agent", "make_vllm_agent"]
 
 
-def _hf_policy(env: Any, model: str, dtype: str, device: str, max_new_tokens: int, **kwargs: Any) -> Any:
+def _hf_policy(
+    env: Any, model: str, dtype: str, device: str, max_new_tokens: int, **kwargs: Any
+) -> Any:
     from agents.policies.hf import HFPolicy
 
     kwargs.setdefault("image_min_pixels", getattr(env, "min_pixels", None))
@@ -46,7 +48,9 @@ def make_hf_agent(
         max_new_tokens: generation budget per turn (tokens).
         **policy_kwargs: any other `HFPolicy` argument (`temperature`, `image_max_pixels`, ...).
     """
-    return PolicyAgent(_hf_policy(env, model, dtype, device, max_new_tokens, **policy_kwargs), greedy=greedy)
+    return PolicyAgent(
+        _hf_policy(env, model, dtype, device, max_new_tokens, **policy_kwargs), greedy=greedy
+    )
 
 
 def make_vllm_agent(

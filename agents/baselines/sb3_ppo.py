@@ -111,16 +111,26 @@ class PPOArgs:
             raise ValueError(f"n_steps * num_envs ({self.n_steps * self.num_envs}) must be > 1")
 
     def dataset_kwargs(self, seed: int) -> dict[str, Any]:
-        return {"num_samples": self.num_samples, "seed": seed, "image_size": list(self.image_size),
-                "target_rel_area": list(self.target_rel_area)}  # fmt: skip
+        return {
+            "num_samples": self.num_samples,
+            "seed": seed,
+            "image_size": list(self.image_size),
+            "target_rel_area": list(self.target_rel_area),
+        }
 
     def env_kwargs(self, train: bool) -> dict[str, Any]:
         """GroundedVQA kwargs; training reweights the reward (answer + coverage shaping)."""
-        kwargs: dict[str, Any] = {"max_turns": self.max_turns, "max_pixels": self.max_pixels,
-                                  "min_pixels": 28 * 28, **self.extra_env_kwargs}  # fmt: skip
+        kwargs: dict[str, Any] = {
+            "max_turns": self.max_turns,
+            "max_pixels": self.max_pixels,
+            "min_pixels": 28 * 28,
+            **self.extra_env_kwargs,
+        }
         if train:
-            kwargs.update(reward_weights={"answer": 1.0, "format": 0.0, "grounding": self.grounding_weight},
-                          grounding_metric="coverage")  # fmt: skip
+            kwargs.update(
+                reward_weights={"answer": 1.0, "format": 0.0, "grounding": self.grounding_weight},
+                grounding_metric="coverage",
+            )
         return kwargs
 
 
@@ -140,9 +150,13 @@ class TurnLimitIsTheEnd(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
 
-def wrap(env: gym.Env, obs_size: int, grids: Sequence[int], option_vocab: Sequence[str] | None = None) -> gym.Env:
+def wrap(
+    env: gym.Env, obs_size: int, grids: Sequence[int], option_vocab: Sequence[str] | None = None
+) -> gym.Env:
     """`DiscreteCropAnswer(FixedSizeObservation(env, (obs_size, obs_size), include_options=True))`."""
-    env = FixedSizeObservation(env, (obs_size, obs_size), include_options=True, option_vocab=option_vocab)
+    env = FixedSizeObservation(
+        env, (obs_size, obs_size), include_options=True, option_vocab=option_vocab
+    )
     return DiscreteCropAnswer(env, grids=grids)
 
 
@@ -150,11 +164,15 @@ def training_samples(args: PPOArgs) -> list[Sample]:
     """The training set with its images drawn once, in memory (shared by every training env, so
     training is bound by the policy, not by drawing synthetic images)."""
     ensure_datasets()
-    return [dataclasses.replace(s, image=ImageHandle(s.image).image())
-            for s in make_dataset("synthetic-hr", **args.dataset_kwargs(0))]  # fmt: skip
+    return [
+        dataclasses.replace(s, image=ImageHandle(s.image).image())
+        for s in make_dataset("synthetic-hr", **args.dataset_kwargs(0))
+    ]
 
 
-def make_train_env(args: PPOArgs, rank: int = 0, samples: Sequence[Sample] | None = None) -> gym.Env:
+def make_train_env(
+    args: PPOArgs, rank: int = 0, samples: Sequence[Sample] | None = None
+) -> gym.Env:
     """One wrapped, monitored training env (on `samples`, default `training_samples(args)`)."""
     from stable_baselines3.common.monitor import Monitor
 
@@ -174,11 +192,23 @@ def train(args: PPOArgs) -> Path:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     samples = training_samples(args)
-    venv = DummyVecEnv([lambda rank=rank: make_train_env(args, rank, samples) for rank in range(args.num_envs)])
+    venv = DummyVecEnv(
+        [lambda rank=rank: make_train_env(args, rank, samples) for rank in range(args.num_envs)]
+    )
     option_vocab = venv.envs[0].get_wrapper_attr("option_vocab")
-    model = PPO("MultiInputPolicy", venv, learning_rate=args.learning_rate, n_steps=args.n_steps,
-                batch_size=args.batch_size, n_epochs=args.n_epochs, gamma=args.gamma,
-                ent_coef=args.ent_coef, seed=args.seed, device="cpu", verbose=0)  # fmt: skip
+    model = PPO(
+        "MultiInputPolicy",
+        venv,
+        learning_rate=args.learning_rate,
+        n_steps=args.n_steps,
+        batch_size=args.batch_size,
+        n_epochs=args.n_epochs,
+        gamma=args.gamma,
+        ent_coef=args.ent_coef,
+        seed=args.seed,
+        device="cpu",
+        verbose=0,
+    )
     start = time.perf_counter()
     model.learn(total_timesteps=args.total_timesteps)
     elapsed = time.perf_counter() - start
@@ -222,44 +252,81 @@ class SB3Agent:
         self.deterministic = deterministic
         self.option_vocab = tuple(config["option_vocab"])
 
-    def act(self, observations: Sequence[dict[str, Any]], infos: Sequence[dict[str, Any]]) -> list[str]:
-        images = np.stack([resize_view(o["image"], (self.obs_size, self.obs_size)) for o in observations])
-        options = np.stack([encode_options(self.dataset[int(i["sample_index"])].options, self.option_vocab)
-                            for i in infos])  # fmt: skip
-        actions, _ = self.model.predict({"image": images, "options": options}, deterministic=self.deterministic)
-        return [discrete_action_text(int(a), self.tiles, self.letters, Box(*i["view_box"]),
-                                     tuple(i["view_size"]), i["coord_frame"], action_frame(i))  # fmt: skip
-                for a, i in zip(np.asarray(actions).reshape(-1), infos, strict=True)]
+    def act(
+        self, observations: Sequence[dict[str, Any]], infos: Sequence[dict[str, Any]]
+    ) -> list[str]:
+        images = np.stack(
+            [resize_view(o["image"], (self.obs_size, self.obs_size)) for o in observations]
+        )
+        options = np.stack(
+            [
+                encode_options(self.dataset[int(i["sample_index"])].options, self.option_vocab)
+                for i in infos
+            ]
+        )
+        actions, _ = self.model.predict(
+            {"image": images, "options": options}, deterministic=self.deterministic
+        )
+        return [
+            discrete_action_text(
+                int(a),
+                self.tiles,
+                self.letters,
+                Box(*i["view_box"]),
+                tuple(i["view_size"]),
+                i["coord_frame"],
+                action_frame(i),
+            )
+            for a, i in zip(np.asarray(actions).reshape(-1), infos, strict=True)
+        ]
 
 
-def make_agent(env: Any, path: str | os.PathLike = "runs/sb3_ppo/model.zip", deterministic: bool = True) -> SB3Agent:
+def make_agent(
+    env: Any, path: str | os.PathLike = "runs/sb3_ppo/model.zip", deterministic: bool = True
+) -> SB3Agent:
     """Factory of the `sb3-ppo` eval agent."""
     return SB3Agent(env, path, deterministic)
 
 
-def evaluate_trained(args: PPOArgs, agent: str = "sb3-ppo", out: str | None = None, **agent_kwargs: Any) -> dict:
+def evaluate_trained(
+    args: PPOArgs, agent: str = "sb3-ppo", out: str | None = None, **agent_kwargs: Any
+) -> dict:
     """Evaluate `agent` on the held-out configuration of `args` (the PPO's eval setting)."""
     from grounding_gym.eval import evaluate
 
     if agent == "sb3-ppo":
         agent_kwargs.setdefault("path", str(Path(args.out) / "model.zip"))
     return evaluate(
-        agent, ENV_ID, dataset_kwargs=args.dataset_kwargs(args.eval_dataset_seed),
-        env_kwargs=args.env_kwargs(False), agent_kwargs=agent_kwargs, n=args.eval_episodes,
-        out_dir=out or str(Path(args.out) / "eval" / agent), seed=0, progress=False,
-        benchmark="synthetic-hr-small", label=agent, bin_edges=args.bin_edges,
-    )  # fmt: skip
+        agent,
+        ENV_ID,
+        dataset_kwargs=args.dataset_kwargs(args.eval_dataset_seed),
+        env_kwargs=args.env_kwargs(False),
+        agent_kwargs=agent_kwargs,
+        n=args.eval_episodes,
+        out_dir=out or str(Path(args.out) / "eval" / agent),
+        seed=0,
+        progress=False,
+        benchmark="synthetic-hr-small",
+        label=agent,
+        bin_edges=args.bin_edges,
+    )
 
 
 def _field_docs(cls: type) -> dict[str, str]:
     """The docstring under each dataclass field (cleanrl style), by field name."""
     source = inspect.getsource(cls)
-    return {m.group(1): " ".join(m.group(2).split())
-            for m in re.finditer(r"^    (\w+): [^\n]+\n    \"\"\"(.*?)\"\"\"", source, re.MULTILINE | re.DOTALL)}  # fmt: skip
+    return {
+        m.group(1): " ".join(m.group(2).split())
+        for m in re.finditer(
+            r"^    (\w+): [^\n]+\n    \"\"\"(.*?)\"\"\"", source, re.MULTILINE | re.DOTALL
+        )
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agents.baselines.sb3_ppo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m agents.baselines.sb3_ppo", description=__doc__.split("\n\n")[0]
+    )
     docs = _field_docs(PPOArgs)
     for f in dataclasses.fields(PPOArgs):
         if f.name == "extra_env_kwargs":
@@ -267,19 +334,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         default = f.default
         flag, text = f"--{f.name.replace('_', '-')}", f"{docs.get(f.name, '')} (default {default})"
         if isinstance(default, tuple):
-            parser.add_argument(flag, type=type(default[0]), nargs="+" if f.name == "grids" else len(default),
-                                default=default, help=text)  # fmt: skip
+            parser.add_argument(
+                flag,
+                type=type(default[0]),
+                nargs="+" if f.name == "grids" else len(default),
+                default=default,
+                help=text,
+            )
         else:
             parser.add_argument(flag, type=type(default), default=default, help=text)
-    parser.add_argument("--skip-train", action="store_true", help="evaluate an existing --out/model.zip")
-    parser.add_argument("--baselines", action="store_true", help="also evaluate the scripted baselines on the same setting")
+    parser.add_argument(
+        "--skip-train", action="store_true", help="evaluate an existing --out/model.zip"
+    )
+    parser.add_argument(
+        "--baselines",
+        action="store_true",
+        help="also evaluate the scripted baselines on the same setting",
+    )
     ns = vars(parser.parse_args(list(sys.argv[1:] if argv is None else argv)))
     skip, with_baselines = ns.pop("skip_train"), ns.pop("baselines")
     ns = {k: tuple(v) if isinstance(v, list) else v for k, v in ns.items()}
     args = PPOArgs(**ns)
     if not skip:
         train(args)
-        print(json.loads((Path(args.out) / "ppo_config.json").read_text())["train_seconds"], "s of training")
+        print(
+            json.loads((Path(args.out) / "ppo_config.json").read_text())["train_seconds"],
+            "s of training",
+        )
     from grounding_gym.eval.report import summary_markdown
 
     print(summary_markdown(evaluate_trained(args)))

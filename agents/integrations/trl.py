@@ -96,7 +96,9 @@ def completion_text(completion: Any) -> str:
         if isinstance(content, str):
             texts.append(content)
         elif isinstance(content, list):
-            texts += [part.get("text", "") for part in content if part.get("type", "text") == "text"]
+            texts += [
+                part.get("text", "") for part in content if part.get("type", "text") == "text"
+            ]
     return "".join(texts)
 
 
@@ -115,9 +117,18 @@ def _prompt_key(prompt: Sequence[dict[str, Any]], image: Any) -> str:
         digest.update(_message_text(message).encode())
         content = message.get("content")
         if image is None and isinstance(content, list):
-            image = next((p.get("image") for p in content if p.get("type") == "image" and p.get("image") is not None), None)
+            image = next(
+                (
+                    p.get("image")
+                    for p in content
+                    if p.get("type") == "image" and p.get("image") is not None
+                ),
+                None,
+            )
     if image is not None:
-        array = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image, dtype=np.uint8)
+        array = np.asarray(
+            image.convert("RGB") if hasattr(image, "convert") else image, dtype=np.uint8
+        )
         digest.update(str(array.shape).encode())
         digest.update(array.tobytes())
     return digest.hexdigest()
@@ -139,7 +150,11 @@ def first_observation_row(env: Any, sample_id: Any) -> dict[str, Any]:
     sample_id = int(sample_id) if isinstance(sample_id, (int, np.integer)) else sample_id
     obs, info = env.reset(options={"sample_id": sample_id})
     prompt = [{"role": m["role"], "content": _message_text(m)} for m in info["messages"]]
-    return {"prompt": prompt, "image": Image.fromarray(obs["image"]), "sample_id": info["sample_id"]}
+    return {
+        "prompt": prompt,
+        "image": Image.fromarray(obs["image"]),
+        "sample_id": info["sample_id"],
+    }
 
 
 def srpo_by_sample(
@@ -160,7 +175,9 @@ def srpo_by_sample(
     from agents.algos import srpo
 
     groups = {sid: i for i, sid in enumerate(dict.fromkeys(sample_ids))}
-    advantages = srpo(list(rewards), [groups[s] for s in sample_ids], rel_areas=list(rel_areas), **options)
+    advantages = srpo(
+        list(rewards), [groups[s] for s in sample_ids], rel_areas=list(rel_areas), **options
+    )
     return [float(a) for a in advantages]
 
 
@@ -212,7 +229,9 @@ def trl_run_setup(
 
     tiny = model_path is None
     path = tiny_qwen25vl_path() if tiny else model_path
-    model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.bfloat16 if bf16 else torch.float32)
+    model = AutoModelForImageTextToText.from_pretrained(
+        path, dtype=torch.bfloat16 if bf16 else torch.float32
+    )
     processor = load_processor(path)
     processor.tokenizer.padding_side = "left"
     dataset_kwargs: dict[str, Any] = {"num_samples": num_samples}
@@ -225,7 +244,9 @@ def trl_run_setup(
     if lora_r:
         from peft import LoraConfig
 
-        peft_config = LoraConfig(r=lora_r, lora_alpha=2 * lora_r, target_modules=DEFAULT_LORA_TARGETS)
+        peft_config = LoraConfig(
+            r=lora_r, lora_alpha=2 * lora_r, target_modules=DEFAULT_LORA_TARGETS
+        )
     return TRLRunSetup(model, processor, env_kwargs, peft_config, tiny)
 
 
@@ -267,7 +288,9 @@ class TRLEnvAdapter:
         self.env_reward = self._term_reward("env_reward", "episode_reward", "reward")
         self.answer_reward = self._term_reward("answer_reward", "episode_answer", "answer")
         self.format_reward = self._term_reward("format_reward", "episode_format", "format")
-        self.grounding_reward = self._term_reward("grounding_reward", "episode_grounding", "grounding")
+        self.grounding_reward = self._term_reward(
+            "grounding_reward", "episode_grounding", "grounding"
+        )
 
     def _make_env(self) -> Any:
         return self._gym.make(self.env_id, **copy.deepcopy(self.env_kwargs)).unwrapped
@@ -320,8 +343,12 @@ class TRLEnvAdapter:
             "reward": float(reward),
             "answer": float(terms.get("answer", 0.0)),
             "format": float(terms.get("format", 0.0)),
-            "grounding": float(info.get("crop_iou") or 0.0) if info.get("action_kind") == "crop" else float(terms.get("grounding", 0.0)),
-            "rel_area": math.nan if info.get("crop_rel_area") is None else float(info["crop_rel_area"]),
+            "grounding": float(info.get("crop_iou") or 0.0)
+            if info.get("action_kind") == "crop"
+            else float(terms.get("grounding", 0.0)),
+            "rel_area": math.nan
+            if info.get("crop_rel_area") is None
+            else float(info["crop_rel_area"]),
         }
         self._replays[key] = result
         while len(self._replays) > self._replay_cache_size:
@@ -335,8 +362,13 @@ class TRLEnvAdapter:
                 return [float(v) for v in kwargs[episode_key]]
             sample_ids = kwargs.get("sample_id")
             if sample_ids is None:
-                raise ValueError(f"{name} needs the dataset column 'sample_id' (use TRLEnvAdapter.dataset)")
-            return [self.replay(s, completion_text(c))[replay_key] for s, c in zip(sample_ids, completions, strict=True)]
+                raise ValueError(
+                    f"{name} needs the dataset column 'sample_id' (use TRLEnvAdapter.dataset)"
+                )
+            return [
+                self.replay(s, completion_text(c))[replay_key]
+                for s, c in zip(sample_ids, completions, strict=True)
+            ]
 
         reward.__name__ = reward.__qualname__ = name
         reward.__doc__ = (
@@ -355,8 +387,13 @@ class TRLEnvAdapter:
         if kwargs.get("episode_rel_area") is not None:
             areas = [float(a) for a in kwargs["episode_rel_area"]]
         else:
-            areas = [self.replay(s, completion_text(c))["rel_area"] for s, c in zip(kwargs["sample_id"], completions, strict=True)]
-        return srpo_by_sample(rewards, kwargs["sample_id"], areas, **getattr(self, "srpo_options", {}))
+            areas = [
+                self.replay(s, completion_text(c))["rel_area"]
+                for s, c in zip(kwargs["sample_id"], completions, strict=True)
+            ]
+        return srpo_by_sample(
+            rewards, kwargs["sample_id"], areas, **getattr(self, "srpo_options", {})
+        )
 
     def reward_funcs(self, *names: str) -> list[RewardFunc]:
         """Reward functions by name (default: `env_reward`)."""
@@ -374,12 +411,18 @@ class TRLEnvAdapter:
             kwargs.setdefault("temperature", float(getattr(trainer, "temperature", 1.0) or 1.0))
             kwargs.setdefault("top_p", float(getattr(trainer, "top_p", 1.0) or 1.0))
             kwargs.setdefault("top_k", int(getattr(trainer, "top_k", 0) or 0))
-            kwargs.setdefault("max_new_tokens", int(getattr(trainer, "max_completion_length", 256) or 256))
-            policy = (self.policy_cls or HFPolicy).from_model(model, trainer.processing_class, **kwargs)
+            kwargs.setdefault(
+                "max_new_tokens", int(getattr(trainer, "max_completion_length", 256) or 256)
+            )
+            policy = (self.policy_cls or HFPolicy).from_model(
+                model, trainer.processing_class, **kwargs
+            )
             self._policies = {id(model): policy}
         return policy
 
-    def rollout_func(self, prompts: Sequence[Sequence[dict[str, Any]]], trainer: Any) -> dict[str, list]:
+    def rollout_func(
+        self, prompts: Sequence[Sequence[dict[str, Any]]], trainer: Any
+    ) -> dict[str, list]:
         """TRL `rollout_func`: one whole episode per prompt with the trainer's current model.
 
         Returns:
@@ -394,10 +437,21 @@ class TRLEnvAdapter:
         policy = self._policy(trainer)
         jobs = [RolloutJob(self.sample_of(p), group_id=i) for i, p in enumerate(prompts)]
         trajectories = run_jobs(self._pool(len(jobs)), policy, jobs)
-        out: dict[str, list] = {k: [] for k in (
-            "prompt_ids", "completion_ids", "logprobs", "episode_reward", "episode_answer",
-            "episode_format", "episode_grounding", "episode_rel_area", "episode_turns", "episode_correct",
-        )}  # fmt: skip
+        out: dict[str, list] = {
+            k: []
+            for k in (
+                "prompt_ids",
+                "completion_ids",
+                "logprobs",
+                "episode_reward",
+                "episode_answer",
+                "episode_format",
+                "episode_grounding",
+                "episode_rel_area",
+                "episode_turns",
+                "episode_correct",
+            )
+        }
         for traj in trajectories:
             first = traj.turns[0].generation
             out["prompt_ids"].append(policy.prompt_token_ids(traj.messages[:2]))

@@ -142,9 +142,13 @@ class GroundingToolEnv:
         except (TypeError, ValueError):
             return f"Error: crop needs four numbers x1, y1, x2, y2; got {x1!r}, {y1!r}, {x2!r}, {y2!r}."
         obs, info = self._step(action)
-        if info["crop_box"] is None:  # refused (invalid_box="reject"): the env's message, no new view
+        if (
+            info["crop_box"] is None
+        ):  # refused (invalid_box="reject"): the env's message, no new view
             return obs["dialogue"]
-        view = self.views[-1]  # the env's own PIL copy of the new view (in its messages), not a second one
+        view = self.views[
+            -1
+        ]  # the env's own PIL copy of the new view (in its messages), not a second one
         return [{"type": "image", "image": view}, {"type": "text", "text": obs["dialogue"]}]
 
     def answer(self, choice: str) -> str:
@@ -223,7 +227,9 @@ class GroundingToolEnv:
 
     def _info_or_raise(self) -> dict[str, Any]:
         if self._reset_info is None:
-            raise RuntimeError("GroundingToolEnv has no episode yet: call reset(sample_id=...) first")
+            raise RuntimeError(
+                "GroundingToolEnv has no episode yet: call reset(sample_id=...) first"
+            )
         return self._reset_info
 
     def _over_message(self) -> str:
@@ -293,11 +299,15 @@ def tool_calling_processor(processor: Any) -> Any:
 def _environments(kwargs: dict[str, Any]) -> list[GroundingToolEnv]:
     environments = kwargs.get("environments")
     if environments is None:
-        raise ValueError("this reward reads TRL's `environments` kwarg: train with environment_factory=GroundingToolEnv")
+        raise ValueError(
+            "this reward reads TRL's `environments` kwarg: train with environment_factory=GroundingToolEnv"
+        )
     return environments
 
 
-def _env_reward_func(name: str, value: Callable[[GroundingToolEnv], float | None], doc: str) -> Callable[..., list]:
+def _env_reward_func(
+    name: str, value: Callable[[GroundingToolEnv], float | None], doc: str
+) -> Callable[..., list]:
     def reward(completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
         return [value(env) for env in _environments(kwargs)]
 
@@ -330,16 +340,26 @@ def make_srpo_reward(**options: Any) -> Callable[..., list]:
 
 TOOL_REWARDS: dict[str, Callable[..., list]] = {
     "env_reward": _env_reward_func("env_reward", lambda e: e.episode_return, "the episode return."),
-    "answer_reward": _env_reward_func("answer_reward", lambda e: e.reward_terms["answer"], "the answer term (1 = correct)."),
-    "format_reward": _env_reward_func("format_reward", lambda e: e.reward_terms["format"], "format terms, summed over steps."),
+    "answer_reward": _env_reward_func(
+        "answer_reward", lambda e: e.reward_terms["answer"], "the answer term (1 = correct)."
+    ),
+    "format_reward": _env_reward_func(
+        "format_reward", lambda e: e.reward_terms["format"], "format terms, summed over steps."
+    ),
     "grounding_reward": _env_reward_func(
-        "grounding_reward", lambda e: e.reward_terms["grounding"], "the grounding term (IoU of the crops, last step)."
+        "grounding_reward",
+        lambda e: e.reward_terms["grounding"],
+        "the grounding term (IoU of the crops, last step).",
     ),
     "crop_rel_area": _env_reward_func(
-        "crop_rel_area", lambda e: _or_none(e.crop_rel_area), "first crop's area / image area (None: no crop)."
+        "crop_rel_area",
+        lambda e: _or_none(e.crop_rel_area),
+        "first crop's area / image area (None: no crop).",
     ),
     "target_rel_area": _env_reward_func(
-        "target_rel_area", lambda e: _or_none(e.target_rel_area), "target area / image area (None: no ground truth)."
+        "target_rel_area",
+        lambda e: _or_none(e.target_rel_area),
+        "target area / image area (None: no ground truth).",
     ),
     "srpo_reward": make_srpo_reward(),
 }

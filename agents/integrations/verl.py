@@ -84,7 +84,15 @@ AGENT_LOOP_NAME = "grounding_gym"
 """Name of the agent loop in verl's registry (a dataset row's ``agent_name``, or
 ``actor_rollout_ref.rollout.agent.default_agent_loop``)."""
 
-EPISODE_FIELDS = ("answer", "format", "grounding", "correct", "num_crops", "rel_areas", "target_rel_areas")
+EPISODE_FIELDS = (
+    "answer",
+    "format",
+    "grounding",
+    "correct",
+    "num_crops",
+    "rel_areas",
+    "target_rel_areas",
+)
 """Keys of ``reward_extra_info``, one float per episode: the env's reward terms summed over the
 episode, ``correct`` in {0, 1}, the number of accepted crops, the first crop's area / image area
 (NaN without a crop: SRPO's scale) and the target's area / image area (NaN without a target)."""
@@ -199,43 +207,65 @@ class GroundingGymAgentLoop(AgentLoopBase):
         finally:
             _ENVS.give_back(key, env)
 
-    async def _episode(self, env: Any, sample_id: Any, sampling_params: dict[str, Any]) -> AgentLoopOutput:
+    async def _episode(
+        self, env: Any, sample_id: Any, sampling_params: dict[str, Any]
+    ) -> AgentLoopOutput:
         obs, info = env.reset(options={"sample_id": sample_id})
         messages = info["messages"]
         images = message_images(messages)
         self._assert_mm_supported(bool(images))
         prompt_ids = await self.ct_build_initial_tokens(messages, images=images)
-        trajectory = Trajectory(sample_id=info["sample_id"], group_id=0, reset_info=strip_info(info))
+        trajectory = Trajectory(
+            sample_id=info["sample_id"], group_id=0, reset_info=strip_info(info)
+        )
         tokens, mask, logprobs = list(prompt_ids), [], []
         metrics: dict[str, Any] = {}
         request_id = uuid4().hex
         for _ in range(MAX_EPISODE_STEPS):
             with simple_timer("generate_sequences", metrics):
                 output = await self.server_manager.generate(
-                    request_id=request_id, prompt_ids=tokens, sampling_params=sampling_params, image_data=images,
-                )  # fmt: skip
+                    request_id=request_id,
+                    prompt_ids=tokens,
+                    sampling_params=sampling_params,
+                    image_data=images,
+                )
             merged, mask, logprobs = await self.ct_merge_assistant_token(
-                tokens, output.token_ids, mask, logprobs if output.log_probs else None,
+                tokens,
+                output.token_ids,
+                mask,
+                logprobs if output.log_probs else None,
                 assistant_logprobs=output.log_probs or None,
-            )  # fmt: skip
+            )
             tokens, logprobs = merged.token_ids, logprobs or []
-            text = self.tokenizer.decode(output.token_ids, skip_special_tokens=True)  # for env.step only
+            text = self.tokenizer.decode(
+                output.token_ids, skip_special_tokens=True
+            )  # for env.step only
             with simple_timer("tool_calls", metrics):
                 step = await self.loop.run_in_executor(None, env.step, text)
             next_obs, reward, terminated, truncated, info = step
             generation = Generation(text, tuple(output.token_ids), tuple(output.log_probs or ()))
-            trajectory.turns.append(Turn(obs, generation, float(reward), dict(info["reward_terms"]), strip_info(info)))
+            trajectory.turns.append(
+                Turn(obs, generation, float(reward), dict(info["reward_terms"]), strip_info(info))
+            )
             # env messages now: the old ones, this assistant turn, then the env's new turn(s)
-            before, messages, obs = info["messages"][: len(messages) + 1], info["messages"], next_obs
+            before, messages, obs = (
+                info["messages"][: len(messages) + 1],
+                info["messages"],
+                next_obs,
+            )
             if terminated or truncated or len(mask) >= self.response_length:
                 break
-            merged, mask, logprobs = await self.ct_merge_context_msg(before, messages, tokens, mask, logprobs or None)
+            merged, mask, logprobs = await self.ct_merge_context_msg(
+                before, messages, tokens, mask, logprobs or None
+            )
             tokens, logprobs = merged.token_ids, logprobs or []
             images = images + message_images(messages[len(before) :])
             if len(mask) >= self.response_length:
                 break
         else:
-            raise RuntimeError(f"{env!r} ran {MAX_EPISODE_STEPS} steps without ending; give it max_turns")
+            raise RuntimeError(
+                f"{env!r} ran {MAX_EPISODE_STEPS} steps without ending; give it max_turns"
+            )
         trajectory.messages = messages
         return self._output(tokens, mask, logprobs, images, trajectory, metrics)
 
@@ -278,9 +308,13 @@ def _rollout_field(non_tensor_batch: Mapping[str, Any] | None, name: str, size: 
             f"reward_extra_info puts it there; verl 0.9.1 passes non_tensor_batch to estimators "
             f"only after agents.integrations.verl.install_advantage_hook()). Present keys: {have}."
         )
-    values = [math.nan if v is None else float(v) for v in np.asarray(non_tensor_batch[name]).tolist()]
+    values = [
+        math.nan if v is None else float(v) for v in np.asarray(non_tensor_batch[name]).tolist()
+    ]
     if len(values) != size:
-        raise ValueError(f"non_tensor_batch[{name!r}] has {len(values)} rows, the batch has {size}.")
+        raise ValueError(
+            f"non_tensor_batch[{name!r}] has {len(values)} rows, the batch has {size}."
+        )
     return np.asarray(values, dtype=np.float64)
 
 
@@ -290,7 +324,9 @@ def _options(name: str, config: Any) -> dict[str, Any]:
     allowed = ours.estimator_options(name)
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise ValueError(f"algorithm.{name}_kwargs: unknown option(s) {unknown}; {name!r} takes {sorted(allowed)}.")
+        raise ValueError(
+            f"algorithm.{name}_kwargs: unknown option(s) {unknown}; {name!r} takes {sorted(allowed)}."
+        )
     return options
 
 
@@ -310,11 +346,16 @@ def _verl_estimator(name: str):
         for field in ours.estimator_inputs(name):
             if field == "lengths":
                 inputs[field] = response_mask.sum(dim=-1)
-            elif field in ours.estimator_needs(name) or (non_tensor_batch and field in non_tensor_batch):
+            elif field in ours.estimator_needs(name) or (
+                non_tensor_batch and field in non_tensor_batch
+            ):
                 inputs[field] = _rollout_field(non_tensor_batch, field, rewards.shape[0])
         fn = ours.get_advantage_estimator(name)
         adv = fn(rewards, [str(i) for i in index], **inputs, **_options(name, config))
-        scores = adv.to(token_level_rewards.device, token_level_rewards.dtype).unsqueeze(-1) * response_mask
+        scores = (
+            adv.to(token_level_rewards.device, token_level_rewards.dtype).unsqueeze(-1)
+            * response_mask
+        )
         return scores, scores
 
     estimator.__name__ = estimator.__qualname__ = f"verl_{name}"
@@ -350,7 +391,9 @@ def install_advantage_hook() -> None:
     if getattr(original, "grounding_gym_hook", False):
         return
 
-    def compute_advantage(data: Any, adv_estimator: Any, *args: Any, config: Any = None, **kwargs: Any) -> Any:
+    def compute_advantage(
+        data: Any, adv_estimator: Any, *args: Any, config: Any = None, **kwargs: Any
+    ) -> Any:
         name = getattr(adv_estimator, "value", adv_estimator)
         if name not in VERL_ESTIMATORS:
             return original(data, adv_estimator, *args, config=config, **kwargs)
@@ -373,4 +416,3 @@ def setup_ray_worker() -> None:
     """Ray ``worker_process_setup_hook``: registers the agent loop and estimators (importing
     this module) and installs `install_advantage_hook` in every Ray worker process."""
     install_advantage_hook()
-

@@ -66,6 +66,8 @@ def make_policy(name: str, **kwargs: Any) -> Any:
         try:
             module = importlib.import_module(module_name)
         except ImportError as err:
-            raise ImportError(f"policy {name!r} needs {module_name!r}, which failed to import: {err}") from err
+            raise ImportError(
+                f"policy {name!r} needs {module_name!r}, which failed to import: {err}"
+            ) from err
         target = getattr(module, attr)
     return target(**kwargs)

@@ -117,7 +117,11 @@ class Policy(Protocol):
     """
 
     def act(
-        self, observations: Sequence[dict[str, Any]], infos: Sequence[dict[str, Any]], *, greedy: bool = False
+        self,
+        observations: Sequence[dict[str, Any]],
+        infos: Sequence[dict[str, Any]],
+        *,
+        greedy: bool = False,
     ) -> list[Generation]: ...
 
     def trajectory_logprobs(self, trajectories: Sequence[Trajectory]) -> tuple[Any, Any]: ...

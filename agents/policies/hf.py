@@ -130,8 +130,12 @@ def load_processor(model_name_or_path: str, **kwargs: Any) -> Any:
         if "video" not in message and "torchvision" not in message:
             raise
         tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, **kwargs)
-        image_processor = AutoImageProcessor.from_pretrained(model_name_or_path, backend="pil", **kwargs)
-        chat_template = getattr(tokenizer, "chat_template", None) or _saved_chat_template(model_name_or_path, **kwargs)
+        image_processor = AutoImageProcessor.from_pretrained(
+            model_name_or_path, backend="pil", **kwargs
+        )
+        chat_template = getattr(tokenizer, "chat_template", None) or _saved_chat_template(
+            model_name_or_path, **kwargs
+        )
         warnings.warn(
             f"AutoProcessor could not load {model_name_or_path!r} ({exc}); using an image-only "
             "processor (PIL image processor + tokenizer). Install torchvision for the stock one.",
@@ -147,13 +151,18 @@ def _saved_chat_template(model_name_or_path: str, **kwargs: Any) -> str | None:
 
     from transformers.utils import cached_file
 
-    hub_kwargs = {k: kwargs[k] for k in ("cache_dir", "revision", "token", "local_files_only") if k in kwargs}
+    hub_kwargs = {
+        k: kwargs[k] for k in ("cache_dir", "revision", "token", "local_files_only") if k in kwargs
+    }
     for name in ("chat_template.jinja", "chat_template.json"):
         try:
             path = cached_file(
-                model_name_or_path, name, _raise_exceptions_for_missing_entries=False,
-                _raise_exceptions_for_connection_errors=False, **hub_kwargs,
-            )  # fmt: skip
+                model_name_or_path,
+                name,
+                _raise_exceptions_for_missing_entries=False,
+                _raise_exceptions_for_connection_errors=False,
+                **hub_kwargs,
+            )
         except OSError:
             path = None
         if path and os.path.isfile(path):
@@ -182,7 +191,9 @@ def _to_pil(image: Any) -> Image.Image:
         return image if image.mode == "RGB" else image.convert("RGB")
     array = np.asarray(image)
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
-        raise ValueError(f"images must be PIL or uint8 (H, W, 3) arrays, got {array.dtype} {array.shape}")
+        raise ValueError(
+            f"images must be PIL or uint8 (H, W, 3) arrays, got {array.dtype} {array.shape}"
+        )
     return Image.fromarray(array)
 
 
@@ -270,7 +281,9 @@ class HFPolicy(torch.nn.Module):
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         if not temperature > 0:
-            raise ValueError(f"temperature must be > 0 (use act(greedy=True) for argmax), got {temperature}")
+            raise ValueError(
+                f"temperature must be > 0 (use act(greedy=True) for argmax), got {temperature}"
+            )
         if not 0 < top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {top_p}")
         if top_k < 0:
@@ -287,7 +300,9 @@ class HFPolicy(torch.nn.Module):
         self.processor = processor if processor is not None else load_processor(self.name)
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         self.image_processor = self.processor.image_processor
-        self.chat_template = getattr(self.processor, "chat_template", None) or self.tokenizer.chat_template
+        self.chat_template = (
+            getattr(self.processor, "chat_template", None) or self.tokenizer.chat_template
+        )
         if self.chat_template is None:
             raise ValueError(f"{self.name!r} has no chat template (processor or tokenizer)")
         self._set_pixel_budget(image_min_pixels, image_max_pixels)
@@ -305,9 +320,13 @@ class HFPolicy(torch.nn.Module):
         if gradient_checkpointing:
             base = self._base_model()
             if hasattr(base, "activation_checkpointing_enable"):  # transformers >= 5.x name
-                base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+                base.activation_checkpointing_enable(
+                    activation_checkpointing_kwargs={"use_reentrant": False}
+                )
             else:
-                base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+                base.gradient_checkpointing_enable(
+                    gradient_checkpointing_kwargs={"use_reentrant": False}
+                )
             base.config.use_cache = False
 
         self._init_token_ids(suppress_token_ids)
@@ -344,7 +363,9 @@ class HFPolicy(torch.nn.Module):
         if min_pixels is not None or max_pixels is not None:
             self.image_processor.size = SizeDict(shortest_edge=lo, longest_edge=hi)
         self.min_pixels, self.max_pixels = lo, hi
-        self.patch_factor = int(self.image_processor.patch_size) * int(self.image_processor.merge_size)
+        self.patch_factor = int(self.image_processor.patch_size) * int(
+            self.image_processor.merge_size
+        )
 
     def _init_token_ids(self, suppress_token_ids: Sequence[int] | None) -> None:
         tok = self.tokenizer
@@ -437,7 +458,9 @@ class HFPolicy(torch.nn.Module):
 
         w, h = image.size
         lo, hi = self.min_pixels or 0, self.max_pixels or math.inf
-        target_h, target_w = smart_resize(h, w, factor=self.patch_factor, min_pixels=lo, max_pixels=hi)
+        target_h, target_w = smart_resize(
+            h, w, factor=self.patch_factor, min_pixels=lo, max_pixels=hi
+        )
         if (target_w, target_h) != (w, h):
             self._warned_resize = True
             warnings.warn(
@@ -458,15 +481,24 @@ class HFPolicy(torch.nn.Module):
         out = self.image_processor(images=list(images), return_tensors="pt")
         grid = out["image_grid_thw"]
         counts = (grid.prod(-1) // (self.merge_size**2)).tolist()
-        return {"pixel_values": out["pixel_values"], "image_grid_thw": grid}, [int(c) for c in counts]
+        return {"pixel_values": out["pixel_values"], "image_grid_thw": grid}, [
+            int(c) for c in counts
+        ]
 
-    def _render(self, messages: Sequence[dict[str, Any]], add_generation_prompt: bool) -> tuple[list[str], list[Image.Image]]:
+    def _render(
+        self, messages: Sequence[dict[str, Any]], add_generation_prompt: bool
+    ) -> tuple[list[str], list[Image.Image]]:
         """Chat-template text split at the assistant placeholders, and the images in order."""
         rendered_messages, images, k = [], [], 0
         for message in messages:
             content = message.get("content")
             if message.get("role") == "assistant":
-                rendered_messages.append({"role": "assistant", "content": [{"type": "text", "text": _PLACEHOLDER.format(k)}]})
+                rendered_messages.append(
+                    {
+                        "role": "assistant",
+                        "content": [{"type": "text", "text": _PLACEHOLDER.format(k)}],
+                    }
+                )
                 k += 1
                 continue
             if isinstance(content, str):
@@ -492,7 +524,9 @@ class HFPolicy(torch.nn.Module):
         segments = parts[0::2]
         order = [int(i) for i in parts[1::2]]
         if order != list(range(k)):
-            raise ValueError(f"the chat template reordered or dropped assistant turns: {order} vs {k}")
+            raise ValueError(
+                f"the chat template reordered or dropped assistant turns: {order} vs {k}"
+            )
         if text.count(self.image_token) != len(images):
             raise ValueError(
                 f"the chat template rendered {text.count(self.image_token)} image placeholders for "
@@ -524,7 +558,9 @@ class HFPolicy(torch.nn.Module):
         """
         segments, images = self._render(messages, add_generation_prompt)
         if len(assistant_ids) != len(segments) - 1:
-            raise ValueError(f"{len(segments) - 1} assistant turns but {len(assistant_ids)} id lists")
+            raise ValueError(
+                f"{len(segments) - 1} assistant turns but {len(assistant_ids)} id lists"
+            )
         image_inputs, counts = self._encode_images(images)
         count_iter = iter(counts)
         ids: list[int] = []
@@ -532,7 +568,12 @@ class HFPolicy(torch.nn.Module):
         previous: Sequence[int] = ()
         for j, segment in enumerate(segments):
             seg_ids = self._tokenize_segment(segment, count_iter)
-            if previous and seg_ids and previous[-1] in self.eos_token_ids and seg_ids[0] == previous[-1]:
+            if (
+                previous
+                and seg_ids
+                and previous[-1] in self.eos_token_ids
+                and seg_ids[0] == previous[-1]
+            ):
                 seg_ids = seg_ids[1:]  # the model already emitted the template's end-of-turn token
             ids += seg_ids
             if j < len(assistant_ids):
@@ -545,7 +586,9 @@ class HFPolicy(torch.nn.Module):
         if forced is None:
             return None
         if isinstance(forced, str):
-            return self.tokenizer(forced, add_special_tokens=False)["input_ids"] + [self.eos_token_ids[0]]
+            return self.tokenizer(forced, add_special_tokens=False)["input_ids"] + [
+                self.eos_token_ids[0]
+            ]
         ids = [int(t) for t in forced]
         if not ids:
             raise ValueError("a forced token-id sequence must not be empty")
@@ -556,7 +599,11 @@ class HFPolicy(torch.nn.Module):
         never resizes a view: pass them to `gym.make(...)`."""
         if self.min_pixels is None or self.max_pixels is None:
             raise ValueError("the processor has no min/max pixel budget; set image_min/max_pixels")
-        return {"min_pixels": int(self.min_pixels), "max_pixels": int(self.max_pixels), "patch_size": self.patch_factor}
+        return {
+            "min_pixels": int(self.min_pixels),
+            "max_pixels": int(self.max_pixels),
+            "patch_size": self.patch_factor,
+        }
 
     def _cached_ids(self, text: str) -> tuple[int, ...]:
         ids = self._token_cache.get(text)
@@ -588,7 +635,9 @@ class HFPolicy(torch.nn.Module):
         }
         with_images = [x for x in image_inputs if x]
         if with_images:
-            batch["pixel_values"] = torch.cat([x["pixel_values"] for x in with_images]).to(self.dtype)
+            batch["pixel_values"] = torch.cat([x["pixel_values"] for x in with_images]).to(
+                self.dtype
+            )
             batch["image_grid_thw"] = torch.cat([x["image_grid_thw"] for x in with_images])
         return {k: v.to(self.device) for k, v in batch.items()}
 
@@ -596,7 +645,9 @@ class HFPolicy(torch.nn.Module):
         """The convention of the module docstring: float32, suppressed ids out, / temperature."""
         logits = logits.float()
         if self.suppress_token_ids:
-            logits = logits.index_fill(-1, torch.tensor(self.suppress_token_ids, device=logits.device), float("-inf"))
+            logits = logits.index_fill(
+                -1, torch.tensor(self.suppress_token_ids, device=logits.device), float("-inf")
+            )
         return torch.log_softmax(logits / self.temperature, dim=-1)
 
     # ------------------------------------------------------------------ protocol
@@ -633,8 +684,12 @@ class HFPolicy(torch.nn.Module):
         for info in infos:
             messages = info.get("messages")
             if not messages:
-                raise ValueError("HFPolicy.act needs info['messages'] (the env's conversation so far)")
-            assistant = [self._cached_ids(_message_text(m)) for m in messages if m.get("role") == "assistant"]
+                raise ValueError(
+                    "HFPolicy.act needs info['messages'] (the env's conversation so far)"
+                )
+            assistant = [
+                self._cached_ids(_message_text(m)) for m in messages if m.get("role") == "assistant"
+            ]
             ids, _, _, inputs = self._encode(messages, assistant, add_generation_prompt=True)
             rows.append(ids)
             image_inputs.append(inputs)
@@ -675,7 +730,10 @@ class HFPolicy(torch.nn.Module):
         new_tokens = out.sequences[:, prompt_len:]  # (B, n)
         # (B, n) log-probs of the sampled tokens, one step at a time (never a (B, n, V) tensor)
         logp = torch.stack(
-            [self._logprob_logits(step).gather(-1, new_tokens[:, t, None])[:, 0] for t, step in enumerate(out.logits)],
+            [
+                self._logprob_logits(step).gather(-1, new_tokens[:, t, None])[:, 0]
+                for t, step in enumerate(out.logits)
+            ],
             dim=1,
         ).cpu()
         new_tokens = new_tokens.cpu()
@@ -691,7 +749,9 @@ class HFPolicy(torch.nn.Module):
             generations.append(Generation(text=text, token_ids=tuple(ids), logprobs=tuple(lps)))
         return generations
 
-    def trajectory_logprobs(self, trajectories: Sequence[Trajectory]) -> tuple[torch.Tensor, torch.Tensor]:
+    def trajectory_logprobs(
+        self, trajectories: Sequence[Trajectory]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-probs (with grad) of every trajectory's policy tokens, from one forward pass.
 
         Returns:
@@ -707,7 +767,9 @@ class HFPolicy(torch.nn.Module):
         rows, positions, image_inputs, targets = [], [], [], []
         for traj in trajectories:
             messages = list(traj.messages)
-            last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=-1)
+            last = max(
+                (i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=-1
+            )
             n_assistant = sum(1 for m in messages if m.get("role") == "assistant")
             if n_assistant != len(traj.turns):
                 raise ValueError(
@@ -715,7 +777,9 @@ class HFPolicy(torch.nn.Module):
                     f"{len(traj.turns)} turns; Trajectory.messages must be the final info['messages']"
                 )
             assistant = [t.generation.token_ids for t in traj.turns]
-            ids, pos, _, inputs = self._encode(messages[: last + 1], assistant, add_generation_prompt=False)
+            ids, pos, _, inputs = self._encode(
+                messages[: last + 1], assistant, add_generation_prompt=False
+            )
             rows.append(ids)
             positions.append(pos)
             image_inputs.append(inputs)
@@ -725,7 +789,9 @@ class HFPolicy(torch.nn.Module):
         # Only the logits that predict a policy token: positions p - 1, union over the batch.
         keep = sorted({p - 1 for pos in positions for p in pos})
         if not keep or keep[0] < 0:
-            raise ValueError("a policy token sits at position 0 (no context); the chat template is broken")
+            raise ValueError(
+                "a policy token sits at position 0 (no context); the chat template is broken"
+            )
         keep_t = torch.tensor(keep, dtype=torch.long, device=self.device)
         out = self.model(**batch, logits_to_keep=keep_t, use_cache=False)
         logits = out.logits  # (B, len(keep), V)
@@ -751,32 +817,49 @@ class HFPolicy(torch.nn.Module):
         messages = list(trajectory.messages)
         last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=-1)
         assistant = [t.generation.token_ids for t in trajectory.turns]
-        ids, positions, _, _ = self._encode(messages[: last + 1], assistant, add_generation_prompt=False)
+        ids, positions, _, _ = self._encode(
+            messages[: last + 1], assistant, add_generation_prompt=False
+        )
         spans, start = [], 0
         for turn in trajectory.turns:
             n = len(turn.generation.token_ids)
-            spans.append(self.tokenizer.decode([ids[p] for p in positions[start : start + n]], skip_special_tokens=True))
+            spans.append(
+                self.tokenizer.decode(
+                    [ids[p] for p in positions[start : start + n]], skip_special_tokens=True
+                )
+            )
             start += n
         return spans
 
     def prompt_token_ids(self, messages: Sequence[dict[str, Any]]) -> list[int]:
         """Token ids `act` would feed for `messages` (generation prompt appended, image pads
         expanded): e.g. TRL's `prompt_ids` of a first observation."""
-        assistant = [self._cached_ids(_message_text(m)) for m in messages if m.get("role") == "assistant"]
+        assistant = [
+            self._cached_ids(_message_text(m)) for m in messages if m.get("role") == "assistant"
+        ]
         return self._encode(messages, assistant, add_generation_prompt=True)[0]
 
-    def engine_prompt(self, messages: Sequence[dict[str, Any]]) -> tuple[list[int], list[Image.Image]]:
+    def engine_prompt(
+        self, messages: Sequence[dict[str, Any]]
+    ) -> tuple[list[int], list[Image.Image]]:
         """`(token ids, images)` for an inference engine that expands image placeholders itself
         (vLLM): like `prompt_token_ids` but ONE `<|image_pad|>` per image, earlier assistant
         turns spliced from the token cache."""
         segments, images = self._render(messages, add_generation_prompt=True)
-        assistant = [self._cached_ids(_message_text(m)) for m in messages if m.get("role") == "assistant"]
+        assistant = [
+            self._cached_ids(_message_text(m)) for m in messages if m.get("role") == "assistant"
+        ]
         ones = iter([1] * len(images))
         ids: list[int] = []
         previous: Sequence[int] = ()
         for j, segment in enumerate(segments):
             seg_ids = self._tokenize_segment(segment, ones)
-            if previous and seg_ids and previous[-1] in self.eos_token_ids and seg_ids[0] == previous[-1]:
+            if (
+                previous
+                and seg_ids
+                and previous[-1] in self.eos_token_ids
+                and seg_ids[0] == previous[-1]
+            ):
                 seg_ids = seg_ids[1:]
             ids += seg_ids
             if j < len(assistant):
@@ -789,7 +872,9 @@ class HFPolicy(torch.nn.Module):
         messages = list(trajectory.messages)
         last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=-1)
         assistant = [t.generation.token_ids for t in trajectory.turns]
-        ids, positions, _, _ = self._encode(messages[: last + 1], assistant, add_generation_prompt=False)
+        ids, positions, _, _ = self._encode(
+            messages[: last + 1], assistant, add_generation_prompt=False
+        )
         mask = [0] * len(ids)
         for p in positions:
             mask[p] = 1
@@ -800,4 +885,6 @@ def _message_text(message: dict[str, Any]) -> str:
     content = message.get("content")
     if isinstance(content, str):
         return content
-    return "".join(item.get("text", "") for item in content or [] if item.get("type", "text") == "text")
+    return "".join(
+        item.get("text", "") for item in content or [] if item.get("type", "text") == "text"
+    )

@@ -88,9 +88,21 @@ def hash_words(text: str, buckets: int) -> list[int]:
 
 
 COLOUR_WORDS: tuple[str, ...] = (
-    "red", "orange", "yellow", "green", "cyan", "blue", "purple", "magenta", "pink", "brown",
-    "black", "white", "grey", "gray",
-)  # fmt: skip
+    "red",
+    "orange",
+    "yellow",
+    "green",
+    "cyan",
+    "blue",
+    "purple",
+    "magenta",
+    "pink",
+    "brown",
+    "black",
+    "white",
+    "grey",
+    "gray",
+)
 """Basic colour terms the policy recognises in a question (the colour query)."""
 
 
@@ -123,7 +135,9 @@ def _first_prompt(observation: dict[str, Any], info: dict[str, Any]) -> str:
     """Text of the first user turn: from `info["messages"]` when present, else the dialogue."""
     for message in info.get("messages", ()):
         if message.get("role") == "user":
-            return " ".join(c.get("text", "") for c in message["content"] if c.get("type") == "text")
+            return " ".join(
+                c.get("text", "") for c in message["content"] if c.get("type") == "text"
+            )
     return str(observation.get("dialogue", ""))
 
 
@@ -185,9 +199,13 @@ class TinyPolicy(nn.Module):
         if not scales or not all(0.0 < s <= 1.0 for s in scales):
             raise ValueError(f"scales must be fractions in (0, 1], got {tuple(scales)}")
         if max_crops < 0 or max_options < 2:
-            raise ValueError(f"need max_crops >= 0 and max_options >= 2, got {max_crops}, {max_options}")
+            raise ValueError(
+                f"need max_crops >= 0 and max_options >= 2, got {max_crops}, {max_options}"
+            )
         if not 0 <= min_crops <= max_crops:
-            raise ValueError(f"need 0 <= min_crops <= max_crops, got min_crops={min_crops}, max_crops={max_crops}")
+            raise ValueError(
+                f"need 0 <= min_crops <= max_crops, got min_crops={min_crops}, max_crops={max_crops}"
+            )
         self.grid = grid
         self.scales = tuple(float(s) for s in scales)
         self.max_options, self.max_crops, self.min_crops = max_options, max_crops, min_crops
@@ -205,9 +223,11 @@ class TinyPolicy(nn.Module):
         prior[N_HUES] = self.saliency_prior  # fixed: untrained crops land on saturated objects
         self.register_buffer("saliency", prior, persistent=False)
         self.trunk = nn.Sequential(
-            nn.Conv2d(N_HUES + 1, c, 1), nn.ReLU(),
-            nn.Conv2d(c, c, 3, padding=1), nn.ReLU(),
-        )  # fmt: skip
+            nn.Conv2d(N_HUES + 1, c, 1),
+            nn.ReLU(),
+            nn.Conv2d(c, c, 3, padding=1),
+            nn.ReLU(),
+        )
         self.film = nn.Linear(32, 2 * c)
         self.target = nn.Conv2d(c, 1, 1)
         self.region_gain = nn.Parameter(torch.ones(len(self.scales)))
@@ -217,7 +237,9 @@ class TinyPolicy(nn.Module):
         n_in = 3 * N_TEXTURE + 3
         self.answer_norm = nn.LayerNorm(3 * N_TEXTURE, elementwise_affine=False)
         self.answer_linear = nn.Linear(n_in, answer_dim + 1)
-        self.answer_mlp = nn.Sequential(nn.Linear(n_in, 32), nn.ReLU(), nn.Linear(32, answer_dim + 1))
+        self.answer_mlp = nn.Sequential(
+            nn.Linear(n_in, 32), nn.ReLU(), nn.Linear(32, answer_dim + 1)
+        )
         self.option_emb = nn.EmbeddingBag(text_buckets, answer_dim, mode="mean")
         self._init_weights()
         self._input_cache = LRU(512)  # (shape, sha1 of the pixels) -> view_features on the device
@@ -271,8 +293,12 @@ class TinyPolicy(nn.Module):
         for k, scale in enumerate(self.scales):
             size = 2 * round(scale * self.grid / 2) + 1  # odd, ~ the crop's side in cells
             # a box mean is separable (so is its count without padding): rows, then columns
-            rows = F.avg_pool2d(weights, (1, size), stride=1, padding=(0, size // 2), count_include_pad=False)
-            pooled = F.avg_pool2d(rows, (size, 1), stride=1, padding=(size // 2, 0), count_include_pad=False)
+            rows = F.avg_pool2d(
+                weights, (1, size), stride=1, padding=(0, size // 2), count_include_pad=False
+            )
+            pooled = F.avg_pool2d(
+                rows, (size, 1), stride=1, padding=(size // 2, 0), count_include_pad=False
+            )
             scores.append((torch.log(pooled.clamp_min(1e-30)) + top)[:, 0] * self.region_gain[k])
         return torch.stack(scores, dim=1)
 
@@ -296,7 +322,9 @@ class TinyPolicy(nn.Module):
 
         # what: texture energy pooled globally, at the centre and under attention on M
         texture = batch.texture  # (N, N_TEXTURE, H, W)
-        attention = F.softmax(F.avg_pool2d(target, 5, 1, 2, count_include_pad=False).flatten(1), dim=-1)
+        attention = F.softmax(
+            F.avg_pool2d(target, 5, 1, 2, count_include_pad=False).flatten(1), dim=-1
+        )
         pooled = [
             texture.mean(dim=(2, 3)),
             torch.einsum("nchw,hw->nc", texture, self.centre_window),
@@ -311,7 +339,9 @@ class TinyPolicy(nn.Module):
         option_vecs = self._option_vectors(batch, device)  # (N, max_options, D)
         letter_logit = self.answer_scale * torch.einsum("nd,nod->no", answer_vec, option_vecs)
         letters = torch.arange(self.max_options, device=device)
-        letter_logit = letter_logit.masked_fill(letters[None] >= batch.n_options[:, None], -math.inf)
+        letter_logit = letter_logit.masked_fill(
+            letters[None] >= batch.n_options[:, None], -math.inf
+        )
         letter_logp = F.log_softmax(letter_logit, dim=-1)
 
         must_answer = batch.n_crops >= self.max_crops
@@ -322,7 +352,9 @@ class TinyPolicy(nn.Module):
 
     def _option_vectors(self, batch: _Batch, device: torch.device) -> torch.Tensor:
         flat = [opt for opts in batch.options for opt in opts]
-        out = torch.zeros(len(batch.options), self.max_options, self.option_emb.embedding_dim, device=device)
+        out = torch.zeros(
+            len(batch.options), self.max_options, self.option_emb.embedding_dim, device=device
+        )
         if flat:
             vecs = self.option_emb(*_bag(flat, device))
             rows = [i for i, opts in enumerate(batch.options) for _ in opts]
@@ -336,7 +368,10 @@ class TinyPolicy(nn.Module):
         """Fixed features of one view (`view_features`), cached by pixel content: the update
         epochs reuse the act-time inputs, and the G rollouts of a question share their first view."""
         array = np.ascontiguousarray(image, dtype=np.uint8)
-        key = (array.shape, hashlib.sha1(memoryview(array).cast("B"), usedforsecurity=False).digest())
+        key = (
+            array.shape,
+            hashlib.sha1(memoryview(array).cast("B"), usedforsecurity=False).digest(),
+        )
 
         def features() -> tuple[torch.Tensor, torch.Tensor]:
             colour, texture = view_features(array, self.grid)
@@ -344,8 +379,12 @@ class TinyPolicy(nn.Module):
 
         return self._input_cache.get(key, features)
 
-    def _batch(self, observations: Sequence[dict[str, Any]], infos: Sequence[dict[str, Any]],
-               prompts: Sequence[str]) -> _Batch:  # fmt: skip
+    def _batch(
+        self,
+        observations: Sequence[dict[str, Any]],
+        infos: Sequence[dict[str, Any]],
+        prompts: Sequence[str],
+    ) -> _Batch:
         questions, queries, options, n_options, n_crops, zoomed = [], [], [], [], [], []
         for info, prompt in zip(infos, prompts, strict=True):
             question, opts = parse_prompt(prompt)
@@ -375,7 +414,11 @@ class TinyPolicy(nn.Module):
 
     @torch.no_grad()
     def act(
-        self, observations: Sequence[dict[str, Any]], infos: Sequence[dict[str, Any]], *, greedy: bool = False
+        self,
+        observations: Sequence[dict[str, Any]],
+        infos: Sequence[dict[str, Any]],
+        *,
+        greedy: bool = False,
     ) -> list[Generation]:
         """One action per env: sample (or argmax) token 1, then token 2 given token 1."""
         prompts = [_first_prompt(o, i) for o, i in zip(observations, infos, strict=True)]
@@ -396,7 +439,9 @@ class TinyPolicy(nn.Module):
             out.append(Generation(text, (kind, token), (float(type_logp[n, kind]), float(lp2))))
         return out
 
-    def trajectory_logprobs(self, trajectories: Sequence[Trajectory]) -> tuple[torch.Tensor, torch.Tensor]:
+    def trajectory_logprobs(
+        self, trajectories: Sequence[Trajectory]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(logp, mask), both (B, T): the log-probs of each trajectory's tokens, in order, with
         gradients; T = the most tokens of any trajectory; mask 1 on policy tokens, 0 on padding."""
         observations, infos, prompts, tokens, where = [], [], [], [], []
@@ -426,7 +471,9 @@ class TinyPolicy(nn.Module):
         b_idx = torch.tensor([w[0] for w in where])
         t_idx = torch.tensor([w[1] for w in where])
         logp = logp.index_put((b_idx, t_idx), lp1).index_put((b_idx, t_idx + 1), lp2)
-        mask = mask.index_put((b_idx, t_idx), torch.ones_like(lp1)).index_put((b_idx, t_idx + 1), torch.ones_like(lp2))
+        mask = mask.index_put((b_idx, t_idx), torch.ones_like(lp1)).index_put(
+            (b_idx, t_idx + 1), torch.ones_like(lp2)
+        )
         return logp, mask
 
     # ------------------------------------------------------------------ action text
@@ -441,16 +488,22 @@ class TinyPolicy(nn.Module):
         y1 = min(max(cy - h / 2, 0.0), view_h - h)
         return Box(x1, y1, x1 + w, y1 + h)
 
-    def crop_text(self, scale_index: int, cell: int, info: dict[str, Any], observation: dict[str, Any]) -> str:
+    def crop_text(
+        self, scale_index: int, cell: int, info: dict[str, Any], observation: dict[str, Any]
+    ) -> str:
         """`<crop>[...]</crop>` for a scale and cell, in the env's `coord_frame`."""
         image = observation["image"]
         view_size = tuple(info.get("view_size") or (image.shape[1], image.shape[0]))
         frame = info.get("coord_frame", "view")
         box = self.crop_box_view(scale_index, cell, view_size)
         reference = info.get("action_frame_box")  # None: actions refer to the current view
-        if frame != "view" or (reference is not None and tuple(reference) != tuple(info["view_box"])):
+        if frame != "view" or (
+            reference is not None and tuple(reference) != tuple(info["view_box"])
+        ):
             view_box = Box(*info["view_box"])  # the view's px -> the frame actions refer to
-            box = from_original(to_original(box, "view", view_box, view_size), frame, *action_frame(info))
+            box = from_original(
+                to_original(box, "view", view_box, view_size), frame, *action_frame(info)
+            )
         return format_crop(box.as_tuple(), decimals=_DECIMALS.get(frame, 4))
 
 
@@ -505,7 +558,10 @@ def view_features(image: np.ndarray, grid: int) -> tuple[torch.Tensor, torch.Ten
 
 
 _HUE_DIRECTIONS = torch.stack(
-    [torch.cos(torch.arange(N_HUES) * 2 * math.pi / N_HUES), torch.sin(torch.arange(N_HUES) * 2 * math.pi / N_HUES)],
+    [
+        torch.cos(torch.arange(N_HUES) * 2 * math.pi / N_HUES),
+        torch.sin(torch.arange(N_HUES) * 2 * math.pi / N_HUES),
+    ],
     dim=1,
 ).float()  # (N_HUES, 2)
 
@@ -517,7 +573,9 @@ def _centre_window(grid: int, sigma: float = 0.18) -> torch.Tensor:
     return w / w.sum()
 
 
-def _bag(token_lists: Sequence[Sequence[int]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _bag(
+    token_lists: Sequence[Sequence[int]], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(flat ids, offsets) for `nn.EmbeddingBag`."""
     lengths = [len(t) for t in token_lists]
     flat = torch.tensor([i for t in token_lists for i in t], dtype=torch.long, device=device)

@@ -150,7 +150,9 @@ class _ImageOnlyProcessorMixin:
         ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
 
     def _process_videos(self, videos, **kwargs):
-        raise ValueError(f"{type(self).__name__} has no video processor (it needs torchvision); pass images only.")
+        raise ValueError(
+            f"{type(self).__name__} has no video processor (it needs torchvision); pass images only."
+        )
 
 
 class QwenVLImageOnlyProcessor(_ImageOnlyProcessorMixin, Qwen2_5_VLProcessor):
@@ -168,7 +170,11 @@ class Qwen3VLImageOnlyProcessor(_ImageOnlyProcessorMixin, Qwen3VLProcessor):
 def _register_processors() -> None:
     from transformers.models.auto.processing_auto import PROCESSOR_MAPPING
 
-    for processor_class in (QwenVLImageOnlyProcessor, Qwen2VLImageOnlyProcessor, Qwen3VLImageOnlyProcessor):
+    for processor_class in (
+        QwenVLImageOnlyProcessor,
+        Qwen2VLImageOnlyProcessor,
+        Qwen3VLImageOnlyProcessor,
+    ):
         if processor_class not in PROCESSOR_MAPPING._extra_content.values():
             # A private string key: it never matches a real config, so native Qwen checkpoints keep
             # their own processor class; `processor_class_from_name` finds ours by its name.
@@ -246,7 +252,9 @@ def _trained_bpe(seed: int) -> tuple[dict[str, int], tuple[tuple[str, str], ...]
     )
     backend.train_from_iterator(_corpus(seed), trainer)
     model = json.loads(backend.to_str())["model"]
-    merges = tuple(tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"])
+    merges = tuple(
+        tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]
+    )
     return model["vocab"], merges
 
 
@@ -291,13 +299,21 @@ def _text_config(tokenizer: Qwen2Tokenizer, **arch_specific: Any) -> dict[str, A
 
 def _vision_token_ids(tokenizer: Qwen2Tokenizer) -> dict[str, int]:
     """`image_token_id`, `video_token_id`, `vision_start_token_id`, `vision_end_token_id`."""
-    return {f"{name}_token_id": tokenizer.convert_tokens_to_ids(token) for name, token in _VISION_TOKENS.items()}
+    return {
+        f"{name}_token_id": tokenizer.convert_tokens_to_ids(token)
+        for name, token in _VISION_TOKENS.items()
+    }
 
 
 _QWEN2_MROPE = {"rope_type": "default", "mrope_section": [4, 6, 6], "rope_theta": 10000.0}
 """Qwen2/2.5-VL M-RoPE: sections (16, 24, 24) of 64 frequencies in the release, scaled to 16."""
 
-_QWEN3_MROPE = {"rope_type": "default", "mrope_section": [6, 5, 5], "mrope_interleaved": True, "rope_theta": 5e6}
+_QWEN3_MROPE = {
+    "rope_type": "default",
+    "mrope_section": [6, 5, 5],
+    "mrope_interleaved": True,
+    "rope_theta": 5e6,
+}
 """Qwen3-VL interleaved M-RoPE: sections (24, 20, 20) of 64 frequencies in the release, scaled to 16."""
 
 
@@ -373,9 +389,15 @@ QWEN_VL_ARCHS: dict[str, QwenVLArch] = {
             processor_class=Qwen2VLImageOnlyProcessor,
             text_config={"rope_parameters": _QWEN2_MROPE},
             vision_config=dict(
-                depth=2, embed_dim=64, hidden_size=128, mlp_ratio=2, num_heads=2, patch_size=14,
-                spatial_merge_size=2, temporal_patch_size=2,
-            ),  # fmt: skip
+                depth=2,
+                embed_dim=64,
+                hidden_size=128,
+                mlp_ratio=2,
+                num_heads=2,
+                patch_size=14,
+                spatial_merge_size=2,
+                temporal_patch_size=2,
+            ),
             image_mean=tuple(OPENAI_CLIP_MEAN),
             image_std=tuple(OPENAI_CLIP_STD),
             chat_template=QWEN2_VL_CHAT_TEMPLATE,
@@ -387,9 +409,17 @@ QWEN_VL_ARCHS: dict[str, QwenVLArch] = {
             processor_class=QwenVLImageOnlyProcessor,
             text_config={"rope_parameters": _QWEN2_MROPE},
             vision_config=dict(
-                depth=2, hidden_size=64, intermediate_size=128, num_heads=2, patch_size=14, spatial_merge_size=2,
-                temporal_patch_size=2, window_size=56, out_hidden_size=128, fullatt_block_indexes=[1],
-            ),  # fmt: skip
+                depth=2,
+                hidden_size=64,
+                intermediate_size=128,
+                num_heads=2,
+                patch_size=14,
+                spatial_merge_size=2,
+                temporal_patch_size=2,
+                window_size=56,
+                out_hidden_size=128,
+                fullatt_block_indexes=[1],
+            ),
             image_mean=tuple(OPENAI_CLIP_MEAN),
             image_std=tuple(OPENAI_CLIP_STD),
             chat_template=QWEN25_VL_CHAT_TEMPLATE,
@@ -401,9 +431,17 @@ QWEN_VL_ARCHS: dict[str, QwenVLArch] = {
             processor_class=Qwen3VLImageOnlyProcessor,
             text_config={"head_dim": 32, "rope_parameters": _QWEN3_MROPE},
             vision_config=dict(
-                depth=2, hidden_size=64, intermediate_size=128, num_heads=2, patch_size=16, spatial_merge_size=2,
-                temporal_patch_size=2, out_hidden_size=128, num_position_embeddings=64, deepstack_visual_indexes=[0],
-            ),  # fmt: skip
+                depth=2,
+                hidden_size=64,
+                intermediate_size=128,
+                num_heads=2,
+                patch_size=16,
+                spatial_merge_size=2,
+                temporal_patch_size=2,
+                out_hidden_size=128,
+                num_position_embeddings=64,
+                deepstack_visual_indexes=[0],
+            ),
             image_mean=(0.5, 0.5, 0.5),
             image_std=(0.5, 0.5, 0.5),
             chat_template=QWEN3_VL_CHAT_TEMPLATE,
@@ -413,7 +451,9 @@ QWEN_VL_ARCHS: dict[str, QwenVLArch] = {
 """The tiny-buildable architectures by model type."""
 
 
-def build_tiny_qwen_vl(arch: str = "qwen2_5_vl", seed: int = 0) -> tuple[PreTrainedModel, ProcessorMixin]:
+def build_tiny_qwen_vl(
+    arch: str = "qwen2_5_vl", seed: int = 0
+) -> tuple[PreTrainedModel, ProcessorMixin]:
     """A tiny random `arch` model and its processor, in memory (~1 s after the first tokenizer).
 
     The processor has the release's settings (patch size, spatial merge 2, temporal patch 2,
@@ -435,9 +475,14 @@ def build_tiny_qwen_vl(arch: str = "qwen2_5_vl", seed: int = 0) -> tuple[PreTrai
     spec = QWEN_VL_ARCHS[arch]
     tokenizer = _train_tokenizer(seed, spec.chat_template)
     image_processor = Qwen2VLImageProcessorPil(
-        min_pixels=spec.min_pixels, max_pixels=spec.max_pixels, patch_size=spec.patch_size,
-        merge_size=spec.merge_size, temporal_patch_size=spec.vision_config["temporal_patch_size"], image_mean=list(spec.image_mean), image_std=list(spec.image_std),
-    )  # fmt: skip
+        min_pixels=spec.min_pixels,
+        max_pixels=spec.max_pixels,
+        patch_size=spec.patch_size,
+        merge_size=spec.merge_size,
+        temporal_patch_size=spec.vision_config["temporal_patch_size"],
+        image_mean=list(spec.image_mean),
+        image_std=list(spec.image_std),
+    )
     processor = spec.processor_class(
         image_processor=image_processor, tokenizer=tokenizer, chat_template=spec.chat_template
     )
@@ -445,7 +490,10 @@ def build_tiny_qwen_vl(arch: str = "qwen2_5_vl", seed: int = 0) -> tuple[PreTrai
         torch.manual_seed(seed)
         model = spec.model_class(spec.config(tokenizer)).eval()
     end_of_text = tokenizer.convert_tokens_to_ids("<|endoftext|>")
-    model.generation_config.eos_token_id = [tokenizer.convert_tokens_to_ids("<|im_end|>"), end_of_text]
+    model.generation_config.eos_token_id = [
+        tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        end_of_text,
+    ]
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.bos_token_id = end_of_text
     return model, processor
@@ -495,7 +543,11 @@ def build_tiny_qwen25vl(out_dir: str | os.PathLike, seed: int = 0) -> str:
         if _complete(path):
             return str(path)
         cached = _BUILT.get(seed)
-        if cached is not None and _complete(Path(cached)) and Path(cached).resolve() != path.resolve():
+        if (
+            cached is not None
+            and _complete(Path(cached))
+            and Path(cached).resolve() != path.resolve()
+        ):
             shutil.copytree(cached, path, dirs_exist_ok=True)
             return str(path)
         path.mkdir(parents=True, exist_ok=True)
@@ -523,6 +575,10 @@ def tiny_qwen25vl_path(seed: int = 0) -> str:
 
 def tiny_env_kwargs(**overrides: Any) -> dict[str, Any]:
     """Env kwargs whose pixel budget matches the tiny processor (views are never resized again)."""
-    kwargs: dict[str, Any] = {"min_pixels": TINY_MIN_PIXELS, "max_pixels": TINY_MAX_PIXELS, "patch_size": 28}
+    kwargs: dict[str, Any] = {
+        "min_pixels": TINY_MIN_PIXELS,
+        "max_pixels": TINY_MAX_PIXELS,
+        "patch_size": 28,
+    }
     kwargs.update(overrides)
     return kwargs

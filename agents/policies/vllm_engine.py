@@ -101,7 +101,10 @@ class VLLMPolicy:
             "limit_mm_per_prompt": {"image": 16},
         }
         if trainable.min_pixels is not None and trainable.max_pixels is not None:
-            kwargs["mm_processor_kwargs"] = {"min_pixels": trainable.min_pixels, "max_pixels": trainable.max_pixels}
+            kwargs["mm_processor_kwargs"] = {
+                "min_pixels": trainable.min_pixels,
+                "max_pixels": trainable.max_pixels,
+            }
         supported = inspect.signature(vllm.engine.arg_utils.EngineArgs).parameters
         if "logprobs_mode" in supported:
             kwargs["logprobs_mode"] = "processed_logprobs"
@@ -111,7 +114,11 @@ class VLLMPolicy:
 
     # ------------------------------------------------------------------ protocol
     def act(
-        self, observations: Sequence[dict[str, Any]], infos: Sequence[dict[str, Any]], *, greedy: bool = False
+        self,
+        observations: Sequence[dict[str, Any]],
+        infos: Sequence[dict[str, Any]],
+        *,
+        greedy: bool = False,
     ) -> list[Generation]:
         """One assistant turn per env from vLLM (one batched `generate` call)."""
         policy = self.trainable
@@ -139,12 +146,17 @@ class VLLMPolicy:
         for out in outputs:
             completion = out.outputs[0]
             ids = [int(t) for t in completion.token_ids]
-            logprobs = [float(step[t].logprob) for step, t in zip(completion.logprobs or [], ids, strict=False)]
+            logprobs = [
+                float(step[t].logprob)
+                for step, t in zip(completion.logprobs or [], ids, strict=False)
+            ]
             if len(logprobs) != len(ids):
                 raise RuntimeError(f"vLLM returned {len(logprobs)} log-probs for {len(ids)} tokens")
             text = policy.tokenizer.decode(ids, skip_special_tokens=True)
             policy._remember(text, ids)  # later turns' prompts splice these exact ids
-            generations.append(Generation(text=text, token_ids=tuple(ids), logprobs=tuple(logprobs)))
+            generations.append(
+                Generation(text=text, token_ids=tuple(ids), logprobs=tuple(logprobs))
+            )
         return generations
 
     def trajectory_logprobs(self, trajectories: Sequence[Trajectory]) -> tuple[Any, Any]:
@@ -191,6 +203,7 @@ class VLLMPolicy:
         if model is not None:
             model.load_weights(named)
         else:
+
             def _load(worker: Any, items: list[tuple[str, Any]] = named) -> None:
                 worker.model_runner.model.load_weights(items)
 

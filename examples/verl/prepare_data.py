@@ -28,12 +28,16 @@ from grounding_gym.atomic import atomic_open
 from grounding_gym.data import make_dataset
 
 
-def rows(dataset: str, dataset_kwargs: dict[str, Any], data_dir: str | None, split: str) -> list[dict[str, Any]]:
+def rows(
+    dataset: str, dataset_kwargs: dict[str, Any], data_dir: str | None, split: str
+) -> list[dict[str, Any]]:
     """verl rows (RLHFDataset schema) for every sample of ``dataset``."""
     env_kwargs: dict[str, Any] = {"dataset": dataset, "dataset_kwargs": dataset_kwargs or None}
     if data_dir is not None:
         env_kwargs["data_dir"] = data_dir
-    samples = make_dataset(dataset, **dataset_kwargs, **({"data_dir": data_dir} if data_dir else {}))
+    samples = make_dataset(
+        dataset, **dataset_kwargs, **({"data_dir": data_dir} if data_dir else {})
+    )
     return [
         {
             "data_source": f"grounding_gym/{dataset}",
@@ -41,20 +45,34 @@ def rows(dataset: str, dataset_kwargs: dict[str, Any], data_dir: str | None, spl
             "prompt": [{"role": "user", "content": sample.question}],
             "ability": "grounded_vqa",
             "reward_model": {"style": "env", "ground_truth": sample.answer},
-            "extra_info": {"index": index, "split": split, "sample_id": sample.id, "env_kwargs": env_kwargs},
+            "extra_info": {
+                "index": index,
+                "split": split,
+                "sample_id": sample.id,
+                "env_kwargs": env_kwargs,
+            },
         }
         for index, sample in enumerate(samples)
     ]
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, required=True, help="folder for train.parquet and val.parquet")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, help="folder for train.parquet and val.parquet"
+    )
     parser.add_argument("--train", default="synthetic-hr", help="registered dataset name")
     parser.add_argument("--train-kwargs", type=json.loads, default={"num_samples": 4096, "seed": 0})
     parser.add_argument("--train-data-dir", default=None)
     parser.add_argument("--val", default="synthetic-hr", help="registered dataset name, e.g. vstar")
-    parser.add_argument("--val-kwargs", type=json.loads, default=None, help="default: 256 samples, seed 1 for synthetic-hr")
+    parser.add_argument(
+        "--val-kwargs",
+        type=json.loads,
+        default=None,
+        help="default: 256 samples, seed 1 for synthetic-hr",
+    )
     parser.add_argument("--val-data-dir", default=None)
     args = parser.parse_args(argv)
     val_kwargs = args.val_kwargs

@@ -61,10 +61,16 @@ image (V*: 188 of 191 below 0.1), so log-decade edges split them into small / me
 _BIN_EDGES = {
     "vstar": (HR_BIN_EDGES, "V* targets cover ~1e-5..1e-1 of the image: log-decade edges"),
     "hrbench": (HR_BIN_EDGES, "HR-Bench targets cover ~1e-5..1e-1 of the image: log-decade edges"),
-    "mme-realworld": (HR_BIN_EDGES, "high-resolution targets (~1e-5..1e-1 of the image): log-decade edges"),
-    "treebench": (HR_BIN_EDGES, "TreeBench targets cover ~1e-5..1e-1 of the image: log-decade edges"),
+    "mme-realworld": (
+        HR_BIN_EDGES,
+        "high-resolution targets (~1e-5..1e-1 of the image): log-decade edges",
+    ),
+    "treebench": (
+        HR_BIN_EDGES,
+        "TreeBench targets cover ~1e-5..1e-1 of the image: log-decade edges",
+    ),
     "refcoco": ((0.1, 0.3), "RefCOCO objects are large (often > 0.1 of the image)"),
-}  # fmt: skip
+}
 """Dataset name -> (default scale-bin edges, why); `jsonl` declares none (the env's default)."""
 
 for _name, _loader in LOADERS.items():

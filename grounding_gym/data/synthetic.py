@@ -112,18 +112,30 @@ FIT_FRACTION = 0.85
 shortened when a large relative area would not fit otherwise)."""
 
 DIGIT_SEGMENTS: dict[str, str] = {
-    "0": "abcdef", "1": "bc", "2": "abged", "3": "abgcd", "4": "fgbc",
-    "5": "afgcd", "6": "afgedc", "7": "abc", "8": "abcdefg", "9": "abcdfg",
-}  # fmt: skip
+    "0": "abcdef",
+    "1": "bc",
+    "2": "abged",
+    "3": "abgcd",
+    "4": "fgbc",
+    "5": "afgcd",
+    "6": "afgedc",
+    "7": "abc",
+    "8": "abcdefg",
+    "9": "abcdfg",
+}
 """Seven-segment encoding: a top, b upper right, c lower right, d bottom, e lower left,
 f upper left, g middle."""
 
 # Stroke glyphs for labels: polylines in a unit box (x right, y down).
 _SEG_LINES: dict[str, tuple[tuple[float, float], ...]] = {
-    "a": ((0, 0), (1, 0)), "b": ((1, 0), (1, 0.5)), "c": ((1, 0.5), (1, 1)),
-    "d": ((0, 1), (1, 1)), "e": ((0, 0.5), (0, 1)), "f": ((0, 0), (0, 0.5)),
+    "a": ((0, 0), (1, 0)),
+    "b": ((1, 0), (1, 0.5)),
+    "c": ((1, 0.5), (1, 1)),
+    "d": ((0, 1), (1, 1)),
+    "e": ((0, 0.5), (0, 1)),
+    "f": ((0, 0), (0, 0.5)),
     "g": ((0, 0.5), (1, 0.5)),
-}  # fmt: skip
+}
 GLYPHS: dict[str, tuple[tuple[tuple[float, float], ...], ...]] = {
     "A": (((0, 1), (0, 0), (1, 0), (1, 1)), ((0, 0.5), (1, 0.5))),
     "C": (((1, 0), (0, 0), (0, 1), (1, 1)),),
@@ -207,22 +219,42 @@ def _digit_polygons(digit: str, size: float) -> list[list[tuple[float, float]]]:
     xl, xr = left + st / 2.0, right - st / 2.0
     yt, yb = top + st / 2.0, bottom - st / 2.0
     ends = {
-        "a": ((xl, yt), (xr, yt)), "g": ((xl, mid), (xr, mid)), "d": ((xl, yb), (xr, yb)),
-        "f": ((xl, yt), (xl, mid)), "b": ((xr, yt), (xr, mid)),
-        "e": ((xl, mid), (xl, yb)), "c": ((xr, mid), (xr, yb)),
-    }  # fmt: skip
+        "a": ((xl, yt), (xr, yt)),
+        "g": ((xl, mid), (xr, mid)),
+        "d": ((xl, yb), (xr, yb)),
+        "f": ((xl, yt), (xl, mid)),
+        "b": ((xr, yt), (xr, mid)),
+        "e": ((xl, mid), (xl, yb)),
+        "c": ((xr, mid), (xr, yb)),
+    }
     half, gap = st / 2.0, 0.12 * st
     polygons = []
     for seg in DIGIT_SEGMENTS[digit]:
         (x0, y0), (x1, y1) = ends[seg]
         if y0 == y1:  # horizontal bar
             x0, x1 = x0 + gap, x1 - gap
-            polygons.append([(x0, y0), (x0 + half, y0 - half), (x1 - half, y0 - half),
-                             (x1, y0), (x1 - half, y0 + half), (x0 + half, y0 + half)])  # fmt: skip
+            polygons.append(
+                [
+                    (x0, y0),
+                    (x0 + half, y0 - half),
+                    (x1 - half, y0 - half),
+                    (x1, y0),
+                    (x1 - half, y0 + half),
+                    (x0 + half, y0 + half),
+                ]
+            )
         else:  # vertical bar
             y0, y1 = y0 + gap, y1 - gap
-            polygons.append([(x0, y0), (x0 + half, y0 + half), (x0 + half, y1 - half),
-                             (x0, y1), (x0 - half, y1 - half), (x0 - half, y0 + half)])  # fmt: skip
+            polygons.append(
+                [
+                    (x0, y0),
+                    (x0 + half, y0 + half),
+                    (x0 + half, y1 - half),
+                    (x0, y1),
+                    (x0 - half, y1 - half),
+                    (x0 - half, y0 + half),
+                ]
+            )
     return polygons
 
 
@@ -486,8 +518,9 @@ def _draw_ring(
     mask = Image.new("L", (size, size), 0)
     ImageDraw.Draw(mask).ellipse((0, 0, size - 1, size - 1), fill=255)
     canvas.paste(content, (ring.x + t - 1, ring.y + t - 1), mask)
-    draw.ellipse((ring.x, ring.y, ring.x + d - 1, ring.y + d - 1), outline=PALETTE[ring.color],
-                 width=t)  # fmt: skip
+    draw.ellipse(
+        (ring.x, ring.y, ring.x + d - 1, ring.y + d - 1), outline=PALETTE[ring.color], width=t
+    )
     if ring.label is not None and ring.label_box is not None:
         _draw_label(draw, ring.label, ring.label_box, ring.label_height)
 
@@ -500,8 +533,9 @@ def _label_layout(height: int, n_chars: int) -> tuple[int, int, float, float]:
     return width, math.ceil(2 * pad + height), pad, glyph_w
 
 
-def _draw_label(draw: ImageDraw.ImageDraw, text: str, plate: tuple[int, int, int, int],
-                height: int) -> None:  # fmt: skip
+def _draw_label(
+    draw: ImageDraw.ImageDraw, text: str, plate: tuple[int, int, int, int], height: int
+) -> None:
     """A light plate with `text` in dark stroke glyphs."""
     x1, y1, x2, y2 = plate
     draw.rectangle((x1, y1, x2 - 1, y2 - 1), fill=_LABEL_PLATE)
@@ -540,11 +574,15 @@ def _check_range(
 def _check_ranges(name: str, value: Any, lo: float, hi: float) -> tuple[tuple[float, float], ...]:
     """One `(min, max)` range (or a number), or a non-empty list of them; each within [lo, hi]."""
     if isinstance(value, numbers.Real) or (
-        isinstance(value, Sequence) and len(value) == 2 and all(isinstance(v, numbers.Real) for v in value)
+        isinstance(value, Sequence)
+        and len(value) == 2
+        and all(isinstance(v, numbers.Real) for v in value)
     ):
         return (_check_range(name, value, lo, hi),)
     if not isinstance(value, Sequence) or isinstance(value, str) or not value:
-        raise ValueError(f"{name} must be a number, a (min, max) pair or a list of pairs, got {value!r}")
+        raise ValueError(
+            f"{name} must be a number, a (min, max) pair or a list of pairs, got {value!r}"
+        )
     return tuple(_check_range(f"{name}[{k}]", v, lo, hi) for k, v in enumerate(value))
 
 
@@ -553,7 +591,11 @@ def _check_mix(weights: Sequence[float] | None, groups: int) -> tuple[float, ...
     if weights is None:
         return tuple(1.0 / groups for _ in range(groups))
     values = tuple(float(w) for w in weights)
-    if len(values) != groups or not all(math.isfinite(w) and w >= 0 for w in values) or sum(values) <= 0:
+    if (
+        len(values) != groups
+        or not all(math.isfinite(w) and w >= 0 for w in values)
+        or sum(values) <= 0
+    ):
         raise ValueError(
             f"target_mix must hold {groups} non-negative weights (one per target_rel_area range), got {weights!r}"
         )
@@ -670,7 +712,10 @@ class SyntheticHR(Sequence[Sample]):
         self.target_groups: tuple[tuple[float, float], ...] = _check_ranges(
             "target_rel_area", target_rel_area, 1e-9, 0.4
         )
-        self.target_rel_area = (min(lo for lo, _ in self.target_groups), max(hi for _, hi in self.target_groups))
+        self.target_rel_area = (
+            min(lo for lo, _ in self.target_groups),
+            max(hi for _, hi in self.target_groups),
+        )
         self.target_mix = _check_mix(target_mix, len(self.target_groups))
         if coarse_content is not None:
             threshold, cycles = _check_range("coarse_content", coarse_content, 0.0, math.inf)
@@ -725,8 +770,13 @@ def make_synthetic(
 ) -> SyntheticHR:
     """Ordinary-resolution variant (dataset `synthetic`, ids `synthetic-{seed}-{i}`)."""
     kwargs.setdefault("id_prefix", "synthetic")
-    return SyntheticHR(num_samples=num_samples, seed=seed, image_size=image_size,
-                       target_rel_area=target_rel_area, **kwargs)  # fmt: skip
+    return SyntheticHR(
+        num_samples=num_samples,
+        seed=seed,
+        image_size=image_size,
+        target_rel_area=target_rel_area,
+        **kwargs,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -857,8 +907,9 @@ def _make_sample(cfg: SyntheticHR, i: int) -> Sample:
     layout = _Layout(rng, size)
     rings: list[Ring] = []
 
-    def add_ring(diameter: int, ring_color: str, ring_content: str, label: str | None,
-                 shrink_tries: int) -> bool:  # fmt: skip
+    def add_ring(
+        diameter: int, ring_color: str, ring_content: str, label: str | None, shrink_tries: int
+    ) -> bool:
         for _ in range(shrink_tries + 1):
             gap = max(4.0, 0.08 * min(diameter, d))
             if label is None:
@@ -875,12 +926,22 @@ def _make_sample(cfg: SyntheticHR, i: int) -> Sample:
                     if kind == "digit"
                     else tuple(int(o) for o in rng.integers(period, size=2))
                 )
-                rings.append(Ring(
-                    x=spot[0], y=spot[1], diameter=diameter, color=ring_color, kind=kind,
-                    content=ring_content, mean=float(rng.uniform(110.0, 145.0)),
-                    period=period, offset=offset,
-                    label=label, label_box=plate, label_height=label_h,
-                ))  # fmt: skip
+                rings.append(
+                    Ring(
+                        x=spot[0],
+                        y=spot[1],
+                        diameter=diameter,
+                        color=ring_color,
+                        kind=kind,
+                        content=ring_content,
+                        mean=float(rng.uniform(110.0, 145.0)),
+                        period=period,
+                        offset=offset,
+                        label=label,
+                        label_box=plate,
+                        label_height=label_h,
+                    )
+                )
                 return True
             diameter = max(MIN_RING_PX, round(diameter * 0.8))
         return False
@@ -905,9 +966,13 @@ def _make_sample(cfg: SyntheticHR, i: int) -> Sample:
 
     sample_id = f"{cfg.id_prefix}-{cfg.seed}-{i}"
     image = SyntheticImage(
-        sample_id=sample_id, size=size, render_seed=int(rng.integers(2**63)), rings=tuple(rings),
-        difficulty=diff, excluded_hue=None if labelled else _hue(color),
-    )  # fmt: skip
+        sample_id=sample_id,
+        size=size,
+        render_seed=int(rng.integers(2**63)),
+        rings=tuple(rings),
+        difficulty=diff,
+        excluded_hue=None if labelled else _hue(color),
+    )
     gt = target.box
     if labelled:
         name = f"the ring labelled {target.label}"
@@ -1086,8 +1151,12 @@ def read_content(
     return sample.option_letters[best] if scores[best] >= min_score else None
 
 
-register_dataset("synthetic-hr", SyntheticHR, bin_edges=(1e-3, 1e-2),
-                 why="synthetic-hr targets cover 1e-4..0.3 of the image (log-uniform): log-decade edges")
+register_dataset(
+    "synthetic-hr",
+    SyntheticHR,
+    bin_edges=(1e-3, 1e-2),
+    why="synthetic-hr targets cover 1e-4..0.3 of the image (log-uniform): log-decade edges",
+)
 register_dataset("synthetic", make_synthetic)
 
 
@@ -1105,7 +1174,14 @@ class SyntheticRef(Sequence[Sample]):
         **kwargs: any other `SyntheticHR` argument (`image_size`, `target_rel_area`, ...).
     """
 
-    def __init__(self, num_samples: int = 1000, seed: int = 0, *, id_prefix: str = "synthetic-ref", **kwargs: Any):
+    def __init__(
+        self,
+        num_samples: int = 1000,
+        seed: int = 0,
+        *,
+        id_prefix: str = "synthetic-ref",
+        **kwargs: Any,
+    ):
         self.source = SyntheticHR(num_samples=num_samples, seed=seed, id_prefix=id_prefix, **kwargs)
 
     def __len__(self) -> int:
@@ -1121,8 +1197,14 @@ class SyntheticRef(Sequence[Sample]):
     def __getitem__(self, index: int) -> Sample:  # type: ignore[override]
         sample = self.source[index]
         expression = str(sample.metadata["referring_expression"])
-        metadata = {**sample.metadata, "source_question": sample.question, "source_answer": sample.answer}
-        return dataclasses.replace(sample, question=expression, answer="", options=None, metadata=metadata)
+        metadata = {
+            **sample.metadata,
+            "source_question": sample.question,
+            "source_answer": sample.answer,
+        }
+        return dataclasses.replace(
+            sample, question=expression, answer="", options=None, metadata=metadata
+        )
 
 
 register_dataset("synthetic-ref", SyntheticRef)

@@ -162,7 +162,9 @@ class DeepEyesEnv(GroundedVQAEnv):
         """The first view: the whole image at the size `reset` showed it. DeepEyes reads every
         `bbox_2d` in it, whatever crop is shown now."""
         whole = Box.from_size(*self._handle.size)
-        return whole, fit_to_budget(whole.width, whole.height, self.min_pixels, self.max_pixels, self.patch_size)
+        return whole, fit_to_budget(
+            whole.width, whole.height, self.min_pixels, self.max_pixels, self.patch_size
+        )
 
     def crop_message(self, view: Image.Image, dialogue: str) -> dict[str, Any]:
         """DeepEyes' tool-response turn: a user turn `<tool_response>`, image, `</tool_response>`,

@@ -53,11 +53,15 @@ these (and articles) must be at least `min_evidence_words` words."""
 
 _LETTER_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("a bare letter", re.compile(r"^\s*[(\[]?\s*([A-Z])\s*[)\].:]?\s*$")),
-    ("'answer/option/choice/letter <L>'",
-     re.compile(r"(?i:\b(?:answer|option|choice|letter)\b)\s*(?i:is)?\s*[:=\-]?\s*[(\[\"']?([A-Z])(?![A-Za-z0-9])")),
+    (
+        "'answer/option/choice/letter <L>'",
+        re.compile(
+            r"(?i:\b(?:answer|option|choice|letter)\b)\s*(?i:is)?\s*[:=\-]?\s*[(\[\"']?([A-Z])(?![A-Za-z0-9])"
+        ),
+    ),
     ("'(<L>)'", re.compile(r"\(\s*([A-Z])\s*\)")),
     ("a leading '<L>.' / '<L>)' / '<L>:'", re.compile(r"^\s*[(\[]?([A-Z])\s*[)\].:](?:\s|$)")),
-)  # fmt: skip
+)
 _BOXED_RE = re.compile(r"\\boxed\s*\{")
 _WORD_RE = re.compile(r"\w+")
 
@@ -227,9 +231,13 @@ def score_description(
         reader_answer=said,
         correct=bool(answer_reward(said, answer, options)),
         leak=answer_leak(description, options, answer, min_evidence_words=min_evidence_words),
-        loop=repetition(description, ngram_size=ngram_size, max_ngram_repeats=max_ngram_repeats,
-                        max_compression_ratio=max_compression_ratio),
-    )  # fmt: skip
+        loop=repetition(
+            description,
+            ngram_size=ngram_size,
+            max_ngram_repeats=max_ngram_repeats,
+            max_compression_ratio=max_compression_ratio,
+        ),
+    )
 
 
 DEFAULT_EVIDENCE_SYSTEM_PROMPT = (
@@ -317,7 +325,12 @@ class EvidenceDescriptionEnv(GroundedVQAEnv):
         system_prompt: str | None = None,
         **kwargs: Any,
     ):
-        if min_evidence_words < 0 or ngram_size < 1 or max_ngram_repeats < 2 or max_compression_ratio <= 1:
+        if (
+            min_evidence_words < 0
+            or ngram_size < 1
+            or max_ngram_repeats < 2
+            or max_compression_ratio <= 1
+        ):
             raise ValueError(
                 f"need min_evidence_words >= 0, ngram_size >= 1, max_ngram_repeats >= 2 and "
                 f"max_compression_ratio > 1, got {min_evidence_words}, {ngram_size}, "
@@ -327,7 +340,9 @@ class EvidenceDescriptionEnv(GroundedVQAEnv):
         super().__init__(
             dataset,
             reward_weights=weights,
-            system_prompt=DEFAULT_EVIDENCE_SYSTEM_PROMPT if system_prompt is None else system_prompt,
+            system_prompt=DEFAULT_EVIDENCE_SYSTEM_PROMPT
+            if system_prompt is None
+            else system_prompt,
             **kwargs,
         )
         self.reader: Reader = RuleReader() if reader is None else check_reader(reader)
@@ -349,10 +364,16 @@ class EvidenceDescriptionEnv(GroundedVQAEnv):
         """Terms `answer, sufficiency, honesty, repetition` of the description, and its info."""
         description = parsed.answer or ""
         score = score_description(
-            description, sample.question, sample.options, sample.answer, self.reader,
-            min_evidence_words=self.min_evidence_words, ngram_size=self.ngram_size,
-            max_ngram_repeats=self.max_ngram_repeats, max_compression_ratio=self.max_compression_ratio,
-        )  # fmt: skip
+            description,
+            sample.question,
+            sample.options,
+            sample.answer,
+            self.reader,
+            min_evidence_words=self.min_evidence_words,
+            ngram_size=self.ngram_size,
+            max_ngram_repeats=self.max_ngram_repeats,
+            max_compression_ratio=self.max_compression_ratio,
+        )
         extra = {
             "correct": score.correct,
             "answer": description,
@@ -366,5 +387,11 @@ class EvidenceDescriptionEnv(GroundedVQAEnv):
 
     def _zero_terms(self) -> dict[str, float]:
         # Every step reports the same term names (vector envs batch them key by key).
-        return {"answer": 0.0, "format": 0.0, "grounding": 0.0,
-                "sufficiency": 0.0, "honesty": 0.0, "repetition": 0.0}  # fmt: skip
+        return {
+            "answer": 0.0,
+            "format": 0.0,
+            "grounding": 0.0,
+            "sufficiency": 0.0,
+            "honesty": 0.0,
+            "repetition": 0.0,
+        }

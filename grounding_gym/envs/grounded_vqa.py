@@ -200,11 +200,17 @@ class GroundedVQAEnv(gym.Env[dict, str]):
         self.max_turns = max_turns
         self.min_pixels, self.max_pixels, self.patch_size = min_pixels, max_pixels, patch_size
         fit_to_budget(1, 1, min_pixels, max_pixels, patch_size)  # validates the budget
-        self.invalid_box, self.min_crop, self.max_aspect = invalid_box, float(min_crop), float(max_aspect)
+        self.invalid_box, self.min_crop, self.max_aspect = (
+            invalid_box,
+            float(min_crop),
+            float(max_aspect),
+        )
         self.multi_box, self.max_action_chars = multi_box, max_action_chars
         self.reward_weights = check_reward_weights(reward_weights)
         self.grounding_metric, self.grounding_agg = grounding_metric, grounding_agg
-        self.scale_bin_edges, self.scale_bin_edges_source = _resolve_bin_edges(scale_bin_edges, dataset)
+        self.scale_bin_edges, self.scale_bin_edges_source = _resolve_bin_edges(
+            scale_bin_edges, dataset
+        )
         self.max_image_pixels = max_image_pixels
         self.reduced_decode = reduced_decode
         self.upsample_first_view = upsample_first_view
@@ -256,7 +262,9 @@ class GroundedVQAEnv(gym.Env[dict, str]):
     def step(self, action: str) -> tuple[dict, float, bool, bool, dict]:
         if self._done or self.sample is None:
             raise RuntimeError("step() called on a finished episode; call reset() first")
-        parsed = parse_action(action, multi_box=self.multi_box, max_action_chars=self.max_action_chars)
+        parsed = parse_action(
+            action, multi_box=self.multi_box, max_action_chars=self.max_action_chars
+        )
         text = action if isinstance(action, str) else repr(action)  # non-str actions are invalid
         self.turn += 1
         self.messages.append({"role": "assistant", "content": [{"type": "text", "text": text}]})
@@ -274,9 +282,14 @@ class GroundedVQAEnv(gym.Env[dict, str]):
         if parsed.kind == "crop":
             frame_box, frame_size = self.action_reference()
             crop, refusal, adjusted = resolve_crop(
-                parsed.boxes[0], self.coord_frame, frame_box, frame_size,
-                min_crop=self.min_crop, max_aspect=self.max_aspect, invalid_box=self.invalid_box,
-            )  # fmt: skip
+                parsed.boxes[0],
+                self.coord_frame,
+                frame_box,
+                frame_size,
+                min_crop=self.min_crop,
+                max_aspect=self.max_aspect,
+                invalid_box=self.invalid_box,
+            )
             error = refusal or parsed.error  # an accepted crop keeps the parser's format note
         terms = self._zero_terms()
         terms["format"] = format_reward(parsed.format_ok, accepted=crop is not None)
@@ -297,7 +310,13 @@ class GroundedVQAEnv(gym.Env[dict, str]):
         return self._finish(view, dialogue, terms, False, truncated, info)
 
     def _finish(
-        self, view: np.ndarray, dialogue: str, terms: dict, terminated: bool, truncated: bool, info: dict
+        self,
+        view: np.ndarray,
+        dialogue: str,
+        terms: dict,
+        terminated: bool,
+        truncated: bool,
+        info: dict,
     ) -> tuple[dict, float, bool, bool, dict]:
         reward = combine_rewards(terms, self.reward_weights)
         return {"image": view, "dialogue": dialogue}, reward, terminated, truncated, info
@@ -361,7 +380,9 @@ class GroundedVQAEnv(gym.Env[dict, str]):
             key = options["sample_id"]
             if isinstance(key, (int, np.integer)):
                 if not -len(self.dataset) <= key < len(self.dataset):
-                    raise ValueError(f"sample_id index {key} out of range for {len(self.dataset)} samples")
+                    raise ValueError(
+                        f"sample_id index {key} out of range for {len(self.dataset)} samples"
+                    )
                 return int(key)
             index = self._index_of(str(key))
             if index is None:
@@ -458,7 +479,9 @@ class GroundedVQAEnv(gym.Env[dict, str]):
             "crops": [c.as_tuple() for c in self.crops],
             "gt_boxes": [b.as_tuple() for b in gt],
             "crop_iou": _or_none(crop_score(crop, gt, "iou")) if crop is not None else None,
-            "crop_coverage": _or_none(crop_score(crop, gt, "coverage")) if crop is not None else None,
+            "crop_coverage": _or_none(crop_score(crop, gt, "coverage"))
+            if crop is not None
+            else None,
             "crop_rel_area": _or_none(crop_area),
             "target_rel_area": _or_none(target_area),
             "target_scale_bin": scale_bin_name(target_area, self.scale_bin_edges),
@@ -493,7 +516,9 @@ def draw_episode(
         draw.rectangle(scaled(view_box), outline=(30, 90, 255), width=width)
     for index, box in enumerate(crops, start=1):
         draw.rectangle(scaled(box), outline=(255, 140, 0), width=width)
-        draw.text((box.x1 * scale + width + 1, box.y1 * scale + width), str(index), fill=(255, 140, 0))
+        draw.text(
+            (box.x1 * scale + width + 1, box.y1 * scale + width), str(index), fill=(255, 140, 0)
+        )
     for box in gt_boxes:
         draw.rectangle(scaled(box), outline=(0, 200, 0), width=width)
     return np.asarray(canvas, dtype=np.uint8)
@@ -504,7 +529,10 @@ def question_lines(sample: Sample) -> list[str]:
     lines = [f"Question: {sample.question}"]
     if sample.options:
         lines.append("Options:")
-        lines += [f"({letter}) {text}" for letter, text in zip(sample.option_letters, sample.options, strict=True)]
+        lines += [
+            f"({letter}) {text}"
+            for letter, text in zip(sample.option_letters, sample.options, strict=True)
+        ]
     return lines
 
 
@@ -542,7 +570,9 @@ def _or_none(value: float) -> float | None:
     return None if math.isnan(value) else float(value)
 
 
-def _resolve_bin_edges(edges: Sequence[float] | None, dataset: Any) -> tuple[tuple[float, ...], str]:
+def _resolve_bin_edges(
+    edges: Sequence[float] | None, dataset: Any
+) -> tuple[tuple[float, ...], str]:
     """`(edges, why)`: the given edges, else the dataset's declared ones, else the library default."""
     if edges is not None:
         return check_bin_edges(edges), "scale_bin_edges given"

@@ -42,8 +42,6 @@ DEFAULT_REF_SYSTEM_PROMPT = (
 )
 
 
-
-
 class RefGroundingEnv(GroundedVQAEnv):
     """
     ## Description
@@ -131,7 +129,9 @@ class RefGroundingEnv(GroundedVQAEnv):
         self.pred_box: Box | None = None
 
     # ------------------------------------------------------------------ episode
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict, dict]:
         self.pred_box = None
         obs, info = super().reset(seed=seed, options=options)
         if not self.sample.gt_boxes:
@@ -146,7 +146,9 @@ class RefGroundingEnv(GroundedVQAEnv):
         if self._done or self.sample is None:
             raise RuntimeError("step() called on a finished episode; call reset() first")
         text = action if isinstance(action, str) else str(action)
-        parsed = parse_action(text, multi_box=self.multi_box, max_action_chars=self.max_action_chars)
+        parsed = parse_action(
+            text, multi_box=self.multi_box, max_action_chars=self.max_action_chars
+        )
         last_turn = self.turn + 1 >= self.max_turns
         if parsed.kind == "answer" or last_turn:
             return self._predict(text, parsed)
@@ -169,7 +171,9 @@ class RefGroundingEnv(GroundedVQAEnv):
         terms["grounding"] = pred_info["iou"]
         terms["answer"] = float(pred_info["acc50"])
         self._done = True
-        info = self._info(parsed.kind, error, reward_terms=terms, pred_adjusted=adjusted, **pred_info)
+        info = self._info(
+            parsed.kind, error, reward_terms=terms, pred_adjusted=adjusted, **pred_info
+        )
         view = self._current_view.copy()  # observations never share memory
         return self._finish(view, "", terms, True, False, info)
 
@@ -237,15 +241,21 @@ class RefGroundingEnv(GroundedVQAEnv):
             return None, parsed.error, False
         content = parsed.answer or ""
         for candidate in (content, f"<box>{content}</box>"):  # a box action, or bare numbers
-            inner = parse_action(candidate, multi_box=self.multi_box, max_action_chars=self.max_action_chars)
+            inner = parse_action(
+                candidate, multi_box=self.multi_box, max_action_chars=self.max_action_chars
+            )
             if inner.kind == "crop":
                 error = "; ".join(e for e in (parsed.error, inner.error) if e) or None
                 return inner.boxes[0], error, parsed.format_ok and inner.format_ok
         shown = content if len(content) <= 40 else content[:40] + "..."
-        error = f"<answer> must hold one box [x1, y1, x2, y2] ({self.coord_frame} frame), got {shown!r}"
+        error = (
+            f"<answer> must hold one box [x1, y1, x2, y2] ({self.coord_frame} frame), got {shown!r}"
+        )
         return None, error, False
 
-    def _resolve_prediction(self, coords: tuple[float, float, float, float]) -> tuple[Box | None, str | None, bool]:
+    def _resolve_prediction(
+        self, coords: tuple[float, float, float, float]
+    ) -> tuple[Box | None, str | None, bool]:
         """Predicted box in original px (see the class docstring), an error, and whether clipped."""
         written = list(coords)
         if not all(math.isfinite(c) for c in coords):
@@ -257,7 +267,12 @@ class RefGroundingEnv(GroundedVQAEnv):
                 return None, f"box {written} is inverted: need x1 < x2 and y1 < y2", False
             x1, x2, y1, y2 = min(x1, x2), max(x1, x2), min(y1, y2), max(y1, y2)
         image_w, image_h = self._handle.size
-        cx1, cy1, cx2, cy2 = max(x1, 0.0), max(y1, 0.0), min(x2, float(image_w)), min(y2, float(image_h))
+        cx1, cy1, cx2, cy2 = (
+            max(x1, 0.0),
+            max(y1, 0.0),
+            min(x2, float(image_w)),
+            min(y2, float(image_h)),
+        )
         if not (cx1 < cx2 and cy1 < cy2):
             return None, f"box {written} has no area inside the image", False
         adjusted = (cx1, cy1, cx2, cy2) != (x1, y1, x2, y2)

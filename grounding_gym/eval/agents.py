@@ -57,7 +57,9 @@ class Agent(Protocol):
     that episode unanswered (the `replay` agent does so when a recording runs out).
     """
 
-    def act(self, observations: Sequence[dict[str, Any]], infos: Sequence[dict[str, Any]]) -> list[str | None]: ...
+    def act(
+        self, observations: Sequence[dict[str, Any]], infos: Sequence[dict[str, Any]]
+    ) -> list[str | None]: ...
 
 
 AgentFactory = Callable[..., Agent]
@@ -107,7 +109,9 @@ def register_agent(
             a `"module:attr"` string.
     """
     if not callable(factory) and not (isinstance(factory, str) and ":" in factory):
-        raise ValueError(f"factory for agent {name!r} must be callable or 'module:attr', got {factory!r}")
+        raise ValueError(
+            f"factory for agent {name!r} must be callable or 'module:attr', got {factory!r}"
+        )
     existing = _AGENTS.get(name)
     if existing is not None and existing.factory != factory:
         raise ValueError(
@@ -190,7 +194,9 @@ class PolicyAgent:
         self.policy = policy
         self.greedy = greedy
 
-    def act(self, observations: Sequence[dict[str, Any]], infos: Sequence[dict[str, Any]]) -> list[str]:
+    def act(
+        self, observations: Sequence[dict[str, Any]], infos: Sequence[dict[str, Any]]
+    ) -> list[str]:
         generations = self.policy.act(observations, infos, greedy=self.greedy)
         return [g.text if hasattr(g, "text") else str(g) for g in generations]
 
@@ -256,8 +262,12 @@ def crop_action_text(
         min(in_frame.x2, bounds.x2),
         min(in_frame.y2, bounds.y2),
     )
-    if not (clamped[0] < clamped[2] and clamped[1] < clamped[3]) or not all(map(math.isfinite, clamped)):
-        raise ValueError(f"box {box_orig.as_tuple()} (original px) lies outside the view {view_box.as_tuple()}")
+    if not (clamped[0] < clamped[2] and clamped[1] < clamped[3]) or not all(
+        map(math.isfinite, clamped)
+    ):
+        raise ValueError(
+            f"box {box_orig.as_tuple()} (original px) lies outside the view {view_box.as_tuple()}"
+        )
     return format_crop(clamped, decimals)
 
 
@@ -267,11 +277,14 @@ _HEURISTIC = "agents.baselines.heuristic"
 for _name, _attr, _text in (
     ("no-crop", "NoCropAgent", "answer from the first view (no zoom)"),
     ("random-crop", "RandomCropAgent", "one random crop, then answer"),
-    ("sliding-window", "SlidingWindowAgent",
-     "coarse-to-fine tiling: crop the most salient tile of each view until native resolution, then answer"),
+    (
+        "sliding-window",
+        "SlidingWindowAgent",
+        "coarse-to-fine tiling: crop the most salient tile of each view until native resolution, then answer",
+    ),
     ("oracle-crop", "OracleCropAgent", "crop the ground-truth box (coverage 1), then answer"),
     ("fixed-answer", "FixedAnswerAgent", "answer a fixed letter at once (chance level)"),
-):  # fmt: skip
+):
     register_agent(_name, f"{_HEURISTIC}:{_attr}", description=_text)
 register_agent(
     "hf",

@@ -1,11 +1,11 @@
 """`grounding-gym eval | compare | render`: each `f(argv) -> exit code`.
 
-    grounding-gym eval --agent oracle-crop --env GroundedVQA-HR-v0 -n 50
-    grounding-gym eval --agent no-crop -n 50 --image-size 1024          # small images: fast
-    grounding-gym compare runs/eval/synthetic-hr/my-agent-s0 --baselines
-    grounding-gym compare runs/eval/vstar/my-agent-s0 --published    # papers' accuracies beside it
-    grounding-gym render --agent oracle-crop --episode 3 --out episode.png
-    grounding-gym render --run runs/eval/synthetic-hr/no-crop-s0 --episode 3 --out replay.png
+grounding-gym eval --agent oracle-crop --env GroundedVQA-HR-v0 -n 50
+grounding-gym eval --agent no-crop -n 50 --image-size 1024          # small images: fast
+grounding-gym compare runs/eval/synthetic-hr/my-agent-s0 --baselines
+grounding-gym compare runs/eval/vstar/my-agent-s0 --published    # papers' accuracies beside it
+grounding-gym render --agent oracle-crop --episode 3 --out episode.png
+grounding-gym render --run runs/eval/synthetic-hr/no-crop-s0 --episode 3 --out replay.png
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ def _json_arg(text: str) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise argparse.ArgumentTypeError(f"not valid JSON ({exc}): {text!r}") from exc
     if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"must be a JSON object like '{{\"key\": 1}}', got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"must be a JSON object like '{{\"key\": 1}}', got {text!r}"
+        )
     return value
 
 
@@ -69,14 +71,33 @@ def _edges_arg(text: str) -> list[float] | str:
 def _add_env_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("environment")
     group.add_argument("--env", default=DEFAULT_ENV, help=f"env id (default {DEFAULT_ENV})")
-    group.add_argument("--env-kwargs", type=_json_arg, default={}, metavar="JSON",
-                       help='env options, e.g. \'{"coord_frame": "norm1000", "max_turns": 3}\'')
-    group.add_argument("--dataset", default=None, help="dataset name (default: the env's, synthetic-hr)")
-    group.add_argument("--dataset-kwargs", type=_json_arg, default={}, metavar="JSON",
-                       help='dataset options, e.g. \'{"num_samples": 200, "difficulty": 0.5}\'')
-    group.add_argument("--data-dir", default=None, help="folder of a real benchmark (vstar, hrbench, ...)")
-    group.add_argument("--image-size", type=_size_arg, default=None, metavar="N|MIN,MAX",
-                       help="synthetic image side(s) in px (dataset kwarg image_size); default 2048,8192")
+    group.add_argument(
+        "--env-kwargs",
+        type=_json_arg,
+        default={},
+        metavar="JSON",
+        help='env options, e.g. \'{"coord_frame": "norm1000", "max_turns": 3}\'',
+    )
+    group.add_argument(
+        "--dataset", default=None, help="dataset name (default: the env's, synthetic-hr)"
+    )
+    group.add_argument(
+        "--dataset-kwargs",
+        type=_json_arg,
+        default={},
+        metavar="JSON",
+        help='dataset options, e.g. \'{"num_samples": 200, "difficulty": 0.5}\'',
+    )
+    group.add_argument(
+        "--data-dir", default=None, help="folder of a real benchmark (vstar, hrbench, ...)"
+    )
+    group.add_argument(
+        "--image-size",
+        type=_size_arg,
+        default=None,
+        metavar="N|MIN,MAX",
+        help="synthetic image side(s) in px (dataset kwarg image_size); default 2048,8192",
+    )
 
 
 def _env_options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -90,10 +111,18 @@ def _env_options(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, An
 
 
 def _add_agent_args(parser: argparse.ArgumentParser, required: bool) -> None:
-    parser.add_argument("--agent", required=required,
-                        help="agent name (see `grounding-gym list agents`) or module:factory")  # fmt: skip
-    parser.add_argument("--agent-kwargs", type=_json_arg, default={}, metavar="JSON",
-                        help='agent options, e.g. \'{"seed": 1}\' or \'{"path": "ppo.zip"}\'')
+    parser.add_argument(
+        "--agent",
+        required=required,
+        help="agent name (see `grounding-gym list agents`) or module:factory",
+    )
+    parser.add_argument(
+        "--agent-kwargs",
+        type=_json_arg,
+        default={},
+        metavar="JSON",
+        help='agent options, e.g. \'{"seed": 1}\' or \'{"path": "ppo.zip"}\'',
+    )
 
 
 # ---------------------------------------------------------------- eval
@@ -109,25 +138,57 @@ def eval_parser() -> argparse.ArgumentParser:
     _add_agent_args(parser, required=True)
     _add_env_args(parser)
     run = parser.add_argument_group("run")
-    run.add_argument("-n", "--num-episodes", dest="n", type=int, default=None,
-                     help="episodes (default: every sample of the dataset once)")
-    run.add_argument("--num-envs", type=int, default=1, help="envs stepped together (agent batch size)")
-    run.add_argument("--samples", type=_range_arg, default=None, metavar="START:STOP",
-                     help="evaluate only dataset indices START..STOP-1 (e.g. a trainer's held-out questions)")
-    run.add_argument("--seed", type=int, default=None, help="fixes which samples run, in which order (default 0)")
-    run.add_argument("--like", default=None, metavar="RUN",
-                     help="use the exact setting of another run or shipped baseline folder (env, env and "
-                     "dataset kwargs, seed, n, bin edges, benchmark), e.g. baselines/synthetic-hr/no-crop")
-    run.add_argument("--out", default=None,
-                     help="result folder (default runs/eval/BENCHMARK/AGENT-sSEED)")
-    run.add_argument("--benchmark", default=None,
-                     help="name used by `compare --baselines` (default: the dataset name)")
-    run.add_argument("--label", default=None, help="the run's name in comparisons (default: the agent)")
-    run.add_argument("--bin-edges", type=_edges_arg, default=None, metavar="E1,E2|quantiles:K",
-                     help="scale-bin edges on the target's relative area for the summary, or quantiles:K "
-                     "(K equal-count bins of this run); default: the dataset's (V*, HR-Bench, "
-                     "MME-RealWorld, TreeBench, synthetic-hr: 0.001,0.01), else 0.1,0.3")
-    run.add_argument("--overwrite", action="store_true", help="discard a different evaluation in --out")
+    run.add_argument(
+        "-n",
+        "--num-episodes",
+        dest="n",
+        type=int,
+        default=None,
+        help="episodes (default: every sample of the dataset once)",
+    )
+    run.add_argument(
+        "--num-envs", type=int, default=1, help="envs stepped together (agent batch size)"
+    )
+    run.add_argument(
+        "--samples",
+        type=_range_arg,
+        default=None,
+        metavar="START:STOP",
+        help="evaluate only dataset indices START..STOP-1 (e.g. a trainer's held-out questions)",
+    )
+    run.add_argument(
+        "--seed", type=int, default=None, help="fixes which samples run, in which order (default 0)"
+    )
+    run.add_argument(
+        "--like",
+        default=None,
+        metavar="RUN",
+        help="use the exact setting of another run or shipped baseline folder (env, env and "
+        "dataset kwargs, seed, n, bin edges, benchmark), e.g. baselines/synthetic-hr/no-crop",
+    )
+    run.add_argument(
+        "--out", default=None, help="result folder (default runs/eval/BENCHMARK/AGENT-sSEED)"
+    )
+    run.add_argument(
+        "--benchmark",
+        default=None,
+        help="name used by `compare --baselines` (default: the dataset name)",
+    )
+    run.add_argument(
+        "--label", default=None, help="the run's name in comparisons (default: the agent)"
+    )
+    run.add_argument(
+        "--bin-edges",
+        type=_edges_arg,
+        default=None,
+        metavar="E1,E2|quantiles:K",
+        help="scale-bin edges on the target's relative area for the summary, or quantiles:K "
+        "(K equal-count bins of this run); default: the dataset's (V*, HR-Bench, "
+        "MME-RealWorld, TreeBench, synthetic-hr: 0.001,0.01), else 0.1,0.3",
+    )
+    run.add_argument(
+        "--overwrite", action="store_true", help="discard a different evaluation in --out"
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--no-plots", action="store_true", help="no PNG plots")
     return parser
@@ -140,14 +201,23 @@ def eval_main(argv: Sequence[str]) -> int:
 
     env_kwargs, dataset_kwargs = _env_options(args)
     setting: dict[str, Any] = {
-        "env": args.env, "dataset": args.dataset, "dataset_kwargs": dataset_kwargs or None,
-        "env_kwargs": env_kwargs or None, "n": args.n, "seed": 0 if args.seed is None else args.seed,
-        "benchmark": args.benchmark, "bin_edges": args.bin_edges, "samples": args.samples,
-    }  # fmt: skip
+        "env": args.env,
+        "dataset": args.dataset,
+        "dataset_kwargs": dataset_kwargs or None,
+        "env_kwargs": env_kwargs or None,
+        "n": args.n,
+        "seed": 0 if args.seed is None else args.seed,
+        "benchmark": args.benchmark,
+        "bin_edges": args.bin_edges,
+        "samples": args.samples,
+    }
     if args.like is not None:
         if args.env != DEFAULT_ENV or env_kwargs or dataset_kwargs or args.dataset:
-            print("eval: --like takes the env and its options from that run; drop --env/--env-kwargs/"
-                  "--dataset/--dataset-kwargs/--image-size/--data-dir", file=sys.stderr)  # fmt: skip
+            print(
+                "eval: --like takes the env and its options from that run; drop --env/--env-kwargs/"
+                "--dataset/--dataset-kwargs/--image-size/--data-dir",
+                file=sys.stderr,
+            )
             return 2
         setting.update(_like(args.like, args))
     benchmark = setting["benchmark"] or setting["dataset"] or _default_dataset(setting["env"])
@@ -155,17 +225,36 @@ def eval_main(argv: Sequence[str]) -> int:
     out = args.out or os.path.join("runs", "eval", benchmark, f"{agent_slug}-s{setting['seed']}")
     try:
         summary = evaluate(
-            args.agent, setting["env"], dataset=setting["dataset"], dataset_kwargs=setting["dataset_kwargs"],
-            env_kwargs=setting["env_kwargs"], agent_kwargs=args.agent_kwargs or None, n=setting["n"],
-            num_envs=args.num_envs, out_dir=out, seed=setting["seed"], progress=not args.no_progress,
-            plots=not args.no_plots, overwrite=args.overwrite, benchmark=setting["benchmark"],
-            label=args.label, bin_edges=setting["bin_edges"], samples=setting["samples"],
-        )  # fmt: skip
-    except (RunMismatchError, ImportError) as exc:  # ImportError: an agent's optional extra is missing
+            args.agent,
+            setting["env"],
+            dataset=setting["dataset"],
+            dataset_kwargs=setting["dataset_kwargs"],
+            env_kwargs=setting["env_kwargs"],
+            agent_kwargs=args.agent_kwargs or None,
+            n=setting["n"],
+            num_envs=args.num_envs,
+            out_dir=out,
+            seed=setting["seed"],
+            progress=not args.no_progress,
+            plots=not args.no_plots,
+            overwrite=args.overwrite,
+            benchmark=setting["benchmark"],
+            label=args.label,
+            bin_edges=setting["bin_edges"],
+            samples=setting["samples"],
+        )
+    except (
+        RunMismatchError,
+        ImportError,
+    ) as exc:  # ImportError: an agent's optional extra is missing
         print(f"eval: {exc}", file=sys.stderr)
         return 2
     print(summary_markdown(summary))
-    print(f"results: {out}/ (episodes.jsonl, summary.json/.csv/.md" + ("" if args.no_plots else ", acc_vs_area.png, iou_hist.png") + ")")
+    print(
+        f"results: {out}/ (episodes.jsonl, summary.json/.csv/.md"
+        + ("" if args.no_plots else ", acc_vs_area.png, iou_hist.png")
+        + ")"
+    )
     return 0
 
 
@@ -217,7 +306,9 @@ def find_baselines(benchmark: str, root: Path) -> list[Path]:
     folder = root / benchmark
     if not folder.is_dir():
         known = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-        raise FileNotFoundError(f"no baselines for benchmark {benchmark!r} in {root}; available: {known}")
+        raise FileNotFoundError(
+            f"no baselines for benchmark {benchmark!r} in {root}; available: {known}"
+        )
     return sorted(folder.glob("*/summary.json"))
 
 
@@ -228,23 +319,50 @@ def compare_parser() -> argparse.ArgumentParser:
         "against a reference run (the first, unless --ref).",
     )
     parser.add_argument("runs", nargs="*", help="run folders (with summary.json) or summary files")
-    parser.add_argument("--baselines", nargs="?", const="auto", default=None, metavar="BENCHMARK",
-                        help="add the shipped baselines of BENCHMARK (default: the first run's benchmark)")
-    parser.add_argument("--baselines-dir", default=None,
-                        help=f"baselines folder (default: ${BASELINES_ENV_VAR} or the repository's baselines/)")
-    parser.add_argument("--published", nargs="?", const="auto", default=None, metavar="BENCHMARK",
-                        help="also print the accuracies papers report on BENCHMARK (vstar, hrbench-4k, hrbench-8k, "
-                        "mme-realworld, treebench; default: the first run's benchmark), with their sources, "
-                        "from BASELINES_DIR/published/")
-    parser.add_argument("--metric", action="append", default=None,
-                        help="metric to tabulate (repeatable): accuracy (default), miou, acc_at_0.5, "
-                        "crop_coverage, mean_turns, invalid_action_rate, ...")
-    parser.add_argument("--ref", default="0",
-                        help="reference run: index or label (default 0, the first; baselines are labelled bl:NAME)")
+    parser.add_argument(
+        "--baselines",
+        nargs="?",
+        const="auto",
+        default=None,
+        metavar="BENCHMARK",
+        help="add the shipped baselines of BENCHMARK (default: the first run's benchmark)",
+    )
+    parser.add_argument(
+        "--baselines-dir",
+        default=None,
+        help=f"baselines folder (default: ${BASELINES_ENV_VAR} or the repository's baselines/)",
+    )
+    parser.add_argument(
+        "--published",
+        nargs="?",
+        const="auto",
+        default=None,
+        metavar="BENCHMARK",
+        help="also print the accuracies papers report on BENCHMARK (vstar, hrbench-4k, hrbench-8k, "
+        "mme-realworld, treebench; default: the first run's benchmark), with their sources, "
+        "from BASELINES_DIR/published/",
+    )
+    parser.add_argument(
+        "--metric",
+        action="append",
+        default=None,
+        help="metric to tabulate (repeatable): accuracy (default), miou, acc_at_0.5, "
+        "crop_coverage, mean_turns, invalid_action_rate, ...",
+    )
+    parser.add_argument(
+        "--ref",
+        default="0",
+        help="reference run: index or label (default 0, the first; baselines are labelled bl:NAME)",
+    )
     parser.add_argument("--markdown", action="store_true", help="print Markdown tables")
-    parser.add_argument("--by-area", action="store_true",
-                        help="also tabulate accuracy per log-spaced target-area bin (independent of bin edges)")
-    parser.add_argument("--plot", default=None, metavar="PNG", help="also plot accuracy against target area")
+    parser.add_argument(
+        "--by-area",
+        action="store_true",
+        help="also tabulate accuracy per log-spaced target-area bin (independent of bin edges)",
+    )
+    parser.add_argument(
+        "--plot", default=None, metavar="PNG", help="also plot accuracy against target area"
+    )
     return parser
 
 
@@ -266,8 +384,10 @@ def compare_main(argv: Sequence[str]) -> int:
         benchmark = args.baselines
         if benchmark == "auto":
             if not summaries:
-                print("compare: --baselines without a run needs a benchmark name, e.g. --baselines synthetic-hr",
-                      file=sys.stderr)  # fmt: skip
+                print(
+                    "compare: --baselines without a run needs a benchmark name, e.g. --baselines synthetic-hr",
+                    file=sys.stderr,
+                )
                 return 2
             benchmark = _run_benchmark(summaries[0])
         try:
@@ -283,10 +403,17 @@ def compare_main(argv: Sequence[str]) -> int:
     if not summaries:
         if args.published is not None:
             return _print_published(args, [])
-        print("compare: give run folders and/or --baselines BENCHMARK / --published BENCHMARK", file=sys.stderr)
+        print(
+            "compare: give run folders and/or --baselines BENCHMARK / --published BENCHMARK",
+            file=sys.stderr,
+        )
         return 2
     labels = [str(s["meta"].get("label") or s["meta"].get("agent")) for s in summaries]
-    ref = int(args.ref) if args.ref.isdigit() else (labels.index(args.ref) if args.ref in labels else -1)
+    ref = (
+        int(args.ref)
+        if args.ref.isdigit()
+        else (labels.index(args.ref) if args.ref in labels else -1)
+    )
     if not 0 <= ref < len(summaries):
         print(f"compare: --ref {args.ref!r} is not an index or one of {labels}", file=sys.stderr)
         return 2
@@ -317,7 +444,10 @@ def _print_published(args: argparse.Namespace, summaries: list[dict[str, Any]]) 
     name = args.published
     if name == "auto":
         if not summaries:
-            print("compare: --published without a run needs a benchmark name, e.g. --published vstar", file=sys.stderr)
+            print(
+                "compare: --published without a run needs a benchmark name, e.g. --published vstar",
+                file=sys.stderr,
+            )
             return 2
         name = _run_benchmark(summaries[0])
     try:
@@ -342,11 +472,20 @@ def _warn_config_mismatch(summaries: Sequence[dict[str, Any]]) -> None:
         if env_a != env_b:
             diffs.append("env_kwargs")
         same_n = meta.get("n_episodes") == first.get("n_episodes")
-        if same_n and meta.get("data_fingerprint") and meta.get("data_fingerprint") != first.get("data_fingerprint"):
-            diffs.append("the questions themselves (data_fingerprint; was the dataset generator changed?)")
+        if (
+            same_n
+            and meta.get("data_fingerprint")
+            and meta.get("data_fingerprint") != first.get("data_fingerprint")
+        ):
+            diffs.append(
+                "the questions themselves (data_fingerprint; was the dataset generator changed?)"
+            )
         if diffs:
-            print(f"note: {meta.get('label') or meta.get('agent')} differs from {first.get('label') or first.get('agent')} "
-                  f"in {', '.join(diffs)}: the samples or the env differ, so compare with care", file=sys.stderr)  # fmt: skip
+            print(
+                f"note: {meta.get('label') or meta.get('agent')} differs from {first.get('label') or first.get('agent')} "
+                f"in {', '.join(diffs)}: the samples or the env differ, so compare with care",
+                file=sys.stderr,
+            )
 
 
 # ---------------------------------------------------------------- render
@@ -360,9 +499,15 @@ def render_parser() -> argparse.ArgumentParser:
     )
     _add_agent_args(parser, required=False)
     parser.add_argument("--run", default=None, help="replay an episode of this evaluation folder")
-    parser.add_argument("--episode", type=int, default=0, help="episode index (plan of --seed, or of --run)")
-    parser.add_argument("--sample-id", default=None, help="a sample id instead of --episode (with --agent)")
-    parser.add_argument("--seed", type=int, default=0, help="evaluation seed that defines --episode")
+    parser.add_argument(
+        "--episode", type=int, default=0, help="episode index (plan of --seed, or of --run)"
+    )
+    parser.add_argument(
+        "--sample-id", default=None, help="a sample id instead of --episode (with --agent)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="evaluation seed that defines --episode"
+    )
     parser.add_argument("--out", default="episode.png", help="PNG file (default episode.png)")
     _add_env_args(parser)
     return parser
@@ -379,22 +524,37 @@ def render_main(argv: Sequence[str]) -> int:
 
     if args.run is not None:
         config = json.loads((Path(args.run) / "config.json").read_text(encoding="utf-8"))
-        records = {r["episode"]: r for r in read_records(Path(args.run) / "episodes.jsonl", repair=False)}
+        records = {
+            r["episode"]: r for r in read_records(Path(args.run) / "episodes.jsonl", repair=False)
+        }
         if args.episode not in records:
-            print(f"render: episode {args.episode} is not in {args.run} (has {len(records)} episodes)", file=sys.stderr)
+            print(
+                f"render: episode {args.episode} is not in {args.run} (has {len(records)} episodes)",
+                file=sys.stderr,
+            )
             return 2
         record = records[args.episode]
         kwargs = dict(config.get("env_kwargs") or {})
-        env, _, _ = make_eval_env(config["env_id"], env_kwargs={**kwargs, "render_mode": "rgb_array"})
-        frames = play_episode(env, record["actions"], seed=record["seed"],
-                              options={"sample_id": record["sample_index"]})  # fmt: skip
+        env, _, _ = make_eval_env(
+            config["env_id"], env_kwargs={**kwargs, "render_mode": "rgb_array"}
+        )
+        frames = play_episode(
+            env,
+            record["actions"],
+            seed=record["seed"],
+            options={"sample_id": record["sample_index"]},
+        )
         title = f"{config.get('agent')} episode {args.episode} ({record['sample_id']}):"
     else:
         from grounding_gym.eval.agents import make_agent
 
         env_kwargs, dataset_kwargs = _env_options(args)
-        env, _, _ = make_eval_env(args.env, args.dataset, dataset_kwargs or None,
-                                  {**env_kwargs, "render_mode": "rgb_array"})  # fmt: skip
+        env, _, _ = make_eval_env(
+            args.env,
+            args.dataset,
+            dataset_kwargs or None,
+            {**env_kwargs, "render_mode": "rgb_array"},
+        )
         agent = make_agent(args.agent, env, **args.agent_kwargs)
         data = env.unwrapped.dataset
         if args.sample_id is not None:
@@ -405,8 +565,13 @@ def render_main(argv: Sequence[str]) -> int:
         else:
             index = episode_plan(args.seed, args.episode + 1, len(data))[args.episode]
         extra = {"episode": args.episode, "sample_index": index}
-        frames = play_episode(env, lambda o, i: agent.act([o], [i])[0], seed=episode_seed(args.seed, args.episode),
-                              options={"sample_id": index}, extra_info=extra)  # fmt: skip
+        frames = play_episode(
+            env,
+            lambda o, i: agent.act([o], [i])[0],
+            seed=episode_seed(args.seed, args.episode),
+            options={"sample_id": index},
+            extra_info=extra,
+        )
         title = f"{args.agent} ({data[index].id}):"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

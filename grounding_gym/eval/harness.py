@@ -42,7 +42,15 @@ from grounding_gym.eval.records import EpisodeRecorder, append_record, jsonable,
 from grounding_gym.eval.report import load_summary, write_reports
 from grounding_gym.scale import check_bin_edges, parse_bin_spec, quantile_bin_edges
 
-__all__ = ["EPISODES_FILE", "CONFIG_FILE", "RunMismatchError", "episode_plan", "episode_seed", "evaluate", "make_eval_env"]
+__all__ = [
+    "EPISODES_FILE",
+    "CONFIG_FILE",
+    "RunMismatchError",
+    "episode_plan",
+    "episode_seed",
+    "evaluate",
+    "make_eval_env",
+]
 
 EPISODES_FILE = "episodes.jsonl"
 CONFIG_FILE = "config.json"
@@ -57,7 +65,9 @@ def ensure_datasets() -> None:
             importlib.import_module(module)
 
 
-def episode_plan(seed: int, n: int, dataset_len: int, samples: tuple[int, int] | None = None) -> list[int]:
+def episode_plan(
+    seed: int, n: int, dataset_len: int, samples: tuple[int, int] | None = None
+) -> list[int]:
     """Sample indices of episodes `0..n-1`: seeded permutations of the dataset (or of the index
     range `samples = (start, stop)`, e.g. a held-out split), concatenated.
 
@@ -71,7 +81,9 @@ def episode_plan(seed: int, n: int, dataset_len: int, samples: tuple[int, int] |
     """
     start, stop = samples if samples is not None else (0, dataset_len)
     if not 0 <= start < stop <= dataset_len:
-        raise ValueError(f"samples range {start}:{stop} is empty or outside the dataset (0:{dataset_len})")
+        raise ValueError(
+            f"samples range {start}:{stop} is empty or outside the dataset (0:{dataset_len})"
+        )
     rng = np.random.default_rng(seed)
     plan: list[int] = []
     while len(plan) < n:
@@ -82,8 +94,13 @@ def episode_plan(seed: int, n: int, dataset_len: int, samples: tuple[int, int] |
 def data_fingerprint(records: Sequence[Mapping[str, Any]]) -> str:
     """Short hash of what was asked (sample ids, correct answers, ground truth) in episode order:
     two runs with equal n and equal fingerprints saw the same questions, whatever the agent."""
-    items = sorted(((r.get("episode", 0), r.get("sample_id"), r.get("gt_answer"), r.get("gt_boxes")) for r in records),
-                   key=lambda item: item[0])
+    items = sorted(
+        (
+            (r.get("episode", 0), r.get("sample_id"), r.get("gt_answer"), r.get("gt_boxes"))
+            for r in records
+        ),
+        key=lambda item: item[0],
+    )
     return hashlib.sha1(json.dumps(items, default=str).encode("utf-8")).hexdigest()[:16]
 
 
@@ -105,7 +122,9 @@ def make_eval_env(
     """
     if isinstance(env, gym.Env):
         if dataset is not None or dataset_kwargs or env_kwargs:
-            raise ValueError("dataset/dataset_kwargs/env_kwargs apply only when env is an id; got an env instance")
+            raise ValueError(
+                "dataset/dataset_kwargs/env_kwargs apply only when env is an id; got an env instance"
+            )
         spec = env.spec
         kwargs = dict(spec.kwargs) if spec is not None else {}
         return env, (spec.id if spec is not None else type(env.unwrapped).__name__), kwargs
@@ -169,8 +188,15 @@ def _check_config(path: Path, config: dict[str, Any]) -> None:
 
 
 def _clear_run(out: Path) -> None:
-    for name in (EPISODES_FILE, CONFIG_FILE, "summary.json", "summary.csv", "summary.md",
-                 "acc_vs_area.png", "iou_hist.png"):  # fmt: skip
+    for name in (
+        EPISODES_FILE,
+        CONFIG_FILE,
+        "summary.json",
+        "summary.csv",
+        "summary.md",
+        "acc_vs_area.png",
+        "iou_hist.png",
+    ):
         with contextlib.suppress(FileNotFoundError):
             (out / name).unlink()
 
@@ -234,7 +260,9 @@ def evaluate(
     if isinstance(env, gym.Env) and num_envs != 1:
         raise ValueError("num_envs > 1 needs an env id (the harness builds the copies)")
     first_env, env_id, used_kwargs = make_eval_env(env, dataset, dataset_kwargs, env_kwargs)
-    envs = [first_env] + [make_eval_env(env_id, dataset, dataset_kwargs, env_kwargs)[0] for _ in range(num_envs - 1)]
+    envs = [first_env] + [
+        make_eval_env(env_id, dataset, dataset_kwargs, env_kwargs)[0] for _ in range(num_envs - 1)
+    ]
     base = first_env.unwrapped
     data = base.dataset
     if samples is not None:
@@ -245,16 +273,22 @@ def evaluate(
     agent_name = agent if isinstance(agent, str) else type(agent).__name__
     dataset_name = used_kwargs.get("dataset", "custom")
     dataset_name = dataset_name if isinstance(dataset_name, str) else "custom"
-    config = jsonable({
-        "env_id": env_id,
-        "env_kwargs": {k: v for k, v in used_kwargs.items() if isinstance(v, (str, int, float, bool, list, tuple, dict, type(None)))},
-        "agent": agent_name,
-        "agent_kwargs": dict(agent_kwargs or {}),
-        "seed": seed,
-        "n": n,
-        "benchmark": benchmark or dataset_name,
-        "samples": list(samples) if samples is not None else None,
-    })  # fmt: skip
+    config = jsonable(
+        {
+            "env_id": env_id,
+            "env_kwargs": {
+                k: v
+                for k, v in used_kwargs.items()
+                if isinstance(v, (str, int, float, bool, list, tuple, dict, type(None)))
+            },
+            "agent": agent_name,
+            "agent_kwargs": dict(agent_kwargs or {}),
+            "seed": seed,
+            "n": n,
+            "benchmark": benchmark or dataset_name,
+            "samples": list(samples) if samples is not None else None,
+        }
+    )
 
     out = Path(out_dir) if out_dir is not None else None
     records: list[dict[str, Any]] = []
@@ -297,7 +331,9 @@ def evaluate(
         "dataset": dataset_name,
         "dataset_kwargs": config["env_kwargs"].get("dataset_kwargs", {}),
         "num_envs": num_envs,
-        "resize_backend": getattr(base, "resize_backend", None),  # views differ slightly (docs/benchmarks.md)
+        "resize_backend": getattr(
+            base, "resize_backend", None
+        ),  # views differ slightly (docs/benchmarks.md)
         "bin_edges": list(edges),
         "bin_edges_source": edges_source,
         "chance": float(np.mean([1.0 / k for k in with_options])) if with_options else None,
@@ -335,11 +371,16 @@ def summary_bin_edges(
     """`(edges, why)` of a summary: edges given, `"quantiles:K"` of the records' target areas,
     or the env's `scale_bin_edges` (with its `scale_bin_edges_source`)."""
     if spec is None:
-        return tuple(env.scale_bin_edges), str(getattr(env, "scale_bin_edges_source", "the env's scale_bin_edges"))
+        return tuple(env.scale_bin_edges), str(
+            getattr(env, "scale_bin_edges_source", "the env's scale_bin_edges")
+        )
     parsed = parse_bin_spec(spec) if isinstance(spec, str) else check_bin_edges(spec)
     if isinstance(parsed, int):
         edges = quantile_bin_edges([r.get("target_rel_area") for r in records], parsed)
-        return edges, f"quantiles:{parsed}: {len(edges) + 1} equal-count bins of this run's target areas"
+        return (
+            edges,
+            f"quantiles:{parsed}: {len(edges) + 1} equal-count bins of this run's target areas",
+        )
     return parsed, "given (--bin-edges)"
 
 
@@ -356,7 +397,9 @@ def _run_episodes(
         reset_seed = episode_seed(seed, episode)
         obs, info = envs[k].reset(seed=reset_seed, options={"sample_id": index})
         sample = getattr(envs[k].unwrapped, "sample", None)
-        recorder = EpisodeRecorder(episode, index, reset_seed, info, sample, first_view=obs["image"])
+        recorder = EpisodeRecorder(
+            episode, index, reset_seed, info, sample, first_view=obs["image"]
+        )
         slots[k] = _Slot(episode, index, obs, info, recorder, started)
 
     for k in range(len(envs)):
@@ -367,11 +410,15 @@ def _run_episodes(
         if not active:
             return
         observations = [slots[k].obs for k in active]  # type: ignore[union-attr]
-        infos = [{**slots[k].info, "episode": slots[k].episode, "sample_index": slots[k].sample_index}  # type: ignore[union-attr]
-                 for k in active]  # fmt: skip
+        infos = [
+            {**slots[k].info, "episode": slots[k].episode, "sample_index": slots[k].sample_index}  # type: ignore[union-attr]
+            for k in active
+        ]
         actions = agent.act(observations, infos)
         if len(actions) != len(active):
-            raise ValueError(f"agent returned {len(actions)} actions for {len(active)} observations")
+            raise ValueError(
+                f"agent returned {len(actions)} actions for {len(active)} observations"
+            )
         for k, action in zip(active, actions, strict=True):
             slot = slots[k]
             assert slot is not None

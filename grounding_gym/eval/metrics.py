@@ -61,7 +61,9 @@ def group_metrics(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "miou": _mean(best_iou),
         "acc_at_0.5": _mean(1.0 if v >= 0.5 else 0.0 for v in best_iou),
         "crop_iou": _mean(float(r["iou"]) for r in cropped),
-        "crop_coverage": _mean(float(r["coverage"]) for r in cropped if r.get("coverage") is not None),
+        "crop_coverage": _mean(
+            float(r["coverage"]) for r in cropped if r.get("coverage") is not None
+        ),
         "full_coverage_rate": _mean(
             1.0 if (r.get("coverage") or 0.0) >= FULL_COVERAGE else 0.0 for r in cropped
         ),
@@ -123,10 +125,17 @@ def acc_vs_area(records: Sequence[Mapping[str, Any]], per_decade: int = 2) -> li
         if not group:
             continue
         stats = group_metrics(group)
-        out.append({
-            "lo": lo, "hi": hi, "center": math.sqrt(lo * hi), "n": stats["n"],
-            "accuracy": stats["accuracy"], "accuracy_se": stats["accuracy_se"], "miou": stats["miou"],
-        })  # fmt: skip
+        out.append(
+            {
+                "lo": lo,
+                "hi": hi,
+                "center": math.sqrt(lo * hi),
+                "n": stats["n"],
+                "accuracy": stats["accuracy"],
+                "accuracy_se": stats["accuracy_se"],
+                "miou": stats["miou"],
+            }
+        )
     return out
 
 

@@ -39,8 +39,15 @@ OVERALL = "overall"
 SOURCES_FILE = "sources.json"
 _SOURCE_FIELDS = {"title": True, "url": True, "table": True, "arxiv": False}
 _BENCHMARK_FIELDS = {"benchmark", "title", "datasets", "categories", "category_labels", "rows"}
-_ROW_FIELDS = {"system": True, "base_model": True, "size": True, "source": True, "accuracy": True, "quote": True,
-               "note": False}  # fmt: skip
+_ROW_FIELDS = {
+    "system": True,
+    "base_model": True,
+    "size": True,
+    "source": True,
+    "accuracy": True,
+    "quote": True,
+    "note": False,
+}
 
 
 class PublishedFormatError(ValueError):
@@ -171,35 +178,66 @@ def load_sources(path: str | Path) -> dict[str, PublishedSource]:
         where = f"source {key!r}"
         _check_fields(file, where, value, _SOURCE_FIELDS)
         sources[key] = PublishedSource(
-            key=key, title=_text(file, where, value["title"], "title"), url=_text(file, where, value["url"], "url"),
-            table=_text(file, where, value["table"], "table"), arxiv=_text(file, where, value.get("arxiv"), "arxiv", True),
-        )  # fmt: skip
+            key=key,
+            title=_text(file, where, value["title"], "title"),
+            url=_text(file, where, value["url"], "url"),
+            table=_text(file, where, value["table"], "table"),
+            arxiv=_text(file, where, value.get("arxiv"), "arxiv", True),
+        )
     return sources
 
 
-def _accuracy(file: Path, where: str, value: Any, splits: Sequence[str], quote: str) -> dict[str, float]:
+def _accuracy(
+    file: Path, where: str, value: Any, splits: Sequence[str], quote: str
+) -> dict[str, float]:
     if not isinstance(value, dict) or not value:
-        raise _fail(file, where, f"'accuracy' must be a non-empty object {{split: percent}}, got {value!r}")
+        raise _fail(
+            file, where, f"'accuracy' must be a non-empty object {{split: percent}}, got {value!r}"
+        )
     accuracy = {}
     for split, number in value.items():
         if split not in splits:
-            raise _fail(file, where, f"unknown split {split!r}{_did_you_mean(split, splits)}; splits: {list(splits)}")
-        if isinstance(number, bool) or not isinstance(number, (int, float)) or not 0.0 <= number <= 100.0:
-            raise _fail(file, where, f"accuracy[{split!r}] must be a percentage in [0, 100], got {number!r}")
+            raise _fail(
+                file,
+                where,
+                f"unknown split {split!r}{_did_you_mean(split, splits)}; splits: {list(splits)}",
+            )
+        if (
+            isinstance(number, bool)
+            or not isinstance(number, (int, float))
+            or not 0.0 <= number <= 100.0
+        ):
+            raise _fail(
+                file, where, f"accuracy[{split!r}] must be a percentage in [0, 100], got {number!r}"
+            )
         if f"{number:g}" not in quote:
-            raise _fail(file, where, f"accuracy[{split!r}] = {number:g} does not appear in its quote {quote!r}")
+            raise _fail(
+                file,
+                where,
+                f"accuracy[{split!r}] = {number:g} does not appear in its quote {quote!r}",
+            )
         accuracy[split] = float(number)
     return accuracy
 
 
-def _row(file: Path, index: int, value: Any, splits: Sequence[str], sources: Mapping[str, PublishedSource]) -> PublishedRow:
+def _row(
+    file: Path,
+    index: int,
+    value: Any,
+    splits: Sequence[str],
+    sources: Mapping[str, PublishedSource],
+) -> PublishedRow:
     system = value.get("system") if isinstance(value, dict) else None
     where = f"row {index}" + (f" ({system!r})" if isinstance(system, str) else "")
     _check_fields(file, where, value, _ROW_FIELDS)
     source = value["source"]
     if source not in sources:
-        raise _fail(file, where, f"source {source!r} is not in {SOURCES_FILE}{_did_you_mean(str(source), sources)}; "
-                    f"known: {sorted(sources)}")  # fmt: skip
+        raise _fail(
+            file,
+            where,
+            f"source {source!r} is not in {SOURCES_FILE}{_did_you_mean(str(source), sources)}; "
+            f"known: {sorted(sources)}",
+        )
     quote = " ".join(_text(file, where, value["quote"], "quote").split())
     return PublishedRow(
         system=_text(file, where, system, "system"),
@@ -218,7 +256,9 @@ def _string_list(file: Path, field: str, value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
-def load_published(path: str | Path, sources: Mapping[str, PublishedSource] | None = None) -> PublishedBenchmark:
+def load_published(
+    path: str | Path, sources: Mapping[str, PublishedSource] | None = None
+) -> PublishedBenchmark:
     """Read and validate one `<benchmark>.json`.
 
     Args:
@@ -239,7 +279,11 @@ def load_published(path: str | Path, sources: Mapping[str, PublishedSource] | No
     categories = _string_list(file, "categories", data["categories"])
     labels = data["category_labels"]
     if not isinstance(labels, dict) or not set(labels) <= set(categories):
-        raise _fail(file, "category_labels", f"must map some of the categories {list(categories)} to headers, got {labels!r}")
+        raise _fail(
+            file,
+            "category_labels",
+            f"must map some of the categories {list(categories)} to headers, got {labels!r}",
+        )
     rows = data["rows"]
     if not isinstance(rows, list) or not rows:
         raise _fail(file, "rows", "must be a non-empty list")
@@ -275,7 +319,9 @@ def find_published(name: str, root: str | Path | None = None) -> list[PublishedB
     found = exact or [b for b in every if name in b.datasets]
     if not found:
         known = sorted({b.name for b in every} | {d for b in every for d in b.datasets})
-        raise FileNotFoundError(f"no published results for {name!r}{_did_you_mean(name, known)}; published: {known}")
+        raise FileNotFoundError(
+            f"no published results for {name!r}{_did_you_mean(name, known)}; published: {known}"
+        )
     return found
 
 

@@ -209,7 +209,9 @@ def read_records(path: str | os.PathLike, repair: bool = True) -> list[dict[str,
             if number == len(lines) and not tail:  # last full line garbled: a torn write too
                 torn = True
                 break
-            raise ValueError(f"{path}: line {number} is not valid JSON ({exc}); fix or remove it") from exc
+            raise ValueError(
+                f"{path}: line {number} is not valid JSON ({exc}); fix or remove it"
+            ) from exc
         if record is not None and not isinstance(record, dict):
             raise ValueError(f"{path}: line {number} is not a JSON object")
         if record is not None:

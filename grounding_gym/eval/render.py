@@ -68,9 +68,12 @@ def play_episode(
             `sample_index`).
     """
     obs, info = env.reset(seed=seed, options=options)
-    frames = EpisodeFrames(overview=np.zeros((1, 1, 3), np.uint8), question=obs["dialogue"],
-                           gt_boxes=[Box(*b) for b in info["gt_boxes"]],
-                           image_size=tuple(info["image_size"]))  # fmt: skip
+    frames = EpisodeFrames(
+        overview=np.zeros((1, 1, 3), np.uint8),
+        question=obs["dialogue"],
+        gt_boxes=[Box(*b) for b in info["gt_boxes"]],
+        image_size=tuple(info["image_size"]),
+    )
     frames.views.append(obs["image"])
     frames.view_boxes.append(Box(*info["view_box"]))
     replay = None if callable(policy) else list(policy)
@@ -107,7 +110,9 @@ def _step_title(info: dict[str, Any], action: str) -> str:
     return f"-> {kind}: {textwrap.shorten(str(info.get('action_error') or action), 40)}"
 
 
-def _draw_box(ax: Any, box_orig: Box, view_box: Box, view_size: tuple[int, int], color: str) -> None:
+def _draw_box(
+    ax: Any, box_orig: Box, view_box: Box, view_size: tuple[int, int], color: str
+) -> None:
     """Outline the part of `box_orig` (original px) inside the view, in view px (imshow puts
     pixel i's centre at i, so continuous edge x sits at x - 0.5)."""
     from matplotlib.patches import Rectangle
@@ -116,8 +121,11 @@ def _draw_box(ax: Any, box_orig: Box, view_box: Box, view_size: tuple[int, int],
     if inside is None:
         return
     b = from_original(inside, "view", view_box, view_size)
-    ax.add_patch(Rectangle((b.x1 - 0.5, b.y1 - 0.5), b.width, b.height, fill=False,
-                           edgecolor=color, linewidth=1.5))  # fmt: skip
+    ax.add_patch(
+        Rectangle(
+            (b.x1 - 0.5, b.y1 - 0.5), b.width, b.height, fill=False, edgecolor=color, linewidth=1.5
+        )
+    )
 
 
 def _circle_tiny_targets(ax: Any, frames: EpisodeFrames) -> None:
@@ -130,8 +138,16 @@ def _circle_tiny_targets(ax: Any, frames: EpisodeFrames) -> None:
     for gt in frames.gt_boxes:
         if max(gt.width, gt.height) * scale < 12:
             cx, cy = gt.center
-            ax.add_patch(Circle((cx * scale - 0.5, cy * scale - 0.5), 14, fill=False, edgecolor="lime",
-                                linewidth=1.2, linestyle="--"))  # fmt: skip
+            ax.add_patch(
+                Circle(
+                    (cx * scale - 0.5, cy * scale - 0.5),
+                    14,
+                    fill=False,
+                    edgecolor="lime",
+                    linewidth=1.2,
+                    linestyle="--",
+                )
+            )
 
 
 def episode_png(frames: EpisodeFrames, title: str = "", max_cols: int = 4) -> bytes:
@@ -148,7 +164,9 @@ def episode_png(frames: EpisodeFrames, title: str = "", max_cols: int = 4) -> by
     for ax in axes.flat:
         ax.axis("off")
     axes.flat[0].imshow(frames.overview)
-    axes.flat[0].set_title("original: gt green (circled when tiny), crops orange, last view blue", fontsize=8)
+    axes.flat[0].set_title(
+        "original: gt green (circled when tiny), crops orange, last view blue", fontsize=8
+    )
     _circle_tiny_targets(axes.flat[0], frames)
     for t, (view, view_box) in enumerate(zip(frames.views, frames.view_boxes, strict=True)):
         ax = axes.flat[t + 1]

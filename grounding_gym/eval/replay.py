@@ -96,7 +96,9 @@ def assistant_actions(messages: Sequence[Any]) -> list[str]:
         text = message_text(message.get("content"))
         calls = message.get("tool_calls") or []
         if calls:
-            text = "\n".join([text, *(_tool_call_text(c) for c in calls if isinstance(c, Mapping))]).strip()
+            text = "\n".join(
+                [text, *(_tool_call_text(c) for c in calls if isinstance(c, Mapping))]
+            ).strip()
         texts.append(text)
     if texts and parse_action(texts[-1]).kind == "invalid":
         final = _THINK_END.split(texts[-1])[-1].strip()
@@ -169,9 +171,15 @@ class ReplayAgent:
         self._actions: dict[int, list[str]] = {}
         self._line_of: dict[int, int] = {}
         report: dict[str, Any] = {
-            "path": self.path, "match": match, "lines": 0, "matched": 0, "unmatched_lines": [],
-            "ambiguous_lines": [], "duplicate_lines": [], "longer_than_max_turns": [],
-        }  # fmt: skip
+            "path": self.path,
+            "match": match,
+            "lines": 0,
+            "matched": 0,
+            "unmatched_lines": [],
+            "ambiguous_lines": [],
+            "duplicate_lines": [],
+            "longer_than_max_turns": [],
+        }
         max_turns = int(getattr(env, "max_turns", 0) or 0)
         for line, record in self._records():
             report["lines"] += 1
@@ -206,34 +214,56 @@ class ReplayAgent:
         if self.match == "id":
             key = next((k for k in self.id_keys if record.get(k) is not None), None)
             if key is None:
-                raise ValueError(f"{where}: no field {' or '.join(map(repr, self.id_keys))} to match by id; "
-                                 f"the line has {sorted(record)}. Fix: match='image+question'.")  # fmt: skip
+                raise ValueError(
+                    f"{where}: no field {' or '.join(map(repr, self.id_keys))} to match by id; "
+                    f"the line has {sorted(record)}. Fix: match='image+question'."
+                )
             return (str(record[key]),)
         missing = [k for k in ("image", "question") if record.get(k) is None]
         if missing:
-            raise ValueError(f"{where}: field(s) {missing} missing for match='image+question'; "
-                             f"the line has {sorted(record)}")  # fmt: skip
+            raise ValueError(
+                f"{where}: field(s) {missing} missing for match='image+question'; "
+                f"the line has {sorted(record)}"
+            )
         return (str(_image_name(record["image"])), _norm(record["question"]))
 
     def _messages(self, record: Mapping[str, Any], line: int) -> Sequence[Any]:
         messages = record.get(self.messages_key)
         if not isinstance(messages, list):
-            raise ValueError(f"{self.path}, line {line}: field {self.messages_key!r} must be a list of chat "
-                             f"messages, got {type(messages).__name__}; the line has {sorted(record)} "
-                             "(agent kwarg messages_key= names another field)")  # fmt: skip
+            raise ValueError(
+                f"{self.path}, line {line}: field {self.messages_key!r} must be a list of chat "
+                f"messages, got {type(messages).__name__}; the line has {sorted(record)} "
+                "(agent kwarg messages_key= names another field)"
+            )
         return messages
 
     def _warn(self) -> None:
         r = self.report
-        problems = [f"{len(r[k])} {k.replace('_', ' ')} (first: line {r[k][0]})"
-                    for k in ("unmatched_lines", "ambiguous_lines", "duplicate_lines", "longer_than_max_turns") if r[k]]  # fmt: skip
+        problems = [
+            f"{len(r[k])} {k.replace('_', ' ')} (first: line {r[k][0]})"
+            for k in (
+                "unmatched_lines",
+                "ambiguous_lines",
+                "duplicate_lines",
+                "longer_than_max_turns",
+            )
+            if r[k]
+        ]
         if r["samples_without_line"]:
-            problems.append(f"{r['samples_without_line']} samples without a line (scored unanswered)")
+            problems.append(
+                f"{r['samples_without_line']} samples without a line (scored unanswered)"
+            )
         if problems:
-            warnings.warn(f"replay {self.path}: {r['matched']} of {r['lines']} lines matched by {self.match}; "
-                          + "; ".join(problems), UserWarning, stacklevel=3)  # fmt: skip
+            warnings.warn(
+                f"replay {self.path}: {r['matched']} of {r['lines']} lines matched by {self.match}; "
+                + "; ".join(problems),
+                UserWarning,
+                stacklevel=3,
+            )
 
-    def act(self, observations: Sequence[Mapping[str, Any]], infos: Sequence[Mapping[str, Any]]) -> list[str | None]:
+    def act(
+        self, observations: Sequence[Mapping[str, Any]], infos: Sequence[Mapping[str, Any]]
+    ) -> list[str | None]:
         """The recorded action of each episode's turn (`info["turn"]`, 0 first), or None when the
         episode's recording has no more actions (or none at all): the harness ends it unanswered."""
         out: list[str | None] = []

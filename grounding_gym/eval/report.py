@@ -92,14 +92,19 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
     Percentages for accuracy-like columns; "-" where a metric does not apply (no boxes, n = 0).
     """
     meta = summary.get("meta", {})
-    lines = [f"# {meta.get('agent', 'agent')} on {meta.get('env_id', 'env')} / {meta.get('benchmark', meta.get('dataset', ''))}", ""]
+    lines = [
+        f"# {meta.get('agent', 'agent')} on {meta.get('env_id', 'env')} / {meta.get('benchmark', meta.get('dataset', ''))}",
+        "",
+    ]
     lines.append(
         f"{summary['overall']['n']} episodes, seed {meta.get('seed')}; accuracy, Acc@0.5, crop rate and "
         "invalid in %; mIoU counts an episode without a crop as 0; coverage is over cropped episodes."
     )
     if meta.get("bin_edges"):
         source = f" ({meta['bin_edges_source']})" if meta.get("bin_edges_source") else ""
-        lines.append(f"Scale bins on the target's relative area, edges {', '.join(f'{e:g}' for e in meta['bin_edges'])}{source}.")
+        lines.append(
+            f"Scale bins on the target's relative area, edges {', '.join(f'{e:g}' for e in meta['bin_edges'])}{source}."
+        )
     lines.append("")
     header = ["group", "name"] + [title for _, title, _ in TABLE_METRICS]
     lines.append("| " + " | ".join(header) + " |")
@@ -120,12 +125,19 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
 
 def summary_csv(summary: Mapping[str, Any]) -> str:
     """CSV with one row per group (overall, each bin, each category) and raw (unscaled) values."""
-    keys = [key for key, _, _ in TABLE_METRICS] + ["accuracy_se", "crop_iou", "full_coverage_rate", "mean_return"]
+    keys = [key for key, _, _ in TABLE_METRICS] + [
+        "accuracy_se",
+        "crop_iou",
+        "full_coverage_rate",
+        "mean_return",
+    ]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["group", "name", *keys])
     for group, name, stats in _rows(summary):
-        writer.writerow([group, name] + ["" if stats.get(k) is None else stats.get(k) for k in keys])
+        writer.writerow(
+            [group, name] + ["" if stats.get(k) is None else stats.get(k) for k in keys]
+        )
     return buffer.getvalue()
 
 
@@ -139,7 +151,9 @@ def _pyplot() -> Any | None:
         matplotlib.use("Agg", force=True)
         import matplotlib.pyplot as plt
     except ImportError:
-        warnings.warn("matplotlib is not installed: no plots (pip install matplotlib)", stacklevel=3)
+        warnings.warn(
+            "matplotlib is not installed: no plots (pip install matplotlib)", stacklevel=3
+        )
         return None
     return plt
 
@@ -178,12 +192,26 @@ def plot_acc_vs_area(
         line = ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=label)
         if len(runs) == 1:
             for x, p in zip(xs, points, strict=True):
-                ax.annotate(f"n={p['n']}", (x, 0.015), xycoords=("data", "axes fraction"),
-                            ha="center", fontsize=7, color=line[0].get_color())  # fmt: skip
+                ax.annotate(
+                    f"n={p['n']}",
+                    (x, 0.015),
+                    xycoords=("data", "axes fraction"),
+                    ha="center",
+                    fontsize=7,
+                    color=line[0].get_color(),
+                )
     for edge in bin_edges:
         ax.axvline(edge, color="grey", linestyle=":", linewidth=1)
-        ax.annotate(f"bin edge {edge:g}", (edge, 0.985), xycoords=("data", "axes fraction"),
-                    ha="right", va="top", rotation=90, fontsize=7, color="grey")  # fmt: skip
+        ax.annotate(
+            f"bin edge {edge:g}",
+            (edge, 0.985),
+            xycoords=("data", "axes fraction"),
+            ha="right",
+            va="top",
+            rotation=90,
+            fontsize=7,
+            color="grey",
+        )
     chance = runs[0].get("meta", {}).get("chance")
     if chance:
         ax.axhline(100.0 * chance, color="grey", linestyle="--", linewidth=1, label="chance")
@@ -202,7 +230,9 @@ def plot_acc_vs_area(
     return True
 
 
-def plot_iou_hist(records: Sequence[Mapping[str, Any]], path: str | os.PathLike, label: str = "") -> bool:
+def plot_iou_hist(
+    records: Sequence[Mapping[str, Any]], path: str | os.PathLike, label: str = ""
+) -> bool:
     """Histogram of each cropped episode's best crop IoU (20 bins over [0, 1]).
 
     Returns:
@@ -291,7 +321,10 @@ def _text_table(header: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=True)]
 
     def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(cells, widths, strict=True)))
+        return "  ".join(
+            c.ljust(w) if j == 0 else c.rjust(w)
+            for j, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
 
     return [line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in rows]
 
@@ -299,7 +332,12 @@ def _text_table(header: list[str], rows: list[list[str]]) -> list[str]:
 def _render_table(title: str, header: list[str], rows: list[list[str]], markdown: bool) -> str:
     """`title`, then the table: Markdown (first column left-aligned, the rest right) or aligned text."""
     if markdown:
-        lines = [title, "", "| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+        lines = [
+            title,
+            "",
+            "| " + " | ".join(header) + " |",
+            "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
+        ]
         return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
     return "\n".join([title, *_text_table(header, rows)]) + "\n"
 
@@ -337,7 +375,10 @@ def compare_table(
     rows = []
     for tag, name in _groups(summaries):
         values = [_group_value(s, tag, name, metric) for s in summaries]
-        row = [name if tag != "overall" else "overall", "/".join(str(n) for n in dict.fromkeys(n for _, n in values))]
+        row = [
+            name if tag != "overall" else "overall",
+            "/".join(str(n) for n in dict.fromkeys(n for _, n in values)),
+        ]
         for i, (value, _) in enumerate(values):
             row.append(_fmt(value, kind))
             if i != ref:
@@ -359,7 +400,7 @@ def compare_area_table(summaries: Sequence[Mapping[str, Any]], markdown: bool = 
     header = ["target area", *labels]
     rows = []
     for (lo, hi), points in sorted(keyed.items()):
-        cells = [f"[{10 ** lo:.0e}, {10 ** hi:.0e})"]
+        cells = [f"[{10**lo:.0e}, {10**hi:.0e})"]
         for i in range(len(summaries)):
             p = points.get(i)
             cells.append(f"{100.0 * p['accuracy']:.1f} (n={p['n']})" if p else "-")
@@ -368,7 +409,9 @@ def compare_area_table(summaries: Sequence[Mapping[str, Any]], markdown: bool = 
 
 
 def published_table(
-    benchmark: PublishedBenchmark, summaries: Sequence[Mapping[str, Any]] = (), markdown: bool = False
+    benchmark: PublishedBenchmark,
+    summaries: Sequence[Mapping[str, Any]] = (),
+    markdown: bool = False,
 ) -> str:
     """Published accuracies of `benchmark` beside the runs' own: overall and per category, in %.
 
@@ -393,10 +436,14 @@ def published_table(
                 unmatched.add(name)
             elif stats.get("n"):
                 values.setdefault(category, stats.get("accuracy"))
-        rows.append([f"run: {_label(summary)}", "-", "-", *(_fmt(values.get(c), "pct") for c in columns)])
+        rows.append(
+            [f"run: {_label(summary)}", "-", "-", *(_fmt(values.get(c), "pct") for c in columns)]
+        )
     ranked = sorted(benchmark.rows, key=lambda r: -r.accuracy.get(OVERALL, -1.0))
     for row in ranked:
-        cells = [repr(row.accuracy[c]) if c in row.accuracy else "-" for c in columns]  # as printed: 88.0, 54.87
+        cells = [
+            repr(row.accuracy[c]) if c in row.accuracy else "-" for c in columns
+        ]  # as printed: 88.0, 54.87
         rows.append([row.system, row.size or "-", row.source.key, *cells])
     title = f"published accuracy (%) on {benchmark.title} ({benchmark.path.name}), beside the runs"
     lines = [_render_table(title, header, rows, markdown).rstrip("\n"), "", "sources:"]
@@ -406,7 +453,9 @@ def published_table(
     if notes:
         lines += ["notes:", *notes]
     if unmatched:
-        lines.append(f"run categories with no published counterpart: {', '.join(sorted(unmatched))}")
+        lines.append(
+            f"run categories with no published counterpart: {', '.join(sorted(unmatched))}"
+        )
     lines.append(
         f"note: per-scale-bin accuracies are not published for {benchmark.title} (papers report overall "
         "and per-category numbers only); a run's own per-bin accuracies are in its summary and in "

@@ -51,8 +51,11 @@ class GymEnvClient(EnvClient[Any, dict, GymState]):
         return {"action": action}
 
     def _parse_result(self, payload: dict[str, Any]) -> StepResult[dict]:
-        return StepResult(observation=payload["observation"], reward=payload.get("reward"),
-                          done=payload.get("done", False))
+        return StepResult(
+            observation=payload["observation"],
+            reward=payload.get("reward"),
+            done=payload.get("done", False),
+        )
 
     def _parse_state(self, payload: dict[str, Any]) -> GymState:
         return GymState(**payload)
@@ -67,20 +70,30 @@ class GymEnvClient(EnvClient[Any, dict, GymState]):
         await super().disconnect()
 
     async def _send_and_receive(self, message: dict[str, Any]) -> dict[str, Any]:
-        with contextlib.suppress(ConnectionClosed):  # then a reply sent before closing is still read
+        with contextlib.suppress(
+            ConnectionClosed
+        ):  # then a reply sent before closing is still read
             await self._send(message)
         try:
             response = await self._receive()
         except ConnectionClosed as err:
             close = err.rcvd or err.sent
-            code, reason = (close.code, close.reason) if close is not None else (None, "no close frame")
-            raise RemoteEnvError(f"the server closed the session (websocket close {code}: {reason!r}); "
-                                 "its episode is gone: create a new RemoteEnv", "CONNECTION_CLOSED",
-                                 {"close_code": code, "reason": reason}) from err
+            code, reason = (
+                (close.code, close.reason) if close is not None else (None, "no close frame")
+            )
+            raise RemoteEnvError(
+                f"the server closed the session (websocket close {code}: {reason!r}); "
+                "its episode is gone: create a new RemoteEnv",
+                "CONNECTION_CLOSED",
+                {"close_code": code, "reason": reason},
+            ) from err
         if response.get("type") == "error":
             data = response.get("data", {})
-            raise RemoteEnvError(f"server error: {data.get('message', 'unknown error')}",
-                                 str(data.get("code", "UNKNOWN")), data)
+            raise RemoteEnvError(
+                f"server error: {data.get('message', 'unknown error')}",
+                str(data.get("code", "UNKNOWN")),
+                data,
+            )
         return response
 
 
@@ -117,9 +130,12 @@ class RemoteEnv(gym.Env[Any, Any]):
     ):
         self.base_url = base_url
         self._codec = ImageCodec(image_cache_size)
-        self._client = GymEnvClient(base_url, connect_timeout_s=connect_timeout_s,
-                                    message_timeout_s=message_timeout_s,
-                                    max_message_size_mb=max_response_mb).sync()
+        self._client = GymEnvClient(
+            base_url,
+            connect_timeout_s=connect_timeout_s,
+            message_timeout_s=message_timeout_s,
+            max_message_size_mb=max_response_mb,
+        ).sync()
         try:
             self._client.connect()
             state = self._client.state()
@@ -131,7 +147,9 @@ class RemoteEnv(gym.Env[Any, Any]):
         self.observation_space = space_from_json(state.observation_space)
         self.action_space = space_from_json(state.action_space)
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict]:
         super().reset(seed=seed)
         result = self._client.reset(seed=seed, options=self._codec.to_json(options, "options"))
         wire = result.observation
@@ -148,12 +166,19 @@ class RemoteEnv(gym.Env[Any, Any]):
         payload = self._codec.to_json(action, "action")
         size = len(json.dumps({"type": "step", "data": self._client._step_payload(payload)}))
         if size > self.max_message_bytes:
-            raise ValueError(f"action of {size} bytes on the wire exceeds the server's limit of "
-                             f"{self.max_message_bytes} bytes (grounding-gym serve --max-message-bytes)")
+            raise ValueError(
+                f"action of {size} bytes on the wire exceeds the server's limit of "
+                f"{self.max_message_bytes} bytes (grounding-gym serve --max-message-bytes)"
+            )
         result = self._client.step(payload)
         wire = result.observation
-        return (self._codec.from_json(wire["observation"]), result.reward, wire["terminated"],
-                wire["truncated"], self._codec.from_json(wire["info"]))
+        return (
+            self._codec.from_json(wire["observation"]),
+            result.reward,
+            wire["terminated"],
+            wire["truncated"],
+            self._codec.from_json(wire["info"]),
+        )
 
     def close(self) -> None:
         self._client.close()

@@ -69,7 +69,11 @@ class ImageCodec:
     def to_json(self, value: Any, where: str = "value") -> Any:
         """A JSON-able form of `value` (see the module table); `where` names it in errors."""
         if isinstance(value, np.generic):  # before the Python types: np.float64 is a float
-            return {TAG: "scalar", "dtype": value.dtype.str, "value": self.to_json(value.item(), where)}
+            return {
+                TAG: "scalar",
+                "dtype": value.dtype.str,
+                "value": self.to_json(value.item(), where),
+            }
         if value is None or isinstance(value, (bool, int, str)):
             return value
         if isinstance(value, float):
@@ -77,27 +81,39 @@ class ImageCodec:
         if isinstance(value, list):
             return [self.to_json(v, f"{where}[{i}]") for i, v in enumerate(value)]
         if isinstance(value, tuple):
-            return {TAG: "tuple", "items": [self.to_json(v, f"{where}[{i}]") for i, v in enumerate(value)]}
+            return {
+                TAG: "tuple",
+                "items": [self.to_json(v, f"{where}[{i}]") for i, v in enumerate(value)],
+            }
         if isinstance(value, dict):
             return self._dict_to_json(value, where)
         if isinstance(value, np.ndarray):
             return self._array_to_json(value, where)
         if isinstance(value, Image.Image):
             return self._pil_to_json(value, where)
-        raise TypeError(f"{where}: cannot encode {type(value).__name__} for the wire; "
-                        f"supported: JSON types, tuple, numpy arrays and scalars, PIL images")
+        raise TypeError(
+            f"{where}: cannot encode {type(value).__name__} for the wire; "
+            f"supported: JSON types, tuple, numpy arrays and scalars, PIL images"
+        )
 
     def _dict_to_json(self, value: dict, where: str) -> dict:
         if all(isinstance(k, str) for k in value) and TAG not in value:
             return {k: self.to_json(v, f"{where}.{k}") for k, v in value.items()}
-        return {TAG: "dict", "items": [[self.to_json(k, f"{where} key"), self.to_json(v, f"{where}[{k!r}]")]
-                                       for k, v in value.items()]}
+        return {
+            TAG: "dict",
+            "items": [
+                [self.to_json(k, f"{where} key"), self.to_json(v, f"{where}[{k!r}]")]
+                for k, v in value.items()
+            ],
+        }
 
     def _array_to_json(self, array: np.ndarray, where: str) -> dict:
         if array.dtype == object:
             raise TypeError(f"{where}: object arrays cannot be encoded; convert to a numeric dtype")
         if _is_image_array(array):
-            pixels = np.ascontiguousarray(array[..., 0] if array.ndim == 3 and array.shape[2] == 1 else array)
+            pixels = np.ascontiguousarray(
+                array[..., 0] if array.ndim == 3 and array.shape[2] == 1 else array
+            )
             image = Image.fromarray(pixels)
             key = (image.mode, image.size, (), hashlib.blake2b(pixels, digest_size=16).digest())
             png = self._encoded.get(key, lambda: _png_b64(image))
@@ -107,13 +123,19 @@ class ImageCodec:
 
     def _pil_to_json(self, image: Image.Image, where: str) -> dict:
         if image.mode not in PNG_MODES:
-            raise TypeError(f"{where}: PIL mode {image.mode!r} has no lossless PNG form; "
-                            f"convert to one of {sorted(PNG_MODES)}")
+            raise TypeError(
+                f"{where}: PIL mode {image.mode!r} has no lossless PNG form; "
+                f"convert to one of {sorted(PNG_MODES)}"
+            )
         known = self._encoded_pil.peek(id(image))
         if known is not None and known[0]() is image:
             return {TAG: "pil", "png": known[1]}
-        key = (image.mode, image.size, tuple(image.getpalette() or ()),
-               hashlib.blake2b(image.tobytes(), digest_size=16).digest())
+        key = (
+            image.mode,
+            image.size,
+            tuple(image.getpalette() or ()),
+            hashlib.blake2b(image.tobytes(), digest_size=16).digest(),
+        )
         png = self._encoded.get(key, lambda: _png_b64(image))
         self._encoded_pil.put(id(image), (weakref.ref(image), png))
         return {TAG: "pil", "png": png}
@@ -150,8 +172,11 @@ class ImageCodec:
 
 
 def _is_image_array(array: np.ndarray) -> bool:
-    return (array.dtype == np.uint8 and array.size > 0
-            and (array.ndim == 2 or array.ndim == 3 and array.shape[2] in (1, 3, 4)))
+    return (
+        array.dtype == np.uint8
+        and array.size > 0
+        and (array.ndim == 2 or array.ndim == 3 and array.shape[2] in (1, 3, 4))
+    )
 
 
 def _png_b64(image: Image.Image) -> str:
@@ -178,27 +203,47 @@ def space_to_json(space: spaces.Space, where: str = "space") -> dict:
     """
     codec = ImageCodec(cache_size=0)
     if isinstance(space, spaces.Dict):
-        return {"type": "Dict", "spaces": {k: space_to_json(s, f"{where}.{k}") for k, s in space.spaces.items()}}
+        return {
+            "type": "Dict",
+            "spaces": {k: space_to_json(s, f"{where}.{k}") for k, s in space.spaces.items()},
+        }
     if isinstance(space, spaces.Tuple):
-        return {"type": "Tuple", "spaces": [space_to_json(s, f"{where}[{i}]") for i, s in enumerate(space.spaces)]}
+        return {
+            "type": "Tuple",
+            "spaces": [space_to_json(s, f"{where}[{i}]") for i, s in enumerate(space.spaces)],
+        }
     if isinstance(space, UnicodeText):
         return {"type": "UnicodeText", "max_length": space.max_length}
     if isinstance(space, spaces.Text):
-        return {"type": "Text", "max_length": space.max_length, "min_length": space.min_length,
-                "charset": space.characters}
+        return {
+            "type": "Text",
+            "max_length": space.max_length,
+            "min_length": space.min_length,
+            "charset": space.characters,
+        }
     if isinstance(space, ImageSpace):
         return {"type": "ImageSpace", "max_pixels": space.max_pixels, "min_side": space.min_side}
     if isinstance(space, spaces.Box):
-        return {"type": "Box", "low": codec.to_json(space.low), "high": codec.to_json(space.high),
-                "dtype": space.dtype.str}
+        return {
+            "type": "Box",
+            "low": codec.to_json(space.low),
+            "high": codec.to_json(space.high),
+            "dtype": space.dtype.str,
+        }
     if isinstance(space, spaces.Discrete):
         return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
     if isinstance(space, spaces.MultiDiscrete):
-        return {"type": "MultiDiscrete", "nvec": codec.to_json(space.nvec), "start": codec.to_json(space.start)}
+        return {
+            "type": "MultiDiscrete",
+            "nvec": codec.to_json(space.nvec),
+            "start": codec.to_json(space.start),
+        }
     if isinstance(space, spaces.MultiBinary):
         return {"type": "MultiBinary", "n": codec.to_json(space.n)}
-    raise TypeError(f"{where}: cannot describe {space!r} over the wire; supported: Dict, Tuple, Text, "
-                    f"UnicodeText, ImageSpace, Box, Discrete, MultiDiscrete, MultiBinary")
+    raise TypeError(
+        f"{where}: cannot describe {space!r} over the wire; supported: Dict, Tuple, Text, "
+        f"UnicodeText, ImageSpace, Box, Discrete, MultiDiscrete, MultiBinary"
+    )
 
 
 def space_from_json(data: dict) -> spaces.Space:
@@ -212,15 +257,23 @@ def space_from_json(data: dict) -> spaces.Space:
     if kind == "UnicodeText":
         return UnicodeText(data["max_length"])
     if kind == "Text":
-        return spaces.Text(data["max_length"], min_length=data["min_length"], charset=data["charset"])
+        return spaces.Text(
+            data["max_length"], min_length=data["min_length"], charset=data["charset"]
+        )
     if kind == "ImageSpace":
         return ImageSpace(data["max_pixels"], min_side=data["min_side"])
     if kind == "Box":
-        return spaces.Box(codec.from_json(data["low"]), codec.from_json(data["high"]), dtype=np.dtype(data["dtype"]))
+        return spaces.Box(
+            codec.from_json(data["low"]),
+            codec.from_json(data["high"]),
+            dtype=np.dtype(data["dtype"]),
+        )
     if kind == "Discrete":
         return spaces.Discrete(data["n"], start=data["start"])
     if kind == "MultiDiscrete":
-        return spaces.MultiDiscrete(codec.from_json(data["nvec"]), start=codec.from_json(data["start"]))
+        return spaces.MultiDiscrete(
+            codec.from_json(data["nvec"]), start=codec.from_json(data["start"])
+        )
     if kind == "MultiBinary":
         return spaces.MultiBinary(codec.from_json(data["n"]))
     raise ValueError(f"unknown space type {kind!r}: client and server versions differ")

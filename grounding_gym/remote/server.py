@@ -82,7 +82,9 @@ class GymObservation(Observation):
     """One `reset` or `step` result: `observation` and `info` in wire form; `reward` and `done`
     (= terminated or truncated) are OpenEnv's fields, `reward` None after reset."""
 
-    observation: Any = Field(description="the env's observation, encoded by grounding_gym.remote.codec")
+    observation: Any = Field(
+        description="the env's observation, encoded by grounding_gym.remote.codec"
+    )
     info: Any = Field(description="the env's info dict, encoded by grounding_gym.remote.codec")
     terminated: bool = Field(default=False, description="Gymnasium's terminated")
     truncated: bool = Field(default=False, description="Gymnasium's truncated")
@@ -92,8 +94,12 @@ class GymState(State):
     """The session's state plus what a client needs to mirror the env: its spaces and limits."""
 
     env_id: str = Field(description="the served Gymnasium id")
-    observation_space: dict = Field(description="grounding_gym.remote.codec.space_to_json of the env's space")
-    action_space: dict = Field(description="grounding_gym.remote.codec.space_to_json of the env's space")
+    observation_space: dict = Field(
+        description="grounding_gym.remote.codec.space_to_json of the env's space"
+    )
+    action_space: dict = Field(
+        description="grounding_gym.remote.codec.space_to_json of the env's space"
+    )
     max_message_bytes: int = Field(description="largest request the server reads, bytes")
 
 
@@ -132,26 +138,37 @@ class GymnasiumEnvironment(Environment[GymAction, GymObservation, GymState]):
         self._closed = False
 
     def reset(
-        self, seed: int | None = None, episode_id: str | None = None, options: Any = None, **unknown: Any
+        self,
+        seed: int | None = None,
+        episode_id: str | None = None,
+        options: Any = None,
+        **unknown: Any,
     ) -> GymObservation:
         self._check_open()
         if unknown:
-            raise ServeRequestError(f"reset got unknown fields {sorted(unknown)}; it takes seed, episode_id, options")
+            raise ServeRequestError(
+                f"reset got unknown fields {sorted(unknown)}; it takes seed, episode_id, options"
+            )
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ServeRequestError(f"reset seed must be an int or null, got {seed!r}")
         obs, info = self.env.reset(seed=seed, options=self.codec.from_json(options))
         self._episode_id, self._step_count = episode_id or str(uuid.uuid4()), 0
         return self._observation(obs, info, None, False, False)
 
-    def step(self, action: GymAction, timeout_s: float | None = None, **unknown: Any) -> GymObservation:
+    def step(
+        self, action: GymAction, timeout_s: float | None = None, **unknown: Any
+    ) -> GymObservation:
         self._check_open()
         if timeout_s is not None or unknown:
-            raise ServeRequestError("step takes only an action (steps cannot be timed out or given options)")
+            raise ServeRequestError(
+                "step takes only an action (steps cannot be timed out or given options)"
+            )
         if self._episode_id is None:
             raise ServeRequestError(
                 "step before reset: this session has no episode. Send reset first. (HTTP POST /step is "
                 "stateless in OpenEnv, a fresh env per request: run episodes over the /ws websocket, "
-                "e.g. with grounding_gym.remote.RemoteEnv.)")
+                "e.g. with grounding_gym.remote.RemoteEnv.)"
+            )
         value = self._decode_action(action.action)
         obs, reward, terminated, truncated, info = self.env.step(value)
         self._step_count += 1
@@ -160,16 +177,20 @@ class GymnasiumEnvironment(Environment[GymAction, GymObservation, GymState]):
     @property
     def state(self) -> GymState:
         return GymState(
-            episode_id=self._episode_id, step_count=self._step_count, env_id=self.env_id,
-            observation_space=self.observation_space_json, action_space=self.action_space_json,
+            episode_id=self._episode_id,
+            step_count=self._step_count,
+            env_id=self.env_id,
+            observation_space=self.observation_space_json,
+            action_space=self.action_space_json,
             max_message_bytes=self.max_message_bytes,
-        )  # fmt: skip
+        )
 
     def get_metadata(self) -> EnvironmentMetadata:
         return EnvironmentMetadata(
-            name=self.env_id, version=grounding_gym.__version__,
+            name=self.env_id,
+            version=grounding_gym.__version__,
             description=f"Gymnasium env {self.env_id} served by grounding-gym over OpenEnv",
-        )  # fmt: skip
+        )
 
     def close(self) -> None:
         self._closed = True
@@ -177,9 +198,15 @@ class GymnasiumEnvironment(Environment[GymAction, GymObservation, GymState]):
 
     def _check_open(self) -> None:
         if self._closed:
-            idle = f"idle for more than {self.session_timeout_s:g} s" if self.session_timeout_s else "closed"
-            raise ServeRequestError(f"session expired ({idle}; the server closed it and its episode is gone): "
-                                    "connect again and reset")
+            idle = (
+                f"idle for more than {self.session_timeout_s:g} s"
+                if self.session_timeout_s
+                else "closed"
+            )
+            raise ServeRequestError(
+                f"session expired ({idle}; the server closed it and its episode is gone): "
+                "connect again and reset"
+            )
 
     def _decode_action(self, wire: Any) -> Any:
         try:
@@ -187,21 +214,31 @@ class GymnasiumEnvironment(Environment[GymAction, GymObservation, GymState]):
         except (KeyError, TypeError, ValueError) as err:
             raise ServeRequestError(f"malformed action {str(wire)[:80]!r}: {err!r}") from err
         space = self.env.action_space
-        if isinstance(space, spaces.Text):  # text envs take any str (over-long text is cut and flagged)
+        if isinstance(
+            space, spaces.Text
+        ):  # text envs take any str (over-long text is cut and flagged)
             if not isinstance(value, str):
-                raise ServeRequestError(f"malformed action: the {type(space).__name__} action space takes a str, "
-                                        f"got {type(value).__name__}")
+                raise ServeRequestError(
+                    f"malformed action: the {type(space).__name__} action space takes a str, "
+                    f"got {type(value).__name__}"
+                )
         elif not space.contains(value):
-            raise ServeRequestError(f"malformed action {str(value)[:80]!r}: not in the action space {space}")
+            raise ServeRequestError(
+                f"malformed action {str(value)[:80]!r}: not in the action space {space}"
+            )
         return value
 
     def _observation(
         self, obs: Any, info: dict, reward: float | None, terminated: bool, truncated: bool
     ) -> GymObservation:
         return GymObservation(
-            observation=self.codec.to_json(obs, "observation"), info=self.codec.to_json(info, "info"),
-            reward=reward, done=terminated or truncated, terminated=terminated, truncated=truncated,
-        )  # fmt: skip
+            observation=self.codec.to_json(obs, "observation"),
+            info=self.codec.to_json(info, "info"),
+            reward=reward,
+            done=terminated or truncated,
+            terminated=terminated,
+            truncated=truncated,
+        )
 
 
 class MaxBodySize:
@@ -219,8 +256,11 @@ class MaxBodySize:
             if length is None and b"transfer-encoding" in headers:
                 error = (411, "send a Content-Length: bodies of unknown length are refused")
             elif length is not None and int(length) > self.max_bytes:
-                error = (413, f"request body of {int(length)} bytes exceeds the server's limit of "
-                              f"{self.max_bytes} bytes (grounding-gym serve --max-message-bytes)")
+                error = (
+                    413,
+                    f"request body of {int(length)} bytes exceeds the server's limit of "
+                    f"{self.max_bytes} bytes (grounding-gym serve --max-message-bytes)",
+                )
             if error is not None:
                 await JSONResponse({"detail": error[1]}, status_code=error[0])(scope, receive, send)
                 return
@@ -243,15 +283,28 @@ def create_server_app(
     Raises:
         gymnasium.error.Error, TypeError, ValueError: from `gym.make` or `space_to_json`.
     """
-    if max_sessions < 1 or max_message_bytes < 1 or (session_timeout_s is not None and session_timeout_s <= 0):
-        raise ValueError(f"need max_sessions >= 1 ({max_sessions}), max_message_bytes >= 1 "
-                         f"({max_message_bytes}) and session_timeout_s > 0 or None ({session_timeout_s})")
-    factory = functools.partial(GymnasiumEnvironment, env_id, dict(env_kwargs or {}),
-                                max_message_bytes, session_timeout_s)
+    if (
+        max_sessions < 1
+        or max_message_bytes < 1
+        or (session_timeout_s is not None and session_timeout_s <= 0)
+    ):
+        raise ValueError(
+            f"need max_sessions >= 1 ({max_sessions}), max_message_bytes >= 1 "
+            f"({max_message_bytes}) and session_timeout_s > 0 or None ({session_timeout_s})"
+        )
+    factory = functools.partial(
+        GymnasiumEnvironment, env_id, dict(env_kwargs or {}), max_message_bytes, session_timeout_s
+    )
     factory().close()
-    app = create_app(factory, GymAction, GymObservation, env_name=env_id,
-                     concurrency_config=ConcurrencyConfig(max_concurrent_envs=max_sessions,
-                                                          session_timeout=session_timeout_s))
+    app = create_app(
+        factory,
+        GymAction,
+        GymObservation,
+        env_name=env_id,
+        concurrency_config=ConcurrencyConfig(
+            max_concurrent_envs=max_sessions, session_timeout=session_timeout_s
+        ),
+    )
 
     async def request_error(request: Request, exc: ServeRequestError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=400)
@@ -261,16 +314,28 @@ def create_server_app(
     return app
 
 
-def uvicorn_config(app: FastAPI, host: str, port: int, max_message_bytes: int, log_level: str = "warning") -> uvicorn.Config:
+def uvicorn_config(
+    app: FastAPI, host: str, port: int, max_message_bytes: int, log_level: str = "warning"
+) -> uvicorn.Config:
     """uvicorn's settings for `app`: websocket messages up to `max_message_bytes`, no
     per-message compression (base64 PNG barely compresses; deflate would cost CPU per step)."""
-    return uvicorn.Config(app, host=host, port=port, ws_max_size=max_message_bytes,
-                          ws_per_message_deflate=False, log_level=log_level)
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        ws_max_size=max_message_bytes,
+        ws_per_message_deflate=False,
+        log_level=log_level,
+    )
 
 
 @contextlib.contextmanager
-def serve_in_thread(app: FastAPI, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-                    host: str = "127.0.0.1", startup_timeout_s: float = 30.0) -> Iterator[str]:
+def serve_in_thread(
+    app: FastAPI,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    host: str = "127.0.0.1",
+    startup_timeout_s: float = 30.0,
+) -> Iterator[str]:
     """Run `app` on a free port of `host` in a daemon thread; yields its base URL
     (`http://host:port`) and stops the server on exit (tests, benchmarks, notebooks)."""
     server = uvicorn.Server(uvicorn_config(app, host, 0, max_message_bytes))
@@ -291,8 +356,13 @@ def serve_in_thread(app: FastAPI, max_message_bytes: int = DEFAULT_MAX_MESSAGE_B
 
 
 @contextlib.contextmanager
-def serve_subprocess(env_id: str, env_kwargs: Mapping[str, Any] | None = None, *,
-                     max_sessions: int = DEFAULT_MAX_SESSIONS, startup_timeout_s: float = 120.0) -> Iterator[str]:
+def serve_subprocess(
+    env_id: str,
+    env_kwargs: Mapping[str, Any] | None = None,
+    *,
+    max_sessions: int = DEFAULT_MAX_SESSIONS,
+    startup_timeout_s: float = 120.0,
+) -> Iterator[str]:
     """`grounding-gym serve` in a child process on a free loopback port (tests, benchmarks,
     notebooks): yields its base URL once `/health` answers; SIGTERM on exit.
 
@@ -303,16 +373,31 @@ def serve_subprocess(env_id: str, env_kwargs: Mapping[str, Any] | None = None, *
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "grounding_gym.cli", "serve", "--env", env_id, "--env-kwargs",
-               json.dumps(dict(env_kwargs or {})), "--port", str(port), "--max-sessions", str(max_sessions),
-               "--log-level", "warning"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "grounding_gym.cli",
+        "serve",
+        "--env",
+        env_id,
+        "--env-kwargs",
+        json.dumps(dict(env_kwargs or {})),
+        "--port",
+        str(port),
+        "--max-sessions",
+        str(max_sessions),
+        "--log-level",
+        "warning",
+    ]
     server = subprocess.Popen(command)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + startup_timeout_s
         while True:
             if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"`{' '.join(command)}` did not start (exit code {server.poll()})")
+                raise RuntimeError(
+                    f"`{' '.join(command)}` did not start (exit code {server.poll()})"
+                )
             try:
                 with urllib.request.urlopen(f"{url}/health", timeout=5):
                     break
@@ -328,29 +413,56 @@ def serve_subprocess(env_id: str, env_kwargs: Mapping[str, Any] | None = None, *
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`grounding-gym serve`: serve one env id over OpenEnv until interrupted."""
-    parser = argparse.ArgumentParser(prog="grounding-gym serve", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="grounding-gym serve",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--env", required=True, help="Gymnasium id, e.g. GroundedVQA-HR-v0")
-    parser.add_argument("--env-kwargs", default="{}", help="JSON object of gym.make keyword arguments")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
+    parser.add_argument(
+        "--env-kwargs", default="{}", help="JSON object of gym.make keyword arguments"
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default loopback only)"
+    )
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--max-sessions", type=int, default=DEFAULT_MAX_SESSIONS,
-                        help="concurrent websocket sessions (one env each)")
-    parser.add_argument("--session-timeout", type=float, default=DEFAULT_SESSION_TIMEOUT_S,
-                        help="seconds a session may stay idle before the server closes it (0: never)")
-    parser.add_argument("--max-message-bytes", type=int, default=DEFAULT_MAX_MESSAGE_BYTES,
-                        help="largest websocket message or HTTP body the server reads")
-    parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    parser.add_argument(
+        "--max-sessions",
+        type=int,
+        default=DEFAULT_MAX_SESSIONS,
+        help="concurrent websocket sessions (one env each)",
+    )
+    parser.add_argument(
+        "--session-timeout",
+        type=float,
+        default=DEFAULT_SESSION_TIMEOUT_S,
+        help="seconds a session may stay idle before the server closes it (0: never)",
+    )
+    parser.add_argument(
+        "--max-message-bytes",
+        type=int,
+        default=DEFAULT_MAX_MESSAGE_BYTES,
+        help="largest websocket message or HTTP body the server reads",
+    )
+    parser.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
     args = parser.parse_args(argv)
     try:
         env_kwargs = json.loads(args.env_kwargs)
         if not isinstance(env_kwargs, dict):
             raise ValueError(f"--env-kwargs must be a JSON object, got {args.env_kwargs!r}")
-        app = create_server_app(args.env, env_kwargs, max_sessions=args.max_sessions,
-                                session_timeout_s=args.session_timeout or None,
-                                max_message_bytes=args.max_message_bytes)
+        app = create_server_app(
+            args.env,
+            env_kwargs,
+            max_sessions=args.max_sessions,
+            session_timeout_s=args.session_timeout or None,
+            max_message_bytes=args.max_message_bytes,
+        )
     except (gym.error.Error, TypeError, ValueError) as err:  # json.JSONDecodeError is a ValueError
         print(f"grounding-gym serve: {err}", file=sys.stderr)
         return 2
-    uvicorn.Server(uvicorn_config(app, args.host, args.port, args.max_message_bytes, args.log_level)).run()
+    uvicorn.Server(
+        uvicorn_config(app, args.host, args.port, args.max_message_bytes, args.log_level)
+    ).run()
     return 0

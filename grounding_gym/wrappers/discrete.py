@@ -106,8 +106,12 @@ class DiscreteCropAnswer(gym.ActionWrapper):
         reference: tuple[Box, tuple[int, int]] | None = None,
     ) -> str:
         """`discrete_action_text` with this wrapper's tiles and letters."""
-        return discrete_action_text(action, self.tiles, self.letters, view_box, view_size, frame, reference)
+        return discrete_action_text(
+            action, self.tiles, self.letters, view_box, view_size, frame, reference
+        )
 
     def action(self, action: Any) -> str:
         base = self.env.unwrapped
-        return self.text_for(int(action), base.view_box, base.view_size, base.coord_frame, base.action_reference())
+        return self.text_for(
+            int(action), base.view_box, base.view_size, base.coord_frame, base.action_reference()
+        )

@@ -38,7 +38,9 @@ def option_vocabulary(dataset: Sequence[Any], scan: int = 256) -> tuple[str, ...
     return tuple(sorted(texts))
 
 
-def encode_options(options: Sequence[str] | None, vocab: Sequence[str], max_options: int = 4) -> np.ndarray:
+def encode_options(
+    options: Sequence[str] | None, vocab: Sequence[str], max_options: int = 4
+) -> np.ndarray:
     """Flattened one-hot rows of `options` over `vocab` (+ an "unknown" column),
     float32 (max_options * (len(vocab) + 1),); rows past the options are zero.
 
@@ -82,12 +84,18 @@ class FixedSizeObservation(gym.ObservationWrapper):
         self.include_options = include_options
         image_space = gym.spaces.Box(0, 255, (*self.size, 3), np.uint8)
         if include_options:
-            vocab = option_vocab if option_vocab is not None else option_vocabulary(env.unwrapped.dataset)
+            vocab = (
+                option_vocab
+                if option_vocab is not None
+                else option_vocabulary(env.unwrapped.dataset)
+            )
             self.option_vocab = tuple(vocab)
             self.max_options = int(max_options)
             width = self.max_options * (len(self.option_vocab) + 1)
             options_space = gym.spaces.Box(0.0, 1.0, (width,), np.float32)
-            self.observation_space = gym.spaces.Dict({"image": image_space, "options": options_space})
+            self.observation_space = gym.spaces.Dict(
+                {"image": image_space, "options": options_space}
+            )
         else:
             self.option_vocab, self.max_options = (), int(max_options)
             self.observation_space = image_space

@@ -388,7 +388,9 @@ def json_field(value: Any, where: str, field: str) -> Any:
     try:
         return json.loads(value)
     except json.JSONDecodeError as err:
-        raise format_error(where, f"field {field!r} is a string that is not valid JSON ({err}): {value[:80]!r}") from err
+        raise format_error(
+            where, f"field {field!r} is a string that is not valid JSON ({err}): {value[:80]!r}"
+        ) from err
 
 
 def load_json(file: str) -> Any:
@@ -788,7 +790,9 @@ class Choices:
 def _label_pattern(letter: str) -> re.Pattern[str]:
     """Where the label of `letter` may start in a one-string option list: `(B)`, `B.`, `B)`, `B:`
     after the start or whitespace; a bare `B ` only at the start of a line."""
-    return re.compile(rf"(?:(?<=\s)|^)(?:\({letter}\)|{letter}[.):])[ \t]*|(?:(?<=\n)|^)[ \t]*{letter}[ \t]+")
+    return re.compile(
+        rf"(?:(?<=\s)|^)(?:\({letter}\)|{letter}[.):])[ \t]*|(?:(?<=\n)|^)[ \t]*{letter}[ \t]+"
+    )
 
 
 def split_options_string(text: str, where: str, field: str = "options") -> Choices:
@@ -844,7 +848,9 @@ def parse_choices(value: Any, where: str, field: str = "options") -> Choices:
     elif isinstance(value, (list, tuple)):
         texts, printed = list(value), []
     else:
-        raise format_error(where, f"{field} must be a list, a letter->text dict or one string, got {value!r}")
+        raise format_error(
+            where, f"{field} must be a list, a letter->text dict or one string, got {value!r}"
+        )
     if not 2 <= len(texts) <= len(LETTERS):
         raise format_error(where, f"{field} needs 2..26 options, got {len(texts)}")
     for letter, text in zip(LETTERS, texts, strict=False):

@@ -138,7 +138,9 @@ def _json_sample(
         id=ids.add(sample_id, where, record),
         image=image.source,
         question=str(record["Text"]).strip(),
-        answer=answer_letter(record["Ground truth"], choices.texts, where, choices.labels, "Ground truth"),
+        answer=answer_letter(
+            record["Ground truth"], choices.texts, where, choices.labels, "Ground truth"
+        ),
         options=choices.texts,
         category="/".join(p for p in parts if p),
         metadata={
@@ -154,7 +156,11 @@ def _json_sample(
 def _printed(choices: Choices) -> list[str | None] | None:
     """The printed labels when they differ from the positions (else None)."""
     positional = list(LETTERS[: len(choices.labels)])
-    return None if not any(choices.labels) or list(choices.labels) == positional else list(choices.labels)
+    return (
+        None
+        if not any(choices.labels) or list(choices.labels) == positional
+        else list(choices.labels)
+    )
 
 
 def _tsv_records(file: str) -> Iterator[tuple[str, TsvRecord, EncodedImageRef | None]]:

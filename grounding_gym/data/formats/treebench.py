@@ -126,7 +126,9 @@ def _instances(
     if value is None:
         return ()
     if not isinstance(value, list):
-        raise format_error(where, f"field 'target_instances' must be a list of boxes, got {value!r}")
+        raise format_error(
+            where, f"field 'target_instances' must be a list of boxes, got {value!r}"
+        )
     boxes = []
     for i, entry in enumerate(value):
         at = f"{where}, target_instances[{i}]"
