@@ -27,8 +27,7 @@ import torch.nn.functional as F
 from agents.checkpoint import atomic_torch_save
 from agents.policies.tiny import TinyPolicy
 from agents.trainer import TrainerConfig, load_config, merge_kwargs
-from grounding_gym.actions import format_crop
-from grounding_gym.eval.agents import action_frame
+from grounding_gym.actions import action_frame, format_crop
 from grounding_gym.geometry import Box, from_original
 
 __all__ = ["READER_PARAMETERS", "crop_views", "train_reader", "main"]

@@ -48,7 +48,6 @@ __all__ = [
     "SharedImageDataset",
     "collect_groups",
     "collect_srpo_groups",
-    "info_before_turn",
     "rollout_arrays",
     "rollout_metrics",
     "run_jobs",
@@ -91,13 +90,6 @@ class _Live:
 def strip_info(info: dict[str, Any]) -> dict[str, Any]:
     """A step's info without `messages` (the conversation is kept once per trajectory)."""
     return {k: v for k, v in info.items() if k != "messages"}
-
-
-def info_before_turn(traj: Trajectory, k: int) -> dict[str, Any]:
-    """The info the policy saw when it produced turn `k` (`reset_info` for k = 0, else the
-    info of turn k - 1), without `messages`. Policies use it to rebuild their inputs when
-    recomputing log-probs."""
-    return traj.reset_info if k == 0 else traj.turns[k - 1].info
 
 
 def _as_pool(env_or_envs: Any) -> list[Any]:

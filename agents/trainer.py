@@ -62,6 +62,7 @@ from agents.rollout import (
     rollout_arrays,
     rollout_metrics,
 )
+from grounding_gym.validation import did_you_mean
 
 __all__ = ["Trainer", "TrainerConfig", "build_envs", "load_config", "main"]
 
@@ -360,11 +361,8 @@ def load_config(
     names = {f.name for f in dataclasses.fields(TrainerConfig)}
     unknown = [k for k in data if k not in names]
     if unknown:
-        import difflib
-
-        hints = {k: difflib.get_close_matches(k, sorted(names), n=1) for k in unknown}
         text = ", ".join(
-            f"{k!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for k, h in hints.items()
+            f"{k!r}" + did_you_mean(k, sorted(names), " (did you mean {!r}?)") for k in unknown
         )
         raise ValueError(f"unknown config keys: {text}. Valid keys: {sorted(names)}")
     return TrainerConfig(**data)

@@ -45,13 +45,15 @@ Rules:
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from grounding_gym.geometry import Box, frame_bounds, from_original, round_outward
+from grounding_gym.validation import did_you_mean
 
 __all__ = [
     "ACTION_CHARSET",
@@ -59,6 +61,8 @@ __all__ = [
     "ActionKind",
     "BoxTuple",
     "ParsedAction",
+    "action_frame",
+    "crop_action_text",
     "format_answer",
     "format_crop",
     "parse_action",
@@ -236,14 +240,71 @@ def format_answer(answer: str) -> str:
     return f"<answer>{answer}</answer>"
 
 
+# ---------------------------------------------------------------- crop actions for a box
+
+_DEFAULT_DECIMALS = {"view": 0, "original": 0, "norm1000": 0, "norm1": 3}
+
+
+def action_frame(info: Mapping[str, Any]) -> tuple[Box, tuple[int, int]]:
+    """`(box, size)` the next action's coordinates refer to, from an env info:
+    `action_frame_box` (original px) and `action_frame_size` (w, h); the current view
+    (`view_box`, `view_size`) for infos without them. Pass it to `crop_action_text`."""
+    box = info.get("action_frame_box", info["view_box"])
+    size = info.get("action_frame_size", info["view_size"])
+    return Box(*box), (int(size[0]), int(size[1]))
+
+
+def crop_action_text(
+    box_orig: Box,
+    view_box: Box,
+    view_size: tuple[int, int],
+    frame: str,
+    decimals: int | None = None,
+) -> str:
+    """The crop action that makes the env crop (at least) `box_orig`.
+
+    Maps `box_orig` (original px) into `frame` of the current view with `from_original`, rounds
+    each edge outward with `round_outward` (so the crop the env cuts still contains `box_orig`:
+    coverage 1), clamps to the view's extent in that frame (outward rounding of an edge lying on
+    the view's border would otherwise leave the view), and formats it with `format_crop`.
+
+    Args:
+        box_orig: region to crop, original px, inside `view_box`.
+        view_box, view_size: what the action's coordinates refer to, `action_frame(info)` (the
+            current view, except in presets such as DeepEyes that keep the first view's frame).
+        frame: the env's `coord_frame`.
+        decimals: digits written; default 0 for view/original/norm1000 px, 3 for norm1.
+
+    >>> crop_action_text(Box(10.2, 20, 30, 40.5), Box(0, 0, 200, 100), (100, 50), "view")  # edges on
+    ...     # whole units also move out by one (round_outward guards against float noise)
+    '<crop>[5, 9, 16, 21]</crop>'
+    """
+    if decimals is None:
+        decimals = _DEFAULT_DECIMALS.get(frame, 0)
+    in_frame = round_outward(from_original(box_orig, frame, view_box, view_size), decimals)  # type: ignore[arg-type]
+    bounds = frame_bounds(frame, view_box, view_size)
+    clamped = (
+        max(in_frame.x1, bounds.x1),
+        max(in_frame.y1, bounds.y1),
+        min(in_frame.x2, bounds.x2),
+        min(in_frame.y2, bounds.y2),
+    )
+    if not (clamped[0] < clamped[2] and clamped[1] < clamped[3]) or not all(
+        map(math.isfinite, clamped)
+    ):
+        raise ValueError(
+            f"box {box_orig.as_tuple()} (original px) lies outside the view {view_box.as_tuple()}"
+        )
+    return format_crop(clamped, decimals)
+
+
 # ---------------------------------------------------------------- driver
 
 
 def _check_options(multi_box: str, max_action_chars: int) -> None:
     """Raise ValueError for a bad configuration (these come from code, not from the model)."""
     if multi_box not in MULTI_BOX_MODES:
-        close = difflib.get_close_matches(str(multi_box), MULTI_BOX_MODES, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(multi_box, MULTI_BOX_MODES, "; did you mean {!r}?")
         raise ValueError(f"multi_box must be one of {MULTI_BOX_MODES}, got {multi_box!r}{hint}")
     if isinstance(max_action_chars, bool) or not isinstance(max_action_chars, int):
         raise ValueError(f"max_action_chars must be an int, got {max_action_chars!r}")
@@ -365,9 +426,9 @@ def _no_action_error(text: str, think: str | None) -> str:
     if think and _OPEN_TAG_RE.search(think):
         hints.append("an action inside <think>...</think> does not count")
     for tag in dict.fromkeys(t.lower() for t in _ANY_TAG_RE.findall(text)):
-        close = difflib.get_close_matches(tag, _KNOWN_TAGS, n=1, cutoff=0.6)
-        if tag not in _KNOWN_TAGS and close:
-            hints.append(f"found <{tag}>: did you mean <{close[0]}>?")
+        hint = did_you_mean(tag, _KNOWN_TAGS, f"found <{tag}>: did you mean <{{}}>?")
+        if tag not in _KNOWN_TAGS and hint:
+            hints.append(hint)
     return _NO_ACTION + (f" ({'; '.join(hints[:3])})" if hints else "")
 
 

@@ -1,21 +1,25 @@
-"""`grounding-gym list`: what is registered — env ids, datasets, algorithms, agents.
+"""`grounding-gym list`: what is registered — env ids, datasets, eval agents, and the sections
+plugins add (`grounding_gym.plugins`; the training package adds "algorithms").
 
-Algorithms live in the optional `agents` package (torch); they are listed only when it imports.
+A section whose lister does not import (an extra not installed) prints why instead of its items.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import difflib
-import importlib
 import importlib.util
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-SECTIONS = ("envs", "datasets", "algorithms", "agents")
+from grounding_gym.plugins import load_plugins
+from grounding_gym.registry import Registry
+from grounding_gym.validation import did_you_mean
+
+SectionLister = Callable[[], Sequence[Any]]
+SECTIONS: Registry[SectionLister] = Registry("section")
+"""Section name -> `lister() -> [{"name": ...}, ...]` (or a list of names)."""
 
 
 def list_envs() -> list[dict[str, Any]]:
@@ -37,26 +41,8 @@ def list_envs() -> list[dict[str, Any]]:
 def list_dataset_names() -> list[dict[str, Any]]:
     """Registered dataset names (built-in modules imported first)."""
     from grounding_gym.data import list_datasets
-    from grounding_gym.eval.harness import ensure_datasets
 
-    ensure_datasets()
     return [{"name": name} for name in list_datasets()]
-
-
-def list_algorithms() -> list[dict[str, Any]] | str:
-    """Advantage estimators of `agents.algos`, or a message when `agents` does not import."""
-    try:
-        algos = importlib.import_module("agents.algos")
-    except ImportError as exc:
-        return f"(agents not importable: {exc}; pip install -e '.[agents]')"
-    names: list[str] = []
-    for attr in ("list_advantage_estimators", "list_algorithms"):
-        fn = getattr(algos, attr, None)
-        if callable(fn):
-            with contextlib.suppress(Exception):
-                names = list(fn())
-                break
-    return [{"name": name} for name in names]
 
 
 def list_agent_specs() -> list[dict[str, Any]]:
@@ -80,34 +66,44 @@ def list_agent_specs() -> list[dict[str, Any]]:
     return out
 
 
+SECTIONS.register("envs", list_envs, description="env ids")
+SECTIONS.register("datasets", list_dataset_names, description="dataset names")
+SECTIONS.register("agents", list_agent_specs, description="eval agents")
+
+
+def section_items(name: str) -> list[dict[str, Any]] | str:
+    """The items of section `name` as dicts with a "name", or why its lister does not import."""
+    try:
+        lister = SECTIONS.get(name)
+    except ImportError as exc:
+        return f"(not importable: {exc})"
+    return [{"name": item} if isinstance(item, str) else dict(item) for item in lister()]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    load_plugins()
+    order = ["envs", "datasets", *(n for n in SECTIONS.names() if n not in _CORE), "agents"]
     parser = argparse.ArgumentParser(
         prog="grounding-gym list",
-        description="List registered envs, datasets, algorithms (needs the agents extra) and eval agents.",
+        description="List registered envs, datasets, eval agents and what plugins add "
+        "(algorithms, with the training extra).",
     )
     parser.add_argument(
         "sections",
         nargs="*",
         metavar="SECTION",
-        help=f"any of {', '.join(SECTIONS)} (default: all)",
+        help=f"any of {', '.join(order)} (default: all)",
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-    sections = args.sections or list(SECTIONS)
+    sections = args.sections or order
     for name in sections:
         if name not in SECTIONS:
-            hint = difflib.get_close_matches(name, SECTIONS, n=1)
             parser.error(
-                f"unknown section {name!r}; choose from {SECTIONS}"
-                + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                f"unknown section {name!r}; choose from {tuple(order)}"
+                + did_you_mean(name, order, " (did you mean {!r}?)")
             )
-    makers = {
-        "envs": list_envs,
-        "datasets": list_dataset_names,
-        "algorithms": list_algorithms,
-        "agents": list_agent_specs,
-    }
-    result = {name: makers[name]() for name in sections}
+    result = {name: section_items(name) for name in sections}
     if args.json:
         print(json.dumps(result, indent=2, default=str))
         return 0
@@ -118,16 +114,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {items}")
             continue
         for item in items:
-            line = f"  {item['name']}"
-            if name == "envs":
-                line += f"  (dataset={item['kwargs'].get('dataset')!r})"
-            if name == "agents":
-                line += f"  - {item['description']}"
-                if item["requires"]:
-                    line += f" [needs {item['requires']}{'' if item['available'] else ', not installed'}]"
-            print(line)
+            print(_line(name, item))
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+_CORE = ("envs", "datasets", "agents")
+
+
+def _line(section: str, item: dict[str, Any]) -> str:
+    """One printed line of `grounding-gym list` for `item` of `section`."""
+    line = f"  {item['name']}"
+    if section == "envs":
+        line += f"  (dataset={item['kwargs'].get('dataset')!r})"
+    if section == "agents":
+        line += f"  - {item['description']}"
+        if item["requires"]:
+            missing = "" if item["available"] else ", not installed"
+            line += f" [needs {item['requires']}{missing}]"
+    return line
+
+
+if __name__ == "__main__":  # run the imported module, whose registry plugins fill
+    from grounding_gym import catalog
+
+    sys.exit(catalog.main())

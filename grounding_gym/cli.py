@@ -1,28 +1,35 @@
 """`grounding-gym` command line: one sub-command per job, each implemented in its module.
 
-Sub-commands are imported only when run, so `grounding-gym list` needs no torch.
+Sub-commands are lazy `"module:attr"` targets of `COMMANDS`, imported only when run, so
+`grounding-gym list` needs no torch. Plugins (`grounding_gym.plugins`) add commands, such as
+the training demo, to `COMMANDS`.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-COMMANDS: dict[str, tuple[str, str]] = {
-    "list": ("grounding_gym.catalog:main", "list envs, datasets, algorithms and agents"),
-    "demo": ("agents.demo:main", "the main job: train the tiny policy with SRPO, then report"),
-    "train": ("agents.trainer:main", "train a policy from a YAML config (--config)"),
-    "eval": ("grounding_gym.eval.cli:eval_main", "evaluate an agent, per scale bin"),
-    "compare": ("grounding_gym.eval.cli:compare_main", "compare result folders side by side"),
-    "render": ("grounding_gym.eval.cli:render_main", "draw an episode as PNG"),
-    "serve": ("grounding_gym.remote:serve_main", "serve an env over OpenEnv (extra `serve`)"),
-}
+from grounding_gym.plugins import load_plugins
+from grounding_gym.registry import Registry
+
+COMMANDS: Registry[Callable[[list[str]], int | None]] = Registry("command")
+"""Sub-command name -> `main(argv) -> exit code`; the description is its `--help` line."""
+
+for _name, _target, _text in (
+    ("list", "grounding_gym.catalog:main", "list envs, datasets, algorithms and agents"),
+    ("eval", "grounding_gym.eval.cli:eval_main", "evaluate an agent, per scale bin"),
+    ("compare", "grounding_gym.eval.cli:compare_main", "compare result folders side by side"),
+    ("render", "grounding_gym.eval.cli:render_main", "draw an episode as PNG"),
+    ("serve", "grounding_gym.remote:serve_main", "serve an env over OpenEnv (extra `serve`)"),
+):
+    COMMANDS.register(_name, _target, description=_text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    load_plugins()
     parser = argparse.ArgumentParser(
         prog="grounding-gym",
         description="Environments and agents for grounded visual reasoning.",
@@ -30,18 +37,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "command",
-        choices=sorted(COMMANDS),
+        choices=COMMANDS.names(),
         metavar="COMMAND",
-        help="; ".join(f"{name}: {text}" for name, (_, text) in COMMANDS.items()),
+        help="; ".join(f"{n}: {COMMANDS.entry(n).description}" for n in COMMANDS.names()),
     )
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
         return 0
     args = parser.parse_args(argv[:1])
-    module_name, func_name = COMMANDS[args.command][0].split(":")
-    func = getattr(importlib.import_module(module_name), func_name)
-    return int(func(argv[1:]) or 0)
+    return int(COMMANDS.get(args.command)(argv[1:]) or 0)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # run the imported module, whose registry plugins fill
+    from grounding_gym import cli
+
+    sys.exit(cli.main())

@@ -309,3 +309,15 @@ def _grow_seed(x1: float, y1: float, x2: float, y2: float) -> tuple[float, float
     """A box of positive size at the same place (a point or line becomes 1e-6 px thick)."""
     tiny = 1e-6
     return (x1, y1, max(x2, x1 + tiny), max(y2, y1 + tiny))
+
+
+def frame_bounds(frame: str, view_box: Box, view_size: tuple[int, int]) -> Box:
+    """The current view's extent in `frame`: `(0, 0, w, h)` view px, `(0, 0, 1000, 1000)`,
+    `(0, 0, 1, 1)`, or `view_box` for "original"."""
+    if frame == "view":
+        return Box(0.0, 0.0, float(view_size[0]), float(view_size[1]))
+    if frame == "norm1000":
+        return Box(0.0, 0.0, 1000.0, 1000.0)
+    if frame == "norm1":
+        return Box(0.0, 0.0, 1.0, 1.0)
+    return view_box

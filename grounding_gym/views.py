@@ -27,14 +27,19 @@ import io
 import math
 import os
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from grounding_gym.data.sample import ImageSource
 from grounding_gym.geometry import Box
 from grounding_gym.lru import LRU
 from grounding_gym.validation import check_choice
+
+ImageSource = str | os.PathLike | bytes | Image.Image | Callable[[], Image.Image]
+"""Where a sample's pixels come from: a file path, encoded bytes, a PIL image, or a
+zero-argument callable that renders one (the synthetic generator). Decoding is deferred
+to `ImageHandle`, so building a dataset never decodes an image."""
 
 DEFAULT_MAX_IMAGE_PIXELS = 16384 * 16384
 """Refuse to decode images with more pixels than this (decompression-bomb guard)."""

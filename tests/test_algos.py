@@ -73,7 +73,7 @@ def test_unknown_name_lists_names_and_suggests():
 
 
 def test_duplicate_registration_raises(monkeypatch):
-    monkeypatch.setattr(adv_mod, "_REGISTRY", dict(adv_mod._REGISTRY))
+    monkeypatch.setattr(adv_mod, "ESTIMATORS", adv_mod.ESTIMATORS.copy())
 
     def other(rewards, group_ids):
         return torch.zeros(len(rewards))
@@ -89,7 +89,7 @@ def test_duplicate_registration_raises(monkeypatch):
 
 
 def test_registration_enforces_call_convention(monkeypatch):
-    monkeypatch.setattr(adv_mod, "_REGISTRY", dict(adv_mod._REGISTRY))
+    monkeypatch.setattr(adv_mod, "ESTIMATORS", adv_mod.ESTIMATORS.copy())
 
     def wrong_order(group_ids, rewards):
         return rewards

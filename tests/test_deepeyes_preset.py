@@ -17,8 +17,8 @@ from gymnasium.utils.env_checker import check_env
 from PIL import Image
 
 import grounding_gym  # noqa: F401  (registers the ids)
+from grounding_gym.actions import action_frame, crop_action_text
 from grounding_gym.envs.deepeyes import DEEPEYES_SYSTEM_PROMPT, IMAGE_ZOOM_IN_TOOL, DeepEyesEnv
-from grounding_gym.eval.agents import action_frame, crop_action_text
 from grounding_gym.geometry import Box, coverage, to_original, view_to_original
 from tests.conftest import toy_samples
 

@@ -22,12 +22,12 @@ MODULES = sorted(
 )
 WITH_DOCTESTS = {
     "grounding_gym.actions",
+    "grounding_gym.registry",
     "grounding_gym.data.formats.common",
     "grounding_gym.data.formats.hrbench",
     "grounding_gym.data.formats.treebench",
     "grounding_gym.data.synthetic",
     "grounding_gym.envs.evidence",
-    "grounding_gym.eval.agents",
     "grounding_gym.eval.harness",
     "grounding_gym.eval.metrics",
     "grounding_gym.geometry",

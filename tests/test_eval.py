@@ -408,7 +408,7 @@ def test_registry_lists_builtins_and_suggests():
     with pytest.raises(ValueError, match="Did you mean 'oracle-crop'"):
         get_agent_spec("oracle-crp")
     register_agent("test-counting", lambda env, **kw: CountingAgent())
-    register_agent("test-counting", get_agent_spec("test-counting").factory)  # same factory: no-op
+    register_agent("test-counting", get_agent_spec("test-counting").target)  # same factory: no-op
     with pytest.raises(ValueError, match="already registered"):
         register_agent("test-counting", lambda env: CountingAgent())
     env = gym.make(

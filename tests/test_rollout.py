@@ -15,7 +15,6 @@ from agents.rollout import (
     SharedImageDataset,
     collect_groups,
     collect_srpo_groups,
-    info_before_turn,
     rollout_arrays,
     rollout_metrics,
 )
@@ -81,7 +80,7 @@ def test_collect_groups_shapes_ids_and_records(toy_dataset):
         for k, turn in enumerate(t.turns):
             assert turn.reward_terms == turn.info["reward_terms"]
             assert set(turn.observation) == {"image", "dialogue"}
-            assert info_before_turn(t, k)["turn"] == k
+            assert t.info_before_turn(k)["turn"] == k
             assert turn.info["target_scale_bin"] is not None
         assert t.num_policy_tokens == 2 * len(t.turns)
         expected = [lp for tr in t.turns for lp in tr.generation.logprobs]

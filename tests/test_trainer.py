@@ -110,7 +110,8 @@ def probe_estimator(monkeypatch):
     """Register `_probe` for one test only (the registry is global)."""
     from agents.algos import advantages
 
-    monkeypatch.setitem(advantages._REGISTRY, "test_trainer_probe", _probe)
+    monkeypatch.setattr(advantages, "ESTIMATORS", advantages.ESTIMATORS.copy())
+    advantages.register_adv_est("test_trainer_probe")(_probe)
 
 
 @pytest.mark.usefixtures("probe_estimator")

@@ -25,7 +25,6 @@ holds the built-in names so that configs can be checked against typos.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import inspect
 from collections.abc import Callable, Sequence
@@ -44,6 +43,8 @@ from agents.algos._groups import (
     standardise,
     std_eps,
 )
+from grounding_gym.registry import Registry
+from grounding_gym.validation import did_you_mean
 
 __all__ = [
     "AdvantageEstimator",
@@ -83,7 +84,12 @@ class AdvantageEstimator(str, Enum):
     SRPO_TARGET = "srpo_target"
 
 
-_REGISTRY: dict[str, AdvantageFn] = {}
+ESTIMATORS: Registry[AdvantageFn] = Registry(
+    "advantage estimator",
+    same=lambda old, new: (old.__module__, old.__qualname__) == (new.__module__, new.__qualname__),
+    how_to_add="Add one with @register_adv_est(NAME).",
+)
+"""Every advantage estimator by name; `register_adv_est` adds one."""
 
 
 def _key(name: str | AdvantageEstimator) -> str:
@@ -122,18 +128,7 @@ def register_adv_est(name: str | AdvantageEstimator) -> Callable[[AdvantageFn], 
 
     def decorator(fn: AdvantageFn) -> AdvantageFn:
         _check_convention(fn, key)
-        old = _REGISTRY.get(key)
-        same = old is not None and (old.__module__, old.__qualname__) == (
-            fn.__module__,
-            fn.__qualname__,
-        )
-        if old is not None and not same:
-            raise ValueError(
-                f"Advantage estimator {key!r} is already registered to "
-                f"{old.__module__}.{old.__qualname__}; cannot register "
-                f"{fn.__module__}.{fn.__qualname__} under the same name. Pick another name."
-            )
-        _REGISTRY[key] = fn
+        ESTIMATORS.register(key, fn)
         return fn
 
     return decorator
@@ -141,7 +136,7 @@ def register_adv_est(name: str | AdvantageEstimator) -> Callable[[AdvantageFn], 
 
 def list_advantage_estimators() -> list[str]:
     """Sorted names of every registered estimator."""
-    return sorted(_REGISTRY)
+    return ESTIMATORS.names()
 
 
 def get_advantage_estimator(name: str | AdvantageEstimator) -> AdvantageFn:
@@ -151,17 +146,7 @@ def get_advantage_estimator(name: str | AdvantageEstimator) -> AdvantageFn:
         ValueError: unknown name; the message lists the registered names and, when one is
             close, a "Did you mean" hint.
     """
-    key = _key(name)
-    fn = _REGISTRY.get(key)
-    if fn is None:
-        names = list_advantage_estimators()
-        close = difflib.get_close_matches(key, names, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(
-            f"Unknown advantage estimator {key!r}.{hint} Registered: {names}. "
-            f"Add one with @register_adv_est({key!r})."
-        )
-    return fn
+    return ESTIMATORS.get(_key(name))
 
 
 def _extras(name: str | AdvantageEstimator) -> list[inspect.Parameter]:
@@ -356,8 +341,7 @@ _TIE = ("all", "none")
 
 def _choice(value: str, allowed: Sequence[str], name: str) -> None:
     if value not in allowed:
-        close = difflib.get_close_matches(str(value), allowed, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(value, allowed)
         raise ValueError(f"`{name}` must be one of {list(allowed)}, got {value!r}.{hint}")
 
 

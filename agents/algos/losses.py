@@ -17,7 +17,6 @@ Metrics are returned as detached 0-d tensors (no host sync); the trainer prefixe
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import torch
 
 from agents.algos._groups import as_1d_float, group_index, segment_constant
+from grounding_gym.validation import did_you_mean
 
 __all__ = [
     "AGG_MODES",
@@ -78,8 +78,7 @@ AGG_MODES: dict[str, AggFn] = {
 def _check_agg(mode: str) -> None:
     if mode not in AGG_MODES:
         names = list(AGG_MODES)
-        close = difflib.get_close_matches(str(mode), names, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(mode, names)
         raise ValueError(f"Unknown loss aggregation mode {mode!r}.{hint} Modes: {names}.")
 
 

@@ -41,9 +41,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from grounding_gym.actions import format_answer
+from grounding_gym.actions import action_frame, crop_action_text, format_answer
 from grounding_gym.data import Sample
-from grounding_gym.eval.agents import action_frame, crop_action_text
 from grounding_gym.geometry import Box, from_original, grow_to_min, to_original, union_box
 
 __all__ = [

@@ -36,9 +36,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from grounding_gym.actions import action_frame
 from grounding_gym.data import Sample, make_dataset
-from grounding_gym.eval.agents import action_frame
-from grounding_gym.eval.harness import ensure_datasets
 from grounding_gym.geometry import Box
 from grounding_gym.views import ImageHandle
 from grounding_gym.wrappers import (
@@ -163,7 +162,6 @@ def wrap(
 def training_samples(args: PPOArgs) -> list[Sample]:
     """The training set with its images drawn once, in memory (shared by every training env, so
     training is bound by the policy, not by drawing synthetic images)."""
-    ensure_datasets()
     return [
         dataclasses.replace(s, image=ImageHandle(s.image).image())
         for s in make_dataset("synthetic-hr", **args.dataset_kwargs(0))

@@ -9,14 +9,14 @@ Every policy implements `agents.policies.base.Policy`; trainers also need it to 
 
 from __future__ import annotations
 
-import difflib
-import importlib
 from collections.abc import Callable
 from typing import Any
 
 from agents.policies.base import Generation, Policy, Trajectory, Turn
+from grounding_gym.registry import Registry
 
 __all__ = [
+    "POLICIES",
     "Generation",
     "Policy",
     "Trajectory",
@@ -26,10 +26,10 @@ __all__ = [
     "register_policy",
 ]
 
-_POLICIES: dict[str, str | Callable[..., Any]] = {
-    "tiny": "agents.policies.tiny:TinyPolicy",
-    "hf": "agents.policies.hf:HFPolicy",
-}
+POLICIES: Registry[Callable[..., Any]] = Registry("policy")
+"""Every policy factory by name (`"module:attr"` or a callable)."""
+POLICIES.register("tiny", "agents.policies.tiny:TinyPolicy")
+POLICIES.register("hf", "agents.policies.hf:HFPolicy", requires="transformers")
 
 
 def register_policy(name: str, target: str | Callable[..., Any]) -> None:
@@ -38,15 +38,12 @@ def register_policy(name: str, target: str | Callable[..., Any]) -> None:
     Raises:
         ValueError: `name` is taken by a different target.
     """
-    old = _POLICIES.get(name)
-    if old is not None and old != target:
-        raise ValueError(f"Policy {name!r} is already registered to {old!r}; pick another name")
-    _POLICIES[name] = target
+    POLICIES.register(name, target)
 
 
 def list_policies() -> list[str]:
     """Registered policy names."""
-    return sorted(_POLICIES)
+    return POLICIES.names()
 
 
 def make_policy(name: str, **kwargs: Any) -> Any:
@@ -56,18 +53,4 @@ def make_policy(name: str, **kwargs: Any) -> Any:
         ValueError: unknown name (with the registered names and a close match).
         ImportError: the policy's module (or one of its dependencies) cannot be imported.
     """
-    if name not in _POLICIES:
-        close = difflib.get_close_matches(str(name), list(_POLICIES), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"Unknown policy {name!r}.{hint} Registered: {list_policies()}.")
-    target = _POLICIES[name]
-    if isinstance(target, str):
-        module_name, attr = target.split(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as err:
-            raise ImportError(
-                f"policy {name!r} needs {module_name!r}, which failed to import: {err}"
-            ) from err
-        target = getattr(module, attr)
-    return target(**kwargs)
+    return POLICIES.get(name)(**kwargs)

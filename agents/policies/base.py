@@ -73,6 +73,12 @@ class Trajectory:
     messages: list[dict[str, Any]] = field(default_factory=list)
     reset_info: dict[str, Any] = field(default_factory=dict)
 
+    def info_before_turn(self, k: int) -> dict[str, Any]:
+        """The info the policy saw when it produced turn `k` (`reset_info` for k = 0, else the
+        info of turn k - 1), without `messages`. Policies use it to rebuild their inputs when
+        recomputing log-probs."""
+        return self.reset_info if k == 0 else self.turns[k - 1].info
+
     @property
     def total_reward(self) -> float:
         return float(sum(t.reward for t in self.turns))

@@ -44,7 +44,7 @@ the info the policy saw, so log-probs recompute exactly):
 
 `act` samples with `torch.multinomial` on the global torch RNG (seed it with `torch.manual_seed`;
 trainers checkpoint `torch.get_rng_state()`). `trajectory_logprobs` rebuilds every turn's input
-from the stored observation and the info the policy saw (`agents.rollout.info_before_turn`), so
+from the stored observation and the info the policy saw (`Trajectory.info_before_turn`), so
 it recomputes exactly the log-probs `act` returned (tested to < 1e-5).
 """
 
@@ -64,9 +64,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from agents.policies.base import Generation, Trajectory
-from agents.rollout import info_before_turn
-from grounding_gym.actions import format_answer, format_crop
-from grounding_gym.eval.agents import action_frame
+from grounding_gym.actions import action_frame, format_answer, format_crop
 from grounding_gym.geometry import Box, from_original, to_original
 from grounding_gym.lru import LRU
 
@@ -449,7 +447,7 @@ class TinyPolicy(nn.Module):
             prompt = str(traj.turns[0].observation.get("dialogue", "")) if traj.turns else ""
             for k, turn in enumerate(traj.turns):
                 observations.append(turn.observation)
-                infos.append(info_before_turn(traj, k))
+                infos.append(traj.info_before_turn(k))
                 prompts.append(prompt)
                 tokens.append(turn.generation.token_ids)
                 where.append((b, 2 * k))

@@ -10,15 +10,16 @@ eval summary and plots use them unless edges are given (`dataset_bin_edges`).
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from grounding_gym.data.sample import Sample
+from grounding_gym.registry import Registry
 
 DatasetLoader = Callable[..., Sequence[Sample]]
 
-_LOADERS: dict[str, DatasetLoader] = {}
+DATASETS: Registry[DatasetLoader] = Registry("dataset")
+"""Every dataset loader by name."""
 _BIN_EDGES: dict[str, tuple[tuple[float, ...], str]] = {}
 
 
@@ -36,10 +37,7 @@ def register_dataset(
     Raises:
         ValueError: `name` is already taken by a different loader, or bad `bin_edges`.
     """
-    existing = _LOADERS.get(name)
-    if existing is not None and existing is not loader:
-        raise ValueError(f"Dataset {name!r} is already registered to {existing!r}")
-    _LOADERS[name] = loader
+    DATASETS.register(name, loader)
     if bin_edges is not None:
         declare_bin_edges(name, bin_edges, why)
 
@@ -58,7 +56,8 @@ def dataset_bin_edges(name: Any) -> tuple[tuple[float, ...], str] | None:
 
 
 def list_datasets() -> list[str]:
-    return sorted(_LOADERS)
+    """Registered dataset names, sorted."""
+    return DATASETS.names()
 
 
 def make_dataset(name: str, **kwargs: Any) -> Sequence[Sample]:
@@ -67,8 +66,4 @@ def make_dataset(name: str, **kwargs: Any) -> Sequence[Sample]:
     Raises:
         ValueError: unknown name (with the closest registered names).
     """
-    if name not in _LOADERS:
-        hint = difflib.get_close_matches(name, list(_LOADERS), n=1)
-        suggestion = f" Did you mean {hint[0]!r}?" if hint else ""
-        raise ValueError(f"Unknown dataset {name!r}; registered: {list_datasets()}.{suggestion}")
-    return _LOADERS[name](**kwargs)
+    return DATASETS.get(name)(**kwargs)

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from PIL import Image
-
 from grounding_gym.geometry import Box
-
-ImageSource = str | os.PathLike | bytes | Image.Image | Callable[[], Image.Image]
-"""Where a sample's pixels come from: a file path, encoded bytes, a PIL image, or a
-zero-argument callable that renders one (the synthetic generator). Decoding is deferred
-to `grounding_gym.views.ImageHandle`, so building a dataset never decodes an image."""
+from grounding_gym.views import ImageSource
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import colorsys
 import dataclasses
-import difflib
 import math
 import numbers
 from collections.abc import Iterable, Sequence
@@ -71,6 +70,7 @@ from PIL import Image, ImageDraw
 from grounding_gym.data.registry import register_dataset
 from grounding_gym.data.sample import Sample
 from grounding_gym.geometry import Box
+from grounding_gym.validation import did_you_mean
 
 Family = Literal["read", "search"]
 ContentKind = Literal["pattern", "digit"]
@@ -623,8 +623,7 @@ def _check_names(name: str, values: Iterable[str], allowed: tuple[str, ...]) -> 
         raise ValueError(f"{name} must name at least one of {allowed}")
     for v in values:
         if v not in allowed:
-            hint = difflib.get_close_matches(str(v), allowed, n=1)
-            suggestion = f" Did you mean {hint[0]!r}?" if hint else ""
+            suggestion = did_you_mean(v, allowed)
             raise ValueError(f"{name} contains {v!r}; allowed: {allowed}.{suggestion}")
     return values
 

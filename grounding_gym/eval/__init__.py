@@ -8,15 +8,13 @@ Modules: `agents` (the `Agent` protocol, the registry, `PolicyAgent`), `harness`
 `records` (episode JSONL), `metrics` (`summarize`), `report` (tables, plots, `compare_table`),
 `render` (an episode as PNG), `published` (papers' reference accuracies, `baselines/published/`),
 `cli` (`grounding-gym eval | compare | render`).
-Nothing here imports torch or `agents` until a named agent needs it.
+Nothing here imports torch until a named agent needs it.
 """
 
 from grounding_gym.eval.agents import (
+    AGENTS,
     Agent,
-    AgentSpec,
     PolicyAgent,
-    action_frame,
-    crop_action_text,
     get_agent_spec,
     list_agents,
     make_agent,
@@ -29,11 +27,9 @@ from grounding_gym.eval.report import compare_table, load_summary
 
 __all__ = [
     "Agent",
-    "AgentSpec",
+    "AGENTS",
     "PolicyAgent",
-    "action_frame",
     "compare_table",
-    "crop_action_text",
     "episode_plan",
     "evaluate",
     "get_agent_spec",

@@ -1,5 +1,5 @@
 """What the harness evaluates: the batched `Agent` protocol, a registry of agents by name, and
-the adapter that turns any `agents` policy into an `Agent`.
+the adapter that turns a policy (anything that returns `Generation`s) into an `Agent`.
 
 An agent maps a batch of observations (one per env) to one action text per env::
 
@@ -12,32 +12,25 @@ in `env.dataset`). Scripted agents use them to seed themselves and to look up th
 Agents are built by name: `make_agent(name, env, **kwargs)` calls the factory registered with
 `register_agent(name, factory)`; a factory receives the *unwrapped* env first (so scripted agents
 can read `env.dataset`, `env.max_turns`, `env.min_crop`). A factory may be a callable or a lazy
-`"module:attr"` string, which is how the built-in agents of the `agents` package are registered
-here without `grounding_gym` importing `agents` (or torch) at import time. A name of the form
-`"module:attr"` that is not registered is imported directly.
+`"module:attr"` string. Other packages add theirs through a plugin entry point
+(`grounding_gym.plugins`), loaded on the first lookup, so importing this module imports no
+torch. A name of the form `"module:attr"` that is not registered is imported directly.
 """
 
 from __future__ import annotations
 
-import difflib
-import importlib
-import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import gymnasium as gym
 
-from grounding_gym.actions import format_crop
-from grounding_gym.geometry import Box, from_original, round_outward
+from grounding_gym.plugins import load_plugins
+from grounding_gym.registry import Entry, Registry, import_entry_point
 
 __all__ = [
     "Agent",
-    "AgentSpec",
+    "AGENTS",
     "PolicyAgent",
-    "action_frame",
-    "crop_action_text",
-    "frame_bounds",
     "get_agent_spec",
     "list_agents",
     "make_agent",
@@ -64,32 +57,10 @@ class Agent(Protocol):
 
 AgentFactory = Callable[..., Agent]
 
-
-@dataclass(frozen=True)
-class AgentSpec:
-    """A registered agent.
-
-    Attributes:
-        name: the registry key (`--agent NAME`).
-        factory: a callable `factory(env, **kwargs) -> Agent` or a lazy `"module:attr"` string.
-        description: one line for `grounding-gym list agents`.
-        requires: the import the factory needs beyond `grounding_gym` ("" for none), shown by
-            `list` so a missing extra is obvious before a run.
-    """
-
-    name: str
-    factory: AgentFactory | str
-    description: str = ""
-    requires: str = ""
-
-    def load(self) -> AgentFactory:
-        """The factory callable, importing a lazy `"module:attr"` entry point."""
-        if callable(self.factory):
-            return self.factory
-        return _import_entry_point(self.factory, what=f"agent {self.name!r}")
-
-
-_AGENTS: dict[str, AgentSpec] = {}
+AGENTS: Registry[AgentFactory] = Registry(
+    "agent", how_to_add="A 'module:attr' factory path also works."
+)
+"""Every eval agent factory by name; `register_agent` adds one."""
 
 
 def register_agent(
@@ -108,37 +79,27 @@ def register_agent(
         ValueError: `name` is taken by a different factory, or `factory` is not callable and not
             a `"module:attr"` string.
     """
-    if not callable(factory) and not (isinstance(factory, str) and ":" in factory):
+    if not callable(factory) and not isinstance(factory, str):
         raise ValueError(
             f"factory for agent {name!r} must be callable or 'module:attr', got {factory!r}"
         )
-    existing = _AGENTS.get(name)
-    if existing is not None and existing.factory != factory:
-        raise ValueError(
-            f"Agent {name!r} is already registered to {existing.factory!r}; pick another name"
-        )
-    _AGENTS[name] = AgentSpec(name, factory, description, requires)
+    AGENTS.register(name, factory, description=description, requires=requires)
 
 
 def list_agents() -> list[str]:
-    """Registered agent names, sorted."""
-    return sorted(_AGENTS)
+    """Registered agent names (plugins' included), sorted."""
+    load_plugins()
+    return AGENTS.names()
 
 
-def get_agent_spec(name: str) -> AgentSpec:
-    """The `AgentSpec` registered as `name`.
+def get_agent_spec(name: str) -> Entry[AgentFactory]:
+    """The registry `Entry` of the agent `name` (`target`, `description`, `requires`).
 
     Raises:
         ValueError: unknown name (lists the registered ones, with the closest match).
     """
-    if name in _AGENTS:
-        return _AGENTS[name]
-    hint = difflib.get_close_matches(name, list(_AGENTS), n=1)
-    suggestion = f" Did you mean {hint[0]!r}?" if hint else ""
-    raise ValueError(
-        f"Unknown agent {name!r}; registered: {list_agents()}.{suggestion} "
-        "A 'module:attr' factory path also works."
-    )
+    load_plugins()
+    return AGENTS.entry(name)
 
 
 def make_agent(name: str, env: gym.Env, **kwargs: Any) -> Agent:
@@ -152,36 +113,19 @@ def make_agent(name: str, env: gym.Env, **kwargs: Any) -> Agent:
     Raises:
         ValueError: unknown name, or the built object has no `act` method.
     """
-    if name in _AGENTS:
-        factory = _AGENTS[name].load()
-    elif ":" in name:
-        factory = _import_entry_point(name, what="agent factory")
+    load_plugins()
+    if name not in AGENTS and ":" in name:
+        factory = import_entry_point(name, what="agent factory")
     else:
-        get_agent_spec(name)  # raises with the list of names
-        raise AssertionError("unreachable")
+        factory = AGENTS.get(name)
     agent = factory(env.unwrapped, **kwargs)
     if not callable(getattr(agent, "act", None)):
         raise ValueError(f"agent {name!r} built {type(agent).__name__}, which has no act() method")
     return agent
 
 
-def _import_entry_point(path: str, what: str) -> Any:
-    module_name, _, attr = path.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ImportError(
-            f"{what} needs module {module_name!r}, which failed to import ({exc}). "
-            "Install the extra that provides it, e.g. `pip install -e '.[agents,sb3]'`."
-        ) from exc
-    try:
-        return getattr(module, attr)
-    except AttributeError as exc:
-        raise ValueError(f"{what}: module {module_name!r} has no attribute {attr!r}") from exc
-
-
 class PolicyAgent:
-    """Adapter: an `agents.policies.base.Policy` (returns `Generation`s) as an eval `Agent`.
+    """Adapter: a policy (its `act` returns `Generation`s with a `.text`) as an eval `Agent`.
 
     Args:
         policy: anything with `act(observations, infos, *, greedy) -> list[Generation]`.
@@ -201,117 +145,8 @@ class PolicyAgent:
         return [g.text if hasattr(g, "text") else str(g) for g in generations]
 
 
-# ---------------------------------------------------------------- helpers for scripted agents
-
-_DEFAULT_DECIMALS = {"view": 0, "original": 0, "norm1000": 0, "norm1": 3}
-
-
-def action_frame(info: Mapping[str, Any]) -> tuple[Box, tuple[int, int]]:
-    """`(box, size)` the next action's coordinates refer to, from an env info:
-    `action_frame_box` (original px) and `action_frame_size` (w, h); the current view
-    (`view_box`, `view_size`) for infos without them. Pass it to `crop_action_text`."""
-    box = info.get("action_frame_box", info["view_box"])
-    size = info.get("action_frame_size", info["view_size"])
-    return Box(*box), (int(size[0]), int(size[1]))
-
-
-def frame_bounds(frame: str, view_box: Box, view_size: tuple[int, int]) -> Box:
-    """The current view's extent in `frame`: `(0, 0, w, h)` view px, `(0, 0, 1000, 1000)`,
-    `(0, 0, 1, 1)`, or `view_box` for "original"."""
-    if frame == "view":
-        return Box(0.0, 0.0, float(view_size[0]), float(view_size[1]))
-    if frame == "norm1000":
-        return Box(0.0, 0.0, 1000.0, 1000.0)
-    if frame == "norm1":
-        return Box(0.0, 0.0, 1.0, 1.0)
-    return view_box
-
-
-def crop_action_text(
-    box_orig: Box,
-    view_box: Box,
-    view_size: tuple[int, int],
-    frame: str,
-    decimals: int | None = None,
-) -> str:
-    """The crop action that makes the env crop (at least) `box_orig`.
-
-    Maps `box_orig` (original px) into `frame` of the current view with `from_original`, rounds
-    each edge outward with `round_outward` (so the crop the env cuts still contains `box_orig`:
-    coverage 1), clamps to the view's extent in that frame (outward rounding of an edge lying on
-    the view's border would otherwise leave the view), and formats it with `format_crop`.
-
-    Args:
-        box_orig: region to crop, original px, inside `view_box`.
-        view_box, view_size: what the action's coordinates refer to, `action_frame(info)` (the
-            current view, except in presets such as DeepEyes that keep the first view's frame).
-        frame: the env's `coord_frame`.
-        decimals: digits written; default 0 for view/original/norm1000 px, 3 for norm1.
-
-    >>> crop_action_text(Box(10.2, 20, 30, 40.5), Box(0, 0, 200, 100), (100, 50), "view")  # edges on
-    ...     # whole units also move out by one (round_outward guards against float noise)
-    '<crop>[5, 9, 16, 21]</crop>'
-    """
-    if decimals is None:
-        decimals = _DEFAULT_DECIMALS.get(frame, 0)
-    in_frame = round_outward(from_original(box_orig, frame, view_box, view_size), decimals)  # type: ignore[arg-type]
-    bounds = frame_bounds(frame, view_box, view_size)
-    clamped = (
-        max(in_frame.x1, bounds.x1),
-        max(in_frame.y1, bounds.y1),
-        min(in_frame.x2, bounds.x2),
-        min(in_frame.y2, bounds.y2),
-    )
-    if not (clamped[0] < clamped[2] and clamped[1] < clamped[3]) or not all(
-        map(math.isfinite, clamped)
-    ):
-        raise ValueError(
-            f"box {box_orig.as_tuple()} (original px) lies outside the view {view_box.as_tuple()}"
-        )
-    return format_crop(clamped, decimals)
-
-
-# ---------------------------------------------------------------- built-in agents (lazy)
-
-_HEURISTIC = "agents.baselines.heuristic"
-for _name, _attr, _text in (
-    ("no-crop", "NoCropAgent", "answer from the first view (no zoom)"),
-    ("random-crop", "RandomCropAgent", "one random crop, then answer"),
-    (
-        "sliding-window",
-        "SlidingWindowAgent",
-        "coarse-to-fine tiling: crop the most salient tile of each view until native resolution, then answer",
-    ),
-    ("oracle-crop", "OracleCropAgent", "crop the ground-truth box (coverage 1), then answer"),
-    ("fixed-answer", "FixedAnswerAgent", "answer a fixed letter at once (chance level)"),
-):
-    register_agent(_name, f"{_HEURISTIC}:{_attr}", description=_text)
-register_agent(
-    "hf",
-    "agents.baselines.lvlm:make_hf_agent",
-    description="a local Qwen2.5-VL-style checkpoint through transformers, greedy (agent kwargs model=DIR, dtype=, device=)",
-    requires="transformers",
-)
-register_agent(
-    "vllm",
-    "agents.baselines.lvlm:make_vllm_agent",
-    description="a Qwen2.5-VL-style checkpoint through a vLLM engine, GPU only (agent kwargs model=DIR, ...)",
-    requires="vllm",
-)
 register_agent(
     "replay",
     "grounding_gym.eval.replay:ReplayAgent",
     description="replay recorded chat conversations from a JSONL file (agent kwargs path=, match=id|image+question)",
-)
-register_agent(
-    "sb3-ppo",
-    "agents.baselines.sb3_ppo:make_agent",
-    description="a trained SB3 PPO model through the wrappers (agent kwarg path=model.zip)",
-    requires="stable_baselines3",
-)
-register_agent(
-    "policy-checkpoint",
-    "agents.baselines.checkpoint:make_agent",
-    description="a trained agents policy from a trainer checkpoint (agent kwarg path=DIR)",
-    requires="torch",
 )

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import hashlib
-import importlib
 import json
 import os
 import time
@@ -56,13 +55,6 @@ EPISODES_FILE = "episodes.jsonl"
 CONFIG_FILE = "config.json"
 _PINNED_KEYS = ("env_id", "env_kwargs", "agent", "agent_kwargs", "seed", "samples")
 """config.json keys that must match for a run to be resumed (n may grow or shrink)."""
-
-
-def ensure_datasets() -> None:
-    """Import the built-in dataset modules so their names are registered (idempotent)."""
-    for module in ("grounding_gym.data.synthetic", "grounding_gym.data.loaders"):
-        with contextlib.suppress(ImportError):
-            importlib.import_module(module)
 
 
 def episode_plan(
@@ -128,7 +120,6 @@ def make_eval_env(
         spec = env.spec
         kwargs = dict(spec.kwargs) if spec is not None else {}
         return env, (spec.id if spec is not None else type(env.unwrapped).__name__), kwargs
-    ensure_datasets()
     kwargs = dict(env_kwargs or {})
     if dataset is not None:
         kwargs["dataset"] = dataset

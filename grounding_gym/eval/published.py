@@ -13,12 +13,13 @@ accuracies only: no per-scale-bin numbers.
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from grounding_gym.validation import did_you_mean
 
 __all__ = [
     "OVERALL",
@@ -133,8 +134,7 @@ def _read_json(file: Path) -> Any:
 
 def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """`" (did you mean 'x'?)"` for the closest of `candidates`, or ""."""
-    hint = difflib.get_close_matches(name, list(candidates), n=1)
-    return f" (did you mean {hint[0]!r}?)" if hint else ""
+    return did_you_mean(name, candidates, " (did you mean {!r}?)")
 
 
 def _check_fields(file: Path, where: str, value: Any, fields: Mapping[str, bool]) -> None:

@@ -19,8 +19,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from grounding_gym.actions import format_answer
-from grounding_gym.eval.agents import crop_action_text
+from grounding_gym.actions import crop_action_text, format_answer
 from grounding_gym.geometry import Box, to_original
 
 __all__ = ["DiscreteCropAnswer", "discrete_action_text", "grid_tiles"]

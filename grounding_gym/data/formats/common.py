@@ -23,7 +23,6 @@ import base64
 import binascii
 import codecs
 import csv
-import difflib
 import hashlib
 import io
 import itertools
@@ -41,8 +40,9 @@ from typing import IO, Any, Literal
 
 from PIL import Image, ImageOps
 
-from grounding_gym.data.sample import ImageSource
 from grounding_gym.geometry import Box, clip_box
+from grounding_gym.validation import did_you_mean
+from grounding_gym.views import ImageSource
 
 BOX_FORMATS: tuple[str, ...] = ("xyxy", "xywh", "norm1", "norm1000")
 """Box formats a file may declare: original px corners, original px corner + size, 0..1 corners,
@@ -74,8 +74,7 @@ def format_error(where: str, problem: str, fix: str = "") -> DatasetFormatError:
 
 def suggest(name: str, candidates: Sequence[str]) -> str:
     """`" Did you mean 'x'?"` for the closest candidate, or ""."""
-    hint = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
-    return f" Did you mean {hint[0]!r}?" if hint else ""
+    return did_you_mean(name, candidates)
 
 
 # ---------------------------------------------------------------------------------------------
