@@ -23,7 +23,8 @@ MODULES = sorted(
 WITH_DOCTESTS = {
     "grounding_gym.actions",
     "grounding_gym.registry",
-    "grounding_gym.data.formats.common",
+    "grounding_gym.data.formats.choices",
+    "grounding_gym.data.formats.records",
     "grounding_gym.data.formats.hrbench",
     "grounding_gym.data.formats.treebench",
     "grounding_gym.data.synthetic",

@@ -24,7 +24,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 import grounding_gym.data.loaders  # noqa: F401  (registers the loaders)
-from grounding_gym.data.formats.common import EncodedImageRef
+from grounding_gym.data.formats.images import EncodedImageRef
 from grounding_gym.data.loaders import (
     DatasetFormatError,
     box_miou,

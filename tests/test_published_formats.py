@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from grounding_gym.data.formats.common import DatasetFormatError, parse_choices
+from grounding_gym.data.formats.choices import parse_choices
+from grounding_gym.data.formats.records import DatasetFormatError
 from grounding_gym.data.loaders import load_mme_realworld, load_treebench, load_vstar
 from grounding_gym.geometry import Box
 

@@ -12,12 +12,12 @@
 | `jsonl` | the generic grounding-gym JSONL (documented in `formats.jsonl`) | declared `box_format` | `formats.jsonl` |
 
 Every loader takes `limit=None`, and `data_dir` (a folder; single-file formats also take `path`),
-returns a `list[Sample]`, converts each box exactly once (`formats.common.parse_box`), and
+returns a `list[Sample]`, converts each box exactly once (`formats.boxes.parse_box`), and
 never decodes an image: files are checked with `os.path.isfile`, base64 fields are validated and
 left in their file (`EncodedImageRef`, read on demand). Any problem with a file raises one
 `DatasetFormatError` naming the file, the row/line and the fix.
 
-Files are read as published, not only in a clean schema (`formats.common`): options may be a
+Files are read as published, not only in a clean schema (`formats.records`, `formats.choices`): options may be a
 list, a letter->text dict, or one string labelled `"A. x\nB. y"`, `"(A) x (B) y"`, `"A x\nB y"` or
 `"A. x B. y C. z"` (mixed; 2-6 options, A-F); boxes may be lists or JSON strings; a record that
 repeats an earlier one exactly (same id, same content) is kept once, with one warning counting
@@ -30,15 +30,12 @@ Metrics that belong to a format live beside it: `cycle_accuracy` (HR-Bench rotat
 
 from __future__ import annotations
 
-from grounding_gym.data.formats.common import (
-    BOX_FORMATS,
-    DatasetFormatError,
-    EncodedImageRef,
-    parse_box,
-)
+from grounding_gym.data.formats.boxes import BOX_FORMATS, parse_box
 from grounding_gym.data.formats.hrbench import cycle_accuracy, load_hrbench
+from grounding_gym.data.formats.images import EncodedImageRef
 from grounding_gym.data.formats.jsonl import load_jsonl
 from grounding_gym.data.formats.mme_realworld import load_mme_realworld
+from grounding_gym.data.formats.records import DatasetFormatError
 from grounding_gym.data.formats.refcoco import load_refcoco
 from grounding_gym.data.formats.treebench import box_miou, load_treebench
 from grounding_gym.data.formats.vstar import VSTAR_CATEGORIES, load_vstar

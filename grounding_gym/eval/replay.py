@@ -41,7 +41,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 from grounding_gym.actions import format_answer, parse_action
-from grounding_gym.data.formats.common import iter_jsonl
+from grounding_gym.data.formats.records import iter_jsonl
 from grounding_gym.data.sample import Sample
 
 __all__ = ["MATCH_MODES", "ReplayAgent", "assistant_actions", "message_text"]

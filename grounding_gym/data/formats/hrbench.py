@@ -21,14 +21,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from grounding_gym.data.formats.common import (
-    LETTERS,
-    EncodedImageRef,
+from grounding_gym.data.formats.choices import LETTERS, answer_letter
+from grounding_gym.data.formats.images import EncodedImageRef, ImageFields, ResolvedImage
+from grounding_gym.data.formats.records import (
     IdRegistry,
-    ImageFields,
-    ResolvedImage,
     TsvRecord,
-    answer_letter,
     at_row,
     check_limit,
     format_error,

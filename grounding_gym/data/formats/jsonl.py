@@ -28,22 +28,16 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from grounding_gym.data.formats.common import (
-    BOX_FORMATS,
-    BoxFitter,
-    EncodedImageRef,
+from grounding_gym.data.formats.boxes import BOX_FORMATS, BoxFitter, check_box_format, parse_box
+from grounding_gym.data.formats.choices import answer_letter, parse_options
+from grounding_gym.data.formats.images import EncodedImageRef, ImageFields, ResolvedImage
+from grounding_gym.data.formats.records import (
     IdRegistry,
-    ImageFields,
     JsonlRecord,
-    ResolvedImage,
-    answer_letter,
     at_line,
-    check_box_format,
     check_limit,
     format_error,
     iter_jsonl,
-    parse_box,
-    parse_options,
     require,
     resolve_file,
 )

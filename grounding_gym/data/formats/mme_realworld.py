@@ -24,15 +24,12 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from grounding_gym.data.formats.common import (
-    LETTERS,
-    Choices,
-    EncodedImageRef,
+from grounding_gym.data.formats.choices import LETTERS, Choices, answer_letter, parse_choices
+from grounding_gym.data.formats.hrbench import tsv_options
+from grounding_gym.data.formats.images import EncodedImageRef, ImageFields, ResolvedImage
+from grounding_gym.data.formats.records import (
     IdRegistry,
-    ImageFields,
-    ResolvedImage,
     TsvRecord,
-    answer_letter,
     at_line,
     at_row,
     check_limit,
@@ -40,11 +37,9 @@ from grounding_gym.data.formats.common import (
     iter_json_array,
     iter_jsonl,
     iter_tsv,
-    parse_choices,
     require,
     resolve_file,
 )
-from grounding_gym.data.formats.hrbench import tsv_options
 from grounding_gym.data.sample import Sample
 
 MME_JSON_REQUIRED: tuple[str, ...] = ("Question_id", "Image", "Text", "Ground truth")

@@ -12,17 +12,15 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from grounding_gym.data.formats.common import (
-    BoxFitter,
+from grounding_gym.data.formats.boxes import BoxFitter, check_box_format, parse_box
+from grounding_gym.data.formats.images import ImageFields
+from grounding_gym.data.formats.records import (
     IdRegistry,
-    ImageFields,
     at_line,
-    check_box_format,
     check_limit,
     format_error,
     iter_jsonl,
     load_json,
-    parse_box,
     require,
     resolve_file,
 )

@@ -16,21 +16,17 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from grounding_gym.data.formats.common import (
-    BoxFitter,
-    EncodedImageRef,
+from grounding_gym.data.formats.boxes import BoxFitter, check_box_format, parse_box
+from grounding_gym.data.formats.choices import answer_letter, parse_choices
+from grounding_gym.data.formats.images import EncodedImageRef, ImageFields
+from grounding_gym.data.formats.records import (
     IdRegistry,
-    ImageFields,
     JsonlRecord,
-    answer_letter,
     at_line,
-    check_box_format,
     check_limit,
     format_error,
     iter_jsonl,
     json_field,
-    parse_box,
-    parse_choices,
     require,
     resolve_file,
 )

@@ -15,20 +15,16 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from grounding_gym.data.formats.common import (
-    LETTERS,
-    BoxFitter,
+from grounding_gym.data.formats.boxes import BoxFitter, parse_box
+from grounding_gym.data.formats.choices import LETTERS, parse_options, shuffled_order
+from grounding_gym.data.formats.images import ImageFields, ResolvedImage
+from grounding_gym.data.formats.records import (
     DatasetFormatError,
-    ImageFields,
-    ResolvedImage,
     check_limit,
     format_error,
     json_field,
     load_json,
-    parse_box,
-    parse_options,
     require,
-    shuffled_order,
 )
 from grounding_gym.data.sample import Sample
 from grounding_gym.geometry import Box
