@@ -27,7 +27,7 @@ WITH_DOCTESTS = {
     "grounding_gym.data.formats.records",
     "grounding_gym.data.formats.hrbench",
     "grounding_gym.data.formats.treebench",
-    "grounding_gym.data.synthetic",
+    "grounding_gym.data.synthetic.dataset",
     "grounding_gym.envs.evidence",
     "grounding_gym.eval.harness",
     "grounding_gym.eval.metrics",

@@ -310,7 +310,7 @@ def test_bad_kwargs_have_clear_errors(toy_dataset):
 
 
 def test_string_sample_id_on_a_large_lazy_dataset_builds_one_sample(monkeypatch):
-    import grounding_gym.data.synthetic as synthetic
+    import grounding_gym.data.synthetic.dataset as synthetic
 
     built = []
     make_sample = synthetic._make_sample

@@ -15,7 +15,8 @@ import pickle
 import numpy as np
 import pytest
 
-import grounding_gym.data.synthetic as synthetic
+import grounding_gym.data.synthetic.dataset as synthetic_dataset
+import grounding_gym.data.synthetic.render as synthetic_render
 from grounding_gym.data.registry import make_dataset
 from grounding_gym.data.synthetic import (
     CONTENT_KINDS,
@@ -95,8 +96,8 @@ def test_building_and_indexing_render_nothing(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("pixels were rendered")
 
-    monkeypatch.setattr(synthetic, "_background", refuse)
-    monkeypatch.setattr(synthetic, "render_content", refuse)
+    monkeypatch.setattr(synthetic_render, "_background", refuse)
+    monkeypatch.setattr(synthetic_render, "render_content", refuse)
     data = SyntheticHR(10_000)  # defaults: 2K-8K images
     assert len(data) == 10_000
     assert len(pickle.dumps(data)) < 1_000  # the dataset holds parameters, not samples
@@ -142,7 +143,7 @@ def test_indexing_errors():
 def test_index_of_parses_ids_without_building_samples(monkeypatch):
     data = SyntheticHR(100_000, seed=3, **SMALL)
     monkeypatch.setattr(
-        synthetic, "_make_sample", lambda *a: pytest.fail("index_of built a sample")
+        synthetic_dataset, "_make_sample", lambda *a: pytest.fail("index_of built a sample")
     )
     assert data.index_of("synthetic-hr-3-99999") == 99_999
     for unknown in (
