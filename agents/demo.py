@@ -40,7 +40,7 @@ SRPO_BIN_EDGES = (0.03,)  # one SRPO scale bin per crop scale: first-crop areas 
 
 def demo_config(args: argparse.Namespace) -> Any:
     """The `TrainerConfig` of the demo (also in examples/train_tiny_srpo.yaml)."""
-    from agents.trainer import TrainerConfig
+    from agents.config import TrainerConfig
 
     return TrainerConfig(
         exp_name="demo-tiny-srpo",

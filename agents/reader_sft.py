@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from agents.checkpoint import atomic_torch_save
+from agents.config import TrainerConfig, load_config, merge_kwargs
 from agents.policies.tiny import TinyPolicy
-from agents.trainer import TrainerConfig, load_config, merge_kwargs
 from grounding_gym.actions import action_frame, format_crop
 from grounding_gym.geometry import Box, from_original
 

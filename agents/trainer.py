@@ -20,20 +20,15 @@ metrics file's length; written atomically), `config.yaml`, and TensorBoard event
 
 from __future__ import annotations
 
-import argparse
-import ast
 import copy
 import dataclasses
-import inspect
 import json
 import math
 import os
 import sys
-import textwrap
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,17 +37,16 @@ import torch
 import yaml
 
 from agents.algos import (
-    LossConfig,
     compute_loss,
     dynamic_sampling_mask,
     estimator_inputs,
-    estimator_options,
     get_advantage_estimator,
     overlong_penalty,
 )
 from agents.algos.diagnostics import bin_indices, crop_bin_names, scale_bias_metrics, shares
 from agents.checkpoint import atomic_torch_save, atomic_write_text, get_rng_state, set_rng_state
-from agents.policies import list_policies, make_policy
+from agents.config import TrainerConfig, merge_kwargs, parse_args
+from agents.policies import make_policy
 from agents.policies.base import Trajectory
 from agents.rollout import (
     FirstViewCache,
@@ -62,365 +56,8 @@ from agents.rollout import (
     rollout_arrays,
     rollout_metrics,
 )
-from grounding_gym.validation import did_you_mean
 
-__all__ = ["Trainer", "TrainerConfig", "build_envs", "load_config", "main"]
-
-
-@dataclass
-class TrainerConfig:
-    """Everything a training run depends on. Fields are grouped:
-
-    > experiment: `exp_name`, `output_dir`, `seed`, `torch_threads`
-    > environment: `env_id`, `env_kwargs`, `eval_env_kwargs`, `num_envs`, `env_threads`,
-      `share_images`, `cache_first_views`, `train_samples`, `eval_samples`, `bin_edges`,
-      `bin_names`, `crop_bin_edges`
-    > policy: `policy`, `policy_kwargs`, `init_checkpoint`
-    > algorithm: `algo`, `adv_kwargs`, `questions_per_step`, `g1`, `g2`, `clip_low`,
-      `clip_high`, `beta`, `loss_agg`, `norm_len`, `dynamic_sampling`, `overlong_max_len`,
-      `overlong_cache_len`
-    > optimisation: `total_steps`, `lr`, `update_epochs`, `max_grad_norm`, `weight_decay`
-    > logging: `eval_every`, `final_eval`, `grad_diagnostics`, `checkpoint_every`, `resume`,
-      `tensorboard`, `progress`, `max_minutes`
-    """
-
-    # > experiment
-    exp_name: str = "tiny-srpo"
-    """name of the run (TensorBoard and logs)"""
-    output_dir: str = "runs/train"
-    """folder for metrics.jsonl, checkpoint.pt, config.yaml and tb/"""
-    seed: int = 0
-    """seeds torch, numpy, Python, the question sampler and the env resets"""
-    torch_threads: int = 0
-    """torch intra-op threads; 0 keeps torch's default. On small CPUs shared with env stepping,
-    1 is often fastest for a tiny policy"""
-
-    # > environment
-    env_id: str = "GroundedVQA-HR-v0"
-    """a Gymnasium id with the GroundedVQA API (reset(options={"sample_id"}), text actions)"""
-    env_kwargs: dict[str, Any] = field(default_factory=dict)
-    """kwargs of gym.make(env_id, ...), e.g. max_pixels, max_turns, dataset_kwargs"""
-    eval_env_kwargs: dict[str, Any] = field(default_factory=dict)
-    """overrides of env_kwargs for the held-out evaluation, merged key by key (nested dicts too),
-    e.g. {dataset_kwargs: {target_mix: [0.5, 0.5]}}: a balanced held-out set for a skewed
-    training mix; {} evaluates on the training envs"""
-    num_envs: int = 16
-    """env instances in the rollout pool = width of each batched policy.act call"""
-    env_threads: int = 2
-    """threads stepping the pool's envs (image resizing releases the GIL); 0 = no threads"""
-    share_images: bool = True
-    """build the env dataset once and share decoded images across the pool
-    (`agents.rollout.SharedImageDataset`); needs env_kwargs `dataset` to be a registered name"""
-    cache_first_views: bool = True
-    """render each sample's first view once for the whole pool (`agents.rollout.FirstViewCache`):
-    all rollouts of a question start from the same view"""
-    train_samples: int = 4096
-    """questions [0, train_samples) of the dataset are drawn for training"""
-    eval_samples: int = 64
-    """questions [train_samples, train_samples + eval_samples) are held out for evaluation"""
-    bin_edges: tuple[float, ...] = (0.001, 0.01)
-    """edges on the TARGET's relative area for the per-scale metrics (acc_small, ...)"""
-    bin_names: tuple[str, ...] = ("small", "medium", "large")
-    """names of the scale bins, smallest first: len(bin_edges) + 1 names"""
-    crop_bin_edges: tuple[float, ...] | None = None
-    """edges on the first CROP's relative area for the crop-bin diagnostics
-    (crop_bin_occupancy/<bin>, multi_bin_group_frac, p_crop_<crop bin>_<target bin>); None: the
-    estimator's own crop bins (srpo's adv_kwargs bin_edges) if it takes crop areas, else bin_edges"""
-
-    # > policy
-    policy: str = "tiny"
-    """policy name in `agents.policies` (tiny | hf | anything registered)"""
-    policy_kwargs: dict[str, Any] = field(default_factory=dict)
-    """kwargs of the policy's constructor"""
-    init_checkpoint: str | None = None
-    """a policy state_dict (.pt) loaded before training, e.g. a warm-started reader
-    (`agents.reader_sft`); a resumed run's own checkpoint.pt takes precedence"""
-
-    # > algorithm
-    algo: str = "srpo"
-    """advantage estimator name in the `agents.algos` registry (grpo | dr_grpo | rloo | srpo)"""
-    adv_kwargs: dict[str, Any] = field(default_factory=dict)
-    """tuning options of the estimator (see `estimator_options(algo)`), e.g. srpo bin_edges"""
-    questions_per_step: int = 4
-    """questions per step; each gets g1 * g2 rollouts (one group)"""
-    g1: int = 4
-    """first-turn (grounding) generations per question"""
-    g2: int = 2
-    """continuations of each first turn (SRPO's answer rollouts, by replay); 1 = plain groups"""
-    clip_low: float = 0.2
-    """PPO ratio lower bound 1 - clip_low"""
-    clip_high: float = 0.2
-    """PPO ratio upper bound 1 + clip_high (DAPO clip-higher: 0.28)"""
-    beta: float = 0.0
-    """k3 KL weight to a frozen copy of the initial policy; 0 = no reference model (cheaper)"""
-    loss_agg: str = "token-mean"
-    """token-mean (DAPO) | seq-mean-token-mean (GRPO) | seq-mean-token-sum-norm (Dr.GRPO)"""
-    norm_len: float | None = None
-    """constant divisor of seq-mean-token-sum-norm (Dr.GRPO: the generation budget in tokens)"""
-    dynamic_sampling: bool = False
-    """DAPO: drop zero-reward-variance groups from the loss (they carry no gradient)"""
-    overlong_max_len: int = 0
-    """DAPO soft overlong penalty on the policy tokens of a rollout; 0 disables it"""
-    overlong_cache_len: int = 0
-    """width of the soft overlong window, in tokens"""
-
-    # > optimisation
-    total_steps: int = 100
-    """optimisation steps (rollout batch + update_epochs gradient steps each)"""
-    total_env_steps: int = 0
-    """also stop once this many env steps were taken (equal-budget comparisons); 0 = no limit"""
-    lr: float = 3e-3
-    """Adam learning rate"""
-    update_epochs: int = 2
-    """gradient steps per rollout batch (PPO-style reuse; the ratio clip keeps them close)"""
-    max_grad_norm: float = 1.0
-    """gradient clipping norm; 0 disables clipping"""
-    weight_decay: float = 0.0
-    """AdamW weight decay"""
-
-    # > logging
-    eval_every: int = 0
-    """evaluate greedily on the held-out questions every N steps (0: only at the end)"""
-    final_eval: bool = True
-    """evaluate at the last step (set False when the caller evaluates itself)"""
-    grad_diagnostics: bool = True
-    """log grad_share/<bin> every step: one extra backward per target bin on the step's batch
-    (the other scale-bias diagnostics are free); False for speed"""
-    checkpoint_every: int = 10
-    """write checkpoint.pt every N steps (and always at the end); 0: only at the end"""
-    resume: bool = True
-    """continue from output_dir/checkpoint.pt when it exists"""
-    tensorboard: bool = True
-    """write TensorBoard events to output_dir/tb (skipped if tensorboard is not installed)"""
-    progress: bool = True
-    """show a tqdm progress bar"""
-    max_minutes: float = 0.0
-    """stop early (with a checkpoint) when training has run this long; 0 = no time limit"""
-
-    def __post_init__(self) -> None:
-        self.bin_edges = tuple(float(e) for e in self.bin_edges)
-        self.bin_names = tuple(str(n) for n in self.bin_names)
-        if self.crop_bin_edges is not None:
-            self.crop_bin_edges = tuple(float(e) for e in self.crop_bin_edges)
-        _check(self.g1 >= 1 and self.g2 >= 1, f"g1 ({self.g1}) and g2 ({self.g2}) must be >= 1.")
-        _check(
-            self.rollouts_per_question >= 2,
-            f"g1 * g2 ({self.g1} * {self.g2} = {self.rollouts_per_question}) must be >= 2: "
-            "group advantages compare a question's rollouts with each other.",
-        )
-        _check(
-            self.questions_per_step >= 1,
-            f"questions_per_step ({self.questions_per_step}) must be >= 1.",
-        )
-        _check(
-            self.train_samples >= 1 and self.eval_samples >= 0,
-            f"train_samples ({self.train_samples}) must be >= 1 and eval_samples ({self.eval_samples}) >= 0.",
-        )
-        _check(self.num_envs >= 1, f"num_envs ({self.num_envs}) must be >= 1.")
-        _check(self.env_threads >= 0, f"env_threads ({self.env_threads}) must be >= 0.")
-        _check(
-            self.total_steps >= 0 and self.total_env_steps >= 0,
-            f"total_steps ({self.total_steps}) and total_env_steps ({self.total_env_steps}) must be >= 0.",
-        )
-        _check(self.update_epochs >= 1, f"update_epochs ({self.update_epochs}) must be >= 1.")
-        _check(self.lr > 0, f"lr ({self.lr}) must be > 0.")
-        _check(self.max_minutes >= 0, f"max_minutes ({self.max_minutes}) must be >= 0.")
-        _check(
-            len(self.bin_names) == len(self.bin_edges) + 1,
-            f"bin_names ({len(self.bin_names)} names) must have len(bin_edges) + 1 = "
-            f"{len(self.bin_edges) + 1} entries.",
-        )
-        _check(
-            self.overlong_max_len >= 0
-            and 0 <= self.overlong_cache_len <= max(self.overlong_max_len, 0),
-            f"need overlong_max_len ({self.overlong_max_len}) >= 0 and 0 <= overlong_cache_len "
-            f"({self.overlong_cache_len}) <= overlong_max_len.",
-        )
-        options = estimator_options(self.algo)  # raises ValueError with the registered names
-        unknown = sorted(set(self.adv_kwargs) - set(options))
-        _check(
-            not unknown,
-            f"adv_kwargs {unknown} are not options of {self.algo!r}; its options: {sorted(options)}.",
-        )
-        _check(
-            self.policy in list_policies(),
-            f"policy {self.policy!r} is not registered; registered: {list_policies()}.",
-        )
-        self.loss_config  # noqa: B018 (validates clip/beta/agg)
-
-    # ---------------------------------------------------------------- derived values
-    @property
-    def rollouts_per_question(self) -> int:
-        """G = g1 * g2 rollouts in each question's group."""
-        return self.g1 * self.g2
-
-    @property
-    def rollouts_per_step(self) -> int:
-        """Episodes collected per step."""
-        return self.questions_per_step * self.rollouts_per_question
-
-    @property
-    def loss_config(self) -> LossConfig:
-        return LossConfig(
-            clip_low=self.clip_low,
-            clip_high=self.clip_high,
-            beta=self.beta,
-            agg=self.loss_agg,
-            norm_len=self.norm_len,
-        )
-
-    @property
-    def crop_edges(self) -> tuple[float, ...]:
-        """Crop-bin edges of the diagnostics (see `crop_bin_edges`)."""
-        if self.crop_bin_edges is not None:
-            return self.crop_bin_edges
-        if "rel_areas" in estimator_inputs(self.algo):
-            edges = self.adv_kwargs.get(
-                "bin_edges", estimator_options(self.algo).get("bin_edges", ())
-            )
-            return tuple(float(e) for e in edges)
-        return self.bin_edges
-
-    @property
-    def eval_ids(self) -> list[int]:
-        """Dataset indices of the held-out questions."""
-        return list(range(self.train_samples, self.train_samples + self.eval_samples))
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["bin_edges"], out["bin_names"] = list(self.bin_edges), list(self.bin_names)
-        return out
-
-
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise ValueError(message)
-
-
-# ------------------------------------------------------------------------------ config I/O
-
-
-def _field_docs(cls: type) -> dict[str, str]:
-    """The docstring under each dataclass field (cleanrl/tyro style), for --help."""
-    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    body = tree.body[0].body  # type: ignore[attr-defined]
-    docs = {}
-    for node, nxt in zip(body, body[1:], strict=False):
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            if isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant):
-                docs[node.target.id] = " ".join(str(nxt.value.value).split())
-    return docs
-
-
-def _set_dotted(target: dict[str, Any], key: str, value: Any) -> None:
-    parts = key.split(".")
-    for part in parts[:-1]:
-        node = target.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ValueError(f"override {key!r}: {part!r} is not a mapping")
-        target = node
-    target[parts[-1]] = value
-
-
-def _parse_value(text: str) -> Any:
-    """YAML scalar/collection parsing: `1e-3` -> 0.001, `[1, 2]`, `{a: 1}`, `true`, `null`."""
-    value = yaml.safe_load(text)
-    if isinstance(value, str):  # yaml reads "1e-3" as a string
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
-def load_config(
-    path: str | os.PathLike | None = None, overrides: Sequence[str] = (), **kwargs: Any
-) -> TrainerConfig:
-    """A `TrainerConfig` from a YAML file, then `key=value` overrides, then keyword arguments.
-
-    Overrides use dots for nested keys (`env_kwargs.max_pixels=200704`) and YAML for values.
-
-    Raises:
-        ValueError: an unknown key (with a close match), a malformed override, or a failed check.
-    """
-    data: dict[str, Any] = {}
-    if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(
-                f"{path}: the YAML must be a mapping of config keys, got {type(loaded).__name__}"
-            )
-        data.update(loaded)
-    for item in overrides:
-        if "=" not in item:
-            raise ValueError(f"override {item!r} must look like key=value (e.g. lr=1e-3)")
-        key, text = item.split("=", 1)
-        _set_dotted(data, key.strip().lstrip("-").replace("-", "_"), _parse_value(text))
-    for key, value in kwargs.items():
-        _set_dotted(data, key, value)
-    names = {f.name for f in dataclasses.fields(TrainerConfig)}
-    unknown = [k for k in data if k not in names]
-    if unknown:
-        text = ", ".join(
-            f"{k!r}" + did_you_mean(k, sorted(names), " (did you mean {!r}?)") for k in unknown
-        )
-        raise ValueError(f"unknown config keys: {text}. Valid keys: {sorted(names)}")
-    return TrainerConfig(**data)
-
-
-def _build_parser() -> argparse.ArgumentParser:
-    docs = _field_docs(TrainerConfig)
-    parser = argparse.ArgumentParser(
-        prog="grounding-gym train",
-        description="Train a policy with a GRPO-family algorithm (see agents/trainer.py).",
-        epilog=(
-            "Values are read as YAML (e.g. --env_kwargs '{max_turns: 3}'). Positional key=value "
-            "overrides also work and may be dotted: env_kwargs.max_pixels=200704. Precedence: "
-            "defaults < --config file < key=value < --flags."
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--config", help="YAML file with TrainerConfig keys")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides (dotted keys allowed)")
-    for f in dataclasses.fields(TrainerConfig):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        flag = f"--{f.name}"
-        alias = f"--{f.name.replace('_', '-')}"
-        names = [flag] if alias == flag else [flag, alias]
-        parser.add_argument(
-            *names,
-            dest=f.name,
-            type=_parse_value,
-            default=None,
-            metavar="VALUE",
-            help=f"{docs.get(f.name, '')} (default: {default!r})",
-        )
-    return parser
-
-
-def parse_args(argv: Sequence[str]) -> TrainerConfig:
-    """Parse `grounding-gym train` arguments into a `TrainerConfig`."""
-    args = _build_parser().parse_args(list(argv))
-    flags = {
-        f.name: getattr(args, f.name)
-        for f in dataclasses.fields(TrainerConfig)
-        if getattr(args, f.name) is not None
-    }
-    return load_config(args.config, args.overrides, **flags)
-
-
-# ------------------------------------------------------------------------------ building
-
-
-def merge_kwargs(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """A deep copy of `base` with `overrides` merged in, key by key (nested dicts recursively)."""
-    out = copy.deepcopy(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge_kwargs(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
+__all__ = ["Trainer", "build_envs", "main", "old_logprobs"]
 
 
 def build_envs(cfg: TrainerConfig, overrides: dict[str, Any] | None = None) -> list[Any]:
@@ -469,9 +106,6 @@ def old_logprobs(trajectories: Sequence[Trajectory], mask: torch.Tensor) -> torc
         )
     old[picked] = flat.to(mask.device)
     return old
-
-
-# ------------------------------------------------------------------------------ trainer
 
 
 class Trainer:
@@ -824,9 +458,6 @@ def _progress(total: int, initial: int, enabled: bool, desc: str) -> Any:
     except ImportError:
         return None
     return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True)
-
-
-# ------------------------------------------------------------------------------ CLI
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -142,7 +142,8 @@ def run_one(
 ) -> dict[str, Any]:
     """Train and evaluate one (arm, seed); write and return its `result.json`."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from agents.trainer import Trainer, load_config
+    from agents.config import load_config
+    from agents.trainer import Trainer
 
     args = overrides(arm, seed, Path(out), env_steps, eval_questions)
     start = time.perf_counter()
@@ -358,7 +359,7 @@ def ship_baselines(out: Path, dest: Path, config: str, eval_questions: int) -> N
     import torch
 
     from agents.checkpoint import atomic_torch_save
-    from agents.trainer import load_config, merge_kwargs
+    from agents.config import load_config, merge_kwargs
 
     cfg = load_config(config)
     env_kwargs = merge_kwargs(cfg.env_kwargs, cfg.eval_env_kwargs)

@@ -61,7 +61,8 @@ import json, os, tempfile, time
 import torch
 from agents.policies.hf import HFPolicy
 from agents.policies.tiny_qwen import TINY_MAX_PIXELS, TINY_MIN_PIXELS, tiny_env_kwargs, tiny_qwen25vl_path
-from agents.trainer import Trainer, TrainerConfig
+from agents.config import TrainerConfig
+from agents.trainer import Trainer
 
 class TimedHFPolicy(HFPolicy):
     """Counts generated / scored tokens and the time spent generating / scoring."""

@@ -53,8 +53,8 @@ def test_example_config_is_the_demo_config():
     import argparse
     from pathlib import Path
 
+    from agents.config import load_config
     from agents.demo import demo_config
-    from agents.trainer import load_config
 
     root = Path(__file__).resolve().parents[1]
     example = load_config(root / "examples" / "train_tiny_srpo.yaml").to_dict()

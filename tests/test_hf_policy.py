@@ -454,7 +454,7 @@ class ExploringHFPolicy(HFPolicy):
 
 
 def trainer_config(tiny_path, tmp_path, algo: str, policy: str = "hf", **kwargs):
-    from agents.trainer import TrainerConfig
+    from agents.config import TrainerConfig
 
     return TrainerConfig(
         output_dir=str(tmp_path / algo),

@@ -23,7 +23,8 @@ from agents.algos import (
 )
 from agents.algos.diagnostics import bin_indices, crop_bin_names, scale_bias_metrics, shares
 from agents.analysis import bootstrap_ci
-from agents.trainer import Trainer, load_config
+from agents.config import load_config
+from agents.trainer import Trainer
 from grounding_gym.data.synthetic import SyntheticHR, content_period, target_group
 
 ROOT = Path(__file__).resolve().parents[1]

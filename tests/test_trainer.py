@@ -10,7 +10,8 @@ import pytest
 import torch
 import yaml
 
-from agents.trainer import Trainer, TrainerConfig, load_config, main, parse_args
+from agents.config import TrainerConfig, load_config, parse_args
+from agents.trainer import Trainer, main
 from grounding_gym.envs.grounded_vqa import GroundedVQAEnv
 
 BUDGET = {"min_pixels": 28 * 28, "max_pixels": 224 * 168}
