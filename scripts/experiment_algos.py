@@ -37,8 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 from agents.analysis import plot_curve_panels, save_figure  # noqa: E402
 from agents.checkpoint import atomic_write_json, atomic_write_text  # noqa: E402
-from agents.config import load_config
-from agents.trainer import Trainer
+from agents.config import load_config  # noqa: E402
+from agents.trainer import Trainer  # noqa: E402
 
 ALGOS: dict[str, list[str]] = {
     "grpo": ["algo=grpo", "g1=8", "g2=1", "adv_kwargs={}"],
