@@ -28,291 +28,32 @@ change on a shared machine hits both alike.
 from __future__ import annotations
 
 import argparse
-import glob
-import json
-import math
 import os
-import platform
 import re
-import statistics
 import sys
-import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
-from PIL import Image, ImageOps
 
-from grounding_gym.actions import format_crop, parse_action
-from grounding_gym.data import Sample, make_dataset
+from benchmarks.serve import bench_serve
+from benchmarks.timing import (
+    Row,
+    geometric_mean,
+    interleaved_medians,
+    machine_description,
+    markdown_table,
+    median_seconds,
+    photo_paths,
+    rss_bytes,
+)
+from benchmarks.views import bench_reset, bench_step, bench_synthetic, bench_wide
+from grounding_gym.actions import parse_action
+from grounding_gym.atomic import atomic_write_json
 from grounding_gym.envs.grounded_vqa import GroundedVQAEnv
 from grounding_gym.geometry import Box
 from grounding_gym.rewards import extract_choice, grounding_reward
-from grounding_gym.views import RESAMPLE, ImageHandle, fit_to_budget, reduction_factor
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
-JPEG_SUFFIXES = (".jpg", ".jpeg")
-
-
-@dataclass
-class Row:
-    """One measured case: `ours` against `baseline` (seconds per call, medians)."""
-
-    section: str
-    case: str
-    baseline_name: str
-    baseline_s: float
-    ours_s: float
-    unit_note: str = ""
-
-    @property
-    def speedup(self) -> float:
-        return self.baseline_s / self.ours_s
-
-
-def interleaved_medians(fns: Sequence[Callable[[], object]], repeats: int) -> list[float]:
-    """Median wall time of each of `fns` over `repeats` rounds that call each once in turn,
-    after one untimed round."""
-    for fn in fns:
-        fn()
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, fn_times in zip(fns, times, strict=True):
-            start = time.perf_counter()
-            fn()
-            fn_times.append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
-
-
-def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
-    """Median wall time of `fn()` over `repeats` calls, after `warmup` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """Peak signal-to-noise ratio of two uint8 images, dB (inf when equal)."""
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
-
-
-def photo_paths(images_dir: str | None) -> list[str]:
-    """The benchmark photos: files of `images_dir`, else synthetic JPEGs written to a temp dir."""
-    if images_dir and os.path.isdir(images_dir):
-        paths = sorted(
-            p
-            for p in glob.glob(os.path.join(images_dir, "*"))
-            if p.lower().endswith(IMAGE_SUFFIXES)
-        )
-        if paths:
-            return paths
-    out_dir = tempfile.mkdtemp(prefix="gg-bench-")
-    paths = []
-    for i, size in enumerate([(1920, 1080), (4000, 3000), (5650, 3767)]):
-        sample = make_dataset("synthetic-hr", num_samples=1, seed=i, image_size=size)[0]
-        path = os.path.join(out_dir, f"synthetic-{size[0]}x{size[1]}.jpg")
-        ImageHandle(sample.image).image().save(path, quality=90)
-        paths.append(path)
-    return paths
-
-
-def env_for_photos(paths: Sequence[str], **kwargs) -> GroundedVQAEnv:
-    samples = [
-        Sample(id=os.path.basename(p), image=p, question="What is shown?", answer="x")
-        for p in paths
-    ]
-    return GroundedVQAEnv(samples, coord_frame="original", max_turns=10**6, **kwargs)
-
-
-def bench_step(paths: Sequence[str], repeats: int) -> list[Row]:
-    """Crop the central third (per side) of each photo into the default pixel budget: the
-    default env, and the env with the reference resize, against re-decoding every step."""
-    rows, pil_rows = [], []
-    env, pil_env = env_for_photos(paths), env_for_photos(paths, resize_backend="pil")
-    for path in paths:
-        name = os.path.basename(path)
-        env.reset(options={"sample_id": name})
-        pil_env.reset(options={"sample_id": name})
-        w, h = env.unwrapped._handle.size
-        crop = Box(w / 3, h / 3, 2 * w / 3, 2 * h / 3)
-        action = format_crop(crop.as_tuple(), decimals=3)
-        view_size = fit_to_budget(
-            crop.width, crop.height, env.min_pixels, env.max_pixels, env.patch_size
-        )
-
-        def naive(
-            path: str = path, crop: Box = crop, view_size: tuple[int, int] = view_size
-        ) -> np.ndarray:
-            with Image.open(path) as raw:
-                image = ImageOps.exif_transpose(raw).convert("RGB")
-                return np.asarray(image.resize(view_size, RESAMPLE, box=crop.as_tuple()))
-
-        # the first crops decode the full image once (kept by the handle)
-        view, ref = env.step(action)[0]["image"], pil_env.step(action)[0]["image"]
-        baseline, ours, pil = interleaved_medians(
-            [
-                naive,
-                lambda action=action: env.step(action),
-                lambda action=action: pil_env.step(action),
-            ],
-            repeats,
-        )
-        case = f"{name} {w}x{h} -> {view_size[0]}x{view_size[1]}"
-        rows.append(
-            Row(
-                "step",
-                case,
-                "re-decode + crop + resize",
-                baseline,
-                ours,
-                f"{env.resize_backend}: PSNR {psnr(view, ref):.1f} dB against pil",
-            )
-        )
-        pil_rows.append(
-            Row(
-                "step-pil",
-                case,
-                "re-decode + crop + resize",
-                baseline,
-                pil,
-                f"{ours / pil:.2f}x the time of pil",
-            )
-        )
-    return rows + pil_rows
-
-
-def bench_wide(paths: Sequence[str], repeats: int) -> list[Row]:
-    """Crop the central 2/3 (per side) where that shrinks 2x or more: the default env (pyramid
-    level, then the default backend) against the exact resize of the original."""
-    rows = []
-    fast, exact = (
-        env_for_photos(paths),
-        env_for_photos(paths, fast_resize=False, resize_backend="pil"),
-    )
-    for path in paths:
-        name = os.path.basename(path)
-        fast.reset(options={"sample_id": name})
-        exact.reset(options={"sample_id": name})
-        w, h = fast.unwrapped._handle.size
-        crop = Box(w / 6, h / 6, 5 * w / 6, 5 * h / 6)
-        view_size = fit_to_budget(
-            crop.width, crop.height, fast.min_pixels, fast.max_pixels, fast.patch_size
-        )
-        factor = reduction_factor(crop, view_size)
-        if factor == 1:
-            continue
-        action = format_crop(crop.as_tuple(), decimals=3)
-        exact_obs = exact.step(action)[0]["image"]
-        fast.unwrapped._handle.image()  # decoded, so the next step times the level build alone
-        start = time.perf_counter()
-        fast_obs = fast.step(action)[0]["image"]
-        first = time.perf_counter() - start
-        baseline, ours = interleaved_medians(
-            [lambda action=action: exact.step(action), lambda action=action: fast.step(action)],
-            repeats,
-        )
-        rows.append(
-            Row(
-                "wide",
-                f"{name} {w}x{h} 2/3 -> {view_size[0]}x{view_size[1]} (level {factor})",
-                "exact resize (fast_resize=False, pil)",
-                baseline,
-                ours,
-                f"PSNR {psnr(fast_obs, exact_obs):.1f} dB; first step {first * 1e3:.0f} ms (builds the level)",
-            )
-        )
-    return rows
-
-
-def bench_reset(paths: Sequence[str], repeats: int) -> list[Row]:
-    """Reset (first view) on JPEGs, no image cache: the default env (reduced decoding, default
-    backend) against full decoding with the reference resize; the note also times reduced
-    decoding with the reference resize.
-
-    JPEGs less than twice the view decode fully by default; `reset-upsample` rows time the
-    opt-in 1/2-scale decode (`upsample_first_view=True`) on those."""
-    rows = []
-    jpegs = [p for p in paths if p.lower().endswith(JPEG_SUFFIXES)]
-    ours_env = env_for_photos(jpegs, image_cache_size=0)
-    reduced_pil = env_for_photos(jpegs, image_cache_size=0, resize_backend="pil")
-    full = env_for_photos(jpegs, image_cache_size=0, reduced_decode=False, resize_backend="pil")
-    upsampled = env_for_photos(jpegs, image_cache_size=0, upsample_first_view=True)
-    extra = []
-    for path in jpegs:
-        name = os.path.basename(path)
-        ref = full.reset(options={"sample_id": name})[0]["image"]
-        fast = ours_env.reset(options={"sample_id": name})[0]["image"]
-        baseline, ours, pil = interleaved_medians(
-            [
-                lambda env=env, name=name: env.reset(options={"sample_id": name})
-                for env in (full, ours_env, reduced_pil)
-            ],
-            repeats,
-        )
-        w, h = ours_env.unwrapped._handle.size
-        view_w, view_h = ours_env.unwrapped.view_size
-        rows.append(
-            Row(
-                "reset",
-                f"{name} {w}x{h} -> {view_w}x{view_h}",
-                "full decode + pil resize",
-                baseline,
-                ours,
-                f"PSNR {psnr(fast, ref):.1f} dB; with pil: {pil * 1e3:.1f} ms ({baseline / pil:.2f}x)",
-            )
-        )
-        if w < 2 * view_w or h < 2 * view_h:
-            up = upsampled.reset(options={"sample_id": name})[0]["image"]
-            ours = median_seconds(
-                lambda name=name: upsampled.reset(options={"sample_id": name}), repeats
-            )
-            extra.append(
-                Row(
-                    "reset-upsample",
-                    f"{name} (upsample_first_view=True)",
-                    "full decode + pil resize",
-                    baseline,
-                    ours,
-                    f"PSNR {psnr(up, ref):.1f} dB",
-                )
-            )
-    return rows + extra
-
-
-def bench_synthetic(repeats: int) -> list[Row]:
-    """Render time per synthetic sample at each size; baseline = drawing the 2K sample."""
-    rows, base = [], None
-    for side in (2048, 4096, 8192):
-        dataset = make_dataset("synthetic-hr", num_samples=repeats + 1, seed=0, image_size=side)
-        seconds = statistics.median(_timed_render(dataset[i]) for i in range(repeats))
-        base = base or seconds
-        rows.append(
-            Row(
-                "synthetic",
-                f"{side}x{side} render",
-                "2048x2048 render",
-                base,
-                seconds,
-                f"{1 / seconds:.2f} samples/s",
-            )
-        )
-    return rows
-
-
-def _timed_render(sample: Sample) -> float:
-    start = time.perf_counter()
-    sample.image()
-    return time.perf_counter() - start
-
 
 NAIVE_CROP = re.compile(r"<crop>\[(.*?)\]</crop>")
 
@@ -438,125 +179,6 @@ def bench_rollout(repeats: int) -> list[Row]:
     ]
 
 
-SERVE_ENV_ID = "GroundedVQA-HR-v0"
-SERVE_ENV_KWARGS = {"dataset_kwargs": {"image_size": 2048, "num_samples": 4}}
-"""2K synthetic images (views of about 1 MP, the default budget); 4 samples, so each env's image
-cache holds them all after the warm-up episode."""
-SERVE_SCRIPT = (
-    "<crop>[0, 0, 600, 400]</crop>",
-    "<crop>[100, 100, 300, 300]</crop>",
-    "<answer>A</answer>",
-)
-
-
-def run_sessions(
-    make_env: Callable[[], object], sessions: int, episodes: int
-) -> tuple[float, list[float]]:
-    """`sessions` threads, each with its own env from `make_env`, run one untimed warm-up episode
-    (renders the samples, fills the caches), then `episodes` episodes of `SERVE_SCRIPT`; returns
-    (wall seconds of the timed part, every timed step's seconds)."""
-    barrier = threading.Barrier(sessions + 1)
-
-    def run_episode(env, seed: int) -> list[float]:
-        env.reset(seed=seed)
-        latencies = []
-        for action in SERVE_SCRIPT:
-            start = time.perf_counter()
-            env.step(action)
-            latencies.append(time.perf_counter() - start)
-        return latencies
-
-    def session(index: int) -> list[float]:
-        env = None
-        try:
-            try:
-                env = make_env()
-                run_episode(env, seed=index)  # warm-up
-            except BaseException:
-                barrier.abort()  # nobody waits 600 s for a session that failed
-                raise
-            barrier.wait()
-            return [
-                t
-                for episode in range(episodes)
-                for t in run_episode(env, seed=index * 1000 + episode)
-            ]
-        finally:
-            if env is not None:
-                env.close()
-
-    with ThreadPoolExecutor(sessions) as pool:
-        futures = [pool.submit(session, i) for i in range(sessions)]
-        try:
-            barrier.wait(timeout=600)
-        except threading.BrokenBarrierError:  # raise the failed session's own error
-            errors = [f.exception() for f in futures]
-            raise next(
-                e for e in errors if e and not isinstance(e, threading.BrokenBarrierError)
-            ) from None
-        start = time.perf_counter()
-        latencies = [t for f in futures for t in f.result(timeout=600)]
-    return time.perf_counter() - start, latencies
-
-
-def bench_serve(sessions: int, episodes: int) -> list[Row]:
-    """`sessions` concurrent `RemoteEnv` sessions x `episodes` episodes over loopback (server in a
-    child process) against the same threads on in-process envs: steps per second (as seconds
-    per step) and p50/p99 step latency."""
-    try:
-        from grounding_gym.remote import RemoteEnv, serve_subprocess
-    except ImportError as err:
-        print(f"skip serve: {err}", file=sys.stderr)
-        return []
-    import gymnasium as gym
-
-    local_wall, local = run_sessions(
-        lambda: gym.make(SERVE_ENV_ID, **SERVE_ENV_KWARGS), sessions, episodes
-    )
-    with serve_subprocess(
-        SERVE_ENV_ID, SERVE_ENV_KWARGS, max_sessions=sessions, startup_timeout_s=300
-    ) as url:
-        remote_wall, remote = run_sessions(lambda: RemoteEnv(url), sessions, episodes)
-    case = (
-        f"{SERVE_ENV_ID} 2K, {sessions} sessions x {episodes} episodes x {len(SERVE_SCRIPT)} steps"
-    )
-    local_sps, remote_sps = len(local) / local_wall, len(remote) / remote_wall
-    rows = [
-        Row(
-            "serve",
-            f"{case}: wall time per step (resets included)",
-            "in-process env",
-            1 / local_sps,
-            1 / remote_sps,
-            f"{remote_sps:.1f} steps/s over loopback vs {local_sps:.1f} in-process",
-        )
-    ]
-    for q in (50, 99):
-        ours, base = float(np.percentile(remote, q)), float(np.percentile(local, q))
-        rows.append(
-            Row(
-                "serve",
-                f"{case}: step latency p{q}",
-                "in-process env",
-                base,
-                ours,
-                f"{len(remote)} steps",
-            )
-        )
-    return rows
-
-
-def rss_bytes() -> int:
-    """Current resident set size of this process (Linux /proc; psutil elsewhere)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except OSError:
-        import psutil
-
-        return psutil.Process().memory_info().rss
-
-
 def bench_memory(num_samples: int, image_size: int) -> tuple[list[Row], list[tuple[int, int]]]:
     """Reset + one crop over `num_samples` distinct synthetic samples; RSS sampled as it goes.
 
@@ -591,48 +213,6 @@ def bench_memory(num_samples: int, image_size: int) -> tuple[list[Row], list[tup
     return [row], trace
 
 
-def markdown_table(rows: Sequence[Row]) -> str:
-    lines = [
-        "| section | case | baseline | baseline (ms) | ours (ms) | ratio | note |",
-        "|---|---|---|---:|---:|---:|---|",
-    ]
-    for r in rows:
-        if r.section == "memory":
-            lines.append(
-                f"| {r.section} | {r.case} | {r.baseline_name} | - | - | {r.ours_s / r.baseline_s:.3f} (end/start) | {r.unit_note} |"
-            )
-        else:
-            lines.append(
-                f"| {r.section} | {r.case} | {r.baseline_name} | {r.baseline_s * 1e3:.4g} | "
-                f"{r.ours_s * 1e3:.4g} | {r.speedup:.3g}x | {r.unit_note} |"
-            )
-    return "\n".join(lines)
-
-
-def geometric_mean(values: Sequence[float]) -> float:
-    return math.exp(sum(math.log(v) for v in values) / len(values))
-
-
-def machine_description() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            models = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        cpu = models[0] if models else cpu
-    except OSError:
-        pass
-    try:
-        import cv2
-
-        opencv = f"OpenCV {cv2.__version__} ({cv2.getNumThreads()} threads)"
-    except ImportError:
-        opencv = "no OpenCV"
-    return (
-        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"Pillow {Image.__version__}, numpy {np.__version__}, {opencv}, {platform.system()}"
-    )
-
-
 SECTIONS = (
     "step",
     "wide",
@@ -645,6 +225,16 @@ SECTIONS = (
     "memory",
     "serve",
 )
+
+
+BY_REPEATS: dict[str, Callable[[int], list[Row]]] = {
+    "synthetic": bench_synthetic,
+    "parse": bench_parse,
+    "advantages": bench_advantages,
+    "vector": bench_vector,
+    "rollout": bench_rollout,
+}
+"""The sections whose only argument is `--repeats`."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -705,7 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             memory_rows, trace = bench_memory(args.memory_samples, args.memory_image_size)
             rows += memory_rows
         else:
-            rows += globals()[f"bench_{section}"](args.repeats)
+            rows += BY_REPEATS[section](args.repeats)
     summary = {}
     for section in ("step", "step-pil", "wide", "reset"):
         ratios = [r.speedup for r in rows if r.section == section]
@@ -729,12 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "summary": summary,
             "memory_trace": trace,
         }
-        tmp = f"{args.out}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(payload, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, args.out)
+        atomic_write_json(args.out, payload)
     return 0
 
 

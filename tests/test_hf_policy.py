@@ -156,7 +156,7 @@ def test_processor_keeps_env_views_unresized(tiny_path):
     obs2, *_ = env.step(crop_text(info, (0.1, 0.2, 0.4, 0.5)))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        inputs, counts = policy._encode_images([obs["image"], obs2["image"]])
+        inputs, counts = policy.chat.encode_images([obs["image"], obs2["image"]])
     for image, grid, count in zip(
         [obs["image"], obs2["image"]], inputs["image_grid_thw"].tolist(), counts, strict=True
     ):
@@ -177,7 +177,7 @@ def test_budget_mismatch_warns(tiny_path):
     env = make_env()
     obs, _ = env.reset(seed=0, options={"sample_id": 0})
     with pytest.warns(UserWarning, match="view'-frame coordinates will be off"):
-        policy._encode_images([obs["image"]])
+        policy.chat.encode_images([obs["image"]])
 
 
 # ------------------------------------------------------------------------------------ log-probs

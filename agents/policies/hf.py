@@ -9,19 +9,8 @@ One class does both halves of the protocol:
   sequence (all turns' images included), runs ONE forward pass over the batch (right padding)
   and gathers the log-probs of the policy's own tokens, with a mask that is 1 exactly there.
 
-Token bookkeeping (the part peers get wrong)
----------------------------------------------
-A conversation is rendered with the chat template after replacing every assistant message's
-text by a placeholder; the template text between placeholders is tokenized (each
-`<|image_pad|>` expanded to the image's token count), and the placeholders are filled with the
-assistant's *generated token ids*, never with a re-tokenization of its text (BPE can tokenize a
-decoded string differently from the ids that produced it). `act` does the same for earlier
-turns of an episode, using the ids it generated for them (kept in a text -> ids cache), so the
-context the model saw while sampling and the context of the recompute are the same ids. When a
-generation ends with an end-of-turn token (`<|im_end|>`) the template's own copy is dropped, so
-the sequence reads exactly as the model produced it. Mask = the generated ids of every turn
-(including the final `<|im_end|>` the model chose to emit); system/user text, image pads and
-the template's role headers are 0.
+Token bookkeeping lives in `agents.policies.chat.ChatEncoder` (`self.chat`): assistant turns are
+spliced in as the ids the model generated, never re-tokenized; see its module docstring.
 
 Log-prob convention (sampling and recompute use the same one)
 ------------------------------------------------------------
@@ -46,15 +35,10 @@ would be off.
 
 from __future__ import annotations
 
-import math
 import os
-import re
 import warnings
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from typing import Any
-
-import numpy as np
 
 try:
     import torch
@@ -79,6 +63,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the agen
     ) from exc
 
 from agents.policies.base import Generation, Trajectory
+from agents.policies.chat import ChatEncoder
 
 __all__ = ["HFPolicy", "DEFAULT_LORA_TARGETS", "load_processor"]
 
@@ -88,8 +73,6 @@ DEFAULT_LORA_TARGETS = (
 """Default LoRA `target_modules` (a regex): the language model's attention and MLP projections,
 not the vision tower (whose MLP layers have the same names)."""
 
-_PLACEHOLDER = "\ue000GG{}\ue001"  # private-use code points: never in env or model text
-_PLACEHOLDER_RE = re.compile("\ue000GG(\\d+)\ue001")
 _SUPPRESSED_TOKENS = (
     "<|image_pad|>",
     "<|video_pad|>",
@@ -184,17 +167,6 @@ def _resolve_device(device: str | torch.device | None) -> torch.device:
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-def _to_pil(image: Any) -> Image.Image:
-    if isinstance(image, Image.Image):
-        return image if image.mode == "RGB" else image.convert("RGB")
-    array = np.asarray(image)
-    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
-        raise ValueError(
-            f"images must be PIL or uint8 (H, W, 3) arrays, got {array.dtype} {array.shape}"
-        )
-    return Image.fromarray(array)
 
 
 class _ForceTokens(LogitsProcessor):
@@ -330,9 +302,19 @@ class HFPolicy(torch.nn.Module):
             base.config.use_cache = False
 
         self._init_token_ids(suppress_token_ids)
-        self._token_cache: OrderedDict[str, tuple[int, ...]] = OrderedDict()
-        self._token_cache_size = int(token_cache_size)
-        self._warned_resize = False
+        self.chat = ChatEncoder(
+            self.tokenizer,
+            self.image_processor,
+            self.chat_template,
+            self.image_token,
+            self.image_token_id,
+            self.eos_token_ids,
+            self.patch_factor,
+            self.min_pixels,
+            self.max_pixels,
+            token_cache_size,
+        )
+        """Token bookkeeping: conversations -> ids with generated ids spliced in."""
 
     # ------------------------------------------------------------------ construction helpers
     @classmethod
@@ -451,137 +433,6 @@ class HFPolicy(torch.nn.Module):
             yield from model.state_dict().items()
 
     # ------------------------------------------------------------------ encoding
-    def _check_view_size(self, image: Image.Image) -> None:
-        if self._warned_resize:
-            return
-        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
-
-        w, h = image.size
-        lo, hi = self.min_pixels or 0, self.max_pixels or math.inf
-        target_h, target_w = smart_resize(
-            h, w, factor=self.patch_factor, min_pixels=lo, max_pixels=hi
-        )
-        if (target_w, target_h) != (w, h):
-            self._warned_resize = True
-            warnings.warn(
-                f"The processor resizes a {w}x{h} view to {target_w}x{target_h} (budget "
-                f"{lo}..{hi} px, factor {self.patch_factor}): the model sees another size than "
-                "the env's prompt states, so 'view'-frame coordinates will be off. Give the env "
-                f"min_pixels/max_pixels inside the processor's and patch_size={self.patch_factor}, "
-                "or set image_min_pixels/image_max_pixels to the env's budget.",
-                stacklevel=4,
-            )
-
-    def _encode_images(self, images: Sequence[Any]) -> tuple[dict[str, torch.Tensor], list[int]]:
-        if not images:
-            return {}, []
-        images = [_to_pil(image) for image in images]
-        for image in images:
-            self._check_view_size(image)
-        out = self.image_processor(images=list(images), return_tensors="pt")
-        grid = out["image_grid_thw"]
-        counts = (grid.prod(-1) // (self.merge_size**2)).tolist()
-        return {"pixel_values": out["pixel_values"], "image_grid_thw": grid}, [
-            int(c) for c in counts
-        ]
-
-    def _render(
-        self, messages: Sequence[dict[str, Any]], add_generation_prompt: bool
-    ) -> tuple[list[str], list[Image.Image]]:
-        """Chat-template text split at the assistant placeholders, and the images in order."""
-        rendered_messages, images, k = [], [], 0
-        for message in messages:
-            content = message.get("content")
-            if message.get("role") == "assistant":
-                rendered_messages.append(
-                    {
-                        "role": "assistant",
-                        "content": [{"type": "text", "text": _PLACEHOLDER.format(k)}],
-                    }
-                )
-                k += 1
-                continue
-            if isinstance(content, str):
-                rendered_messages.append({"role": message["role"], "content": content})
-                continue
-            items = []
-            for item in content or []:
-                if item.get("type") == "image" or "image" in item:
-                    if item.get("image") is None:
-                        raise ValueError("an image item of info['messages'] has no 'image' payload")
-                    images.append(_to_pil(item["image"]))
-                    items.append({"type": "image"})
-                else:
-                    items.append(item)
-            rendered_messages.append({"role": message["role"], "content": items})
-        text = self.tokenizer.apply_chat_template(
-            rendered_messages,
-            chat_template=self.chat_template,
-            tokenize=False,
-            add_generation_prompt=add_generation_prompt,
-        )
-        parts = _PLACEHOLDER_RE.split(text)
-        segments = parts[0::2]
-        order = [int(i) for i in parts[1::2]]
-        if order != list(range(k)):
-            raise ValueError(
-                f"the chat template reordered or dropped assistant turns: {order} vs {k}"
-            )
-        if text.count(self.image_token) != len(images):
-            raise ValueError(
-                f"the chat template rendered {text.count(self.image_token)} image placeholders for "
-                f"{len(images)} images"
-            )
-        return segments, images
-
-    def _tokenize_segment(self, text: str, counts: Iterator[int]) -> list[int]:
-        ids: list[int] = []
-        pieces = text.split(self.image_token)
-        for j, piece in enumerate(pieces):
-            if j > 0:
-                ids += [self.image_token_id] * next(counts)
-            if piece:
-                ids += self.tokenizer(piece, add_special_tokens=False)["input_ids"]
-        return ids
-
-    def _encode(
-        self,
-        messages: Sequence[dict[str, Any]],
-        assistant_ids: Sequence[Sequence[int]],
-        add_generation_prompt: bool,
-    ) -> tuple[list[int], list[int], list[Image.Image], dict[str, torch.Tensor]]:
-        """Token ids of a conversation with assistant turns spliced in as ids.
-
-        Returns:
-            `(ids, policy_positions, images, image_inputs)`: policy_positions are the indices
-            of the spliced assistant ids, in order.
-        """
-        segments, images = self._render(messages, add_generation_prompt)
-        if len(assistant_ids) != len(segments) - 1:
-            raise ValueError(
-                f"{len(segments) - 1} assistant turns but {len(assistant_ids)} id lists"
-            )
-        image_inputs, counts = self._encode_images(images)
-        count_iter = iter(counts)
-        ids: list[int] = []
-        positions: list[int] = []
-        previous: Sequence[int] = ()
-        for j, segment in enumerate(segments):
-            seg_ids = self._tokenize_segment(segment, count_iter)
-            if (
-                previous
-                and seg_ids
-                and previous[-1] in self.eos_token_ids
-                and seg_ids[0] == previous[-1]
-            ):
-                seg_ids = seg_ids[1:]  # the model already emitted the template's end-of-turn token
-            ids += seg_ids
-            if j < len(assistant_ids):
-                previous = [int(t) for t in assistant_ids[j]]
-                positions += range(len(ids), len(ids) + len(previous))
-                ids += previous
-        return ids, positions, images, image_inputs
-
     def _forced_ids(self, forced: str | Sequence[int] | None) -> list[int] | None:
         if forced is None:
             return None
@@ -604,19 +455,6 @@ class HFPolicy(torch.nn.Module):
             "max_pixels": int(self.max_pixels),
             "patch_size": self.patch_factor,
         }
-
-    def _cached_ids(self, text: str) -> tuple[int, ...]:
-        ids = self._token_cache.get(text)
-        if ids is not None:
-            self._token_cache.move_to_end(text)
-            return ids
-        return tuple(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def _remember(self, text: str, ids: Sequence[int]) -> None:
-        self._token_cache[text] = tuple(int(i) for i in ids)
-        self._token_cache.move_to_end(text)
-        while len(self._token_cache) > self._token_cache_size:
-            self._token_cache.popitem(last=False)
 
     def _batch(
         self, rows: Sequence[list[int]], image_inputs: Sequence[dict[str, torch.Tensor]], left: bool
@@ -687,10 +525,8 @@ class HFPolicy(torch.nn.Module):
                 raise ValueError(
                     "HFPolicy.act needs info['messages'] (the env's conversation so far)"
                 )
-            assistant = [
-                self._cached_ids(_message_text(m)) for m in messages if m.get("role") == "assistant"
-            ]
-            ids, _, _, inputs = self._encode(messages, assistant, add_generation_prompt=True)
+            history = self.chat.history_ids(messages)
+            ids, _, _, inputs = self.chat.encode(messages, history, add_generation_prompt=True)
             rows.append(ids)
             image_inputs.append(inputs)
         batch = self._batch(rows, image_inputs, left=True)
@@ -745,7 +581,7 @@ class HFPolicy(torch.nn.Module):
             ids = ids[:end]
             lps = logp[b, :end].tolist()
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
-            self._remember(text, ids)
+            self.chat.remember(text, ids)
             generations.append(Generation(text=text, token_ids=tuple(ids), logprobs=tuple(lps)))
         return generations
 
@@ -777,7 +613,7 @@ class HFPolicy(torch.nn.Module):
                     f"{len(traj.turns)} turns; Trajectory.messages must be the final info['messages']"
                 )
             assistant = [t.generation.token_ids for t in traj.turns]
-            ids, pos, _, inputs = self._encode(
+            ids, pos, _, inputs = self.chat.encode(
                 messages[: last + 1], assistant, add_generation_prompt=False
             )
             rows.append(ids)
@@ -814,12 +650,7 @@ class HFPolicy(torch.nn.Module):
     def policy_token_spans(self, trajectory: Trajectory) -> list[str]:
         """The decoded text of each turn's policy tokens as they sit in the rebuilt sequence
         (tests compare it with the generated texts)."""
-        messages = list(trajectory.messages)
-        last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=-1)
-        assistant = [t.generation.token_ids for t in trajectory.turns]
-        ids, positions, _, _ = self._encode(
-            messages[: last + 1], assistant, add_generation_prompt=False
-        )
+        ids, positions = self.chat.trajectory_ids(trajectory)
         spans, start = [], 0
         for turn in trajectory.turns:
             n = len(turn.generation.token_ids)
@@ -832,59 +663,19 @@ class HFPolicy(torch.nn.Module):
         return spans
 
     def prompt_token_ids(self, messages: Sequence[dict[str, Any]]) -> list[int]:
-        """Token ids `act` would feed for `messages` (generation prompt appended, image pads
-        expanded): e.g. TRL's `prompt_ids` of a first observation."""
-        assistant = [
-            self._cached_ids(_message_text(m)) for m in messages if m.get("role") == "assistant"
-        ]
-        return self._encode(messages, assistant, add_generation_prompt=True)[0]
+        """`ChatEncoder.prompt_token_ids`: the ids `act` would feed for `messages`."""
+        return self.chat.prompt_token_ids(messages)
 
     def engine_prompt(
         self, messages: Sequence[dict[str, Any]]
     ) -> tuple[list[int], list[Image.Image]]:
-        """`(token ids, images)` for an inference engine that expands image placeholders itself
-        (vLLM): like `prompt_token_ids` but ONE `<|image_pad|>` per image, earlier assistant
-        turns spliced from the token cache."""
-        segments, images = self._render(messages, add_generation_prompt=True)
-        assistant = [
-            self._cached_ids(_message_text(m)) for m in messages if m.get("role") == "assistant"
-        ]
-        ones = iter([1] * len(images))
-        ids: list[int] = []
-        previous: Sequence[int] = ()
-        for j, segment in enumerate(segments):
-            seg_ids = self._tokenize_segment(segment, ones)
-            if (
-                previous
-                and seg_ids
-                and previous[-1] in self.eos_token_ids
-                and seg_ids[0] == previous[-1]
-            ):
-                seg_ids = seg_ids[1:]
-            ids += seg_ids
-            if j < len(assistant):
-                previous = list(assistant[j])
-                ids += previous
-        return ids, images
+        """`ChatEncoder.engine_prompt`: `(ids, images)` with one image pad per image (vLLM)."""
+        return self.chat.engine_prompt(messages)
 
     def encode_trajectory(self, trajectory: Trajectory) -> tuple[list[int], list[int]]:
         """`(ids, mask)` of a trajectory as `trajectory_logprobs` sees it (1 = policy token)."""
-        messages = list(trajectory.messages)
-        last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=-1)
-        assistant = [t.generation.token_ids for t in trajectory.turns]
-        ids, positions, _, _ = self._encode(
-            messages[: last + 1], assistant, add_generation_prompt=False
-        )
+        ids, positions = self.chat.trajectory_ids(trajectory)
         mask = [0] * len(ids)
         for p in positions:
             mask[p] = 1
         return ids, mask
-
-
-def _message_text(message: dict[str, Any]) -> str:
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    return "".join(
-        item.get("text", "") for item in content or [] if item.get("type", "text") == "text"
-    )

@@ -153,7 +153,7 @@ class VLLMPolicy:
             if len(logprobs) != len(ids):
                 raise RuntimeError(f"vLLM returned {len(logprobs)} log-probs for {len(ids)} tokens")
             text = policy.tokenizer.decode(ids, skip_special_tokens=True)
-            policy._remember(text, ids)  # later turns' prompts splice these exact ids
+            policy.chat.remember(text, ids)  # later turns' prompts splice these exact ids
             generations.append(
                 Generation(text=text, token_ids=tuple(ids), logprobs=tuple(logprobs))
             )
