@@ -75,7 +75,7 @@ class TrainerConfig:
     """build the env dataset once and share decoded images across the pool
     (`agents.rollout.SharedImageDataset`); needs env_kwargs `dataset` to be a registered name"""
     cache_first_views: bool = True
-    """render each sample's first view once for the whole pool (`agents.rollout.FirstViewCache`):
+    """render each sample's first view once for the whole pool (`grounding_gym.views.FirstViewCache`):
     all rollouts of a question start from the same view"""
     train_samples: int = 4096
     """questions [0, train_samples) of the dataset are drawn for training"""

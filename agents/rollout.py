@@ -27,7 +27,6 @@ Order of the returned trajectories (tests and trainers rely on it):
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 import threading
 from collections.abc import Sequence
@@ -43,7 +42,6 @@ from grounding_gym.rewards import sum_reward_terms
 from grounding_gym.views import ImageHandle
 
 __all__ = [
-    "FirstViewCache",
     "RolloutJob",
     "SharedImageDataset",
     "collect_groups",
@@ -339,53 +337,6 @@ class SharedImageDataset(Sequence):
         with self._lock:
             self._images.put(key, image)
         return image
-
-
-class FirstViewCache:
-    """Shares the first view of each sample across a pool of `GroundedVQAEnv`s.
-
-    Every rollout resets, and a reset resizes the WHOLE original into the pixel budget (~30 ms
-    for a 2048 px image on one CPU core), although all G rollouts of a question see the same
-    first view. `install(env)` wraps the env's view renderer so the first view of a sample is
-    rendered once and copied afterwards (observations still never share memory). Crops are
-    untouched. This relies on `GroundedVQAEnv._show(box, first_view=...)` and the attributes it
-    sets (`view_box`, `view_size`, `_current_view`); `install` refuses other envs, and
-    tests/test_rollout.py checks that observations are identical with and without it.
-
-    Args:
-        max_items: first views kept (LRU).
-    """
-
-    def __init__(self, max_items: int = 64):
-        self._views = LRU(max_items, name="max_items")  # (sample id, image size) -> first view
-        self._lock = threading.Lock()
-
-    def install(self, env: Any) -> bool:
-        """Wrap `env`'s first-view rendering; returns False (and does nothing) if unsupported."""
-        show = getattr(env, "_show", None)
-        if show is None or "first_view" not in inspect.signature(show).parameters:
-            return False
-        cache = self
-
-        def cached_show(box_orig: Any, first_view: bool = False) -> np.ndarray:
-            if not first_view:
-                return show(box_orig)
-            key = (env.sample.id, tuple(env._handle.size))
-            with cache._lock:
-                hit = cache._views.peek(key)
-            if hit is None:
-                view = show(box_orig, first_view=True)
-                with cache._lock:
-                    cache._views.put(key, view.copy())
-                return view
-            view = hit.copy()
-            env.view_box = box_orig
-            env.view_size = (view.shape[1], view.shape[0])
-            env._current_view = view
-            return view
-
-        env._show = cached_show
-        return True
 
 
 # ------------------------------------------------------------------------------ batch views

@@ -49,13 +49,13 @@ from agents.config import TrainerConfig, merge_kwargs, parse_args
 from agents.policies import make_policy
 from agents.policies.base import Trajectory
 from agents.rollout import (
-    FirstViewCache,
     SharedImageDataset,
     collect_groups,
     collect_srpo_groups,
     rollout_arrays,
     rollout_metrics,
 )
+from grounding_gym.views import FirstViewCache
 
 __all__ = ["Trainer", "build_envs", "main", "old_logprobs"]
 
@@ -79,7 +79,7 @@ def build_envs(cfg: TrainerConfig, overrides: dict[str, Any] | None = None) -> l
     if cfg.cache_first_views:
         cache = FirstViewCache(max_items=max(16, 4 * cfg.questions_per_step))
         for env in envs:
-            cache.install(env)
+            env.renderer.first_view_cache = cache
     return envs
 
 

@@ -35,7 +35,7 @@ def bench_step(paths: Sequence[str], repeats: int) -> list[Row]:
         name = os.path.basename(path)
         env.reset(options={"sample_id": name})
         pil_env.reset(options={"sample_id": name})
-        w, h = env.unwrapped._handle.size
+        w, h = env.unwrapped.image_handle.size
         crop = Box(w / 3, h / 3, 2 * w / 3, 2 * h / 3)
         action = format_crop(crop.as_tuple(), decimals=3)
         view_size = fit_to_budget(
@@ -95,7 +95,7 @@ def bench_wide(paths: Sequence[str], repeats: int) -> list[Row]:
         name = os.path.basename(path)
         fast.reset(options={"sample_id": name})
         exact.reset(options={"sample_id": name})
-        w, h = fast.unwrapped._handle.size
+        w, h = fast.unwrapped.image_handle.size
         crop = Box(w / 6, h / 6, 5 * w / 6, 5 * h / 6)
         view_size = fit_to_budget(
             crop.width, crop.height, fast.min_pixels, fast.max_pixels, fast.patch_size
@@ -105,7 +105,7 @@ def bench_wide(paths: Sequence[str], repeats: int) -> list[Row]:
             continue
         action = format_crop(crop.as_tuple(), decimals=3)
         exact_obs = exact.step(action)[0]["image"]
-        fast.unwrapped._handle.image()  # decoded, so the next step times the level build alone
+        fast.unwrapped.image_handle.image()  # decoded, so the next step times the level build alone
         start = time.perf_counter()
         fast_obs = fast.step(action)[0]["image"]
         first = time.perf_counter() - start
@@ -151,7 +151,7 @@ def bench_reset(paths: Sequence[str], repeats: int) -> list[Row]:
             ],
             repeats,
         )
-        w, h = ours_env.unwrapped._handle.size
+        w, h = ours_env.unwrapped.image_handle.size
         view_w, view_h = ours_env.unwrapped.view_size
         rows.append(
             Row(

@@ -161,17 +161,18 @@ def test_shared_image_dataset_decodes_each_image_once(toy_dataset):
     envs = make_pool(shared, 3)
     for env in envs:
         env.reset(options={"sample_id": "toy-1"})
-    images = {id(env._handle.image()) for env in envs}
+    images = {id(env.image_handle.image()) for env in envs}
     assert len(images) == 1 and len(shared) == len(toy_dataset)
     assert shared[1].id == "toy-1" and shared[-1].id == toy_dataset[-1].id
 
 
 def test_first_view_cache_gives_identical_observations(toy_dataset):
-    from agents.rollout import FirstViewCache
+    from grounding_gym.views import FirstViewCache
 
     cache = FirstViewCache(max_items=8)
     cached = make_pool(toy_dataset, 2)
-    assert all(cache.install(env) for env in cached)
+    for env in cached:
+        env.renderer.first_view_cache = cache
     plain = make_pool(toy_dataset, 2)
     a = collect_groups(cached, ScriptedRandomPolicy(4), ["toy-1", "toy-2"], 3, seed=0)
     b = collect_groups(plain, ScriptedRandomPolicy(4), ["toy-1", "toy-2"], 3, seed=0)
@@ -181,4 +182,5 @@ def test_first_view_cache_gives_identical_observations(toy_dataset):
             np.testing.assert_array_equal(ua.observation["image"], ub.observation["image"])
     first = [t.turns[0].observation["image"] for t in a[:3]]
     assert first[0] is not first[1]  # copies: observations never share memory
-    assert not cache.install(object())
+    for sample in toy_dataset[1:3]:  # each question's first view was cached, once
+        assert cache.get((sample.id, sample.image_size)) is not None

@@ -28,7 +28,6 @@ from grounding_gym.envs.grounded_vqa import (
 )
 from grounding_gym.geometry import Box
 from grounding_gym.validation import check_choice
-from grounding_gym.views import fit_to_budget
 
 __all__ = ["DEEPEYES_FRAMES", "DEEPEYES_SYSTEM_PROMPT", "IMAGE_ZOOM_IN_TOOL", "DeepEyesEnv"]
 
@@ -162,9 +161,7 @@ class DeepEyesEnv(GroundedVQAEnv):
         """The first view: the whole image at the size `reset` showed it. DeepEyes reads every
         `bbox_2d` in it, whatever crop is shown now."""
         whole = Box.from_size(*self._handle.size)
-        return whole, fit_to_budget(
-            whole.width, whole.height, self.min_pixels, self.max_pixels, self.patch_size
-        )
+        return whole, self.renderer.view_size(whole)
 
     def crop_message(self, view: Image.Image, dialogue: str) -> dict[str, Any]:
         """DeepEyes' tool-response turn: a user turn `<tool_response>`, image, `</tool_response>`,

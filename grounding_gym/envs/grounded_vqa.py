@@ -36,15 +36,10 @@ from grounding_gym.spaces import ImageSpace, UnicodeText
 from grounding_gym.validation import check_choice
 from grounding_gym.views import (
     DEFAULT_MAX_IMAGE_PIXELS,
-    OPENCV_MAX_SHRINK,
+    FirstViewCache,
     ImageCache,
     ImageHandle,
-    fit_to_budget,
-    reduction_factor,
-    render_view_image,
-    render_view_opencv,
-    resolve_resize_backend,
-    source_shrink,
+    ViewRenderer,
 )
 
 QWEN_PATCH = 28
@@ -147,7 +142,9 @@ class GroundedVQAEnv(gym.Env[dict, str]):
     needs the `fast` extra; "auto" is "opencv" when OpenCV imports, else "pil";
     `env.resize_backend` holds the one in use. Exact reference views:
     `resize_backend="pil", fast_resize=False, reduced_decode=False`),
-    `system_prompt`, `render_mode=None | "rgb_array"`.
+    `first_view_cache=None` (a `grounding_gym.views.FirstViewCache` shared by a pool of envs:
+    each sample's first view is rendered once; observations are identical),
+    `system_prompt`, `render_mode=None | "rgb_array"`. `env.renderer` renders the views.
 
     ## Version History
     * v0: Initial release.
@@ -181,6 +178,7 @@ class GroundedVQAEnv(gym.Env[dict, str]):
         upsample_first_view: bool = False,
         fast_resize: bool = True,
         resize_backend: str = "auto",
+        first_view_cache: FirstViewCache | None = None,
         system_prompt: str | None = None,
         render_mode: str | None = None,
     ):
@@ -199,7 +197,6 @@ class GroundedVQAEnv(gym.Env[dict, str]):
         self.dataset = _build_dataset(dataset, dataset_kwargs, data_dir)
         self.max_turns = max_turns
         self.min_pixels, self.max_pixels, self.patch_size = min_pixels, max_pixels, patch_size
-        fit_to_budget(1, 1, min_pixels, max_pixels, patch_size)  # validates the budget
         self.invalid_box, self.min_crop, self.max_aspect = (
             invalid_box,
             float(min_crop),
@@ -212,10 +209,18 @@ class GroundedVQAEnv(gym.Env[dict, str]):
             scale_bin_edges, dataset
         )
         self.max_image_pixels = max_image_pixels
-        self.reduced_decode = reduced_decode
-        self.upsample_first_view = upsample_first_view
-        self.fast_resize = fast_resize
-        self.resize_backend = resolve_resize_backend(resize_backend)
+        self.renderer = ViewRenderer(
+            min_pixels,
+            max_pixels,
+            patch_size,
+            reduced_decode=reduced_decode,
+            upsample_first_view=upsample_first_view,
+            fast_resize=fast_resize,
+            resize_backend=resize_backend,
+            first_view_cache=first_view_cache,
+        )
+        """Renders every view (`grounding_gym.views.ViewRenderer`); its options are the kwargs."""
+        self.resize_backend = self.renderer.resize_backend
         self.system_prompt = DEFAULT_SYSTEM_PROMPT if system_prompt is None else system_prompt
         self.render_mode = render_mode
         self._image_cache = ImageCache(image_cache_size)
@@ -400,38 +405,20 @@ class GroundedVQAEnv(gym.Env[dict, str]):
         return self._index_of_id.get(sample_id)
 
     def _show(self, box_orig: Box, first_view: bool = False) -> np.ndarray:
-        """Render `box_orig` into the pixel budget and make it the current view.
-
-        The first view of a JPEG comes from a reduced decode when `reduced_decode` is on
-        (full decoding waits for the first crop); other first views come from the decoded
-        original. Crops come from the decoded original, or with `fast_resize` from its
-        pyramid level (`ImageHandle.reduced`) when they shrink their region 2x or more.
-        `resize_backend` resamples the view from that source ("opencv": when it shrinks the
-        source less than `OPENCV_MAX_SHRINK`, else PIL).
-        """
-        self.view_box = box_orig
-        self.view_size = fit_to_budget(
-            box_orig.width, box_orig.height, self.min_pixels, self.max_pixels, self.patch_size
+        """Render `box_orig` (original px) with `renderer` and make it the current view."""
+        view = self.renderer.render(
+            self._handle, box_orig, first_view=first_view, key=self.sample.id
         )
-        handle = self._handle
-        if first_view and self.reduced_decode:
-            source = handle.preview(self.view_size, upsample=self.upsample_first_view)
-        elif first_view:
-            source = handle.image()
-        else:
-            factor = reduction_factor(box_orig, self.view_size) if self.fast_resize else 1
-            source = handle.reduced(factor)
-        size = handle.size
-        if self.resize_backend == "opencv" and (
-            source_shrink(source, box_orig, self.view_size, size) < OPENCV_MAX_SHRINK
-        ):
-            self._current_view = render_view_opencv(source, box_orig, self.view_size, size)
-            self._rendered = None
-        else:
-            image = render_view_image(source, box_orig, self.view_size, original_size=size)
-            self._current_view = np.asarray(image, dtype=np.uint8)
-            self._rendered = (self._current_view, image)
-        return self._current_view
+        self.view_box, self.view_size = view.box, view.size
+        self._current_view = view.array
+        self._rendered = None if view.image is None else (view.array, view.image)
+        return view.array
+
+    @property
+    def image_handle(self) -> ImageHandle | None:
+        """The current sample's original image (size from its header; decoded on demand);
+        None before the first `reset`."""
+        return self._handle
 
     def _message_image(self, view: np.ndarray) -> Image.Image:
         """The chat message's PIL copy of `view`: the PIL resize result itself when `view` is what
