@@ -39,6 +39,7 @@ import numpy as np
 from agents.policies.base import Generation, Policy, Trajectory, Turn
 from grounding_gym.lru import LRU
 from grounding_gym.rewards import sum_reward_terms
+from grounding_gym.scale import scale_bin
 from grounding_gym.views import ImageHandle
 
 __all__ = [
@@ -365,15 +366,15 @@ def _target_area(traj: Trajectory) -> float:
     return math.nan if value is None else float(value)
 
 
-def _bin_name(value: float, edges: Sequence[float], names: Sequence[str]) -> str | None:
-    if value is None or not math.isfinite(value):
-        return None
-    return names[int(np.searchsorted(np.asarray(edges), value, side="right"))]
+def _bin_name(value: float | None, edges: Sequence[float], names: Sequence[str]) -> str | None:
+    """`names[scale_bin(value, edges)]`; None for a missing or NaN area."""
+    index = -1 if value is None else scale_bin(value, edges)
+    return None if index < 0 else names[index]
 
 
 def rollout_metrics(
     trajectories: Sequence[Trajectory],
-    bin_edges: Sequence[float] = (0.1, 0.3),
+    bin_edges: Sequence[float],
     bin_names: Sequence[str] = ("small", "medium", "large"),
     prefix: str = "rollout/",
     crop_bin_edges: Sequence[float] | None = None,

@@ -43,7 +43,7 @@ from agents.algos import (
     get_advantage_estimator,
     overlong_penalty,
 )
-from agents.algos.diagnostics import bin_indices, crop_bin_names, scale_bias_metrics, shares
+from agents.algos.diagnostics import crop_bin_names, scale_bias_metrics, shares
 from agents.checkpoint import atomic_torch_save, atomic_write_text, get_rng_state, set_rng_state
 from agents.config import TrainerConfig, merge_kwargs, parse_args
 from agents.policies import make_policy
@@ -55,6 +55,7 @@ from agents.rollout import (
     rollout_arrays,
     rollout_metrics,
 )
+from grounding_gym.scale import scale_bins
 from grounding_gym.views import FirstViewCache
 
 __all__ = ["Trainer", "build_envs", "main", "old_logprobs"]
@@ -290,7 +291,7 @@ class Trainer:
                 old = old_logprobs(trajectories, mask)
             mask = mask * keep.to(mask.device, mask.dtype)[:, None]  # dynamic sampling: drop rows
             if epoch == 0 and cfg.grad_diagnostics:
-                bins = bin_indices(arrays["target_rel_areas"], cfg.bin_edges)
+                bins = scale_bins(arrays["target_rel_areas"], cfg.bin_edges)
                 sums.update(self.gradient_shares(logp, old, adv, mask, bins))
             loss, metrics = compute_loss(
                 logp, old, ref_logp, adv.to(logp.device), mask, cfg.loss_config

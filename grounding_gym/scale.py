@@ -14,9 +14,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
+
 from grounding_gym.geometry import Box
 
 DEFAULT_BIN_EDGES: tuple[float, ...] = (0.1, 0.3)
+"""Edges for a dataset that declares none, and for large objects (RefCOCO)."""
+HR_BIN_EDGES: tuple[float, ...] = (1e-3, 1e-2)
+"""Log-decade edges of high-resolution data (V*, HR-Bench, MME-RealWorld, TreeBench,
+synthetic-hr): their targets cover about 1e-5..1e-1 of the image."""
 DEFAULT_BIN_NAMES: tuple[str, ...] = ("small", "medium", "large")
 
 
@@ -25,9 +31,12 @@ def relative_area(box_orig: Box, image_size: tuple[int, int]) -> float:
     return box_orig.area / float(image_size[0] * image_size[1])
 
 
-def check_bin_edges(edges: Sequence[float]) -> tuple[float, ...]:
-    """Validate scale-bin edges: strictly increasing values inside (0, 1)."""
+def check_bin_edges(edges: Sequence[float], allow_empty: bool = False) -> tuple[float, ...]:
+    """Validate scale-bin edges: strictly increasing values inside (0, 1); `()` (one bin) only
+    with `allow_empty`."""
     edges = tuple(float(e) for e in edges)
+    if not edges and allow_empty:
+        return edges
     if not edges or any(not 0.0 < e < 1.0 for e in edges) or list(edges) != sorted(set(edges)):
         raise ValueError(
             f"scale bin edges must be strictly increasing values in (0, 1), got {edges}"
@@ -96,15 +105,25 @@ def quantile_bin_edges(rel_areas: Sequence[float], num_bins: int) -> tuple[float
     return tuple(edges)
 
 
+def scale_bins(rel_areas: Sequence[float] | np.ndarray, edges: Sequence[float]) -> np.ndarray:
+    """THE scale-bin function: (B,) int64 bin of each relative area, the number of edges <= it
+    (`numpy.digitize`); NaN (no box) -> -1. `edges`: increasing; `()` is one bin.
+
+    >>> scale_bins([0.05, 0.1, 0.5, float("nan")], (0.1, 0.3)).tolist()
+    [0, 1, 2, -1]
+    """
+    values = np.asarray(rel_areas, dtype=np.float64)
+    bins = np.digitize(np.nan_to_num(values, nan=0.0), np.asarray(edges, dtype=np.float64))
+    return np.where(np.isnan(values), -1, bins).astype(np.int64)
+
+
 def scale_bin(rel_area: float, edges: Sequence[float] = DEFAULT_BIN_EDGES) -> int:
-    """Index of the bin holding `rel_area`: the number of edges <= it (-1 for NaN = no box).
+    """`scale_bins` of one relative area.
 
     >>> scale_bin(0.05), scale_bin(0.1), scale_bin(0.5)
     (0, 1, 2)
     """
-    if math.isnan(rel_area):
-        return -1
-    return sum(1 for edge in edges if edge <= rel_area)
+    return int(scale_bins([rel_area], edges)[0])
 
 
 def bin_names(edges: Sequence[float] = DEFAULT_BIN_EDGES) -> tuple[str, ...]:

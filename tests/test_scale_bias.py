@@ -21,11 +21,12 @@ from agents.algos import (
     get_advantage_estimator,
     grpo,
 )
-from agents.algos.diagnostics import bin_indices, crop_bin_names, scale_bias_metrics, shares
+from agents.algos.diagnostics import crop_bin_names, scale_bias_metrics, shares
 from agents.analysis import bootstrap_ci
 from agents.config import load_config
 from agents.trainer import Trainer
 from grounding_gym.data.synthetic import SyntheticHR, content_period, target_group
+from grounding_gym.scale import scale_bins
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL, LARGE = 5e-4, 0.1  # target relative areas: bins "small" (< 1e-3) and "large" (>= 1e-2)
@@ -178,7 +179,7 @@ def test_zero_advantages_fall_back_to_rollout_shares():
 
 def test_bin_helpers():
     np.testing.assert_array_equal(
-        bin_indices(np.array([1e-4, 1e-3, 0.5, math.nan]), (1e-3, 1e-2)), [0, 1, 2, -1]
+        scale_bins(np.array([1e-4, 1e-3, 0.5, math.nan]), (1e-3, 1e-2)), [0, 1, 2, -1]
     )
     np.testing.assert_allclose(shares(np.array([1.0, 3.0]), np.array([0, 2]), 3), [0.25, 0, 0.75])
     assert crop_bin_names(2, ("small", "medium", "large")) == ("small", "medium", "large")
@@ -331,7 +332,7 @@ def test_grad_share_is_the_gradient_of_each_bins_loss(tmp_path):
     from agents.rollout import rollout_arrays
     from agents.trainer import old_logprobs
 
-    bins = bin_indices(rollout_arrays(trajs)["target_rel_areas"], cfg.bin_edges)
+    bins = scale_bins(rollout_arrays(trajs)["target_rel_areas"], cfg.bin_edges)
     norms = []
     for b in (0, 2):
         trainer.policy.zero_grad()

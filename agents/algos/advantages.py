@@ -25,7 +25,6 @@ holds the built-in names so that configs can be checked against typos.
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Callable, Sequence
 from enum import Enum
@@ -44,6 +43,7 @@ from agents.algos._groups import (
     std_eps,
 )
 from grounding_gym.registry import Registry
+from grounding_gym.scale import DEFAULT_BIN_EDGES, HR_BIN_EDGES, check_bin_edges, scale_bins
 from grounding_gym.validation import did_you_mean
 
 __all__ = [
@@ -216,9 +216,10 @@ def _out(a: Tensor) -> Tensor:
 
 Reweight = Literal["none", "inverse_bin_frequency"]
 _REWEIGHT = ("none", "inverse_bin_frequency")
-DEFAULT_TARGET_EDGES = (1e-3, 1e-2)
-"""Target-scale bin edges of `srpo_target` and of `grpo(reweight=...)`: log-decade edges on the
-target's relative area, as the high-resolution datasets declare (small < 1e-3 <= medium < 1e-2)."""
+DEFAULT_TARGET_EDGES = HR_BIN_EDGES
+"""Target-scale bin edges of `srpo_target` and of `grpo(reweight=...)`: `grounding_gym.scale`'s
+log-decade edges of the high-resolution datasets (small < 1e-3 <= medium < 1e-2); the trainer
+passes the run's edges."""
 
 
 @register_adv_est(AdvantageEstimator.GRPO)
@@ -351,12 +352,7 @@ def _edges(bin_edges: Sequence[float], num_bins: int | None) -> list[float]:
         if isinstance(num_bins, bool) or not isinstance(num_bins, int) or num_bins < 1:
             raise ValueError(f"`num_bins` must be an int >= 1 (or None), got {num_bins!r}.")
         return [k / num_bins for k in range(1, num_bins)]
-    edges = [float(e) for e in bin_edges]
-    if any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
-        raise ValueError(f"`bin_edges` must be strictly increasing, got {tuple(bin_edges)}.")
-    if not all(0.0 <= e <= 1.0 for e in edges):
-        raise ValueError(f"`bin_edges` are relative areas and must lie in [0, 1], got {edges}.")
-    return edges
+    return list(check_bin_edges(bin_edges, allow_empty=True))
 
 
 @register_adv_est(AdvantageEstimator.SRPO)
@@ -365,7 +361,7 @@ def srpo(
     group_ids: ArrayLike,
     *,
     rel_areas: ArrayLike,
-    bin_edges: Sequence[float] = (0.1, 0.3),
+    bin_edges: Sequence[float] = DEFAULT_BIN_EDGES,
     num_bins: int | None = None,
     eps: float = 1e-6,
     no_box: NoBox = "own_bin",
@@ -415,13 +411,13 @@ def srpo(
     _choice(tie, _TIE, "tie")
     edges = _edges(bin_edges, num_bins)
     r, g, num_groups = _prepare(rewards, group_ids)
-    a, areas_nan_inf = _rel_areas(rel_areas, r, "rel_areas", "'no box'")
+    a = _rel_areas(rel_areas, r, "rel_areas", "'no box'")
     width = len(edges) + 2  # area bins 0..K-1 and the "no box" bin K
     keep = None
-    if no_box == "own_bin":  # NaN as inf: above the extra edge inf, as no finite area
-        bins = _digitize(areas_nan_inf, (*edges, torch.inf))
-    else:  # NaN is below every edge: bin 0, as no_box="smallest"
-        bins = _digitize(a, edges)
+    if no_box == "own_bin":  # NaN in bin K, above every area bin
+        bins = _scale_bins(a, edges, nan_bin=len(edges) + 1)
+    else:  # NaN in bin 0, as no_box="smallest"
+        bins = _scale_bins(a, edges, nan_bin=0)
     if no_box == "exclude":  # left out of every statistic, A = 0
         keep = ~torch.isnan(a)
         r, g, bins = r[keep], g[keep], bins[keep]
@@ -453,9 +449,8 @@ def srpo(
     return _out(adv)
 
 
-def _rel_areas(values: ArrayLike, r: Tensor, name: str, nan_means: str) -> tuple[Tensor, Tensor]:
-    """(B,) float relative areas on the rewards' device, >= 0 and finite or NaN, and the same
-    with NaN as +inf.
+def _rel_areas(values: ArrayLike, r: Tensor, name: str, nan_means: str) -> Tensor:
+    """(B,) float relative areas on the rewards' device, >= 0 and finite or NaN.
 
     Raises:
         ValueError: shape differs from the rewards', or an area is negative or infinite.
@@ -472,21 +467,13 @@ def _rel_areas(values: ArrayLike, r: Tensor, name: str, nan_means: str) -> tuple
             f"`{name}` must be >= 0 and finite, or NaN for {nan_means}; bad values at indices "
             f"{bad}: {[float(a[i]) for i in bad]}."
         )
-    return a, nan_inf
+    return a
 
 
-@functools.lru_cache(maxsize=64)
-def _edge_column(edges: tuple[float, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
-    """(E, 1) bin edges, cached: built once per edges, dtype and device (never written)."""
-    return torch.tensor(edges, dtype=dtype, device=device).view(-1, 1)
-
-
-def _digitize(a: Tensor, edges: Sequence[float]) -> Tensor:
-    """(B,) int64 `numpy.digitize` bin: the number of edges <= area (NaN: 0).
-
-    Comparisons, not `torch.bucketize`: on 2 cores under load, its parallel search waits ms for
-    a busy thread."""
-    return (a >= _edge_column(tuple(edges), a.dtype, a.device)).sum(0)
+def _scale_bins(a: Tensor, edges: Sequence[float], nan_bin: int) -> Tensor:
+    """(B,) int64 `grounding_gym.scale.scale_bins` of the areas `a` (float64), NaN in `nan_bin`."""
+    bins = torch.from_numpy(scale_bins(a.cpu().numpy(), edges)).to(a.device)
+    return torch.where(bins < 0, nan_bin, bins)
 
 
 def _target_bins(target_rel_areas: ArrayLike, r: Tensor, edges: list[float]) -> tuple[Tensor, int]:
@@ -495,8 +482,8 @@ def _target_bins(target_rel_areas: ArrayLike, r: Tensor, edges: list[float]) -> 
     Raises:
         ValueError: shape differs from the rewards', or an area is negative or infinite.
     """
-    _, nan_inf = _rel_areas(target_rel_areas, r, "target_rel_areas", "no target")
-    return _digitize(nan_inf, (*edges, torch.inf)), len(edges) + 2
+    a = _rel_areas(target_rel_areas, r, "target_rel_areas", "no target")
+    return _scale_bins(a, edges, nan_bin=len(edges) + 1), len(edges) + 2
 
 
 @register_adv_est(AdvantageEstimator.SRPO_TARGET)

@@ -25,17 +25,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["NO_CROP", "bin_indices", "crop_bin_names", "scale_bias_metrics", "shares"]
+from grounding_gym.scale import scale_bins
+
+__all__ = ["NO_CROP", "crop_bin_names", "scale_bias_metrics", "shares"]
 
 NO_CROP = "none"
 """Crop-bin name of rollouts without a crop."""
-
-
-def bin_indices(values: np.ndarray, edges: Sequence[float]) -> np.ndarray:
-    """(B,) int64 bin of each value (`numpy.digitize`: bin k = edges <= value); NaN -> -1."""
-    values = np.asarray(values, dtype=np.float64)
-    bins = np.digitize(np.nan_to_num(values, nan=0.0), np.asarray(edges, dtype=np.float64))
-    return np.where(np.isnan(values), -1, bins).astype(np.int64)
 
 
 def crop_bin_names(num_edges: int, target_names: Sequence[str]) -> tuple[str, ...]:
@@ -92,7 +87,7 @@ def scale_bias_metrics(
         Flat dict of floats, keys as in the table, plus `adv_mass`.
     """
     k = len(bin_names)
-    target = bin_indices(target_rel_areas, bin_edges)
+    target = scale_bins(target_rel_areas, bin_edges)
     rollout = shares(np.ones(len(target)), target, k)
     mass = np.abs(np.asarray(advantages, dtype=np.float64)) * np.asarray(lengths, dtype=np.float64)
     credit = shares(mass, target, k, fallback=rollout)
@@ -104,7 +99,7 @@ def scale_bias_metrics(
         if (target == b).any():
             out[f"bin_reward/{name}"] = float(rewards[target == b].mean())
 
-    crop = bin_indices(crop_rel_areas, crop_bin_edges)
+    crop = scale_bins(crop_rel_areas, crop_bin_edges)
     crop = np.where(crop < 0, len(crop_names), crop)  # no crop: the extra bin
     occupancy = shares(np.ones(len(crop)), crop, len(crop_names) + 1)
     for b, name in enumerate((*crop_names, NO_CROP)):

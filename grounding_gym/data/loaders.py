@@ -40,6 +40,7 @@ from grounding_gym.data.formats.refcoco import load_refcoco
 from grounding_gym.data.formats.treebench import box_miou, load_treebench
 from grounding_gym.data.formats.vstar import VSTAR_CATEGORIES, load_vstar
 from grounding_gym.data.registry import declare_bin_edges, register_dataset
+from grounding_gym.scale import DEFAULT_BIN_EDGES, HR_BIN_EDGES
 
 LOADERS = {
     "vstar": load_vstar,
@@ -51,9 +52,6 @@ LOADERS = {
 }
 """Dataset name -> loader, as registered."""
 
-HR_BIN_EDGES: tuple[float, ...] = (1e-3, 1e-2)
-"""Scale-bin edges of the high-resolution benchmarks: their targets cover about 1e-5..1e-1 of the
-image (V*: 188 of 191 below 0.1), so log-decade edges split them into small / medium / large."""
 
 _BIN_EDGES = {
     "vstar": (HR_BIN_EDGES, "V* targets cover ~1e-5..1e-1 of the image: log-decade edges"),
@@ -66,7 +64,7 @@ _BIN_EDGES = {
         HR_BIN_EDGES,
         "TreeBench targets cover ~1e-5..1e-1 of the image: log-decade edges",
     ),
-    "refcoco": ((0.1, 0.3), "RefCOCO objects are large (often > 0.1 of the image)"),
+    "refcoco": (DEFAULT_BIN_EDGES, "RefCOCO objects are large (often > 0.1 of the image)"),
 }
 """Dataset name -> (default scale-bin edges, why); `jsonl` declares none (the env's default)."""
 

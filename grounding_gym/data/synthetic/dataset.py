@@ -34,6 +34,7 @@ from grounding_gym.data.synthetic.render import (
     content_period,
 )
 from grounding_gym.geometry import Box
+from grounding_gym.scale import HR_BIN_EDGES
 from grounding_gym.validation import did_you_mean
 
 
@@ -485,7 +486,7 @@ def _make_sample(cfg: SyntheticHR, i: int) -> Sample:
 register_dataset(
     "synthetic-hr",
     SyntheticHR,
-    bin_edges=(1e-3, 1e-2),
+    bin_edges=HR_BIN_EDGES,
     why="synthetic-hr targets cover 1e-4..0.3 of the image (log-uniform): log-decade edges",
 )
 
