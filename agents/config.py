@@ -75,7 +75,8 @@ class TrainerConfig:
     """build the env dataset once and share decoded images across the pool
     (`agents.rollout.SharedImageDataset`); needs env_kwargs `dataset` to be a registered name"""
     cache_first_views: bool = True
-    """render each sample's first view once for the whole pool (`grounding_gym.views.FirstViewCache`):
+    """render each sample's first view once for the whole pool
+    (`grounding_gym.views.FirstViewCache`):
     all rollouts of a question start from the same view"""
     train_samples: int = 4096
     """questions [0, train_samples) of the dataset are drawn for training"""
@@ -88,7 +89,8 @@ class TrainerConfig:
     crop_bin_edges: tuple[float, ...] | None = None
     """edges on the first CROP's relative area for the crop-bin diagnostics
     (crop_bin_occupancy/<bin>, multi_bin_group_frac, p_crop_<crop bin>_<target bin>); None: the
-    estimator's own crop bins (srpo's adv_kwargs bin_edges) if it takes crop areas, else bin_edges"""
+    estimator's own crop bins (srpo's adv_kwargs bin_edges) if it takes crop areas, else
+    bin_edges"""
 
     # > policy
     policy: str = "tiny"
@@ -177,13 +179,15 @@ class TrainerConfig:
         )
         _check(
             self.train_samples >= 1 and self.eval_samples >= 0,
-            f"train_samples ({self.train_samples}) must be >= 1 and eval_samples ({self.eval_samples}) >= 0.",
+            f"train_samples ({self.train_samples}) must be >= 1 and eval_samples "
+            f"({self.eval_samples}) >= 0.",
         )
         _check(self.num_envs >= 1, f"num_envs ({self.num_envs}) must be >= 1.")
         _check(self.env_threads >= 0, f"env_threads ({self.env_threads}) must be >= 0.")
         _check(
             self.total_steps >= 0 and self.total_env_steps >= 0,
-            f"total_steps ({self.total_steps}) and total_env_steps ({self.total_env_steps}) must be >= 0.",
+            f"total_steps ({self.total_steps}) and total_env_steps ({self.total_env_steps}) must "
+            "be >= 0.",
         )
         _check(self.update_epochs >= 1, f"update_epochs ({self.update_epochs}) must be >= 1.")
         _check(self.lr > 0, f"lr ({self.lr}) must be > 0.")
@@ -203,7 +207,8 @@ class TrainerConfig:
         unknown = sorted(set(self.adv_kwargs) - set(options))
         _check(
             not unknown,
-            f"adv_kwargs {unknown} are not options of {self.algo!r}; its options: {sorted(options)}.",
+            f"adv_kwargs {unknown} are not options of {self.algo!r}; its options: "
+            f"{sorted(options)}.",
         )
         _check(
             self.policy in list_policies(),

@@ -221,7 +221,8 @@ def _parser() -> argparse.ArgumentParser:
         description=(
             "Train the tiny CPU policy with SRPO on GroundedVQA-HR-v0 (synthetic read family, "
             f"{IMAGE_SIZE}x{IMAGE_SIZE} px images shown at 448x448), then report accuracy and crop "
-            "IoU per scale bin before/after training beside scripted no-crop and oracle-crop agents."
+            "IoU per scale bin before/after training beside scripted no-crop and oracle-crop "
+            "agents."
         ),
     )
     parser.add_argument(

@@ -153,14 +153,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     atomic_torch_save(policy.state_dict(), args.out)
     print(
-        f"reader: loss {losses[0]:.3f} -> {losses[-1]:.3f} on {len(train_views)} views; trained {changed}; "
+        f"reader: loss {losses[0]:.3f} -> {losses[-1]:.3f} on {len(train_views)} views; trained "
+        f"{changed}; "
         f"wrote {args.out}"
     )
     print("held-out accuracy by target group and crop scale (chance 0.25):")
     for key in sorted(set(keys)):
         chosen = [r for r, k in zip(right, keys, strict=True) if k == key]
         print(
-            f"  group {key[0]}, crop {key[1]:g} of the view: {sum(chosen) / len(chosen):.3f} ({len(chosen)})"
+            f"  group {key[0]}, crop {key[1]:g} of the view: {sum(chosen) / len(chosen):.3f} "
+            f"({len(chosen)})"
         )
     return 0
 

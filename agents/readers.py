@@ -11,7 +11,8 @@ wraps any causal LM with a chat template (e.g. Qwen2.5-1.5B-Instruct):
 * Free form (`options=None`): greedy generation of at most `max_new_tokens` tokens.
 
     from agents.readers import HFReader
-    env = gym.make("EvidenceDescription-v0", reader=HFReader("Qwen/Qwen2.5-1.5B-Instruct", device="cuda"))
+    env = gym.make("EvidenceDescription-v0", reader=HFReader("Qwen/Qwen2.5-1.5B-Instruct",
+    device="cuda"))
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ try:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 except ImportError as exc:  # pragma: no cover - exercised only without the agents extra
     raise ImportError(
-        f"agents.readers needs torch and transformers ({exc}); `pip install 'grounding-gym[agents]'`"
+        f"agents.readers needs torch and transformers ({exc}); `pip install "
+        "'grounding-gym[agents]'`"
     ) from exc
 
 from grounding_gym.readers import UNKNOWN

@@ -180,7 +180,8 @@ class Trainer:
     def evaluate(
         self, sample_ids: Sequence[Any] | None = None, prefix: str = "eval/"
     ) -> dict[str, float]:
-        """Greedy rollouts (one per question) on the held-out questions: accuracy and IoU per bin."""
+        """Greedy rollouts (one per question) on the held-out questions: accuracy and IoU per
+        bin."""
         ids = self.cfg.eval_ids if sample_ids is None else list(sample_ids)
         if not ids:
             return {}

@@ -68,7 +68,8 @@ def bench_parse(repeats: int) -> list[Row]:
     """Per-call cost of the text path against a one-regex parser (the naive baseline)."""
     actions = {
         "canonical crop": "<think>the ring is top left</think><crop>[12, 30, 400, 380]</crop>",
-        "qwen tool call": '<tool_call>{"name": "image_zoom_in_tool", "arguments": {"bbox_2d": [1, 2, 300, 400]}}',
+        "qwen tool call": '<tool_call>{"name": "image_zoom_in_tool", "arguments": {"bbox_2d": [1, '
+        "2, 300, 400]}}",
         "answer": "<answer>The answer is (B)</answer>",
         "junk 4k chars": "x" * 4000,
     }
@@ -246,7 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--images",
         default=os.path.join("..", "shared", "data", "real-highres"),
-        help="folder of real photos (default ../shared/data/real-highres; synthetic JPEGs if absent)",
+        help="folder of real photos (default ../shared/data/real-highres; synthetic JPEGs if "
+        "absent)",
     )
     parser.add_argument(
         "--repeats", type=int, default=7, help="timed runs per case (median reported)"
@@ -309,7 +311,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(markdown_table(rows))
     for section, stats in summary.items():
         print(
-            f"\n{section}: geometric-mean speedup {stats['geomean_speedup']:.2f}x, lowest {stats['min_speedup']:.2f}x"
+            f"\n{section}: geometric-mean speedup {stats['geomean_speedup']:.2f}x, lowest "
+            f"{stats['min_speedup']:.2f}x"
         )
     print(f"\nTotal benchmark time: {time.perf_counter() - started:.0f} s")
     if args.out:

@@ -122,7 +122,8 @@ def markdown_table(rows: Sequence[Row]) -> str:
     for r in rows:
         if r.section == "memory":
             lines.append(
-                f"| {r.section} | {r.case} | {r.baseline_name} | - | - | {r.ours_s / r.baseline_s:.3f} (end/start) | {r.unit_note} |"
+                f"| {r.section} | {r.case} | {r.baseline_name} | - | - | "
+                f"{r.ours_s / r.baseline_s:.3f} (end/start) | {r.unit_note} |"
             )
         else:
             lines.append(

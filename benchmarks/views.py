@@ -120,7 +120,8 @@ def bench_wide(paths: Sequence[str], repeats: int) -> list[Row]:
                 "exact resize (fast_resize=False, pil)",
                 baseline,
                 ours,
-                f"PSNR {psnr(fast_obs, exact_obs):.1f} dB; first step {first * 1e3:.0f} ms (builds the level)",
+                f"PSNR {psnr(fast_obs, exact_obs):.1f} dB; first step {first * 1e3:.0f} ms "
+                "(builds the level)",
             )
         )
     return rows
@@ -160,7 +161,8 @@ def bench_reset(paths: Sequence[str], repeats: int) -> list[Row]:
                 "full decode + pil resize",
                 baseline,
                 ours,
-                f"PSNR {psnr(fast, ref):.1f} dB; with pil: {pil * 1e3:.1f} ms ({baseline / pil:.2f}x)",
+                f"PSNR {psnr(fast, ref):.1f} dB; with pil: {pil * 1e3:.1f} ms "
+                f"({baseline / pil:.2f}x)",
             )
         )
         if w < 2 * view_w or h < 2 * view_h:

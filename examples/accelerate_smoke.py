@@ -57,7 +57,10 @@ def forced_episode(env, policy: HFPolicy, sample: int) -> Trajectory:
             text = "<answer>B</answer>"
         else:
             w, h = info["view_size"]
-            text = f"<crop>[{round(frac[0] * w)}, {round(frac[1] * h)}, {round(frac[2] * w)}, {round(frac[3] * h)}]</crop>"
+            text = (
+                f"<crop>[{round(frac[0] * w)}, {round(frac[1] * h)}, {round(frac[2] * w)}, "
+                f"{round(frac[3] * h)}]</crop>"
+            )
         (gen,) = policy.act([obs], [info], forced_texts=[text])
         obs, reward, terminated, truncated, info = env.step(gen.text)
         traj.turns.append(Turn(obs, gen, float(reward), info["reward_terms"], info))

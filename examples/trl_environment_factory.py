@@ -1,9 +1,12 @@
-"""Train a vision-language model on GroundedVQA-HR-v0 with TRL's GRPOTrainer and `environment_factory`.
+"""Train a vision-language model on GroundedVQA-HR-v0 with TRL's GRPOTrainer and
+`environment_factory`.
 
-    # the tiny in-code Qwen2.5-VL on CPU, 2 steps (a smoke run; the random model rarely calls a tool)
+    # the tiny in-code Qwen2.5-VL on CPU, 2 steps (a smoke run; the random model rarely calls a
+    tool)
     python examples/trl_environment_factory.py --max-steps 2
     # a real checkpoint on GPUs, SRPO advantages
-    accelerate launch --config_file examples/accelerate/ddp.yaml examples/trl_environment_factory.py \\
+    accelerate launch --config_file examples/accelerate/ddp.yaml examples/trl_environment_factory.py
+    \\
         --model Qwen/Qwen2.5-VL-3B-Instruct --bf16 --max-steps 500 --num-generations 8 \\
         --max-turns 4 --max-completion-length 1024 --srpo
 
@@ -67,7 +70,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def build_trainer(args: argparse.Namespace) -> GRPOTrainer:
-    """The GRPOTrainer of `args`: model, processor (with a tool-calling chat template), env factory."""
+    """The GRPOTrainer of `args`: model, processor (with a tool-calling chat template), env
+    factory."""
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     setup = trl_run_setup(
         args.model,

@@ -275,8 +275,9 @@ def crop_action_text(
         frame: the env's `coord_frame`.
         decimals: digits written; default 0 for view/original/norm1000 px, 3 for norm1.
 
-    >>> crop_action_text(Box(10.2, 20, 30, 40.5), Box(0, 0, 200, 100), (100, 50), "view")  # edges on
-    ...     # whole units also move out by one (round_outward guards against float noise)
+    Edges on whole units also move out by one (`round_outward` guards against float noise):
+
+    >>> crop_action_text(Box(10.2, 20, 30, 40.5), Box(0, 0, 200, 100), (100, 50), "view")
     '<crop>[5, 9, 16, 21]</crop>'
     """
     if decimals is None:
@@ -589,7 +590,10 @@ def _tool_call(match: re.Match[str]) -> _Found:
         )
         return _Found("other", start, source, error=error)
     if not _ZOOM_NAME_RE.search(name):
-        error = f"tool call to {name!r} is not a zoom/crop tool (its name must contain 'zoom' or 'crop')"
+        error = (
+            f"tool call to {name!r} is not a zoom/crop tool (its name must contain 'zoom' or "
+            "'crop')"
+        )
         return _Found("other", start, source, error=error)
     if bbox is None:
         error = f"tool call to {name!r} has no arguments.bbox_2d = [x1, y1, x2, y2]"

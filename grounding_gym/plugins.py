@@ -36,7 +36,8 @@ def load_plugins() -> None:
         except ImportError as exc:
             warnings.warn(
                 f"grounding-gym plugin {entry_point.name!r} ({entry_point.value}) did not import: "
-                f"{exc}; what it registers is missing. Reinstall the distribution that declares it.",
+                f"{exc}; what it registers is missing. Reinstall the distribution that "
+                "declares it.",
                 stacklevel=2,
             )
             continue

@@ -78,7 +78,8 @@ class Reader(Protocol):
 
 
 def check_reader(reader: object) -> Reader:
-    """Return `reader` if it has a callable `answer`, else raise a ValueError saying what to pass."""
+    """Return `reader` if it has a callable `answer`, else raise a ValueError saying what to
+    pass."""
     if not callable(getattr(reader, "answer", None)):
         raise ValueError(
             f"reader must have a method answer(question, options, description) -> str "

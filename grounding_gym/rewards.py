@@ -191,7 +191,8 @@ def sum_reward_terms(
     """Each term summed over an episode's steps (`info["reward_terms"]` of each step); the
     `always` terms are present (0.0) even when no step reported them.
 
-    >>> sum_reward_terms([{"answer": 0.0, "format": 1.0}, {"answer": 1.0, "format": 1.0, "grounding": 0.5}])
+    >>> terms = [{"answer": 0.0, "format": 1.0}, {"answer": 1.0, "format": 1.0, "grounding": 0.5}]
+    >>> sum_reward_terms(terms)
     {'answer': 1.0, 'format': 2.0, 'grounding': 0.5}
     """
     total = dict.fromkeys(always, 0.0)

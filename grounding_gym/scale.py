@@ -94,13 +94,15 @@ def quantile_bin_edges(rel_areas: Sequence[float], num_bins: int) -> tuple[float
         raise ValueError(f"num_bins must be >= 2, got {num_bins}")
     if len(values) < num_bins:
         raise ValueError(
-            f"quantiles:{num_bins} needs at least {num_bins} episodes with a target, got {len(values)}"
+            f"quantiles:{num_bins} needs at least {num_bins} episodes with a target, got "
+            f"{len(values)}"
         )
     cuts = [values[math.ceil(k * len(values) / num_bins)] for k in range(1, num_bins)]
     edges = sorted({c for c in cuts if 0.0 < c < 1.0})
     if not edges:
         raise ValueError(
-            f"quantiles:{num_bins}: every target has the same area ({values[0]:g}); no bins to split"
+            f"quantiles:{num_bins}: every target has the same area ({values[0]:g}); no bins to "
+            "split"
         )
     return tuple(edges)
 

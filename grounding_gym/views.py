@@ -323,8 +323,10 @@ def reduction_factor(box: Box, view_size: tuple[int, int]) -> int:
     is then resampled from the original). A view of `box` resampled from
     `ImageHandle.reduced(factor)` still reads at least one source pixel per view pixel.
 
-    >>> reduction_factor(Box(0, 0, 4000, 3000), (1148, 840)), reduction_factor(Box(0, 0, 900, 600), (644, 420))
-    (2, 1)
+    >>> reduction_factor(Box(0, 0, 4000, 3000), (1148, 840))
+    2
+    >>> reduction_factor(Box(0, 0, 900, 600), (644, 420))
+    1
     """
     shrink = min(box.width / view_size[0], box.height / view_size[1])
     factor = 1

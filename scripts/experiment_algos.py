@@ -18,7 +18,7 @@ bin) and `curves.png` (training curves against env steps), all in `--out`.
 
 The last two are ablations: they separate SRPO's advantage from its rollout structure (fewer
 distinct crops per question, each answered twice).
-"""
+"""  # noqa: E501 (table rows)
 
 from __future__ import annotations
 
@@ -235,8 +235,10 @@ def main(argv: list[str] | None = None) -> int:
                 handle.write(json.dumps(result) + "\n")
             ev = result["eval"]
             print(
-                f"{algo} seed {seed}: acc {ev.get('acc', math.nan):.3f} (small {ev.get('acc_small', math.nan):.3f}), "
-                f"IoU {ev.get('crop_iou', math.nan):.3f}, {result['env_steps']} env steps, {result['seconds']:.0f} s",
+                f"{algo} seed {seed}: acc {ev.get('acc', math.nan):.3f} (small "
+                f"{ev.get('acc_small', math.nan):.3f}), "
+                f"IoU {ev.get('crop_iou', math.nan):.3f}, {result['env_steps']} env steps, "
+                f"{result['seconds']:.0f} s",
                 flush=True,
             )
     if not args.report_only:

@@ -37,7 +37,7 @@ config: what the `policy-checkpoint` eval agent loads) to `DIR/tiny-<arm>/checkp
 evaluates it, with `no-crop` and `oracle-crop` for reference, on the same held-out questions
 through `grounding-gym eval` (benchmark `scale-bias`), so `grounding-gym compare RUN --baselines
 scale-bias` lists them.
-"""
+"""  # noqa: E501 (table rows)
 
 from __future__ import annotations
 
@@ -239,7 +239,8 @@ def _seeds(n: float) -> str:
 def markdown(table: dict[str, Any]) -> str:
     cols = [*PRIMARY, *SECONDARY]
     lines = [
-        "Final greedy evaluation on the balanced held-out set, mean over seeds [95 % bootstrap CI]:",
+        "Final greedy evaluation on the balanced held-out set, mean over seeds "
+        "[95 % bootstrap CI]:",
         "",
         "| arm | seeds | " + " | ".join(LABELS[k] for k in cols) + " | min/run |",
         "|---|---|" + "---|" * (len(cols) + 1),
@@ -262,7 +263,8 @@ def markdown(table: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "What the pairs resolve (80 % power, 5 % two-sided, normal approximation): the smallest detectable "
+        "What the pairs resolve (80 % power, 5 % two-sided, normal approximation): the smallest "
+        "detectable "
         "mean difference at this many seeds, and the seeds the observed difference would need:",
         "",
         "| arm | "
@@ -279,7 +281,8 @@ def markdown(table: dict[str, Any]) -> str:
     diag = [f"train_{k}" for k in DIAGNOSTICS]
     lines += [
         "",
-        "Scale-bias diagnostics averaged over training (small-target bin; mean [95 % CI] over seeds):",
+        "Scale-bias diagnostics averaged over training (small-target bin; mean [95 % CI] over "
+        "seeds):",
         "",
         "| arm | " + " | ".join(DIAGNOSTICS) + " |",
         "|---|" + "---|" * len(diag),
@@ -483,7 +486,8 @@ def main(argv: list[str] | None = None) -> int:
                 r = future.result()
                 print(
                     f"{r['arm']} seed {r['seed']}: acc small {metric(r, 'acc_small'):.3f} large "
-                    f"{metric(r, 'acc_large'):.3f}, P(small crop | small) {metric(r, 'p_crop_small_small'):.2f}, "
+                    f"{metric(r, 'acc_large'):.3f}, P(small crop | small) "
+                    f"{metric(r, 'p_crop_small_small'):.2f}, "
                     f"{r['env_steps']} env steps, {r['seconds']:.0f} s",
                     flush=True,
                 )

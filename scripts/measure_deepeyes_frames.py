@@ -51,7 +51,8 @@ BOXES: dict[str, tuple[float, float, float, float]] = {
 def tool_call(bbox: list[int]) -> str:
     """The DeepEyes action for `bbox` (any frame: the env's `coord_frame` decides)."""
     arguments = {"bbox_2d": bbox, "label": "measured region"}
-    return f"<tool_call>{json.dumps({'name': 'image_zoom_in_tool', 'arguments': arguments})}</tool_call>"
+    call = json.dumps({"name": "image_zoom_in_tool", "arguments": arguments})
+    return f"<tool_call>{call}</tool_call>"
 
 
 def crop_of(
@@ -111,10 +112,14 @@ def summary_table(rows: list[dict[str, Any]]) -> str:
     """Markdown: per budget and box, the median [min, max] over photos of each measure."""
 
     def spread(values: list[float], fmt: str) -> str:
-        return f"{format(statistics.median(values), fmt)} [{format(min(values), fmt)}, {format(max(values), fmt)}]"
+        return (
+            f"{format(statistics.median(values), fmt)} [{format(min(values), fmt)}, "
+            f"{format(max(values), fmt)}]"
+        )
 
     lines = [
-        "| first view budget | box (of the view) | IoU | centre offset (original px) | meant region inside the crop |",
+        "| first view budget | box (of the view) | IoU | centre offset (original px) | meant "
+        "region inside the crop |",
         "|---|---|---|---|---|",
     ]
     for budget in BUDGETS:
@@ -140,7 +145,8 @@ def photo_table(rows: list[dict[str, Any]], budget: str) -> str:
         (image_w, image_h), (view_w, view_h) = first["image_size"], first["view_size"]
         ious = " | ".join(f"{group[box]['iou']:.2f}" for box in BOXES)
         lines.append(
-            f"| {photo} | {image_w}x{image_h} | {view_w}x{view_h} | {image_w / view_w:.2f} | {ious} |"
+            f"| {photo} | {image_w}x{image_h} | {view_w}x{view_h} | {image_w / view_w:.2f} | "
+            f"{ious} |"
         )
     return "\n".join(lines)
 

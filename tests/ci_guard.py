@@ -1,7 +1,8 @@
 """Under CI (`CI=true`), a test skipped for want of an extra that CI installs fails instead.
 
 `.ci/run` installs `.[all]`, so in CI `pytest.importorskip("trl")` (or any skip whose reason names
-torch, transformers, accelerate, trl, stable-baselines3, OpenCV, verl or openenv) can only mean a broken install
+torch, transformers, accelerate, trl, stable-baselines3, OpenCV, verl or openenv) can only mean a
+broken install
 or a broken import, and a silent skip would let either pass. This plugin (loaded by
 tests/conftest.py; `-p tests.ci_guard` elsewhere) turns such skips into failures, naming the
 extra. Tests marked `gpu` still skip (no GPU in CI), and so does everything else, e.g. vLLM

@@ -20,7 +20,10 @@ from grounding_gym.actions import (
 
 B = (10.0, 20.0, 110.0, 90.0)
 TOOL = '<tool_call>{"name": "image_zoom_in_tool", "arguments": {"bbox_2d": [10, 20, 110, 90]'
-MGPO_TWO = '```json\n[{"bbox_2d": [10, 20, 110, 90], "label": "a"}, {"bbox_2d": [0, 50, 60, 200], "label": "b"}]\n```'
+MGPO_TWO = (
+    '```json\n[{"bbox_2d": [10, 20, 110, 90], "label": "a"}, {"bbox_2d": [0, 50, 60, 200], '
+    '"label": "b"}]\n```'
+)
 INF = float("inf")
 
 # (id, text, kind, boxes, answer, format_ok) with the default multi_box="first".
@@ -56,12 +59,12 @@ CASES = [
     # alternates
     ("tool-call-closed", TOOL + ', "label": "sign"}}</tool_call>', "crop", (B,), None, True),
     ("tool-call-unclosed", "I should zoom.\n" + TOOL + "}}", "crop", (B,), None, True),
-    ("tool-call-crop-name", '<tool_call>{"name": "Crop_Image", "arguments": {"bbox_2d": [10, 20, 110, 90]}}</tool_call>', "crop", (B,), None, True),
+    ("tool-call-crop-name", '<tool_call>{"name": "Crop_Image", "arguments": {"bbox_2d": [10, 20, ' '110, 90]}}</tool_call>', "crop", (B,), None, True),
     ("tool-call-trailing-comma", TOOL + ",},}</tool_call>", "crop", (B,), None, False),
-    ("tool-call-single-quotes", "<tool_call>{'name': 'zoom_in', 'arguments': {'bbox_2d': [10, 20, 110, 90]}}", "crop", (B,), None, False),
-    ("tool-call-garbled-json", '<tool_call>{"name": "zoom_in", "arguments": {"bbox_2d": [10, 20, 110, 90] oops', "crop", (B,), None, False),
-    ("tool-call-string-arguments", '<tool_call>{"name": "zoom", "arguments": "{\\"bbox_2d\\": [10, 20, 110, 90]}"}</tool_call>', "crop", (B,), None, True),
-    ("tool-call-non-zoom", '<tool_call>{"name": "web_search", "arguments": {"query": "cat"}}</tool_call>', "invalid", (), None, False),
+    ("tool-call-single-quotes", "<tool_call>{'name': 'zoom_in', 'arguments': {'bbox_2d': [10, 20, " "110, 90]}}", "crop", (B,), None, False),
+    ("tool-call-garbled-json", '<tool_call>{"name": "zoom_in", "arguments": {"bbox_2d": [10, 20, ' '110, 90] oops', "crop", (B,), None, False),
+    ("tool-call-string-arguments", '<tool_call>{"name": "zoom", "arguments": "{\\"bbox_2d\\": ' '[10, 20, 110, 90]}"}</tool_call>', "crop", (B,), None, True),
+    ("tool-call-non-zoom", '<tool_call>{"name": "web_search", "arguments": {"query": ' '"cat"}}</tool_call>', "invalid", (), None, False),
     ("tool-call-no-name", '<tool_call>{"arguments": {"bbox_2d": [10, 20, 110, 90]}}</tool_call>', "invalid", (), None, False),
     ("tool-call-no-bbox", '<tool_call>{"name": "zoom", "arguments": {"label": "x"}}</tool_call>', "invalid", (), None, False),
     ("tool-call-3-numbers", '<tool_call>{"name": "zoom", "arguments": {"bbox_2d": [10, 20, 110]}}', "invalid", (), None, False),

@@ -19,7 +19,8 @@ CANONICAL = [
     "<box>(1, 2, 3, 4)</box>",
     "<answer>B</answer>",
     "<think>x</think><answer>The red car</answer>",
-    '<tool_call>{"name": "image_zoom_in_tool", "arguments": {"bbox_2d": [1, 2, 3, 4], "label": "a"}}</tool_call>',
+    '<tool_call>{"name": "image_zoom_in_tool", "arguments": {"bbox_2d": [1, 2, 3, 4], "label": '
+    '"a"}}</tool_call>',
     '```json\n[{"bbox_2d": [1, 2, 3, 4], "label": "a"}, {"bbox_2d": [5, 6, 7, 8]}]\n```',
     r"The answer is \boxed{\text{B}}",
 ]

@@ -37,7 +37,8 @@ def make_kwargs(env_id: str) -> dict:
     dataset = ENV_SPECS[env_id].get("kwargs", {}).get("dataset")
     if dataset not in FAST_DATASET_KWARGS:
         pytest.fail(
-            f"{env_id}: add fast dataset_kwargs for its default dataset {dataset!r} to FAST_DATASET_KWARGS"
+            f"{env_id}: add fast dataset_kwargs for its default dataset {dataset!r} to "
+            "FAST_DATASET_KWARGS"
         )
     return {"dataset_kwargs": FAST_DATASET_KWARGS[dataset]}
 

@@ -1,4 +1,5 @@
-"""Scripted baselines (exact oracle crops, honest tiling, fallbacks) and SB3 PPO through the wrappers."""
+"""Scripted baselines (exact oracle crops, honest tiling, fallbacks) and SB3 PPO through the
+wrappers."""
 
 from __future__ import annotations
 

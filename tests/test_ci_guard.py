@@ -138,5 +138,6 @@ def test_reason_parsing_doctests():
 @pytest.mark.skipif(not ci_guard.active(), reason="checks CI's install; runs under CI=true")
 @pytest.mark.parametrize("module", sorted(ci_guard.CI_EXTRAS))
 def test_ci_installs_every_extra(module):
-    """Belt and braces: in CI every extra imports (tests that guard with `find_spec` need it too)."""
+    """Belt and braces: in CI every extra imports (tests that guard with `find_spec` need it
+    too)."""
     importlib.import_module(module)

@@ -1,4 +1,5 @@
-"""`grounding-gym eval | compare | render | list`: help, smoke runs, and a SIGKILL-then-resume run."""
+"""`grounding-gym eval | compare | render | list`: help, smoke runs, and a SIGKILL-then-resume
+run."""
 
 from __future__ import annotations
 
@@ -203,7 +204,8 @@ def test_shipped_baselines_still_match_the_generator(benchmark):
         obs, _ = env.reset(seed=small["seed"], options={"sample_id": small["sample_index"]})
         assert view_sha1(obs["image"]) == small["first_view_sha1"], (
             f"{run}: the first view of episode {small['episode']} has other pixels than when the "
-            "baselines were run (synthetic generator changed?); regenerate them (baselines/README.md)"
+            "baselines were run (synthetic generator changed?); regenerate them "
+            "(baselines/README.md)"
         )
         for record in records[:5]:
             sample = env.unwrapped.dataset[record["sample_index"]]
@@ -271,10 +273,12 @@ def test_sigkill_mid_evaluation_then_rerun_completes_every_episode_once(tmp_path
 
 def test_grounding_gym_eval_imports_neither_torch_nor_agents():
     code = (
-        "import sys, grounding_gym.eval, grounding_gym.wrappers, grounding_gym.catalog, grounding_gym.eval.cli;"
+        "import sys, grounding_gym.eval, grounding_gym.wrappers, grounding_gym.catalog, "
+        "grounding_gym.eval.cli;"
         "assert 'torch' not in sys.modules, 'torch'; assert 'agents' not in sys.modules, 'agents';"
         "from grounding_gym.eval import evaluate;"
-        "evaluate('no-crop', n=1, progress=False, dataset_kwargs={'num_samples': 2, 'image_size': 256});"
+        "evaluate('no-crop', n=1, progress=False, dataset_kwargs={'num_samples': 2, 'image_size': "
+        "256});"
         "assert 'torch' not in sys.modules, 'torch after a heuristic eval'"
     )
     result = subprocess.run(

@@ -20,7 +20,8 @@ def test_grounding_gym_imports_and_checks_without_torch():
         check_env(env.unwrapped)
         env = gym.make("grounding_gym:GroundedVQA-v0")
         env.reset(seed=0)
-        heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers", "agents")
+        heavy = sorted(m for m in sys.modules
+                       if m.split(".")[0] in ("torch", "transformers", "agents")
                        and sys.modules[m] is not None)
         assert not heavy, heavy
         print("ok")

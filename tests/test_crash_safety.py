@@ -38,7 +38,8 @@ env_id: GroundedVQA-HR-v0
 env_kwargs:
   max_pixels: 50176
   max_turns: 2
-  dataset_kwargs: {{num_samples: 64, seed: 0, image_size: 512, families: [read], content_kinds: [pattern]}}
+  dataset_kwargs:
+    {{num_samples: 64, seed: 0, image_size: 512, families: [read], content_kinds: [pattern]}}
 num_envs: 4
 env_threads: 0
 train_samples: 48

@@ -117,15 +117,18 @@ def test_tool_calls_parse_with_and_without_label(label, closed):
 
 MALFORMED = {
     "trailing comma": (
-        '<tool_call>{"name": "image_zoom_in_tool", "arguments": {"bbox_2d": [100, 80, 400, 300],}}</tool_call>',
+        '<tool_call>{"name": "image_zoom_in_tool", "arguments": {"bbox_2d": [100, 80, 400, '
+        "300],}}</tool_call>",
         "crop",
     ),
     "bbox key": (
-        '<tool_call>{"name": "image_zoom_in_tool", "arguments": {"bbox": [100, 80, 400, 300]}}</tool_call>',
+        '<tool_call>{"name": "image_zoom_in_tool", "arguments": {"bbox": [100, 80, 400, '
+        "300]}}</tool_call>",
         "invalid",
     ),
     "three numbers": (
-        '<tool_call>{"name": "image_zoom_in_tool", "arguments": {"bbox_2d": [100, 80, 400]}}</tool_call>',
+        '<tool_call>{"name": "image_zoom_in_tool", "arguments": {"bbox_2d": [100, 80, '
+        "400]}}</tool_call>",
         "invalid",
     ),
     "other tool": (
@@ -135,7 +138,8 @@ MALFORMED = {
     "no arguments": ('<tool_call>{"name": "image_zoom_in_tool"}</tool_call>', "invalid"),
     "not json": ("<tool_call>zoom into the top left</tool_call>", "invalid"),
     "nan": (
-        '<tool_call>{"name": "image_zoom_in_tool", "arguments": {"bbox_2d": [NaN, 1, 2, 3]}}</tool_call>',
+        '<tool_call>{"name": "image_zoom_in_tool", "arguments": {"bbox_2d": [NaN, 1, 2, '
+        "3]}}</tool_call>",
         "invalid",
     ),
 }
@@ -183,7 +187,8 @@ def test_original_frame_crops_are_the_boxes_cut_from_the_original():
     obs, _, _, _, info = env.step(zoom([112, 84, 392, 308]))
     assert info["crop_box"] == (112.0, 84.0, 392.0, 308.0) and info["view_size"] == (280, 224)
     assert np.array_equal(obs["image"], np.asarray(original.crop((112, 84, 392, 308))))
-    # a second call outside the first crop still crops the original (DeepEyes), resized into the budget
+    # a second call outside the first crop still crops the original (DeepEyes), resized into the
+    # budget
     obs, _, _, _, info = env.step(zoom([101, 57, 901, 657]))
     assert info["crop_box"] == (101.0, 57.0, 901.0, 657.0) and not info["crop_adjusted"]
     assert info["view_size"] == (504, 364)

@@ -57,5 +57,6 @@ def test_module_doctests(name):
         )
     else:
         assert result.attempted == 0, (
-            f"{name} has {result.attempted} doctest example(s); add it to WITH_DOCTESTS so they stay checked"
+            f"{name} has {result.attempted} doctest example(s); add it to WITH_DOCTESTS so they "
+            "stay checked"
         )

@@ -148,8 +148,10 @@ def test_free_form_leak_uses_the_gold_answer():
         ("The red ring is filled with dots. " * 2, False),
         ("B" * 300, True),  # no words to repeat: zlib compresses it > 3x
         (
-            "The red ring in the upper left part of the image is filled with fine horizontal stripes of "
-            "two greys; its label plate reads K7 and there are three other rings nearby, two of them blue "
+            "The red ring in the upper left part of the image is filled with fine horizontal "
+            "stripes of "
+            "two greys; its label plate reads K7 and there are three other rings nearby, two of "
+            "them blue "
             "and one yellow, none of them labelled.",
             False,
         ),

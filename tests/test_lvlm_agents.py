@@ -1,4 +1,5 @@
-"""`--agent hf` on the tiny Qwen2.5-VL built in code (CPU), and `--agent vllm`'s error without vLLM."""
+"""`--agent hf` on the tiny Qwen2.5-VL built in code (CPU), and `--agent vllm`'s error without
+vLLM."""
 
 from __future__ import annotations
 

@@ -49,7 +49,10 @@ ACT_TOL = 1e-4  # float32: act-time (KV-cached generate) vs that forward, as in 
 ATTENTION_SHARPNESS = 25.0  # attention logits x 25: query and key each x 5
 VISIBLE = 1e-3  # a corruption must move the log-probs by more than this
 
-SYSTEM = "You answer questions about an image. Reply <crop>[x1, y1, x2, y2]</crop> or <answer>...</answer>."
+SYSTEM = (
+    "You answer questions about an image. Reply <crop>[x1, y1, x2, y2]</crop> or "
+    "<answer>...</answer>."
+)
 ACTIONS = ("<crop>[40, 30, 160, 120]</crop>", "<crop>[10, 5, 60, 80]</crop>", "<answer>B</answer>")
 IMAGE_SIZES = ((230, 170), (121, 90), (70, 150))  # (w, h) px: full view, crop 1, crop 2
 

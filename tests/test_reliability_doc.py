@@ -44,7 +44,8 @@ def number(text: str) -> int:
 def test_parse_table_size_is_quoted_exactly():
     quoted = re.search(r"table of ([\d,]+) cases", DOC)
     assert quoted and number(quoted.group(1)) == len(test_actions.CASES), (
-        f"docs/reliability.md says {quoted and quoted.group(1)} parse cases; tests/test_actions.py has "
+        f"docs/reliability.md says {quoted and quoted.group(1)} parse cases; "
+        "tests/test_actions.py has "
         f"{len(test_actions.CASES)}"
     )
 

@@ -160,7 +160,8 @@ def test_unsupported_space_is_refused_with_its_name():
         space_to_json(spaces.Graph(spaces.Discrete(2), None), "action_space")
 
 
-# ---------------------------------------------------------------------------- RemoteEnv equals the local env
+# ---------------------------------------------------------------------------- RemoteEnv equals the
+# local env
 def test_remote_env_passes_check_env_and_has_the_served_spaces(remote):
     local = gym.make(ENV_ID, **SMALL)
     assert remote.env_id == ENV_ID and remote.max_message_bytes == MAX_MESSAGE_BYTES
@@ -354,7 +355,8 @@ KILLED_CLIENT = textwrap.dedent("""
     print("mid-episode", flush=True)
     sys.stdin.read()  # wait to be killed
 """)
-"""A raw websocket client (it imports only `websockets`, so it starts fast) that stops mid-episode."""
+"""A raw websocket client (it imports only `websockets`, so it starts fast) that stops
+mid-episode."""
 
 
 def test_client_killed_mid_episode_leaves_others_served():
@@ -412,7 +414,8 @@ def test_idle_session_expires_with_a_clear_error():
             idle.close()
 
 
-# ---------------------------------------------------------------------------- CLI and the missing extra
+# ---------------------------------------------------------------------------- CLI and the missing
+# extra
 def test_serve_cli_rejects_bad_arguments(capsys):
     assert serve_cli(["--env", "GroundedVQA-HR-v9"]) == 2
     assert "`v9` for environment `GroundedVQA-HR` doesn't exist" in capsys.readouterr().err

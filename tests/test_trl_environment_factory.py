@@ -253,7 +253,10 @@ def test_example_script_runs_two_steps(tmp_path):
     )
 
 
-CROP_CALL = '<tool_call>\n{"name": "crop", "arguments": {"x1": 0, "y1": 0, "x2": 56, "y2": 56}}\n</tool_call>'
+CROP_CALL = (
+    '<tool_call>\n{"name": "crop", "arguments": {"x1": 0, "y1": 0, "x2": 56, "y2": '
+    "56}}\n</tool_call>"
+)
 ANSWER_CALL = '<tool_call>\n{{"name": "answer", "arguments": {{"choice": "{}"}}}}\n</tool_call>'
 
 

@@ -323,7 +323,8 @@ def test_reduction_factor():
 
 @pytest.mark.parametrize("size", [(1400, 1050), (1000, 750), (1050, 1400)])
 def test_upsample_first_view_within_psnr(size):
-    """Opt-in: a JPEG 1.25-2x the view decodes at 1/2 scale; its first view stays within the PSNR."""
+    """Opt-in: a JPEG 1.25-2x the view decodes at 1/2 scale; its first view stays within the
+    PSNR."""
     data = encode(scene(size, seed=1), quality=92)
     samples = [Sample(id="s", image=data, question="q", answer="a")]
     budget = {"max_pixels": 512 * 28 * 28}

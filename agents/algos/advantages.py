@@ -13,7 +13,8 @@ One call convention for every estimator::
   `ROLLOUT_FIELDS` (``rel_areas``, ``target_rel_areas``, ``lengths``): those without a default
   are required and listed by `estimator_needs`; `estimator_inputs` lists every one an estimator
   accepts (the trainer passes them all). Tuning options are the other parameters, with defaults,
-  listed by `estimator_options`. Estimators take no ``**kwargs``, so a misspelt option is a TypeError,
+  listed by `estimator_options`. Estimators take no ``**kwargs``, so a misspelt option is a
+  TypeError,
   never silently ignored.
 * The result is a float32 tensor of shape (B,) on the rewards' device; the loss broadcasts it
   over the response mask (B, T). Statistics are computed in float64 and vectorised over groups

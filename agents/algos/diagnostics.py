@@ -16,7 +16,7 @@ functions measure where a step's credit goes, per TARGET-scale bin of the run (t
 Every share family sums to 1 over its bins. A step whose advantages are all zero has no credit
 to share: its `adv_share` falls back to `rollout_share` (and the trainer's `grad_share` likewise),
 so the shares still sum to 1; `adv_mass` (``sum |A| x tokens``) shows such steps as 0.
-"""
+"""  # noqa: E501 (table rows)
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""`policy-checkpoint` eval agent: a policy trained by `agents.trainer`, restored from its checkpoint.
+"""`policy-checkpoint` eval agent: a policy trained by `agents.trainer`, restored from its
+checkpoint.
 
     grounding-gym eval --agent policy-checkpoint --agent-kwargs '{"path": "runs/demo/srpo"}' ...
 
@@ -20,7 +21,8 @@ __all__ = ["load_policy", "make_agent"]
 
 
 def load_policy(path: str | os.PathLike) -> Any:
-    """The policy saved in `path` (a `checkpoint.pt`, or a training folder holding one), in eval mode.
+    """The policy saved in `path` (a `checkpoint.pt`, or a training folder holding one), in eval
+    mode.
 
     Raises:
         FileNotFoundError: no checkpoint there.

@@ -28,7 +28,7 @@ is left for the answer. It never uses the ground truth to choose a crop.
 
 Every agent is stateless across calls: it decides from the observation and the info (`turn`,
 `view_box`, `view_size`, `coord_frame`, the harness's `episode` and `sample_index`).
-"""
+"""  # noqa: E501 (table rows)
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """`hf` and `vllm` eval agents: a local Qwen2.5-VL-style checkpoint, evaluated from the CLI.
 
-    grounding-gym eval --agent hf --agent-kwargs '{"model": "Qwen/Qwen2.5-VL-7B-Instruct", "dtype": "bfloat16", "device": "cuda"}'
+    grounding-gym eval --agent hf --agent-kwargs '{"model": "Qwen/Qwen2.5-VL-7B-Instruct", "dtype":
+    "bfloat16", "device": "cuda"}'
     grounding-gym eval --agent vllm --agent-kwargs '{"model": "DIR", "gpu_memory_utilization": 0.8}'
 
 Both act greedily by default through `grounding_gym.eval.PolicyAgent`. The processor's pixel

@@ -10,7 +10,8 @@ can tell which letter names which content) and `DiscreteCropAnswer` (crop one ti
 3x3 grid of the current view, or answer A-D). Training pays the answer (1) and, as shaping, the
 episode's best crop coverage of the target (`grounding_weight`); the format term is off and the
 turn limit is a termination that earns nothing (`TurnLimitIsTheEnd`): otherwise both pay for
-cropping until the turns run out, which is what PPO learned without them. `main` trains, saves `model.zip` and `ppo_config.json`, then
+cropping until the turns run out, which is what PPO learned without them. `main` trains, saves
+`model.zip` and `ppo_config.json`, then
 evaluates the greedy policy with `grounding_gym.eval.evaluate` on held-out samples (dataset seed
 `eval_dataset_seed`) and prints the per-bin table; the scripted baselines can be run on the very
 same configuration with `--baselines`.
@@ -152,7 +153,8 @@ class TurnLimitIsTheEnd(gym.Wrapper):
 def wrap(
     env: gym.Env, obs_size: int, grids: Sequence[int], option_vocab: Sequence[str] | None = None
 ) -> gym.Env:
-    """`DiscreteCropAnswer(FixedSizeObservation(env, (obs_size, obs_size), include_options=True))`."""
+    """`DiscreteCropAnswer(FixedSizeObservation(env, (obs_size, obs_size),
+    include_options=True))`."""
     env = FixedSizeObservation(
         env, (obs_size, obs_size), include_options=True, option_vocab=option_vocab
     )

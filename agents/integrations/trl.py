@@ -41,7 +41,8 @@ default layout). With `rollout_func` a completion's scale is its episode's first
     adapter = TRLEnvAdapter("GroundedVQA-HR-v0", env_kwargs={"max_turns": 3})
     trainer = GRPOTrainer(
         model=model, processing_class=processor,  # processor.tokenizer.padding_side = "left"
-        reward_funcs=[adapter.env_reward],          # or [adapter.srpo_reward] + scale_rewards="none"
+        reward_funcs=[adapter.env_reward],          # or [adapter.srpo_reward] +
+        scale_rewards="none"
         rollout_func=adapter.rollout_func,          # omit for single-turn training
         train_dataset=adapter.dataset(range(256)),
         args=GRPOConfig(num_generations=8, max_completion_length=256, ...),
@@ -143,7 +144,8 @@ def first_observation_row(env: Any, sample_id: Any) -> dict[str, Any]:
 
     Returns:
         `prompt` (the env's system + first user messages, text only; TRL inserts `image` before
-        the user text, as the env does), `image` (PIL, the first view, uint8 RGB), `sample_id` (str).
+        the user text, as the env does), `image` (PIL, the first view, uint8 RGB), `sample_id`
+        (str).
     """
     from PIL import Image
 

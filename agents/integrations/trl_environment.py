@@ -42,7 +42,8 @@ which TRL 1.16's tool loop crashes on a batch whose first tool results carry no 
         reward_funcs=tool_reward_funcs("env_reward", "grounding_reward"),
         environment_factory=partial(GroundingToolEnv, "GroundedVQA-HR-v0", env_kwargs),
         train_dataset=tool_dataset(GroundingToolEnv("GroundedVQA-HR-v0", env_kwargs), range(256)),
-        args=GRPOConfig(num_generations=8, max_completion_length=512, max_tool_calling_iterations=4, ...),
+        args=GRPOConfig(num_generations=8, max_completion_length=512, max_tool_calling_iterations=4,
+        ...),
     )
 
 See examples/trl_environment_factory.py for a runnable script.
@@ -121,7 +122,8 @@ class GroundingToolEnv:
         return obs["dialogue"]
 
     def crop(self, x1: float, y1: float, x2: float, y2: float) -> list[dict[str, Any]] | str:
-        """Zoom in: see the region (x1, y1)-(x2, y2) of the image you were shown last, at higher resolution.
+        """Zoom in: see the region (x1, y1)-(x2, y2) of the image you were shown last, at higher
+        resolution.
 
         Coordinates are in the frame the question states (by default pixels of the image you
         were shown last, origin at its top-left corner, x to the right, y down); x1 < x2, y1 < y2.
@@ -140,7 +142,10 @@ class GroundingToolEnv:
         try:
             action = _crop_action((x1, y1, x2, y2))
         except (TypeError, ValueError):
-            return f"Error: crop needs four numbers x1, y1, x2, y2; got {x1!r}, {y1!r}, {x2!r}, {y2!r}."
+            return (
+                f"Error: crop needs four numbers x1, y1, x2, y2; got {x1!r}, {y1!r}, {x2!r}, "
+                f"{y2!r}."
+            )
         obs, info = self._step(action)
         if (
             info["crop_box"] is None
@@ -155,7 +160,8 @@ class GroundingToolEnv:
         """Give your final answer; the episode ends.
 
         Args:
-            choice: the option's letter (e.g. "B") for multiple-choice questions, else a short answer.
+            choice: the option's letter (e.g. "B") for multiple-choice questions, else a short
+            answer.
 
         Returns:
             A confirmation, or what was wrong with the answer.
@@ -287,7 +293,8 @@ def tool_calling_processor(processor: Any) -> Any:
     if not supports_tool_calling(processor):
         if processor.chat_template != qwen2_5_vl_chat_template:
             raise ValueError(
-                "the processor's chat template cannot render tool calls, which TRL's environment_factory "
+                "the processor's chat template cannot render tool calls, which TRL's "
+                "environment_factory "
                 "needs; set processor.chat_template to one that can (see trl.chat_template_utils)"
             )
         processor.chat_template = qwen3_vl_chat_template
@@ -300,7 +307,8 @@ def _environments(kwargs: dict[str, Any]) -> list[GroundingToolEnv]:
     environments = kwargs.get("environments")
     if environments is None:
         raise ValueError(
-            "this reward reads TRL's `environments` kwarg: train with environment_factory=GroundingToolEnv"
+            "this reward reads TRL's `environments` kwarg: train with "
+            "environment_factory=GroundingToolEnv"
         )
     return environments
 

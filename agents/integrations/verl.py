@@ -325,7 +325,8 @@ def _options(name: str, config: Any) -> dict[str, Any]:
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ValueError(
-            f"algorithm.{name}_kwargs: unknown option(s) {unknown}; {name!r} takes {sorted(allowed)}."
+            f"algorithm.{name}_kwargs: unknown option(s) {unknown}; {name!r} takes "
+            f"{sorted(allowed)}."
         )
     return options
 

@@ -610,7 +610,8 @@ class HFPolicy(torch.nn.Module):
             if n_assistant != len(traj.turns):
                 raise ValueError(
                     f"trajectory {traj.sample_id!r}: {n_assistant} assistant messages but "
-                    f"{len(traj.turns)} turns; Trajectory.messages must be the final info['messages']"
+                    f"{len(traj.turns)} turns; Trajectory.messages must be the final "
+                    "info['messages']"
                 )
             assistant = [t.generation.token_ids for t in traj.turns]
             ids, pos, _, inputs = self.chat.encode(

@@ -46,7 +46,7 @@ the info the policy saw, so log-probs recompute exactly):
 trainers checkpoint `torch.get_rng_state()`). `trajectory_logprobs` rebuilds every turn's input
 from the stored observation and the info the policy saw (`Trajectory.info_before_turn`), so
 it recomputes exactly the log-probs `act` returned (tested to < 1e-5).
-"""
+"""  # noqa: E501 (table rows)
 
 from __future__ import annotations
 
@@ -202,7 +202,8 @@ class TinyPolicy(nn.Module):
             )
         if not 0 <= min_crops <= max_crops:
             raise ValueError(
-                f"need 0 <= min_crops <= max_crops, got min_crops={min_crops}, max_crops={max_crops}"
+                f"need 0 <= min_crops <= max_crops, got min_crops={min_crops}, "
+                f"max_crops={max_crops}"
             )
         self.grid = grid
         self.scales = tuple(float(s) for s in scales)
@@ -364,7 +365,8 @@ class TinyPolicy(nn.Module):
 
     def _view_inputs(self, image: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Fixed features of one view (`view_features`), cached by pixel content: the update
-        epochs reuse the act-time inputs, and the G rollouts of a question share their first view."""
+        epochs reuse the act-time inputs, and the G rollouts of a question share their first
+        view."""
         array = np.ascontiguousarray(image, dtype=np.uint8)
         key = (
             array.shape,

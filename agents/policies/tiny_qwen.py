@@ -151,7 +151,8 @@ class _ImageOnlyProcessorMixin:
 
     def _process_videos(self, videos, **kwargs):
         raise ValueError(
-            f"{type(self).__name__} has no video processor (it needs torchvision); pass images only."
+            f"{type(self).__name__} has no video processor (it needs torchvision); pass images "
+            "only."
         )
 
 
@@ -220,7 +221,8 @@ def _corpus(seed: int) -> list[str]:
             "Your reply was not a valid action (no <crop> or <answer> tag). Reply "
             "<crop>[x1, y1, x2, y2]</crop> or <answer>...</answer>. 1 turn left.",
             f"<crop>[{x1}, {y1}, {x2}, {y2}]</crop>",
-            f"<think>The {colour} ring is small; zoom in.</think><crop>[{x1}, {y1}, {x2}, {y2}]</crop>",
+            f"<think>The {colour} ring is small; zoom in.</think><crop>[{x1}, {y1}, {x2}, "
+            f"{y2}]</crop>",
             f"<answer>{letter}</answer>",
             f"<think>It shows {pattern}.</think><answer>{letter}</answer>",
             f"<box>[{x1}, {y1}, {x2}, {y2}]</box> \\boxed{{{letter}}} The answer is {letter}.",
@@ -314,7 +316,8 @@ _QWEN3_MROPE = {
     "mrope_interleaved": True,
     "rope_theta": 5e6,
 }
-"""Qwen3-VL interleaved M-RoPE: sections (24, 20, 20) of 64 frequencies in the release, scaled to 16."""
+"""Qwen3-VL interleaved M-RoPE: sections (24, 20, 20) of 64 frequencies in the release, scaled
+to 16."""
 
 
 @dataclass(frozen=True)
@@ -375,7 +378,8 @@ class QwenVLArch:
 
     @property
     def max_pixels(self) -> int:
-        """Tiny processor's largest image without downscaling: (4 x factor)^2 px, 16 image tokens."""
+        """Tiny processor's largest image without downscaling: (4 x factor)^2 px, 16 image
+        tokens."""
         return (4 * self.factor) ** 2
 
 

@@ -17,7 +17,8 @@ never decodes an image: files are checked with `os.path.isfile`, base64 fields a
 left in their file (`EncodedImageRef`, read on demand). Any problem with a file raises one
 `DatasetFormatError` naming the file, the row/line and the fix.
 
-Files are read as published, not only in a clean schema (`formats.records`, `formats.choices`): options may be a
+Files are read as published, not only in a clean schema (`formats.records`, `formats.choices`):
+options may be a
 list, a letter->text dict, or one string labelled `"A. x\nB. y"`, `"(A) x (B) y"`, `"A x\nB y"` or
 `"A. x B. y C. z"` (mixed; 2-6 options, A-F); boxes may be lists or JSON strings; a record that
 repeats an earlier one exactly (same id, same content) is kept once, with one warning counting
@@ -26,7 +27,7 @@ the repeats (a repeated id with other content is an error); labels printed in th
 
 Metrics that belong to a format live beside it: `cycle_accuracy` (HR-Bench rotations) and
 `box_miou` (TreeBench localisation).
-"""
+"""  # noqa: E501 (table rows)
 
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 
 DeepEyes (Zheng et al. 2025, arXiv 2505.14362; verl-based) gives a Qwen2.5-VL model one tool,
 `image_zoom_in_tool(bbox_2d=[x1, y1, x2, y2], label=...)`, declared in the system prompt as a
-Qwen `<tools>` function spec and called as `<tool_call>{"name": ..., "arguments": {...}}</tool_call>`
+Qwen `<tools>` function spec and called as `<tool_call>{"name": ..., "arguments":
+{...}}</tool_call>`
 inside the assistant turn. The crop comes back in a new *user* turn (Qwen2.5-VL's chat template
 has no `tool` role): `<tool_response>`, the image, `</tool_response>`, then the instruction for
 the next turn. Every call crops the ORIGINAL image (never the previous crop), with `bbox_2d`
@@ -35,7 +36,8 @@ IMAGE_ZOOM_IN_TOOL: dict[str, Any] = {
     "type": "function",
     "function": {
         "name": "image_zoom_in_tool",
-        "description": "Zoom in on a region of the image: the region is cut from the full-resolution "
+        "description": "Zoom in on a region of the image: the region is cut from the "
+        "full-resolution "
         "image and returned as a new image. The label is optional.",
         "parameters": {
             "type": "object",
@@ -82,7 +84,10 @@ _FRAME_SENTENCES = {
     "view": "bbox_2d is in pixels of this image as shown ({w}x{h}), origin at its top-left "
     "corner, x to the right, y down.",
 }
-_SAME_FRAME = "Every call crops the original image, whatever you were shown last; bbox_2d stays in that frame."
+_SAME_FRAME = (
+    "Every call crops the original image, whatever you were shown last; bbox_2d stays "
+    "in that frame."
+)
 
 
 class DeepEyesEnv(GroundedVQAEnv):
@@ -182,8 +187,10 @@ class DeepEyesEnv(GroundedVQAEnv):
         frame = _FRAME_SENTENCES[self.coord_frame].format(w=view_w, h=view_h, W=image_w, H=image_h)
         answer_hint = "the option's letter" if sample.options else "a short answer"
         lines = question_lines(sample) + [
-            f"The image is shown at {view_w}x{view_h} px (original {image_w}x{image_h} px). {frame} {_SAME_FRAME}",
-            f"Think first, then call image_zoom_in_tool if needed, or answer with <answer>...</answer> "
+            f"The image is shown at {view_w}x{view_h} px (original {image_w}x{image_h} px). "
+            f"{frame} {_SAME_FRAME}",
+            "Think first, then call image_zoom_in_tool if needed, or answer with "
+            "<answer>...</answer> "
             f"({answer_hint}). You have {self.max_turns} turns.",
         ]
         return "\n".join(lines)

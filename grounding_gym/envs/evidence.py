@@ -46,7 +46,8 @@ EVIDENCE_REWARD_WEIGHTS: dict[str, float] = {
 
 FILLER_WORDS: frozenset[str] = frozenset(
     "answer answers is it its it's correct option choice final i think believe so this that be "
-    "must probably likely my would should guess definitely clearly surely here one of course".split()
+    "must probably likely my would should guess definitely clearly surely here one of "
+    "course".split()
 )
 """Words that carry no evidence: what remains of a description after removing option texts and
 these (and articles) must be at least `min_evidence_words` words."""
@@ -105,7 +106,7 @@ def answer_leak(
         "states option 'dots' with 0 words of evidence (< 2)"
         >>> answer_leak("The red ring is filled with dots.", opts) is None
         True
-        >>> answer_leak("A red ring filled with dots.", opts) is None  # the article "A" is no letter
+        >>> answer_leak("A red ring filled with dots.", opts) is None  # "A" is an article
         True
     """
     if _BOXED_RE.search(description):
@@ -125,7 +126,10 @@ def answer_leak(
         text = re.sub(rf"\b{re.escape(option)}\b", " ", text)
     evidence = [w for w in text.split() if w not in FILLER_WORDS]
     if len(evidence) < min_evidence_words:
-        return f"states option {stated[0]!r} with {len(evidence)} words of evidence (< {min_evidence_words})"
+        return (
+            f"states option {stated[0]!r} with {len(evidence)} words of evidence (< "
+            f"{min_evidence_words})"
+        )
     return None
 
 
@@ -142,7 +146,8 @@ def repetition(
     Looping means either:
 
     1. some word `ngram_size`-gram (words = `\\w+` runs, lower case; overlapping n-grams) occurs
-       `max_ngram_repeats` or more times ("dots dots dots dots dots" holds "dots dots dots" 3 times);
+       `max_ngram_repeats` or more times ("dots dots dots dots dots" holds "dots dots dots" 3
+       times);
     2. the text has at least `min_compression_chars` UTF-8 bytes and zlib (level 9) compresses
        it by more than `max_compression_ratio` (catches loops without spaces, "BBBB...").
        Measured: English prose of 200-2,000 chars compresses 1.2-1.8x; loops 4-25x.
@@ -158,7 +163,10 @@ def repetition(
     if grams:
         gram, count = grams.most_common(1)[0]
         if count >= max_ngram_repeats:
-            return f"{ngram_size}-gram {' '.join(gram)!r} occurs {count} times (>= {max_ngram_repeats})"
+            return (
+                f"{ngram_size}-gram {' '.join(gram)!r} occurs {count} times (>= "
+                f"{max_ngram_repeats})"
+            )
     raw = text.encode("utf-8")
     if len(raw) >= min_compression_chars:
         ratio = len(raw) / len(zlib.compress(raw, 9))
@@ -218,10 +226,11 @@ def score_description(
 
     Examples:
         >>> opts = ("horizontal stripes", "vertical stripes", "checkerboard", "dots")
-        >>> s = score_description("The red ring is filled with dots.", "What fills the red ring?", opts, "D")
+        >>> question = "What fills the red ring?"
+        >>> s = score_description("The red ring is filled with dots.", question, opts, "D")
         >>> s.reader_answer, s.terms()["sufficiency"]
         ('D', 1.0)
-        >>> score_description("The answer is D", "What fills the red ring?", opts, "D").terms()["honesty"]
+        >>> score_description("The answer is D", question, opts, "D").terms()["honesty"]
         -1.0
     """
     reader = RuleReader() if reader is None else reader

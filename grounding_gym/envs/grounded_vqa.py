@@ -74,7 +74,8 @@ class GroundedVQAEnv(gym.Env[dict, str]):
     generator (2K-8K images, small targets whose content is legible only when zoomed).
 
     ## Action Space
-    `Text(max_action_chars, charset=ACTION_CHARSET)` (printable ASCII, tab, newline); any `str` is accepted by `step`:
+    `Text(max_action_chars, charset=ACTION_CHARSET)` (printable ASCII, tab, newline); any `str` is
+    accepted by `step`:
     `<crop>[x1, y1, x2, y2]</crop>` (in `coord_frame` of the current view; Qwen tool calls,
     MGPO JSON and `<box>` also parse) or `<answer>B</answer>` (`\\boxed{B}` also parses).
     Anything else is invalid: the episode goes on and the dialogue says what was wrong.
@@ -123,7 +124,8 @@ class GroundedVQAEnv(gym.Env[dict, str]):
     `patch_size=28`, `invalid_box="clip"`, `min_crop=28`, `max_aspect=100`,
     `multi_box="first"`, `max_action_chars=4096`, `reward_weights`, `grounding_metric="iou"`,
     `grounding_agg="max"`, `scale_bin_edges=None` (the dataset's declared edges, e.g. (1e-3, 1e-2)
-    for V*, HR-Bench, MME-RealWorld, TreeBench and synthetic-hr; else (0.1, 0.3); `env.scale_bin_edges_source`
+    for V*, HR-Bench, MME-RealWorld, TreeBench and synthetic-hr; else (0.1, 0.3);
+    `env.scale_bin_edges_source`
     says which), `image_cache_size=4`,
     `max_image_pixels`, `reduced_decode=True` (first view of a JPEG from a 1/2-1/8 scale
     decode, PSNR >= 30 dB against the full decode, see docs/benchmarks.md),
@@ -357,7 +359,10 @@ class GroundedVQAEnv(gym.Env[dict, str]):
     def crop_prompt(self, crop_orig: Box) -> str:
         """Text of the user turn that returns a crop."""
         left = turns_left_text(self.max_turns - self.turn)
-        return f"{zoom_sentence(crop_orig, self.view_size)}; coordinates now refer to this view. {left}"
+        return (
+            f"{zoom_sentence(crop_orig, self.view_size)}; coordinates now refer to this view. "
+            f"{left}"
+        )
 
     def error_prompt(self, error: str) -> str:
         """Text of the user turn after an invalid or refused action."""
@@ -525,7 +530,10 @@ def question_lines(sample: Sample) -> list[str]:
 
 def zoom_sentence(crop_orig: Box, view_size: tuple[int, int]) -> str:
     """`"Zoomed in on [x1, y1, x2, y2] of the original, shown at WxH px"` (no full stop)."""
-    return f"Zoomed in on {crop_box_text(crop_orig)} of the original, shown at {view_size[0]}x{view_size[1]} px"
+    return (
+        f"Zoomed in on {crop_box_text(crop_orig)} of the original, shown at "
+        f"{view_size[0]}x{view_size[1]} px"
+    )
 
 
 def turns_left_text(left: int) -> str:
@@ -560,7 +568,8 @@ def _or_none(value: float) -> float | None:
 def _resolve_bin_edges(
     edges: Sequence[float] | None, dataset: Any
 ) -> tuple[tuple[float, ...], str]:
-    """`(edges, why)`: the given edges, else the dataset's declared ones, else the library default."""
+    """`(edges, why)`: the given edges, else the dataset's declared ones, else the library
+    default."""
     if edges is not None:
         return check_bin_edges(edges), "scale_bin_edges given"
     declared = dataset_bin_edges(dataset)

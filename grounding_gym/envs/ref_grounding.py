@@ -2,7 +2,8 @@
 
 Default data: `synthetic-ref` (`grounding_gym.data.synthetic.SyntheticRef`), `synthetic-hr`
 scenes whose target ring is named by its referring expression ("the red ring filled with
-dots", "the ring labelled K7"), so the env runs with no files. Real data: the `refcoco` loader (`grounding_gym.data.loaders`),
+dots", "the ring labelled K7"), so the env runs with no files. Real data: the `refcoco` loader
+(`grounding_gym.data.loaders`),
 or any samples with a ground-truth box and `metadata["referring_expression"]` (else the
 question is the expression).
 """
@@ -193,7 +194,8 @@ class RefGroundingEnv(GroundedVQAEnv):
             lines.append("Reply <box>[x1, y1, x2, y2]</box> with the box of that region.")
         else:
             lines.append(
-                "Reply <crop>[x1, y1, x2, y2]</crop> to zoom in, or <answer>[x1, y1, x2, y2]</answer> "
+                "Reply <crop>[x1, y1, x2, y2]</crop> to zoom in, or <answer>[x1, y1, x2, "
+                "y2]</answer> "
                 f"with the box of that region. You have {self.max_turns} turns; a box on your last "
                 "turn is your answer."
             )

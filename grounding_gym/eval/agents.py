@@ -148,5 +148,6 @@ class PolicyAgent:
 register_agent(
     "replay",
     "grounding_gym.eval.replay:ReplayAgent",
-    description="replay recorded chat conversations from a JSONL file (agent kwargs path=, match=id|image+question)",
+    description="replay recorded chat conversations from a JSONL file (agent kwargs path=, "
+    "match=id|image+question)",
 )

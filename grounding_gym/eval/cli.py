@@ -259,7 +259,8 @@ def eval_main(argv: Sequence[str]) -> int:
 
 
 def _like(run: str, args: argparse.Namespace) -> dict[str, Any]:
-    """The evaluation setting of another run (its summary's meta); explicit -n/--seed/--bin-edges win."""
+    """The evaluation setting of another run (its summary's meta); explicit -n/--seed/--bin-edges
+    win."""
     from grounding_gym.eval.report import load_summary
 
     meta = load_summary(run)["meta"]
@@ -385,7 +386,8 @@ def compare_main(argv: Sequence[str]) -> int:
         if benchmark == "auto":
             if not summaries:
                 print(
-                    "compare: --baselines without a run needs a benchmark name, e.g. --baselines synthetic-hr",
+                    "compare: --baselines without a run needs a benchmark name, e.g. --baselines "
+                    "synthetic-hr",
                     file=sys.stderr,
                 )
                 return 2
@@ -437,7 +439,8 @@ def _run_benchmark(summary: dict[str, Any]) -> str:
 
 
 def _print_published(args: argparse.Namespace, summaries: list[dict[str, Any]]) -> int:
-    """Print the published accuracies of `--published` (or the first run's benchmark) beside the runs."""
+    """Print the published accuracies of `--published` (or the first run's benchmark) beside the
+    runs."""
     from grounding_gym.eval.published import PublishedFormatError, find_published
     from grounding_gym.eval.report import published_table
 
@@ -482,7 +485,8 @@ def _warn_config_mismatch(summaries: Sequence[dict[str, Any]]) -> None:
             )
         if diffs:
             print(
-                f"note: {meta.get('label') or meta.get('agent')} differs from {first.get('label') or first.get('agent')} "
+                f"note: {meta.get('label') or meta.get('agent')} differs from "
+                f"{first.get('label') or first.get('agent')} "
                 f"in {', '.join(diffs)}: the samples or the env differ, so compare with care",
                 file=sys.stderr,
             )
@@ -495,7 +499,8 @@ def render_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="grounding-gym render",
         description="Draw one episode as PNG: the original with ground truth, crops and view, then "
-        "every view the agent saw. Either run an agent (--agent) or replay a recorded episode (--run).",
+        "every view the agent saw. Either run an agent (--agent) or replay a recorded episode "
+        "(--run).",
     )
     _add_agent_args(parser, required=False)
     parser.add_argument("--run", default=None, help="replay an episode of this evaluation folder")
@@ -529,7 +534,8 @@ def render_main(argv: Sequence[str]) -> int:
         }
         if args.episode not in records:
             print(
-                f"render: episode {args.episode} is not in {args.run} (has {len(records)} episodes)",
+                f"render: episode {args.episode} is not in {args.run} "
+                f"(has {len(records)} episodes)",
                 file=sys.stderr,
             )
             return 2

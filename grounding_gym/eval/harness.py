@@ -115,7 +115,8 @@ def make_eval_env(
     if isinstance(env, gym.Env):
         if dataset is not None or dataset_kwargs or env_kwargs:
             raise ValueError(
-                "dataset/dataset_kwargs/env_kwargs apply only when env is an id; got an env instance"
+                "dataset/dataset_kwargs/env_kwargs apply only when env is an id; got an env "
+                "instance"
             )
         spec = env.spec
         kwargs = dict(spec.kwargs) if spec is not None else {}

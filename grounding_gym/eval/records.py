@@ -24,7 +24,7 @@ Record keys (one episode; boxes in original px, areas relative to the image):
 | `terminated`, `truncated` | how the episode ended |
 | `return`, `reward_terms`, `final_reward_terms` | summed reward, summed terms, terms of the last step |
 | `elapsed_s` | wall time of the episode |
-"""
+"""  # noqa: E501 (table rows)
 
 from __future__ import annotations
 

@@ -255,8 +255,8 @@ class ReplayAgent:
             )
         if problems:
             warnings.warn(
-                f"replay {self.path}: {r['matched']} of {r['lines']} lines matched by {self.match}; "
-                + "; ".join(problems),
+                f"replay {self.path}: {r['matched']} of {r['lines']} lines matched by "
+                f"{self.match}; " + "; ".join(problems),
                 UserWarning,
                 stacklevel=3,
             )

@@ -93,17 +93,21 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
     """
     meta = summary.get("meta", {})
     lines = [
-        f"# {meta.get('agent', 'agent')} on {meta.get('env_id', 'env')} / {meta.get('benchmark', meta.get('dataset', ''))}",
+        f"# {meta.get('agent', 'agent')} on {meta.get('env_id', 'env')} / "
+        f"{meta.get('benchmark', meta.get('dataset', ''))}",
         "",
     ]
     lines.append(
-        f"{summary['overall']['n']} episodes, seed {meta.get('seed')}; accuracy, Acc@0.5, crop rate and "
-        "invalid in %; mIoU counts an episode without a crop as 0; coverage is over cropped episodes."
+        f"{summary['overall']['n']} episodes, seed {meta.get('seed')}; accuracy, Acc@0.5, crop "
+        "rate and "
+        "invalid in %; mIoU counts an episode without a crop as 0; coverage is over cropped "
+        "episodes."
     )
     if meta.get("bin_edges"):
         source = f" ({meta['bin_edges_source']})" if meta.get("bin_edges_source") else ""
         lines.append(
-            f"Scale bins on the target's relative area, edges {', '.join(f'{e:g}' for e in meta['bin_edges'])}{source}."
+            "Scale bins on the target's relative area, edges "
+            f"{', '.join(f'{e:g}' for e in meta['bin_edges'])}{source}."
         )
     lines.append("")
     header = ["group", "name"] + [title for _, title, _ in TABLE_METRICS]
@@ -116,7 +120,8 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
     if cycle:
         lines += [
             "",
-            f"HR-Bench cycle accuracy: {_fmt(cycle['cycle_accuracy'], 'pct')} % (mean over rotations), "
+            f"HR-Bench cycle accuracy: {_fmt(cycle['cycle_accuracy'], 'pct')} % (mean over "
+            "rotations), "
             f"{_fmt(cycle['cycle_accuracy_all'], 'pct')} % (all rotations right), "
             f"{cycle['n_questions']} questions.",
         ]
@@ -330,7 +335,8 @@ def _text_table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def _render_table(title: str, header: list[str], rows: list[list[str]], markdown: bool) -> str:
-    """`title`, then the table: Markdown (first column left-aligned, the rest right) or aligned text."""
+    """`title`, then the table: Markdown (first column left-aligned, the rest right) or aligned
+    text."""
     if markdown:
         lines = [
             title,
@@ -457,7 +463,8 @@ def published_table(
             f"run categories with no published counterpart: {', '.join(sorted(unmatched))}"
         )
     lines.append(
-        f"note: per-scale-bin accuracies are not published for {benchmark.title} (papers report overall "
+        f"note: per-scale-bin accuracies are not published for {benchmark.title} (papers report "
+        "overall "
         "and per-category numbers only); a run's own per-bin accuracies are in its summary and in "
         "`grounding-gym compare RUN`'s table."
     )

@@ -21,7 +21,7 @@ anything else (objects, object-dtype arrays, CMYK images) raises `TypeError` nam
 
 PNG encoding is the costly step, so `ImageCodec` keeps the last few encodings (and decodings):
 a conversation that repeats earlier views is encoded once.
-"""
+"""  # noqa: E501 (table rows)
 
 from __future__ import annotations
 

@@ -73,7 +73,8 @@ class ServeRequestError(ValueError):
 
 
 class GymAction(Action):
-    """One action of the served env, in the wire form of `ImageCodec.to_json` (a str for text envs)."""
+    """One action of the served env, in the wire form of `ImageCodec.to_json` (a str for text
+    envs)."""
 
     action: Any = Field(description="the action, encoded by grounding_gym.remote.codec")
 
@@ -165,8 +166,10 @@ class GymnasiumEnvironment(Environment[GymAction, GymObservation, GymState]):
             )
         if self._episode_id is None:
             raise ServeRequestError(
-                "step before reset: this session has no episode. Send reset first. (HTTP POST /step is "
-                "stateless in OpenEnv, a fresh env per request: run episodes over the /ws websocket, "
+                "step before reset: this session has no episode. Send reset first. (HTTP POST "
+                "/step is "
+                "stateless in OpenEnv, a fresh env per request: run episodes over the /ws "
+                "websocket, "
                 "e.g. with grounding_gym.remote.RemoteEnv.)"
             )
         value = self._decode_action(action.action)
@@ -243,7 +246,8 @@ class GymnasiumEnvironment(Environment[GymAction, GymObservation, GymState]):
 
 class MaxBodySize:
     """ASGI middleware: an HTTP request whose body exceeds `max_bytes` gets 413 (a body of
-    unknown length, chunked, gets 411); websocket messages are limited by uvicorn's `ws_max_size`."""
+    unknown length, chunked, gets 411); websocket messages are limited by uvicorn's
+    `ws_max_size`."""
 
     def __init__(self, app: Any, max_bytes: int):
         self.app, self.max_bytes = app, max_bytes

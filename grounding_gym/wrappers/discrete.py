@@ -10,7 +10,7 @@ Action `k` of `Discrete(n_crops + n_answers)`:
 A tile is a fraction of the *current* view, mapped to original px with `to_original` and written
 in the env's `coord_frame` with `crop_action_text` (outward rounding, clamped to the view), so
 the wrapper works in every frame and a tile of a tile composes.
-"""
+"""  # noqa: E501 (table rows)
 
 from __future__ import annotations
 

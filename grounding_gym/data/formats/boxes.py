@@ -29,7 +29,8 @@ def check_box_format(box_format: Any, where: str) -> str:
     if box_format not in BOX_FORMATS:
         raise format_error(
             where,
-            f"box_format {box_format!r} is not one of {BOX_FORMATS}.{suggest(str(box_format), BOX_FORMATS)}",
+            f"box_format {box_format!r} is not one of "
+            f"{BOX_FORMATS}.{suggest(str(box_format), BOX_FORMATS)}",
             '"xyxy"/"xywh" are original px; "norm1" is 0..1 and "norm1000" 0..1000 of the image.',
         )
     return box_format
@@ -112,7 +113,8 @@ class BoxFitter:
         if inside is None:
             raise format_error(
                 where,
-                f"box {box.as_list()} (original px xyxy) lies entirely outside the {width}x{height} image",
+                f"box {box.as_list()} (original px xyxy) lies entirely outside the "
+                f"{width}x{height} image",
                 "check the box format and that the box belongs to this image.",
             )
         overhang = max(-box.x1, -box.y1, box.x2 - width, box.y2 - height)

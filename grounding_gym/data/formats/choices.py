@@ -33,7 +33,8 @@ def strip_choice_prefix(text: str, letter: str) -> str:
 
 
 def split_choice_label(text: str) -> tuple[str | None, str]:
-    """`"(D) red"` / `"D. red"` / `"D) red"` / `"D: red"` -> `("D", "red")`; no label -> `(None, text)`."""
+    """`"(D) red"` / `"D. red"` / `"D) red"` / `"D: red"` -> `("D", "red")`; no label ->
+    `(None, text)`."""
     match = _CHOICE_PREFIX.match(text)
     if match is None or not text[match.end() :].strip():
         return None, text.strip()
@@ -81,7 +82,8 @@ def split_options_string(text: str, where: str, field: str = "options") -> Choic
     if len(spans) < 2:
         raise format_error(
             where,
-            f"field {field!r} is one string without option labels A, B, ... in order: {body[:80]!r}",
+            f"field {field!r} is one string without option labels A, B, ... in order: "
+            f"{body[:80]!r}",
             'write it as a list, or label each option ("A. x\nB. y", "(A) x (B) y", "A x\nB y").',
         )
     ends = [start for start, _ in spans[1:]] + [len(body)]
@@ -165,7 +167,8 @@ def answer_letter(
     shown = f"; printed labels {[label or '-' for label in labels]}" if any(labels) else ""
     raise format_error(
         where,
-        f"field {field!r}: answer {answer!r} is neither an option letter ({', '.join(letters)}){shown} "
+        f"field {field!r}: answer {answer!r} is neither an option letter "
+        f"({', '.join(letters)}){shown} "
         "nor an option text",
     )
 

@@ -21,7 +21,7 @@ Normalised boxes need the image size: the loader reads the image header once per
 
 Example: `{"id": "q1", "image": "imgs/a.jpg", "question": "What colour is the cup?",
 "options": ["red", "blue"], "answer": "B", "boxes": [[120, 40, 180, 95]], "box_format": "xyxy"}`
-"""
+"""  # noqa: E501 (table rows)
 
 from __future__ import annotations
 

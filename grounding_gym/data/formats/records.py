@@ -58,7 +58,8 @@ def resolve_file(
     """The data file and the folder image paths are relative to.
 
     `path` names the file; `data_dir` may name the file, or a folder holding exactly one file with
-    one of `suffixes`. Images resolve against `data_dir` when it is a folder, else the file's folder.
+    one of `suffixes`. Images resolve against `data_dir` when it is a folder, else the file's
+    folder.
     """
     data_dir = os.fspath(data_dir) if data_dir is not None else None
     if path is not None:

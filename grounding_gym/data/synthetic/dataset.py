@@ -77,7 +77,8 @@ def _check_mix(weights: Sequence[float] | None, groups: int) -> tuple[float, ...
         or sum(values) <= 0
     ):
         raise ValueError(
-            f"target_mix must hold {groups} non-negative weights (one per target_rel_area range), got {weights!r}"
+            f"target_mix must hold {groups} non-negative weights (one per target_rel_area range), "
+            f"got {weights!r}"
         )
     return tuple(w / sum(values) for w in values)
 
@@ -200,7 +201,8 @@ class SyntheticHR(Sequence[Sample]):
             threshold, cycles = _check_range("coarse_content", coarse_content, 0.0, math.inf)
             if not (0.0 < threshold <= 0.4 and 1.0 <= cycles):
                 raise ValueError(
-                    f"coarse_content={coarse_content!r} must be (min_rel_area in (0, 0.4], cycles >= 1)"
+                    f"coarse_content={coarse_content!r} must be (min_rel_area in (0, 0.4], cycles "
+                    ">= 1)"
                 )
             coarse_content = (threshold, cycles)
         self.coarse_content = coarse_content
@@ -214,10 +216,11 @@ class SyntheticHR(Sequence[Sample]):
         return self.num_samples
 
     def __repr__(self) -> str:
+        groups = self.target_groups if len(self.target_groups) > 1 else self.target_rel_area
         return (
             f"SyntheticHR(num_samples={self.num_samples}, seed={self.seed}, "
             f"image_size={self.image_size}, families={self.families}, "
-            f"target_rel_area={self.target_groups if len(self.target_groups) > 1 else self.target_rel_area}, "
+            f"target_rel_area={groups}, "
             f"difficulty={self.difficulty})"
         )
 

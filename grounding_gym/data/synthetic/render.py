@@ -158,7 +158,8 @@ def content_period(kind: str, diameter: int, difficulty: float, cycles: float | 
     """Period in original px (an integer) of the content of a ring of `diameter` original px.
 
     Patterns: about `24 + 8 * difficulty` cycles across the content canvas (or `cycles`, for
-    coarse content: see `SyntheticHR(coarse_content=...)`), at least `MIN_PERIOD_PX`. Digits: the checkerboard texture's period `2 * cell`, with an even `cell`
+    coarse content: see `SyntheticHR(coarse_content=...)`), at least `MIN_PERIOD_PX`. Digits: the
+    checkerboard texture's period `2 * cell`, with an even `cell`
     >= 2 px such that at least `3.5 + difficulty` cells span a segment's width. Periods are never
     2 mod 4 from 12 px on, so drawing them needs no supersampling (see `render_content`).
     """
