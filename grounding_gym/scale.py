@@ -79,7 +79,7 @@ def parse_bin_spec(text: str) -> tuple[float, ...] | int:
     return check_bin_edges(values)
 
 
-def quantile_bin_edges(rel_areas: Sequence[float], num_bins: int) -> tuple[float, ...]:
+def quantile_bin_edges(rel_areas: Sequence[float | None], num_bins: int) -> tuple[float, ...]:
     """Edges splitting `rel_areas` (NaN/None skipped) into `num_bins` equal-count bins: the
     k/K quantiles (nearest rank), k = 1..K-1; tied quantiles merge, so fewer bins may result.
 

@@ -215,7 +215,7 @@ class ImageHandle:
         name = describe_source(self.source)
         if isinstance(self.source, Image.Image):
             image = self.source
-        elif not self._is_encoded():
+        elif callable(self.source) and not self._is_encoded():
             image = self.source()
             if not isinstance(image, Image.Image):
                 raise ImageLoadError(f"{name} returned {type(image).__name__}, not a PIL image")
@@ -249,7 +249,8 @@ class ImageHandle:
             return io.BytesIO(self.source)
         if isinstance(self.source, (str, os.PathLike)):
             return self.source
-        return io.BytesIO(self.source.read_bytes())  # a lazy reference into a larger file
+        reference: Any = self.source  # a lazy reference into a larger file (`read_bytes()`)
+        return io.BytesIO(reference.read_bytes())
 
     def _check_pixels(self, size: tuple[int, int], name: str) -> None:
         if size[0] * size[1] > self.max_image_pixels:

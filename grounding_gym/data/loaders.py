@@ -40,10 +40,10 @@ from grounding_gym.data.formats.records import DatasetFormatError
 from grounding_gym.data.formats.refcoco import load_refcoco
 from grounding_gym.data.formats.treebench import box_miou, load_treebench
 from grounding_gym.data.formats.vstar import VSTAR_CATEGORIES, load_vstar
-from grounding_gym.data.registry import declare_bin_edges, register_dataset
+from grounding_gym.data.registry import DatasetLoader, declare_bin_edges, register_dataset
 from grounding_gym.scale import DEFAULT_BIN_EDGES, HR_BIN_EDGES
 
-LOADERS = {
+LOADERS: dict[str, DatasetLoader] = {
     "vstar": load_vstar,
     "hrbench": load_hrbench,
     "mme-realworld": load_mme_realworld,

@@ -236,9 +236,11 @@ class GroundedVQAEnv(gym.Env[dict, str]):
         )
         self.action_space = gym.spaces.Text(max_action_chars, min_length=0, charset=ACTION_CHARSET)
 
-        self.sample: Sample | None = None
-        self._handle: ImageHandle | None = None
-        self.view_box: Box | None = None
+        # The episode's sample, image and view: None until the first `reset` (which step,
+        # render and the hooks require), typed as after it.
+        self.sample: Sample = None  # type: ignore[assignment]
+        self._handle: ImageHandle = None  # type: ignore[assignment]
+        self.view_box: Box = None  # type: ignore[assignment]
         self.view_size: tuple[int, int] = (0, 0)
         self.turn = 0
         self.crops: list[Box] = []
@@ -420,7 +422,7 @@ class GroundedVQAEnv(gym.Env[dict, str]):
         return view.array
 
     @property
-    def image_handle(self) -> ImageHandle | None:
+    def image_handle(self) -> ImageHandle:
         """The current sample's original image (size from its header; decoded on demand);
         None before the first `reset`."""
         return self._handle

@@ -17,7 +17,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from grounding_gym.atomic import atomic_write_bytes
 
@@ -562,7 +562,7 @@ def render_main(argv: Sequence[str]) -> int:
             {**env_kwargs, "render_mode": "rgb_array"},
         )
         agent = make_agent(args.agent, env, **args.agent_kwargs)
-        data = env.unwrapped.dataset
+        data = cast(Any, env.unwrapped).dataset
         if args.sample_id is not None:
             index = next((i for i in range(len(data)) if data[i].id == args.sample_id), None)
             if index is None:

@@ -255,7 +255,7 @@ def evaluate(
     envs = [first_env] + [
         make_eval_env(env_id, dataset, dataset_kwargs, env_kwargs)[0] for _ in range(num_envs - 1)
     ]
-    base = first_env.unwrapped
+    base: Any = first_env.unwrapped  # a GroundedVQA-style env: `dataset`, `scale_bin_edges`
     data = base.dataset
     if samples is not None:
         samples = (int(samples[0]), int(samples[1]))
@@ -298,11 +298,17 @@ def evaluate(
     plan = episode_plan(seed, n, len(data), samples)
     done = {int(r["episode"]) for r in records if "episode" in r}
     pending = deque(i for i in range(n) if i not in done)
-    if isinstance(agent, str) and pending:  # a finished run rebuilds its reports without the agent
-        agent = make_agent(agent, first_env, **dict(agent_kwargs or {}))
+    runs: Iterator[dict[str, Any]] = iter(())  # a finished run rebuilds its reports, no agent
+    if pending:
+        built = (
+            make_agent(agent, first_env, **dict(agent_kwargs or {}))
+            if isinstance(agent, str)
+            else agent
+        )
+        runs = _run_episodes(built, envs, plan, pending, seed)
     bar = _progress(n, n - len(pending), label or agent_name, progress)
     try:
-        for record in _run_episodes(agent, envs, plan, pending, seed):
+        for record in runs:
             if out is not None:
                 append_record(out / EPISODES_FILE, record)
             records.append(record)

@@ -41,7 +41,7 @@ def group_metrics(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Metrics of one group of records (see the module docstring); `n` = 0 gives Nones."""
     n = len(records)
     correct = [1.0 if r.get("correct") else 0.0 for r in records]
-    accuracy = _mean(correct)
+    accuracy = sum(correct) / n if n else None
     actions = sum(int(r.get("turns", 0)) for r in records)
     invalid = sum(int(r.get("invalid_actions", 0)) for r in records)
     with_boxes = [r for r in records if r.get("gt_boxes")]
@@ -50,7 +50,7 @@ def group_metrics(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "n": n,
         "accuracy": accuracy,
-        "accuracy_se": math.sqrt(accuracy * (1 - accuracy) / n) if n else None,
+        "accuracy_se": math.sqrt(accuracy * (1 - accuracy) / n) if accuracy is not None else None,
         "answer_rate": _mean(1.0 if r.get("answered") else 0.0 for r in records),
         "mean_turns": _mean(float(r.get("turns", 0)) for r in records),
         "mean_crops": _mean(float(r.get("num_crops", 0)) for r in records),

@@ -150,12 +150,19 @@ def _check_fields(file: Path, where: str, value: Any, fields: Mapping[str, bool]
         raise _fail(file, where, f"unknown field(s) {said}; allowed: {sorted(fields)}")
 
 
-def _text(file: Path, where: str, value: Any, field: str, optional: bool = False) -> str | None:
-    if value is None and optional:
+def _text(file: Path, where: str, value: Any, field: str) -> str:
+    """`value` stripped; a non-empty string is required."""
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(file, where, f"{field!r} must be a non-empty string, got {value!r}")
+    return value.strip()
+
+
+def _optional_text(file: Path, where: str, value: Any, field: str) -> str | None:
+    """`value` stripped, or None for null."""
+    if value is None:
         return None
     if not isinstance(value, str) or not value.strip():
-        kind = "a non-empty string" + (" or null" if optional else "")
-        raise _fail(file, where, f"{field!r} must be {kind}, got {value!r}")
+        raise _fail(file, where, f"{field!r} must be a non-empty string or null, got {value!r}")
     return value.strip()
 
 
@@ -182,7 +189,7 @@ def load_sources(path: str | Path) -> dict[str, PublishedSource]:
             title=_text(file, where, value["title"], "title"),
             url=_text(file, where, value["url"], "url"),
             table=_text(file, where, value["table"], "table"),
-            arxiv=_text(file, where, value.get("arxiv"), "arxiv", True),
+            arxiv=_optional_text(file, where, value.get("arxiv"), "arxiv"),
         )
     return sources
 
@@ -241,12 +248,12 @@ def _row(
     quote = " ".join(_text(file, where, value["quote"], "quote").split())
     return PublishedRow(
         system=_text(file, where, system, "system"),
-        base_model=_text(file, where, value["base_model"], "base_model", optional=True),
-        size=_text(file, where, value["size"], "size", optional=True),
+        base_model=_optional_text(file, where, value["base_model"], "base_model"),
+        size=_optional_text(file, where, value["size"], "size"),
         source=sources[source],
         accuracy=_accuracy(file, where, value["accuracy"], splits, quote),
         quote=quote,
-        note=_text(file, where, value.get("note"), "note", optional=True) or "",
+        note=_optional_text(file, where, value.get("note"), "note") or "",
     )
 
 

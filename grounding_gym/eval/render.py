@@ -52,7 +52,7 @@ class EpisodeFrames:
 
 def play_episode(
     env: gym.Env,
-    policy: Callable[[dict[str, Any], dict[str, Any]], str] | Sequence[str],
+    policy: Callable[[dict[str, Any], dict[str, Any]], str | None] | Sequence[str],
     *,
     seed: int | None = None,
     options: dict[str, Any] | None = None,
@@ -62,7 +62,8 @@ def play_episode(
 
     Args:
         env: an env made with `render_mode="rgb_array"`.
-        policy: `policy(observation, info) -> action text`, or a list of actions to replay.
+        policy: `policy(observation, info) -> action text` (None ends the episode, as for an
+            eval `Agent`), or a list of actions to replay.
         seed, options: passed to `reset` (e.g. `options={"sample_id": ...}`).
         extra_info: keys added to every info handed to `policy` (the harness's `episode`,
             `sample_index`).
@@ -76,14 +77,15 @@ def play_episode(
     )
     frames.views.append(obs["image"])
     frames.view_boxes.append(Box(*info["view_box"]))
-    replay = None if callable(policy) else list(policy)
-    for turn in range(10_000):
-        if replay is not None:
-            if turn >= len(replay):
-                break
-            action = replay[turn]
-        else:
-            action = policy(obs, {**info, **(extra_info or {})})  # type: ignore[operator]
+    if callable(policy):
+        act = policy
+    else:
+        replay = iter(list(policy))
+        act = lambda _obs, _info: next(replay, None)  # noqa: E731
+    for _ in range(10_000):
+        action = act(obs, {**info, **(extra_info or {})})
+        if action is None:
+            break
         obs, _, terminated, truncated, info = env.step(action)
         frames.actions.append(action)
         frames.infos.append({k: v for k, v in info.items() if k != "messages"})

@@ -115,7 +115,12 @@ class ImageCodec:
                 array[..., 0] if array.ndim == 3 and array.shape[2] == 1 else array
             )
             image = Image.fromarray(pixels)
-            key = (image.mode, image.size, (), hashlib.blake2b(pixels, digest_size=16).digest())
+            key = (
+                image.mode,
+                image.size,
+                (),
+                hashlib.blake2b(pixels.data, digest_size=16).digest(),
+            )
             png = self._encoded.get(key, lambda: _png_b64(image))
             return {TAG: "png", "shape": list(array.shape), "png": png}
         data = base64.b64encode(np.ascontiguousarray(array).tobytes()).decode("ascii")

@@ -110,7 +110,7 @@ class DiscreteCropAnswer(gym.ActionWrapper):
         )
 
     def action(self, action: Any) -> str:
-        base = self.env.unwrapped
+        base: Any = self.env.unwrapped  # a GroundedVQAEnv: view and frame of the next action
         return self.text_for(
             int(action), base.view_box, base.view_size, base.coord_frame, base.action_reference()
         )

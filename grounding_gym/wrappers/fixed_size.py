@@ -10,7 +10,7 @@ policy can tell which letter names what it sees (the letters are shuffled per qu
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -87,7 +87,7 @@ class FixedSizeObservation(gym.ObservationWrapper):
             vocab = (
                 option_vocab
                 if option_vocab is not None
-                else option_vocabulary(env.unwrapped.dataset)
+                else option_vocabulary(cast(Any, env.unwrapped).dataset)
             )
             self.option_vocab = tuple(vocab)
             self.max_options = int(max_options)

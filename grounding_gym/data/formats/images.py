@@ -75,13 +75,14 @@ def decode_base64_image(text: str, where: str) -> bytes:
     try:
         data = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError) as err:
-        data = _decode_wrapped(payload)
-        if data is None:
+        wrapped = _decode_wrapped(payload)
+        if wrapped is None:
             raise format_error(
                 where,
                 f"corrupt base64 image ({err}; {len(payload)} chars starting {payload[:24]!r})",
                 "re-encode with base64.b64encode(open(image_path, 'rb').read()).decode().",
             ) from None
+        data = wrapped
     if sniff_image_format(data) is None:
         raise format_error(
             where,

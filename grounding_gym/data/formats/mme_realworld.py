@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 from grounding_gym.data.formats.choices import LETTERS, Choices, answer_letter, parse_choices
 from grounding_gym.data.formats.hrbench import tsv_options
@@ -73,13 +73,10 @@ def load_mme_realworld(
     file, root = resolve_file("mme-realworld", path, data_dir, (".json", ".jsonl", ".tsv"))
     images, ids = ImageFields(root), IdRegistry("mme-realworld")
     records: Iterator[tuple[str, Any, EncodedImageRef | None]]
-    parse: Callable[..., Sample]
     if file.lower().endswith(".tsv"):
-        records = _tsv_records(file)
-        parse = _tsv_sample
+        records, parse = _tsv_records(file), cast(Callable[..., Sample | None], _tsv_sample)
     else:
-        records = _json_records(file)
-        parse = _json_sample
+        records, parse = _json_records(file), cast(Callable[..., Sample | None], _json_sample)
     samples: list[Sample] = []
     by_index: dict[str, ResolvedImage] = {}
     for where, record, ref in records:

@@ -378,8 +378,10 @@ def _make_sample(cfg: SyntheticHR, i: int) -> Sample:
         n_other = cfg.num_distractors if cfg.num_distractors is not None else 2 + round(4 * diff)
         labels = []
     label_frac = _lerp(0.26, 0.16, diff)
-    coarse = cfg.coarse_content is not None and d * d / (size[0] * size[1]) >= cfg.coarse_content[0]
-    cycles = cfg.coarse_content[1] if coarse else None
+    coarse = cfg.coarse_content
+    if coarse is not None and d * d / (size[0] * size[1]) < coarse[0]:
+        coarse = None
+    cycles = coarse[1] if coarse is not None else None
 
     layout = _Layout(rng, size)
     rings: list[Ring] = []
@@ -398,11 +400,10 @@ def _make_sample(cfg: SyntheticHR, i: int) -> Sample:
                 spot, plate = placed if placed is not None else (None, None)
             if spot is not None:
                 period = content_period(kind, diameter, diff, cycles)
-                offset = (
-                    (0, 0)
-                    if kind == "digit"
-                    else tuple(int(o) for o in rng.integers(period, size=2))
+                dx, dy = (
+                    (0, 0) if kind == "digit" else (int(o) for o in rng.integers(period, size=2))
                 )
+                offset = (dx, dy)
                 rings.append(
                     Ring(
                         x=spot[0],
