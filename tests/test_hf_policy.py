@@ -492,7 +492,8 @@ def test_trainer_runs_grpo_and_srpo(tiny_path, tmp_path, monkeypatch, algo, g1, 
     from agents import trainer as trainer_mod
     from agents.policies import make_policy
 
-    monkeypatch.setitem(registry._POLICIES, "hf-exploring-test", ExploringHFPolicy)  # undone after
+    monkeypatch.setattr(registry, "POLICIES", registry.POLICIES.copy())  # undone after
+    registry.register_policy("hf-exploring-test", ExploringHFPolicy)
     assert type(make_policy("hf", model_name_or_path=tiny_path)).__name__ == "HFPolicy"
     cfg = trainer_config(tiny_path, tmp_path, algo, policy="hf-exploring-test", g1=g1, g2=g2)
     trainer = trainer_mod.Trainer(cfg)
