@@ -45,7 +45,6 @@ Rules:
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -53,6 +52,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from grounding_gym.geometry import Box, frame_bounds, from_original, round_outward
+from grounding_gym.lenient_json import flatten_numbers, load_json_at
 from grounding_gym.validation import did_you_mean
 
 __all__ = [
@@ -96,7 +96,6 @@ _TOOL_NAME_RE = re.compile(r"""["']?name["']?\s*:\s*["']([^"']*)["']""", re.IGNO
 _ZOOM_NAME_RE = re.compile(r"zoom|crop", re.IGNORECASE)
 _BBOX_KEY_RE = re.compile(r"""["']?bbox_2d["']?\s*:\s*([\[(][^\])]*[\])])""", re.IGNORECASE)
 _FENCE_RE = re.compile(r"```[ \t]*(?:json)?(.*?)(?:```|\Z)", _FLAGS)
-_TRAILING_COMMA_RE = re.compile(r",\s*([\]}])")
 _BOXED_RE = re.compile(r"\\boxed\s*\{")
 _TEXT_WRAP_RE = re.compile(r"\\(?:text|textbf|mathrm|mathbf|mbox)\s*\{([^{}]*)\}")
 _ANY_TAG_RE = re.compile(r"<\s*/?\s*([A-Za-z_]+)\s*>")
@@ -567,7 +566,7 @@ def _crop_from_values(values: list[Any], start: int, source: str, note: str | No
         if isinstance(value, str):
             item = _crop_from_text(value, start, source)
         else:
-            numbers = _flatten_numbers(value)
+            numbers = flatten_numbers(value)
             if numbers is None:
                 error = f"{source} must be a list of numbers, got {_snip(repr(value))}"
                 return _Found("crop", start, source, error=error)
@@ -604,12 +603,12 @@ def _tool_call(match: re.Match[str]) -> _Found:
 
 def _read_tool_call(payload: str) -> tuple[str | None, Any, bool]:
     """Return (tool name, raw bbox_2d value, whether the JSON was strictly valid)."""
-    loaded = _load_json(payload, payload.find("{"))
+    loaded = load_json_at(payload, payload.find("{"))
     if loaded is not None and isinstance(loaded[0], dict):
         call, strict = loaded
         args = call.get("arguments", call.get("parameters"))
         if isinstance(args, str):  # OpenAI style: arguments encoded as a JSON string
-            inner = _load_json(args, args.find("{"))
+            inner = load_json_at(args, args.find("{"))
             args = inner[0] if inner else None
         bbox = args.get("bbox_2d") if isinstance(args, dict) else None
         name = call.get("name")
@@ -630,7 +629,7 @@ def _json_crop(segment: str, offset: int, source: str) -> _Found | None:
         return None
     starts = [i for i, c in enumerate(segment[:key]) if c in "[{"][:_MAX_JSON_STARTS]
     for start in starts:
-        loaded = _load_json(segment, start)
+        loaded = load_json_at(segment, start)
         values = _bbox_values(loaded[0]) if loaded else []
         if loaded and values:
             note = None if loaded[1] else "JSON is malformed; bbox_2d was read leniently"
@@ -648,49 +647,6 @@ def _bbox_values(obj: Any) -> list[Any]:
 
 
 # ---------------------------------------------------------------- small helpers
-
-
-def _reject_constant(name: str) -> float:
-    raise ValueError(f"{name} is not a number")
-
-
-# Ints are read as floats (no int-size limit, no overflow); NaN/Infinity literals are rejected.
-_DECODER = json.JSONDecoder(parse_int=float, parse_constant=_reject_constant)
-
-
-def _load_json(text: str, start: int) -> tuple[Any, bool] | None:
-    """Decode the JSON value at `text[start]`: strictly, else after light repairs.
-
-    Returns:
-        (value, strict) or None. Repairs: single quotes -> double, trailing commas dropped.
-    """
-    if start < 0:
-        return None
-    snippet = text[start:]
-    repaired = _TRAILING_COMMA_RE.sub(r"\1", snippet.replace("'", '"'))
-    for strict, candidate in ((True, snippet), (False, repaired)):
-        try:
-            return _DECODER.raw_decode(candidate)[0], strict
-        except (ValueError, RecursionError):
-            continue
-    return None
-
-
-def _flatten_numbers(value: Any) -> list[float] | None:
-    """Numbers of a (nested) list, depth-first; None if anything else is inside."""
-    if not isinstance(value, list):
-        return None
-    numbers: list[float] = []
-    stack: list[Any] = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, list):
-            stack.extend(reversed(item))
-        elif isinstance(item, (int, float)) and not isinstance(item, bool):
-            numbers.append(float(item))
-        else:
-            return None
-    return numbers
 
 
 def _brackets_balanced(residue: str) -> bool:
