@@ -145,7 +145,7 @@ def format_table(results: dict[str, dict[str, float]]) -> str:
     ]
     for name, m in results.items():
         acc = [m.get(f"acc_{b}" if b != "all" else "acc", math.nan) for b in bins]
-        iou = [m.get(f"crop_iou_{b}" if b != "all" else "crop_iou", math.nan) for b in bins]
+        iou = [m.get(f"miou_{b}" if b != "all" else "miou", math.nan) for b in bins]
         lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in acc + iou) + " |")
     edges = ", ".join(f"{e:g}" for e in BIN_EDGES)
     lines.append(
@@ -184,7 +184,7 @@ def plot_learning_curve(
             label=f"{name} (eval, small)",
         )
     for key, label in (
-        ("rollout/crop_iou", "crop IoU"),
+        ("rollout/miou", "mIoU (best crop IoU, 0 without a crop)"),
         ("rollout/crop_rel_area", "first crop's relative area"),
     ):
         values = np.array([row.get(key, np.nan) for row in history], dtype=float)

@@ -395,8 +395,8 @@ def rollout_metrics(
     Returns:
         `reward` (mean return), `reward_<term>` (mean per-episode sum of each reward term),
         `acc` and `acc_<bin>` (answer accuracy; bins without rollouts are left out),
-        `crop_iou` and `crop_iou_<bin>` (mean over rollouts of the best crop IoU with the target,
-        0 without crops), `n_<bin>` (rollouts in the bin), `crop_rate`
+        `miou` and `miou_<bin>` (mean over rollouts of the best crop IoU with the target, 0
+        without crops: the eval summary's `miou`), `n_<bin>` (rollouts in the bin), `crop_rate`
         (fraction that cropped), `crop_rel_area` (mean relative area of the first crop, over
         rollouts that cropped: which crop scale the policy uses), `turns` (mean episode
         length), `answered`.
@@ -430,11 +430,11 @@ def rollout_metrics(
         chosen = bins == name
         if chosen.any():
             out[f"acc_{name}"] = float(correct[chosen].mean())
-            out[f"crop_iou_{name}"] = float(ious[chosen].mean())
+            out[f"miou_{name}"] = float(ious[chosen].mean())
             out[f"n_{name}"] = float(chosen.sum())
             for crop_name in crop_bin_names if by_crop else ():
                 out[f"p_crop_{crop_name}_{name}"] = float(np.mean(crops[chosen] == crop_name))
-    out["crop_iou"] = float(ious.mean())
+    out["miou"] = float(ious.mean())
     out["crop_rate"] = float(np.mean([1.0 if t.crop_boxes else 0.0 for t in trajectories]))
     areas = [t.first_crop_rel_area for t in trajectories if t.crop_boxes]
     if areas:

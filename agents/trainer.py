@@ -12,7 +12,7 @@ advantages from the estimator registry (`agents.algos`, chosen by NAME: `algo: s
 (SRPO's `rel_areas`) are passed exactly when `estimator_inputs(algo)` lists them.
 
 Outputs in `output_dir`: `metrics.jsonl` (one line per step, namespaced keys such as
-`train/loss`, `rollout/acc_small`, `eval/crop_iou`; deterministic given the config, so a resumed
+`train/loss`, `rollout/acc_small`, `eval/miou`; deterministic given the config, so a resumed
 run reproduces it byte for byte), `checkpoint.pt` (policy, optimizer, RNG states, step and the
 metrics file's length; written atomically), `config.yaml`, and TensorBoard events in `tb/`
 (if tensorboard is installed; wall-clock timings go there and to the progress bar only).

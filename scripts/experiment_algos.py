@@ -55,7 +55,7 @@ ALGOS: dict[str, list[str]] = {
     "srpo_8x1": ["algo=srpo", "g1=8", "g2=1"],
 }
 BINS = ("small", "medium", "large")
-KEYS = [f"acc_{b}" for b in BINS] + ["acc"] + [f"crop_iou_{b}" for b in BINS] + ["crop_iou"]
+KEYS = [f"acc_{b}" for b in BINS] + ["acc"] + [f"miou_{b}" for b in BINS] + ["miou"]
 LATE = {"acc": "rollout/acc", "acc_small": "rollout/acc_small"}
 """Training-rollout metrics averaged over each run's last 10 % of steps (columns `train_<key>`):
 a steadier figure than the final greedy evaluation of one snapshot."""
@@ -151,7 +151,7 @@ def plot(table: dict[str, dict[str, tuple[float, float]]], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     groups = [*BINS, "all"]
     width = 0.8 / max(len(table), 1)
-    for panel, prefix in zip(axes, ("acc", "crop_iou"), strict=True):
+    for panel, prefix in zip(axes, ("acc", "miou"), strict=True):
         for i, (algo, row) in enumerate(table.items()):
             keys = [f"{prefix}_{b}" for b in BINS] + [prefix]
             means = [row[k][0] for k in keys]
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{algo} seed {seed}: acc {ev.get('acc', math.nan):.3f} (small "
                 f"{ev.get('acc_small', math.nan):.3f}), "
-                f"IoU {ev.get('crop_iou', math.nan):.3f}, {result['env_steps']} env steps, "
+                f"IoU {ev.get('miou', math.nan):.3f}, {result['env_steps']} env steps, "
                 f"{result['seconds']:.0f} s",
                 flush=True,
             )

@@ -89,7 +89,7 @@ BUDGET = {"grpo_balanced": 0.4, "grpo_small_only": 0.2}
 REFERENCE = "grpo_skewed"
 
 PRIMARY = ("acc_small", "p_crop_small_small")
-SECONDARY = ("acc_large", "acc", "crop_iou", "p_crop_small_large")
+SECONDARY = ("acc_large", "acc", "miou", "p_crop_small_large")
 DIAGNOSTICS = (
     "rollout_share/small",
     "adv_share/small",
@@ -103,7 +103,7 @@ LABELS = {
     "p_crop_small_small": "P(small crop \\| small)",
     "acc_large": "acc large",
     "acc": "acc all",
-    "crop_iou": "crop IoU",
+    "miou": "mIoU",
     "p_crop_small_large": "P(small crop \\| large)",
 }
 

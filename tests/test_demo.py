@@ -10,7 +10,7 @@ from agents.demo import format_table, main
 
 
 def test_format_table_lists_every_agent_and_bin():
-    m = {"acc": 0.5, "acc_small": 0.25, "crop_iou": 0.1, "crop_iou_small": 0.2, "n_small": 4.0}
+    m = {"acc": 0.5, "acc_small": 0.25, "miou": 0.1, "miou_small": 0.2, "n_small": 4.0}
     table = format_table({"a": m, "b": m})
     assert "| a |" in table and "| b |" in table and "acc small" in table and "IoU large" in table
     assert "nan" in table  # missing bins are shown as nan, not dropped

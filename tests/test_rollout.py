@@ -150,7 +150,7 @@ def test_rollout_arrays_and_metrics(toy_dataset):
     assert metrics["rollout/reward"] == pytest.approx(arrays["rewards"].mean())
     assert metrics["rollout/crop_rate"] == pytest.approx(np.mean(cropped))
     assert metrics["rollout/crop_rel_area"] == pytest.approx(np.nanmean(arrays["rel_areas"]))
-    assert {"rollout/reward_answer", "rollout/reward_grounding", "rollout/crop_iou"} <= set(metrics)
+    assert {"rollout/reward_answer", "rollout/reward_grounding", "rollout/miou"} <= set(metrics)
     assert any(k.startswith("rollout/acc_") for k in metrics)
     with pytest.raises(ValueError, match="bin names"):
         rollout_metrics(trajs, bin_edges=(0.1,), bin_names=("a", "b", "c"))

@@ -448,7 +448,7 @@ def test_experiment_report_pairs_seeds_and_writes_tables(tmp_path):
                     "acc_small": 0.3 + 0.1 * seed + bump,
                     "acc_large": 0.8,
                     "acc": 0.55,
-                    "crop_iou": 0.1,
+                    "miou": 0.1,
                     "p_crop_small_small": 0.2 + bump,
                     "p_crop_small_large": 0.0,
                 },

@@ -147,7 +147,7 @@ def test_training_writes_namespaced_metrics_and_a_checkpoint(tmp_path, toy_datas
         "rollout/reward_answer",
         "rollout/acc",
         "eval/acc",
-        "eval/crop_iou",
+        "eval/miou",
     ):
         assert key in row, key
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
