@@ -204,12 +204,13 @@ class Trainer:
 
     # ---------------------------------------------------------------- ALGO LOGIC
     def advantages(
-        self, trajectories: Sequence[Trajectory]
+        self, trajectories: Sequence[Trajectory], arrays: dict[str, np.ndarray] | None = None
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """(B,) advantages from the registry estimator named `cfg.algo`, and their statistics
-        with the scale-bias diagnostics (`agents.algos.diagnostics`, all but `grad_share`)."""
+        with the scale-bias diagnostics (`agents.algos.diagnostics`, all but `grad_share`).
+        `arrays`: the step's `rollout_arrays(trajectories)`, if already built."""
         cfg = self.cfg
-        arrays = rollout_arrays(trajectories)
+        arrays = rollout_arrays(trajectories) if arrays is None else arrays
         rewards = torch.from_numpy(arrays["rewards"])  # (B,)
         if cfg.overlong_max_len:
             rewards = rewards + overlong_penalty(
@@ -271,11 +272,17 @@ class Trainer:
         share = shares(norms, np.arange(len(names)), len(names), fallback=fallback)
         return {f"grad_share/{name}": float(share[b]) for b, name in enumerate(names)}
 
-    def update(self, trajectories: Sequence[Trajectory], adv: torch.Tensor) -> dict[str, float]:
+    def update(
+        self,
+        trajectories: Sequence[Trajectory],
+        adv: torch.Tensor,
+        arrays: dict[str, np.ndarray] | None = None,
+    ) -> dict[str, float]:
         """`update_epochs` gradient steps of `compute_loss` on one rollout batch (and, with
-        `grad_diagnostics`, the `gradient_shares` of its first forward)."""
+        `grad_diagnostics`, the `gradient_shares` of its first forward). `arrays`: the step's
+        `rollout_arrays(trajectories)`, if already built."""
         cfg = self.cfg
-        arrays = rollout_arrays(trajectories)
+        arrays = rollout_arrays(trajectories) if arrays is None else arrays
         keep = torch.ones(len(trajectories), dtype=torch.bool)
         if cfg.dynamic_sampling:
             keep = dynamic_sampling_mask(arrays["rewards"], arrays["group_ids"]).cpu()
@@ -318,8 +325,9 @@ class Trainer:
         trajectories = self.collect(
             ids, seed=cfg.seed * 1_000_003 + self.step * cfg.rollouts_per_step
         )
-        adv, adv_stats = self.advantages(trajectories)
-        metrics = self.update(trajectories, adv)
+        arrays = rollout_arrays(trajectories)  # (B,) per-rollout arrays, built once per step
+        adv, adv_stats = self.advantages(trajectories, arrays)
+        metrics = self.update(trajectories, adv, arrays)
         self.step += 1
         self.episodes += len(trajectories)
         self.env_steps += sum(len(t.turns) for t in trajectories)
