@@ -1,6 +1,6 @@
 """Checkpoint files: atomic `torch.save` and RNG snapshots, so a resumed run continues exactly.
 
-The atomic writers themselves live in `grounding_gym.atomic` (re-exported here).
+The other atomic writers live in `grounding_gym.atomic`.
 """
 
 from __future__ import annotations
@@ -12,16 +12,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from grounding_gym.atomic import atomic_open, atomic_write_json, atomic_write_text
+from grounding_gym.atomic import atomic_open
 
-__all__ = [
-    "atomic_open",
-    "atomic_torch_save",
-    "atomic_write_json",
-    "atomic_write_text",
-    "get_rng_state",
-    "set_rng_state",
-]
+__all__ = ["atomic_torch_save", "get_rng_state", "set_rng_state"]
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:

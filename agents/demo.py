@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from agents.analysis import save_figure, trailing_mean
-from agents.checkpoint import atomic_write_json
 from agents.policies.base import Generation, Trajectory
 from agents.rollout import collect_groups, rollout_metrics
+from grounding_gym.atomic import atomic_write_json
 
 IMAGE_SIZE = 2048
 MAX_PIXELS = 448 * 448

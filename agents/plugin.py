@@ -60,7 +60,7 @@ def register() -> None:
     )
     register_agent(
         "policy-checkpoint",
-        "agents.baselines.checkpoint:make_agent",
+        "agents.baselines.policy_checkpoint:make_agent",
         description="a trained policy from a trainer checkpoint (agent kwarg path=DIR)",
         requires="torch",
     )

@@ -44,7 +44,7 @@ from agents.algos import (
     overlong_penalty,
 )
 from agents.algos.diagnostics import crop_bin_names, scale_bias_metrics, shares
-from agents.checkpoint import atomic_torch_save, atomic_write_text, get_rng_state, set_rng_state
+from agents.checkpoint import atomic_torch_save, get_rng_state, set_rng_state
 from agents.config import TrainerConfig, merge_kwargs, parse_args
 from agents.policies import make_policy
 from agents.policies.base import Trajectory
@@ -55,6 +55,7 @@ from agents.rollout import (
     rollout_arrays,
     rollout_metrics,
 )
+from grounding_gym.atomic import atomic_write_text
 from grounding_gym.scale import scale_bins
 from grounding_gym.views import FirstViewCache
 

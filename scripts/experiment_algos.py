@@ -36,9 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from agents.analysis import plot_curve_panels, save_figure  # noqa: E402
-from agents.checkpoint import atomic_write_json, atomic_write_text  # noqa: E402
 from agents.config import load_config  # noqa: E402
 from agents.trainer import Trainer  # noqa: E402
+from grounding_gym.atomic import atomic_write_json, atomic_write_text  # noqa: E402
 
 ALGOS: dict[str, list[str]] = {
     "grpo": ["algo=grpo", "g1=8", "g2=1", "adv_kwargs={}"],

@@ -59,7 +59,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from agents.analysis import bootstrap_ci, plot_curve_panels, save_figure  # noqa: E402
-from agents.checkpoint import atomic_write_json, atomic_write_text  # noqa: E402
+from grounding_gym.atomic import atomic_write_json, atomic_write_text  # noqa: E402
 
 SKEWED, BALANCED = "[0.2, 0.8]", "[0.5, 0.5]"
 TARGET_EDGES = "[0.001, 0.01]"

@@ -522,7 +522,7 @@ def test_compare_lists_every_shipped_scale_bias_arm(capsys):
 
 
 def test_shipped_scale_bias_checkpoints_load_and_match_their_config():
-    from agents.baselines.checkpoint import load_policy
+    from agents.baselines.policy_checkpoint import load_policy
 
     for arm in (
         "grpo_skewed",
