@@ -25,6 +25,7 @@ from agents.algos import (
     estimator_options,
 )
 from agents.policies import list_policies
+from grounding_gym.scale import HR_BIN_EDGES, check_bin_edges
 from grounding_gym.validation import did_you_mean
 
 __all__ = ["TrainerConfig", "load_config", "merge_kwargs", "parse_args"]
@@ -82,8 +83,9 @@ class TrainerConfig:
     """questions [0, train_samples) of the dataset are drawn for training"""
     eval_samples: int = 64
     """questions [train_samples, train_samples + eval_samples) are held out for evaluation"""
-    bin_edges: tuple[float, ...] = (0.001, 0.01)
-    """edges on the TARGET's relative area for the per-scale metrics (acc_small, ...)"""
+    bin_edges: tuple[float, ...] = HR_BIN_EDGES
+    """edges on the TARGET's relative area for the per-scale metrics (acc_small, ...); the
+    default is synthetic-hr's declared edges (`grounding_gym.scale.HR_BIN_EDGES`)"""
     bin_names: tuple[str, ...] = ("small", "medium", "large")
     """names of the scale bins, smallest first: len(bin_edges) + 1 names"""
     crop_bin_edges: tuple[float, ...] | None = None
@@ -163,10 +165,10 @@ class TrainerConfig:
     """stop early (with a checkpoint) when training has run this long; 0 = no time limit"""
 
     def __post_init__(self) -> None:
-        self.bin_edges = tuple(float(e) for e in self.bin_edges)
+        self.bin_edges = check_bin_edges(self.bin_edges)
         self.bin_names = tuple(str(n) for n in self.bin_names)
         if self.crop_bin_edges is not None:
-            self.crop_bin_edges = tuple(float(e) for e in self.crop_bin_edges)
+            self.crop_bin_edges = check_bin_edges(self.crop_bin_edges, allow_empty=True)
         _check(self.g1 >= 1 and self.g2 >= 1, f"g1 ({self.g1}) and g2 ({self.g2}) must be >= 1.")
         _check(
             self.rollouts_per_question >= 2,

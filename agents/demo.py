@@ -28,11 +28,12 @@ from agents.analysis import save_figure, trailing_mean
 from agents.policies.base import Generation, Trajectory
 from agents.rollout import collect_groups, rollout_metrics
 from grounding_gym.atomic import atomic_write_json
+from grounding_gym.scale import HR_BIN_EDGES
 
 IMAGE_SIZE = 2048
 MAX_PIXELS = 448 * 448
 TARGET_REL_AREA = (3e-4, 3e-2)
-BIN_EDGES = (0.001, 0.01)
+BIN_EDGES = HR_BIN_EDGES  # synthetic-hr's declared edges
 BIN_NAMES = ("small", "medium", "large")
 SCALES = (0.22, 0.12)
 SRPO_BIN_EDGES = (0.03,)  # one SRPO scale bin per crop scale: first-crop areas 0.0484 and 0.0144
