@@ -1,8 +1,8 @@
 """Samples, the dataset registry, and the built-in datasets.
 
 Importing this package registers `synthetic-hr`, `synthetic` and `synthetic-ref` (procedural)
-and the real benchmark formats `vstar`, `hrbench`, `mme-realworld`, `treebench`, `refcoco`,
-`jsonl`.
+and the real benchmark formats `vstar`, `hrbench`, `mme-realworld`, `mme-realworld-lite`,
+`treebench`, `refcoco`, `jsonl`.
 """
 
 from grounding_gym.data import loaders, synthetic  # noqa: F401  (importing registers them)

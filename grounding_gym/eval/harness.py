@@ -104,6 +104,18 @@ def data_fingerprint(records: Sequence[Mapping[str, Any]]) -> str:
     return hashlib.sha1(json.dumps(items, default=str).encode("utf-8")).hexdigest()[:16]
 
 
+def dataset_split(records: Sequence[Mapping[str, Any]]) -> str | None:
+    """The dataset version every record names (`split`: HR-Bench "4k" / "8k", MME-RealWorld
+    "full" / "lite"), or None when none does or they disagree; `compare --published` ranks a
+    run only beside numbers of its own version.
+
+    >>> dataset_split([{"split": "4k"}, {"split": "4k"}]), dataset_split([{"split": None}])
+    ('4k', None)
+    """
+    splits = {r.get("split") for r in records}
+    return splits.pop() if len(splits) == 1 else None
+
+
 def episode_seed(seed: int, episode: int) -> int:
     """The `reset` seed of episode `episode` of an evaluation seeded with `seed`."""
     return (int(seed) * 1_000_003 + int(episode)) % (2**63 - 1)
@@ -338,6 +350,7 @@ def evaluate(
         "bin_edges_source": edges_source,
         "chance": float(np.mean([1.0 / k for k in with_options])) if with_options else None,
         "n_episodes": len(records),
+        "dataset_split": dataset_split(records),
         "data_fingerprint": data_fingerprint(records),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "out_dir": str(out) if out is not None else None,

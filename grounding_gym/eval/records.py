@@ -12,6 +12,7 @@ Record keys (one episode; boxes in original px, areas relative to the image):
 |-----|---------|
 | `episode` | index in the evaluation's deterministic plan |
 | `sample_index`, `sample_id`, `category`, `cycle_id` | the sample (`cycle_id`: HR-Bench rotations, else None) |
+| `split` | the dataset version the sample belongs to (HR-Bench "4k" / "8k", MME-RealWorld "full" / "lite"), else None |
 | `seed` | the `reset` seed |
 | `image_size`, `gt_boxes`, `target_rel_area`, `target_scale_bin` | the target (`target_scale_bin` and `crop_scale_bins` use the env's `scale_bin_edges`; the summary bins `target_rel_area` by its own `bin_edges`) |
 | `first_view_sha1` | 16 hex digits of the SHA-1 of the first view's pixels (detects a changed generator or decoder) |
@@ -89,6 +90,7 @@ class EpisodeRecorder:
             "sample_id": reset_info.get("sample_id"),
             "category": reset_info.get("category", ""),
             "cycle_id": metadata.get("cycle_id"),
+            "split": metadata.get("split"),
             "seed": seed,
             "image_size": reset_info.get("image_size"),
             "gt_boxes": reset_info.get("gt_boxes", []),
