@@ -30,6 +30,8 @@ WITH_DOCTESTS = {
     "grounding_gym.eval.agents",
     "grounding_gym.eval.harness",
     "grounding_gym.eval.metrics",
+    "grounding_gym.eval.published",
+    "grounding_gym.eval.stats",
     "grounding_gym.geometry",
     "grounding_gym.readers",
     "grounding_gym.rewards",

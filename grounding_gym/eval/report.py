@@ -755,6 +755,8 @@ def published_table(
         "`grounding-gym compare RUN`'s table. How each row was checked: `check` in "
         f"{benchmark.path.name}."
     )
+    if lines[1]:  # a blank line between the table and what follows it
+        lines.insert(1, "")
     return "\n".join(lines) + "\n"
 
 
