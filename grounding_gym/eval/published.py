@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 __all__ = [
     "OVERALL",
@@ -240,6 +240,16 @@ def _check_fields(file: Path, where: str, value: Any, fields: Mapping[str, bool]
     if unknown:
         said = ", ".join(f"{k!r}{_did_you_mean(k, fields)}" for k in unknown)
         raise _fail(file, where, f"unknown field(s) {said}; allowed: {sorted(fields)}")
+
+
+@overload
+def _text(
+    file: Path, where: str, value: Any, field: str, optional: Literal[False] = False
+) -> str: ...
+
+
+@overload
+def _text(file: Path, where: str, value: Any, field: str, optional: bool) -> str | None: ...
 
 
 def _text(file: Path, where: str, value: Any, field: str, optional: bool = False) -> str | None:

@@ -611,8 +611,9 @@ def compare_table(
             notes += _sample_notes(
                 labels[i], labels[ref], summary, summaries[ref], run_records[i], run_records[ref]
             )
-            if run_records[i] and run_records[ref]:
-                paired[i] = paired_differences(run_records[ref], run_records[i], groups, edges)
+            mine, theirs = run_records[i], run_records[ref]
+            if mine and theirs:
+                paired[i] = paired_differences(theirs, mine, groups, edges)
     header = ["group", "n"]
     for i, label in enumerate(labels):
         header += [label + " (ref)"] if i == ref else [label, "Δ"]

@@ -25,6 +25,7 @@ records `metadata["split"]` ("full" / "lite").
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from collections.abc import Callable, Iterator
@@ -104,8 +105,10 @@ def load_mme_realworld(
             break
         sample = parse(record, where, ref, images, ids, by_index)
         if sample is not None:
-            sample.metadata["split"] = "lite" if lite else "full"
-            samples.append(sample)
+            split = "lite" if lite else "full"
+            samples.append(
+                dataclasses.replace(sample, metadata={**sample.metadata, "split": split})
+            )
     ids.warn()
     return samples
 
