@@ -189,3 +189,24 @@ def test_bootstrap_ci_over_many_samples_is_drawn_in_chunks_and_stays_seeded():
     mean, low, high = first
     se = values.std() / math.sqrt(values.size)
     assert low < mean < high and high - low == pytest.approx(2 * 1.96 * se, rel=0.1)
+
+
+def test_hrbench_rotations_are_paired_by_question_with_a_note(tmp_path, capsys):
+    from tests.test_loaders import HR_COLUMNS, hr_images, hrbench_rows, write_tsv
+
+    path = write_tsv(tmp_path / "hr_bench_4k.tsv", HR_COLUMNS, hrbench_rows(hr_images()))
+    common = ["--agent", "fixed-answer", "--dataset", "hrbench", "--data-dir", str(path)]
+    a = run_eval(tmp_path / "a", *common, "--label", "guess-a")
+    b = run_eval(tmp_path / "b", *common, "--agent-kwargs", '{"guess": "B"}', "--label", "guess-b")
+    capsys.readouterr()
+    assert main(["compare", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert "note: guess-a: n counts 8 rotations of 2 questions, which are not independent" in out
+    rows = [json.loads(x) for x in _lines(a)], [json.loads(x) for x in _lines(b)]
+    per_question = [{}, {}]
+    for scores, run_rows in zip(per_question, rows, strict=True):
+        for r in run_rows:
+            scores.setdefault(r["cycle_id"], []).append(float(r["correct"]))
+    mean = np.mean([np.mean(per_question[1][q]) - np.mean(per_question[0][q]) for q in ("0", "1")])
+    delta = row_cells(out, "overall")[4]
+    assert delta.startswith(f"{100 * mean:+.1f} [") and delta.endswith("(pairs=2)")

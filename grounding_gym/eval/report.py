@@ -471,8 +471,24 @@ def _render_table(title: str, header: list[str], rows: list[list[str]], markdown
 
 
 def _sample_key(record: Mapping[str, Any]) -> str:
-    sample = record.get("sample_id")
-    return str(sample if sample is not None else record.get("sample_index"))
+    """The unit a paired bootstrap resamples: the question (HR-Bench: its `cycle_id`, so the
+    rotations of one question stay together), else the sample id."""
+    for key in ("cycle_id", "sample_id", "sample_index"):
+        if record.get(key) is not None:
+            return str(record[key])
+    return ""
+
+
+def _cycle_note(label: str, summary: Mapping[str, Any]) -> list[str]:
+    """A note for runs whose episodes are rotations of fewer questions (HR-Bench)."""
+    cycle = summary.get("cycle")
+    if not cycle:
+        return []
+    return [
+        f"note: {label}: n counts {summary['overall']['n']} rotations of {cycle['n_questions']} "
+        "questions, which are not independent: its Wilson intervals are too narrow (a paired Δ "
+        f"resamples questions); cycle accuracy {_fmt(cycle['cycle_accuracy'], 'pct')} %"
+    ]
 
 
 def _in_group(record: Mapping[str, Any], tag: str, name: str, bin_edges: Sequence[float]) -> bool:
@@ -577,8 +593,8 @@ def compare_table(
     episode counts of the runs in that group. For `metric="accuracy"` each value carries its 95 %
     Wilson interval, and each Δ of two runs with episode `records` that share sample ids is
     paired: the mean per-sample difference over the shared samples of that group, with a
-    bootstrap 95 % interval (`paired_bootstrap`); notes below the table say when n or the sample
-    sets differ.
+    bootstrap 95 % interval (`paired_bootstrap`; HR-Bench rotations of one question form one
+    sample); notes below the table say when n or the sample sets differ.
 
     Args:
         summaries: loaded summaries (`load_summary`).
@@ -606,6 +622,7 @@ def compare_table(
     notes: list[str] = []
     if accuracy:
         for i, summary in enumerate(summaries):
+            notes += _cycle_note(labels[i], summary)
             if i == ref:
                 continue
             notes += _sample_notes(
@@ -704,6 +721,7 @@ def published_table(
     header += labels[1:]
     ranked: list[tuple[float, list[str]]] = []
     apart: list[str] = []
+    run_notes: list[str] = []
     unmatched: set[str] = set()
     for summary in summaries:
         overall = summary["overall"]
@@ -716,6 +734,7 @@ def published_table(
             )
             continue
         values = _run_category_values(summary, benchmark, unmatched)
+        run_notes += _cycle_note(f"run: {_label(summary)}", summary)
         cells = [f"run: {_label(summary)}", "-", "this run", "you", "-"]
         cells += [_fmt(values[OVERALL], "pct"), interval, str(overall.get("n"))]
         cells += [_fmt(values.get(c), "pct") for c in columns[1:]]
@@ -746,6 +765,7 @@ def published_table(
         lines += ["notes:", *notes]
     if benchmark.note:
         lines.append(f"note: {benchmark.note}")
+    lines += run_notes
     if unmatched:
         lines.append(
             f"run categories with no published counterpart: {', '.join(sorted(unmatched))}"
