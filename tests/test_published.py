@@ -265,6 +265,7 @@ def test_the_real_rows_load_with_their_marker(tmp_path):
         ),
         ({"marker": "§"}, r"marker '§' is not explained by source 'mini-o3'"),
         ({"marker": "‡"}, r"marker '‡' is not in the quote"),
+        ({"marker": None}, r"the quote marks the system with '†' \('The models only report"),
         ({"quote": " "}, r"row 1 \('Chain-of-Focus'\): 'quote' must be a non-empty string"),
         ({"protocol": ""}, r"'protocol' must be a non-empty string"),
         (

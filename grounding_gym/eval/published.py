@@ -443,6 +443,15 @@ def _row(
         )
     if marker and marker not in quote:
         raise _fail(file, where, f"marker {marker!r} is not in the quote {quote!r}")
+    system_cell = quote_cells(quote)[0] if cited.columns else ""
+    unlabelled = [m for m in cited.markers if m in system_cell and m != marker]
+    if unlabelled:
+        raise _fail(
+            file,
+            where,
+            f"the quote marks the system with {unlabelled[0]!r} ({cited.markers[unlabelled[0]]!r}): "
+            f'add "marker": {unlabelled[0]!r} to the row',
+        )
     return PublishedRow(
         system=_text(file, where, system, "system"),
         base_model=_text(file, where, value["base_model"], "base_model", optional=True),
