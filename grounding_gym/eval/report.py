@@ -23,20 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from grounding_gym.atomic import atomic_write_bytes, atomic_write_text
-from grounding_gym.eval.metrics import NO_BOX_BIN
+from grounding_gym.eval.pairing import paired_differences, rotation_note, sample_set_notes
 from grounding_gym.eval.published import OVERALL, PublishedBenchmark, match_category
 from grounding_gym.eval.records import jsonable, read_records
-from grounding_gym.eval.stats import PairedDifference, paired_bootstrap, wilson_interval
-from grounding_gym.scale import scale_bin_name
+from grounding_gym.eval.stats import PairedDifference, wilson_interval
 
 __all__ = [
     "TABLE_METRICS",
     "compare_table",
     "load_run_records",
     "load_summary",
-    "paired_differences",
     "plot_acc_by_bin",
-    "sample_scores",
     "plot_acc_vs_area",
     "plot_iou_hist",
     "published_table",
@@ -205,10 +202,6 @@ def _png(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _run_label(summary: Mapping[str, Any]) -> str:
-    return str(summary["meta"].get("label") or summary["meta"].get("agent", "run"))
-
-
 def _yerr(points: Sequence[Mapping[str, Any]]) -> list[list[float]]:
     """Asymmetric error bars (percent) of accuracies: to their 95 % Wilson interval's ends."""
     low, high = [], []
@@ -229,9 +222,7 @@ def _draw_acc_vs_area(
             continue
         xs = [p["center"] for p in points]
         ys = [100.0 * p["accuracy"] for p in points]
-        line = ax.errorbar(
-            xs, ys, yerr=_yerr(points), marker="o", capsize=3, label=_run_label(summary)
-        )
+        line = ax.errorbar(xs, ys, yerr=_yerr(points), marker="o", capsize=3, label=_label(summary))
         if len(runs) == 1:
             for x, p in zip(xs, points, strict=True):
                 ax.annotate(
@@ -279,7 +270,7 @@ def _draw_acc_by_bin(ax: Any, runs: Sequence[Mapping[str, Any]]) -> None:
             xs.append(k - 0.4 + width * (i + 0.5))
             ys.append(100.0 * stats["accuracy"])
             points.append(stats)
-        bars = ax.bar(xs, ys, width=width * 0.95, label=_run_label(summary))
+        bars = ax.bar(xs, ys, width=width * 0.95, label=_label(summary))
         ax.errorbar(xs, ys, yerr=_yerr(points), fmt="none", ecolor="black", capsize=3, lw=1)
         for bar, stats in zip(bars, points, strict=True):
             ax.annotate(
@@ -470,70 +461,6 @@ def _render_table(title: str, header: list[str], rows: list[list[str]], markdown
     return "\n".join([title, *_text_table(header, rows)]) + "\n"
 
 
-def _sample_key(record: Mapping[str, Any]) -> str:
-    """The unit a paired bootstrap resamples: the question (HR-Bench: its `cycle_id`, so the
-    rotations of one question stay together), else the sample id."""
-    for key in ("cycle_id", "sample_id", "sample_index"):
-        if record.get(key) is not None:
-            return str(record[key])
-    return ""
-
-
-def _cycle_note(label: str, summary: Mapping[str, Any]) -> list[str]:
-    """A note for runs whose episodes are rotations of fewer questions (HR-Bench)."""
-    cycle = summary.get("cycle")
-    if not cycle:
-        return []
-    return [
-        f"note: {label}: n counts {summary['overall']['n']} rotations of {cycle['n_questions']} "
-        "questions, which are not independent: its Wilson intervals are too narrow (a paired Δ "
-        f"resamples questions); cycle accuracy {_fmt(cycle['cycle_accuracy'], 'pct')} %"
-    ]
-
-
-def _in_group(record: Mapping[str, Any], tag: str, name: str, bin_edges: Sequence[float]) -> bool:
-    if tag == "overall":
-        return True
-    if tag == "category":
-        return (str(record.get("category") or "") or "(none)") == name
-    area = record.get("target_rel_area")
-    if area is None:
-        return name == NO_BOX_BIN
-    return scale_bin_name(float(area), bin_edges) == name
-
-
-def sample_scores(
-    records: Sequence[Mapping[str, Any]],
-    tag: str = "overall",
-    name: str = "all",
-    bin_edges: Sequence[float] = (),
-) -> dict[str, float]:
-    """Sample id -> the fraction of its episodes answered correctly, over the records of one
-    group (`tag` "overall", "bin" with `bin_edges`, or "category"), as the summary groups them."""
-    scores: dict[str, list[float]] = {}
-    for r in records:
-        if _in_group(r, tag, name, bin_edges):
-            scores.setdefault(_sample_key(r), []).append(1.0 if r.get("correct") else 0.0)
-    return {k: sum(v) / len(v) for k, v in scores.items()}
-
-
-def paired_differences(
-    ref_records: Sequence[Mapping[str, Any]],
-    records: Sequence[Mapping[str, Any]],
-    groups: Sequence[tuple[str, str]],
-    bin_edges: Sequence[float] = (),
-) -> dict[tuple[str, str], PairedDifference]:
-    """Accuracy of `records` minus `ref_records` per group, paired over the sample ids both runs
-    answered in that group (`paired_bootstrap`); groups without a shared sample are left out."""
-    out = {}
-    for tag, name in groups:
-        a = sample_scores(ref_records, tag, name, bin_edges)
-        b = sample_scores(records, tag, name, bin_edges)
-        if set(a) & set(b):
-            out[(tag, name)] = paired_bootstrap(a, b)
-    return out
-
-
 def _fmt_paired(diff: PairedDifference) -> str:
     if math.isnan(diff.low):
         return f"{100.0 * diff.mean:+.1f} (pairs={diff.n})"
@@ -541,42 +468,6 @@ def _fmt_paired(diff: PairedDifference) -> str:
         f"{100.0 * diff.mean:+.1f} [{100.0 * diff.low:+.1f}, {100.0 * diff.high:+.1f}] "
         f"(pairs={diff.n})"
     )
-
-
-def _sample_notes(
-    label: str,
-    ref_label: str,
-    summary: Mapping[str, Any],
-    ref: Mapping[str, Any],
-    records: Sequence[Mapping[str, Any]] | None,
-    ref_records: Sequence[Mapping[str, Any]] | None,
-) -> list[str]:
-    """Notes on what a run's Δ against the reference rests on: n, shared samples, records."""
-    notes = []
-    n, ref_n = summary["overall"].get("n"), ref["overall"].get("n")
-    if n != ref_n:
-        notes.append(f"note: n differs ({ref_label}: {ref_n}, {label}: {n} episodes)")
-    if not records or not ref_records:
-        missing = label if not records else ref_label
-        notes.append(
-            f"note: {missing} has no episode records (episodes.jsonl): Δ of {label} is the "
-            "difference of two estimates, unpaired, without an interval"
-        )
-        return notes
-    ids, ref_ids = set(map(_sample_key, records)), set(map(_sample_key, ref_records))
-    shared = len(ids & ref_ids)
-    if not shared:
-        notes.append(
-            f"note: {label} and {ref_label} share no sample id: they answered different questions; "
-            "Δ is unpaired, without an interval"
-        )
-    elif ids != ref_ids:
-        notes.append(
-            f"note: {label} and {ref_label} answered different sample sets ({ref_label}: "
-            f"{len(ref_ids)}, {label}: {len(ids)}, shared: {shared}): Δ intervals are paired over "
-            "the shared samples only; the accuracies are over each run's own samples"
-        )
-    return notes
 
 
 def compare_table(
@@ -622,10 +513,10 @@ def compare_table(
     notes: list[str] = []
     if accuracy:
         for i, summary in enumerate(summaries):
-            notes += _cycle_note(labels[i], summary)
+            notes += rotation_note(labels[i], summary)
             if i == ref:
                 continue
-            notes += _sample_notes(
+            notes += sample_set_notes(
                 labels[i], labels[ref], summary, summaries[ref], run_records[i], run_records[ref]
             )
             mine, theirs = run_records[i], run_records[ref]
@@ -734,7 +625,7 @@ def published_table(
             )
             continue
         values = _run_category_values(summary, benchmark, unmatched)
-        run_notes += _cycle_note(f"run: {_label(summary)}", summary)
+        run_notes += rotation_note(f"run: {_label(summary)}", summary)
         cells = [f"run: {_label(summary)}", "-", "this run", "you", "-"]
         cells += [_fmt(values[OVERALL], "pct"), interval, str(overall.get("n"))]
         cells += [_fmt(values.get(c), "pct") for c in columns[1:]]
