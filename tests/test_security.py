@@ -136,3 +136,226 @@ def test_trainer_checkpoint_round_trips_rng_state_through_weights_only(tmp_path)
     random.seed(0), np.random.seed(0), torch.manual_seed(0)
     set_rng_state(load_checkpoint_file(tmp_path / "c.pt")["rng"])
     assert (random.random(), np.random.standard_normal(), torch.rand(1).item()) == want
+
+
+# ---------------------------------------------------------------------------- the served env
+SERVE_ENV = "GroundedVQA-HR-v0"
+SERVE_SMALL = {"dataset_kwargs": {"num_samples": 8, "image_size": (320, 640)}}
+
+
+def serve_deps():
+    pytest.importorskip("openenv")
+    import requests
+    from websockets.sync.client import connect
+
+    return requests, connect
+
+
+def ws_url(url: str, path: str = "/ws") -> str:
+    return url.replace("http://", "ws://") + path
+
+
+def child_pid(port: int) -> int:
+    """Pid of this process's child whose command line serves `port` (read from /proc)."""
+    me = str(os.getpid())
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if ppid == me and str(port).encode() in cmdline:
+            return int(entry.name)
+    raise LookupError(f"no child process serving port {port}")
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of `pid` (VmRSS of /proc/<pid>/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise LookupError(f"no VmRSS for pid {pid}")
+
+
+def png_bomb(side: int = 13_000) -> str:
+    """Base64 of a 1-bit `side` x `side` PNG (about 27 KB; 169 megapixels once decoded)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("1", (side, side)).save(buffer, format="PNG", optimize=True)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def test_png_bomb_and_np_void_are_refused_without_server_memory_growth():
+    _, connect = serve_deps()
+    from grounding_gym.remote import serve_subprocess
+
+    bomb = png_bomb()
+    assert len(bomb) < 40_000
+    hostile = [
+        {"type": "reset", "data": {"seed": 0, "options": {"x": {"__gg__": "pil", "png": bomb}}}},
+        {"type": "reset", "data": {"options": {"__gg__": "png", "png": bomb, "shape": [1]}}},
+        {"type": "step", "data": {"action": {"__gg__": "pil", "png": bomb}}},
+        {
+            "type": "reset",
+            "data": {"options": {"__gg__": "scalar", "dtype": "V", "value": 50_000_000}},
+        },
+        {
+            "type": "reset",
+            "data": {
+                "options": {"__gg__": "ndarray", "dtype": "V50000000", "shape": [1], "data": ""}
+            },
+        },
+    ]
+    with serve_subprocess(SERVE_ENV, SERVE_SMALL, max_sessions=2) as url:
+        pid = child_pid(int(url.rsplit(":", 1)[1]))
+        with connect(ws_url(url), max_size=None) as ws:
+            ws.send(json.dumps({"type": "reset", "data": {"seed": 0}}))  # warm up every import
+            assert json.loads(ws.recv())["type"] == "observation"
+            before = rss_bytes(pid)
+            replies = []
+            for _ in range(3):  # repeated: nothing accumulates either
+                for message in hostile:
+                    ws.send(json.dumps(message))
+                    replies.append(ws.recv())
+            after = rss_bytes(pid)
+            ws.send(json.dumps({"type": "step", "data": {"action": "<answer>A</answer>"}}))
+            assert json.loads(ws.recv())["type"] == "observation"  # the session goes on
+    errors = [json.loads(r)["data"]["message"] for r in replies]
+    assert all(json.loads(r)["type"] == "error" for r in replies)
+    assert "refused before decoding" in errors[0] and "13000 x 13000" in errors[0]
+    assert "refused before decoding" in errors[1]
+    assert "takes a str" in errors[2]
+    assert "dtype 'V' refused" in errors[3] and "dtype 'V50000000' refused" in errors[4]
+    assert max(len(r) for r in replies) < 2_000  # no amplification into the reply
+    assert after - before < 50 * 2**20, f"server RSS grew by {(after - before) / 2**20:.0f} MiB"
+
+
+def test_mcp_session_flood_leaves_websocket_clients_served():
+    requests, _ = serve_deps()
+    from grounding_gym.remote import RemoteEnv, create_server_app, serve_in_thread
+
+    app = create_server_app(SERVE_ENV, SERVE_SMALL, max_sessions=2)
+    with serve_in_thread(app) as url:
+        for i in range(4):
+            reply = requests.post(
+                f"{url}/mcp",
+                json={"jsonrpc": "2.0", "id": i, "method": "openenv/session/create", "params": {}},
+                timeout=30,
+            ).json()
+            assert "sessions over HTTP are refused" in reply["error"]["message"]
+        assert requests.post(f"{url}/mcp", json={}, timeout=30).json()["jsonrpc"] == "2.0"
+        clients = [RemoteEnv(url), RemoteEnv(url)]  # both slots still free
+        try:
+            assert all(c.reset(seed=1)[1]["turn"] == 0 for c in clients)
+            # every slot taken: a stateless HTTP reset (a fresh env) is refused, not built
+            response = requests.post(f"{url}/reset", json={"seed": 0}, timeout=30)
+            assert response.status_code == 503 and "at capacity" in response.json()["detail"]
+        finally:
+            for client in clients:
+                client.close()
+        response = requests.post(f"{url}/reset", json={"seed": 0}, timeout=30)
+        assert response.status_code == 200
+
+
+def test_http_reset_with_a_bad_sample_id_or_episode_id_is_a_400():
+    requests, _ = serve_deps()
+    from grounding_gym.remote import create_server_app, serve_in_thread
+
+    with serve_in_thread(create_server_app(SERVE_ENV, SERVE_SMALL, max_sessions=2)) as url:
+        for body, words in [
+            ({"options": {"sample_id": "nope"}}, "Unknown sample_id 'nope'"),
+            ({"options": {"sample_id": True}}, "sample_id must be"),
+            ({"options": {"sample_id": "synthetic-hr-0-\u00b2"}}, "Unknown sample_id"),
+            ({"episode_id": {"a": 1}}, "episode_id"),  # OpenEnv's own model: 422
+            ({"options": [1]}, "options must be a JSON object"),
+        ]:
+            response = requests.post(f"{url}/reset", json=body, timeout=30)
+            assert response.status_code in (400, 422) and words in response.text, body
+            assert "Traceback" not in response.text
+
+
+def test_idle_session_socket_is_closed_and_its_slot_freed():
+    _, connect = serve_deps()
+    from grounding_gym.remote import RemoteEnv, create_server_app, serve_in_thread
+
+    app = create_server_app(SERVE_ENV, SERVE_SMALL, max_sessions=1, session_timeout_s=0.5)
+    with serve_in_thread(app) as url:
+        ws = connect(ws_url(url), max_size=None)
+        ws.send(json.dumps({"type": "reset", "data": {"seed": 0}}))
+        assert json.loads(ws.recv(timeout=30))["type"] == "observation"
+        from websockets.exceptions import ConnectionClosed
+
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=30)  # idle: the server closes the socket itself
+        assert closed.value.rcvd.code == 1001 and "session expired" in closed.value.rcvd.reason
+        newcomer = RemoteEnv(url)  # the only slot is free again
+        newcomer.close()
+
+
+def test_half_open_sockets_are_closed_and_health_keeps_answering():
+    requests, _ = serve_deps()
+    import socket
+
+    from grounding_gym.remote import create_server_app, serve_in_thread
+
+    app = create_server_app(SERVE_ENV, SERVE_SMALL, max_sessions=1)
+    with serve_in_thread(app, header_timeout_s=1.0) as url:
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        stalled = []
+        for _ in range(50):
+            sock = socket.create_connection((host, int(port)), timeout=30)
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # the head never ends
+            stalled.append(sock)
+        try:
+            assert requests.get(f"{url}/health", timeout=30).json()["status"] == "healthy"
+            for sock in stalled:
+                assert sock.recv(1024) == b""  # closed by the server, well before 30 s
+        finally:
+            for sock in stalled:
+                sock.close()
+
+
+def test_token_guards_every_route_but_health_and_remote_hosts_need_one(capsys):
+    requests, connect = serve_deps()
+    from grounding_gym.remote import RemoteEnv, create_server_app, serve_in_thread
+    from grounding_gym.remote.server import main as serve_cli
+
+    app = create_server_app(SERVE_ENV, SERVE_SMALL, max_sessions=2, token="s3cret")
+    with serve_in_thread(app) as url:
+        assert requests.get(f"{url}/health", timeout=30).status_code == 200
+        for method, path in [("post", "/reset"), ("post", "/mcp"), ("get", "/openapi.json")]:
+            response = getattr(requests, method)(f"{url}{path}", json={}, timeout=30)
+            assert response.status_code == 401, path
+        assert (
+            requests.get(
+                f"{url}/docs", timeout=30, headers={"Authorization": "Bearer s3cret"}
+            ).status_code
+            == 404
+        )
+        with pytest.raises(ConnectionError):
+            RemoteEnv(url)
+        env = RemoteEnv(url, token="s3cret")
+        try:
+            assert env.reset(seed=0)[1]["turn"] == 0
+        finally:
+            env.close()
+    assert serve_cli(["--env", SERVE_ENV, "--host", "0.0.0.0"]) == 2
+    assert "refusing to bind '0.0.0.0' without authentication" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mode", ["simulation", "production"])
+def test_openenv_validate_passes_in_both_modes(mode):
+    serve_deps()
+    from openenv.cli._validation import validate_running_environment
+
+    from grounding_gym.remote import create_server_app, serve_in_thread
+
+    with serve_in_thread(create_server_app(SERVE_ENV, SERVE_SMALL, mode=mode)) as url:
+        report = validate_running_environment(url)
+    assert report["passed"] and report["mode"] == mode, report["criteria"]

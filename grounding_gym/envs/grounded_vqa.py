@@ -378,6 +378,11 @@ class GroundedVQAEnv(gym.Env[dict, str]):
     def _select_index(self, options: Mapping[str, Any]) -> int:
         if "sample_id" in options:
             key = options["sample_id"]
+            if isinstance(key, (bool, np.bool_)) or not isinstance(key, (int, np.integer, str)):
+                raise ValueError(
+                    f"sample_id must be a sample's id (str) or index (int), got "
+                    f"{type(key).__name__} {str(key)[:40]!r}"
+                )
             if isinstance(key, (int, np.integer)):
                 if not -len(self.dataset) <= key < len(self.dataset):
                     raise ValueError(

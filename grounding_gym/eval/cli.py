@@ -411,7 +411,7 @@ def compare_main(argv: Sequence[str]) -> int:
     labels = [str(s["meta"].get("label") or s["meta"].get("agent")) for s in summaries]
     ref = (
         int(args.ref)
-        if args.ref.isdigit()
+        if args.ref.isascii() and args.ref.isdigit()
         else (labels.index(args.ref) if args.ref in labels else -1)
     )
     if not 0 <= ref < len(summaries):
