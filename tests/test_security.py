@@ -359,3 +359,151 @@ def test_openenv_validate_passes_in_both_modes(mode):
     with serve_in_thread(create_server_app(SERVE_ENV, SERVE_SMALL, mode=mode)) as url:
         report = validate_running_environment(url)
     assert report["passed"] and report["mode"] == mode, report["criteria"]
+
+
+# ---------------------------------------------------------------------------- hostile files
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_image_paths_outside_the_dataset_root_are_refused_unless_opted_in(tmp_path):
+    from PIL import Image
+
+    from grounding_gym.data.formats.common import DatasetFormatError
+    from grounding_gym.data.formats.jsonl import load_jsonl
+
+    secret = tmp_path / "private" / "secret.png"
+    secret.parent.mkdir()
+    Image.new("RGB", (64, 48), "red").save(secret)
+    root = tmp_path / "bench"
+    (root / "imgs").mkdir(parents=True)
+    Image.new("RGB", (64, 48), "blue").save(root / "imgs" / "ok.png")
+    (root / "imgs" / "link.png").symlink_to(secret)  # looks inside, points out
+    row = {"question": "q?", "answer": "a"}
+    for escape in (str(secret), "../private/secret.png", "imgs/link.png"):
+        file = write_jsonl(root / "data.jsonl", [{**row, "image": escape}])
+        with pytest.raises(DatasetFormatError, match="outside the dataset root") as err:
+            load_jsonl(file)
+        assert "data.jsonl, line 1" in str(err.value) and "allow_outside_root=True" in str(err.value)
+        (sample,) = load_jsonl(file, allow_outside_root=True)  # the user's explicit opt-in
+        assert Path(sample.image).resolve() == secret.resolve()
+    (sample,) = load_jsonl(write_jsonl(root / "data.jsonl", [{**row, "image": "imgs/ok.png"}]))
+    assert Path(sample.image).name == "ok.png"
+
+
+def test_extreme_aspect_image_gives_a_view_inside_the_observation_space(tmp_path):
+    from PIL import Image
+
+    from grounding_gym.data.formats.jsonl import load_jsonl
+    from grounding_gym.envs.grounded_vqa import GroundedVQAEnv
+
+    Image.new("RGB", (1, 100_000), "white").save(tmp_path / "strip.png")
+    rows = [{"image": "strip.png", "question": "q?", "answer": "a"}]
+    samples = load_jsonl(write_jsonl(tmp_path / "d.jsonl", rows))
+    env = GroundedVQAEnv(samples, max_pixels=1_003_520)
+    obs, info = env.reset(seed=0)
+    h, w = obs["image"].shape[:2]
+    assert w * h <= 1_003_520 and obs in env.observation_space, (w, h)
+    obs, *_ = env.step("<crop>[0, 0, 28, 30000]</crop>")
+    assert obs in env.observation_space
+
+
+def test_questions_are_bounded_at_load_and_in_the_dialogue(tmp_path):
+    from PIL import Image
+
+    from grounding_gym.data.formats.common import DatasetFormatError
+    from grounding_gym.data.formats.jsonl import MAX_QUESTION_CHARS, load_jsonl
+    from grounding_gym.envs.grounded_vqa import GroundedVQAEnv
+
+    Image.new("RGB", (64, 48)).save(tmp_path / "a.png")
+    long = {"image": "a.png", "question": "x" * 100_000, "answer": "a"}
+    with pytest.raises(DatasetFormatError, match=r"d.jsonl, line 2: question of 100,000 chars"):
+        load_jsonl(write_jsonl(tmp_path / "d.jsonl", [{**long, "question": "ok?"}, long]))
+    (sample,) = load_jsonl(write_jsonl(tmp_path / "d.jsonl", [{**long, "question": "ok?"}]))
+    import dataclasses
+
+    env = GroundedVQAEnv(
+        [dataclasses.replace(sample, question="y" * (4 * MAX_QUESTION_CHARS + 70_000))]
+    )
+    obs, _ = env.reset(seed=0)  # a hand-built sample: cut with a note, not out of the space
+    assert obs in env.observation_space and "chars cut to 65,536" in obs["dialogue"]
+
+
+def test_two_evaluations_into_one_out_folder_the_second_fails_at_once(tmp_path):
+    import multiprocessing
+
+    from grounding_gym.atomic import FolderLockedError, folder_lock
+    from grounding_gym.eval import evaluate
+
+    out = tmp_path / "run"
+    ready, release = multiprocessing.Event(), multiprocessing.Event()
+    holder = multiprocessing.get_context("fork").Process(
+        target=_hold_lock, args=(str(out), ready, release)
+    )
+    holder.start()
+    try:
+        assert ready.wait(60)
+        with pytest.raises(
+            FolderLockedError, match=rf"{out} is in use by an evaluation .*pid {holder.pid}"
+        ):
+            evaluate(
+                "no-crop",
+                n=2,
+                out_dir=out,
+                dataset_kwargs={"num_samples": 2, "image_size": (320, 480)},
+                progress=False,
+            )
+        assert not (out / "episodes.jsonl").exists()  # it ran no episode
+    finally:
+        release.set()
+        holder.join(60)
+    with folder_lock(out, "an evaluation"):  # released when its holder ended
+        pass
+
+
+def _hold_lock(out: str, ready, release) -> None:
+    from grounding_gym.atomic import folder_lock
+
+    with folder_lock(out, "an evaluation"):
+        ready.set()
+        release.wait(60)
+
+
+# ---------------------------------------------------------------------------- action parsing
+ADVERSARIAL_UNITS = {
+    "<crop>[": "_CROP_OPEN",
+    "<box>": "_CROP_OPEN",
+    "<crop>[1, 2, 3, ": "_CROP_OPEN",
+    "<answer>": "_ANSWER_OPEN",
+    "< answer >x": "_ANSWER_OPEN",
+    "<think>": "_THINK_OPEN",
+}
+"""Opening tags repeated without a close (and which tag regex they stress): what made the
+old parser quadratic (2.6 s for 32,000 chars of `<crop>[`)."""
+
+
+def scanned_chars(open_pattern: str, body: str, text: str) -> int:
+    """Characters a tag regex's body can cover, summed over every match attempt (one per
+    opening tag): the regex engine's scanning work, counted instead of timed."""
+    import re
+
+    opens = re.compile(open_pattern, re.IGNORECASE | re.DOTALL)
+    run = re.compile(body.replace("*?", "*"), re.IGNORECASE | re.DOTALL)  # as far as it can go
+    return sum(run.match(text, m.end()).end() - m.end() for m in opens.finditer(text))
+
+
+@pytest.mark.parametrize("unit", list(ADVERSARIAL_UNITS))
+def test_action_parsing_work_grows_linearly(unit):
+    from grounding_gym import actions
+    from grounding_gym.actions import MAX_ACTION_CHARS_LIMIT, parse_action
+
+    open_tag = getattr(actions, ADVERSARIAL_UNITS[unit])
+    for n in (4_096, MAX_ACTION_CHARS_LIMIT):
+        text = (unit * (n // len(unit) + 1))[:n]
+        assert scanned_chars(open_tag, actions._body_until(open_tag), text) <= n
+        assert not parse_action(text, max_action_chars=n).format_ok
+    text = (unit * (4_096 // len(unit) + 1))[:4_096]
+    assert scanned_chars(open_tag, r"(?:.)*?", text) > 50 * 4_096  # the old `.*?`: quadratic
+    with pytest.raises(ValueError, match="max_action_chars must be in 1..65536"):
+        parse_action("x", max_action_chars=MAX_ACTION_CHARS_LIMIT + 1)
