@@ -385,7 +385,9 @@ def test_image_paths_outside_the_dataset_root_are_refused_unless_opted_in(tmp_pa
         file = write_jsonl(root / "data.jsonl", [{**row, "image": escape}])
         with pytest.raises(DatasetFormatError, match="outside the dataset root") as err:
             load_jsonl(file)
-        assert "data.jsonl, line 1" in str(err.value) and "allow_outside_root=True" in str(err.value)
+        assert "data.jsonl, line 1" in str(err.value) and "allow_outside_root=True" in str(
+            err.value
+        )
         (sample,) = load_jsonl(file, allow_outside_root=True)  # the user's explicit opt-in
         assert Path(sample.image).resolve() == secret.resolve()
     (sample,) = load_jsonl(write_jsonl(root / "data.jsonl", [{**row, "image": "imgs/ok.png"}]))
@@ -507,3 +509,64 @@ def test_action_parsing_work_grows_linearly(unit):
     assert scanned_chars(open_tag, r"(?:.)*?", text) > 50 * 4_096  # the old `.*?`: quadratic
     with pytest.raises(ValueError, match="max_action_chars must be in 1..65536"):
         parse_action("x", max_action_chars=MAX_ACTION_CHARS_LIMIT + 1)
+
+
+def test_codec_refuses_deep_nesting_and_bad_shapes():
+    import base64
+
+    from grounding_gym.remote.codec import MAX_DEPTH, ImageCodec, WireDecodeError
+
+    codec = ImageCodec()
+    deep: object = 1
+    for _ in range(MAX_DEPTH + 5):
+        deep = [deep]
+    with pytest.raises(WireDecodeError, match=f"nested deeper than {MAX_DEPTH}"):
+        codec.from_json(deep)
+    data = base64.b64encode(bytes(8)).decode()
+    for bad, words in [
+        (
+            {"__gg__": "ndarray", "dtype": "<f8", "shape": [1000, 1000], "data": data},
+            "does not fit",
+        ),
+        ({"__gg__": "ndarray", "dtype": "<f8", "shape": [-1], "data": data}, "shape must be"),
+        ({"__gg__": "ndarray", "dtype": "O", "shape": [1], "data": data}, "dtype 'O' refused"),
+        ({"__gg__": "scalar", "dtype": "<i8", "value": {"x": 1}}, "must be a number"),
+        ({"__gg__": "scalar", "dtype": "int8", "value": 10**6}, "malformed"),
+        ({"__gg__": "dict", "items": [[[1], 2]]}, "hashable"),
+        ({"__gg__": "x" * 10_000}, "unknown wire tag"),
+    ]:
+        with pytest.raises(WireDecodeError, match=words) as err:
+            codec.from_json(bad)
+        assert len(str(err.value)) < 400
+    assert (
+        codec.from_json({"__gg__": "ndarray", "dtype": "<f8", "shape": [1], "data": data})[0] == 0
+    )
+
+
+def test_hostile_rows_get_errors_naming_file_and_line(tmp_path):
+    from PIL import Image
+
+    from grounding_gym.data import make_dataset
+    from grounding_gym.data.formats.common import DatasetFormatError
+    from grounding_gym.data.formats.jsonl import load_jsonl
+    from grounding_gym.eval.records import read_records
+
+    Image.new("RGB", (64, 48)).save(tmp_path / "a.png")
+    row = {"id": "q1", "image": "a.png", "question": "q?", "answer": "a"}
+    with pytest.raises(DatasetFormatError, match=r"line 2: duplicate sample id 'q1' \(first"):
+        load_jsonl(write_jsonl(tmp_path / "d.jsonl", [row, row]))
+    deep = "[" * 100_000 + "]" * 100_000
+    (tmp_path / "deep.jsonl").write_text(json.dumps(row) + "\n" + deep + "\n")
+    with pytest.raises(DatasetFormatError, match="deep.jsonl, line 2: JSON nested too deeply"):
+        load_jsonl(tmp_path / "deep.jsonl")
+    episodes = tmp_path / "episodes.jsonl"
+    episodes.write_text('{"episode": 0}\n{"episode": "one"}\n{"episode": 2}\n')
+    with pytest.raises(ValueError, match=r"episodes.jsonl: line 2: 'episode' must be an integer"):
+        read_records(episodes)
+    episodes.write_text('{"episode": 0}\n' + deep + "\n" + '{"episode": 2}\n')
+    with pytest.raises(ValueError, match=r"line 2 is not valid JSON \(nested too deeply\)"):
+        read_records(episodes)
+    synthetic = make_dataset("synthetic-hr", num_samples=4, image_size=(320, 480))
+    prefix = synthetic[0].id.rsplit("-", 1)[0]
+    assert synthetic.index_of(f"{prefix}-\u00b2") is None  # "²".isdigit() is True
+    assert synthetic.index_of(f"{prefix}-1") == 1
