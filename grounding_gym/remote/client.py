@@ -18,6 +18,7 @@ import gymnasium as gym
 
 from grounding_gym.remote.codec import ImageCodec, space_from_json
 from grounding_gym.remote.server import GymState
+from grounding_gym.spaces import ImageSpace
 
 try:
     from openenv.core.client_types import StepResult
@@ -170,6 +171,11 @@ class RemoteEnv(gym.Env[Any, Any]):
         self.max_message_bytes: int = state.max_message_bytes
         self.observation_space = space_from_json(state.observation_space)
         self.action_space = space_from_json(state.action_space)
+        space = self.observation_space
+        parts = space.spaces.values() if isinstance(space, gym.spaces.Dict) else [space]
+        views = [s.max_pixels for s in parts if isinstance(s, ImageSpace)]
+        # replies carry views of up to the served env's budget: decode those, refuse larger
+        self._codec.max_decode_pixels = max([self._codec.max_decode_pixels, *views])
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
