@@ -264,7 +264,7 @@ def test_mcp_session_flood_leaves_websocket_clients_served():
 
 
 def test_http_reset_with_a_bad_sample_id_or_episode_id_is_a_400():
-    requests, _ = serve_deps()
+    requests, connect = serve_deps()
     from grounding_gym.remote import create_server_app, serve_in_thread
 
     with serve_in_thread(create_server_app(SERVE_ENV, SERVE_SMALL, max_sessions=2)) as url:
@@ -278,6 +278,18 @@ def test_http_reset_with_a_bad_sample_id_or_episode_id_is_a_400():
             response = requests.post(f"{url}/reset", json=body, timeout=30)
             assert response.status_code in (400, 422) and words in response.text, body
             assert "Traceback" not in response.text
+        with connect(ws_url(url), max_size=None) as ws:  # over the websocket: our own check
+            for message, want in [
+                ({"type": "reset", "data": {"episode_id": {"a": 1}}}, "error"),
+                ({"type": "state"}, "state"),  # the session still answers
+            ]:
+                ws.send(json.dumps(message))
+                reply = json.loads(ws.recv(timeout=30))
+                assert reply["type"] == want, reply
+            ws.send(json.dumps({"type": "reset", "data": {"episode_id": {"a": 1}}}))
+            assert (
+                "episode_id must be a string" in json.loads(ws.recv(timeout=30))["data"]["message"]
+            )
 
 
 def test_idle_session_socket_is_closed_and_its_slot_freed():
@@ -286,13 +298,13 @@ def test_idle_session_socket_is_closed_and_its_slot_freed():
 
     app = create_server_app(SERVE_ENV, SERVE_SMALL, max_sessions=1, session_timeout_s=0.5)
     with serve_in_thread(app) as url:
-        ws = connect(ws_url(url), max_size=None)
-        ws.send(json.dumps({"type": "reset", "data": {"seed": 0}}))
-        assert json.loads(ws.recv(timeout=30))["type"] == "observation"
         from websockets.exceptions import ConnectionClosed
 
-        with pytest.raises(ConnectionClosed) as closed:
-            ws.recv(timeout=30)  # idle: the server closes the socket itself
+        with connect(ws_url(url), max_size=None) as ws:
+            ws.send(json.dumps({"type": "reset", "data": {"seed": 0}}))
+            assert json.loads(ws.recv(timeout=30))["type"] == "observation"
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=30)  # idle: the server closes the socket itself
         assert closed.value.rcvd.code == 1001 and "session expired" in closed.value.rcvd.reason
         newcomer = RemoteEnv(url)  # the only slot is free again
         newcomer.close()
