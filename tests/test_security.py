@@ -444,7 +444,7 @@ def test_questions_are_bounded_at_load_and_in_the_dialogue(tmp_path):
     assert obs in env.observation_space and "chars cut to 65,536" in obs["dialogue"]
 
 
-def test_two_evaluations_into_one_out_folder_the_second_fails_at_once(tmp_path):
+def test_two_evaluations_into_one_out_folder_the_second_fails_at_once(tmp_path, capsys):
     import multiprocessing
 
     from grounding_gym.atomic import FolderLockedError, folder_lock
@@ -469,6 +469,11 @@ def test_two_evaluations_into_one_out_folder_the_second_fails_at_once(tmp_path):
                 progress=False,
             )
         assert not (out / "episodes.jsonl").exists()  # it ran no episode
+        from grounding_gym.cli import main
+
+        argv = ["eval", "--agent", "no-crop", "-n", "2", "--out", str(out), "--no-progress"]
+        assert main(argv) == 2  # the CLI: one line, exit 2
+        assert "is in use by an evaluation" in capsys.readouterr().err
     finally:
         release.set()
         holder.join(60)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from grounding_gym.atomic import atomic_write_bytes
+from grounding_gym.atomic import FolderLockedError, atomic_write_bytes
 
 DEFAULT_ENV = "GroundedVQA-HR-v0"
 BASELINES_ENV_VAR = "GROUNDING_GYM_BASELINES"
@@ -245,6 +245,7 @@ def eval_main(argv: Sequence[str]) -> int:
         )
     except (
         RunMismatchError,
+        FolderLockedError,
         ImportError,
     ) as exc:  # ImportError: an agent's optional extra is missing
         print(f"eval: {exc}", file=sys.stderr)

@@ -144,15 +144,15 @@ class IdleWebSocketClose:
         async def guarded_receive() -> dict:
             if closed[0]:
                 return {"type": "websocket.disconnect", "code": self.CLOSE_CODE}
-            if pending[0] is None:
-                pending[0] = asyncio.ensure_future(receive())
+            task = pending[0]
+            if task is None:
+                task = pending[0] = asyncio.ensure_future(receive())
             remaining = last[0] + timeout_s - time.monotonic()
-            done, _ = await asyncio.wait({pending[0]}, timeout=max(remaining, 0.0))
+            done, _ = await asyncio.wait({task}, timeout=max(remaining, 0.0))
             if done:
-                message = pending[0].result()
                 pending[0] = None
                 last[0] = time.monotonic()
-                return message
+                return task.result()
             closed[0] = True
             reason = f"session expired (idle for more than {timeout_s:g} s); connect again"
             await send({"type": "websocket.close", "code": self.CLOSE_CODE, "reason": reason})
