@@ -587,3 +587,16 @@ def test_hostile_rows_get_errors_naming_file_and_line(tmp_path):
     prefix = synthetic[0].id.rsplit("-", 1)[0]
     assert synthetic.index_of(f"{prefix}-\u00b2") is None  # "²".isdigit() is True
     assert synthetic.index_of(f"{prefix}-1") == 1
+
+
+def test_lru_byte_budget_drops_the_oldest_and_skips_values_over_budget():
+    from grounding_gym.lru import LRU
+
+    cache = LRU(8, max_bytes=10, size=len)
+    for key in "abc":
+        cache.put(key, key * 4)  # 4 bytes each: the third pushes out the first
+    assert cache.peek("a") is None and cache.peek("b") == "bbbb" and cache.nbytes == 8
+    cache.put("d", "d" * 11)  # larger than the whole budget: not kept, nothing evicted
+    assert cache.peek("d") is None and len(cache) == 2
+    cache.clear()
+    assert len(cache) == 0 and cache.nbytes == 0
