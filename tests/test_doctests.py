@@ -27,6 +27,7 @@ WITH_DOCTESTS = {
     "grounding_gym.data.formats.treebench",
     "grounding_gym.data.synthetic",
     "grounding_gym.envs.evidence",
+    "grounding_gym.envs.grounded_vqa",
     "grounding_gym.eval.agents",
     "grounding_gym.eval.harness",
     "grounding_gym.eval.metrics",

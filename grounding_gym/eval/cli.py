@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from grounding_gym.atomic import atomic_write_bytes
+from grounding_gym.atomic import FolderLockedError, atomic_write_bytes
 
 DEFAULT_ENV = "GroundedVQA-HR-v0"
 BASELINES_ENV_VAR = "GROUNDING_GYM_BASELINES"
@@ -245,6 +245,7 @@ def eval_main(argv: Sequence[str]) -> int:
         )
     except (
         RunMismatchError,
+        FolderLockedError,
         ImportError,
     ) as exc:  # ImportError: an agent's optional extra is missing
         print(f"eval: {exc}", file=sys.stderr)
@@ -411,7 +412,7 @@ def compare_main(argv: Sequence[str]) -> int:
     labels = [str(s["meta"].get("label") or s["meta"].get("agent")) for s in summaries]
     ref = (
         int(args.ref)
-        if args.ref.isdigit()
+        if args.ref.isascii() and args.ref.isdigit()
         else (labels.index(args.ref) if args.ref in labels else -1)
     )
     if not 0 <= ref < len(summaries):

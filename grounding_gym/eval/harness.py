@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import hashlib
 import importlib
+import inspect
 import json
 import os
 import time
@@ -35,7 +37,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from grounding_gym.atomic import atomic_write_text
+from grounding_gym.atomic import atomic_write_text, folder_lock
 from grounding_gym.eval.agents import Agent, make_agent
 from grounding_gym.eval.metrics import summarize
 from grounding_gym.eval.records import EpisodeRecorder, append_record, jsonable, read_records
@@ -213,6 +215,23 @@ def _clear_run(out: Path) -> None:
             (out / name).unlink()
 
 
+def _one_writer_per_out_dir(run: Any) -> Any:
+    """`evaluate` holding `folder_lock(out_dir)` while it runs: a second evaluation into the
+    same folder fails at once (`FolderLockedError`) instead of running every episode again."""
+    signature = inspect.signature(run)
+
+    @functools.wraps(run)
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        out_dir = signature.bind(*args, **kwargs).arguments.get("out_dir")
+        if out_dir is None:
+            return run(*args, **kwargs)
+        with folder_lock(out_dir, "an evaluation"):
+            return run(*args, **kwargs)
+
+    return locked
+
+
+@_one_writer_per_out_dir
 def evaluate(
     agent: Agent | str,
     env: str | gym.Env = "GroundedVQA-HR-v0",
@@ -266,6 +285,7 @@ def evaluate(
     Raises:
         ValueError: bad `n`/`num_envs`, `out_dir` holds a different evaluation, or the agent
             returned the wrong number of actions.
+        grounding_gym.atomic.FolderLockedError: another evaluation is writing to `out_dir`.
     """
     if num_envs < 1:
         raise ValueError(f"num_envs must be >= 1, got {num_envs}")

@@ -207,13 +207,20 @@ def read_records(path: str | os.PathLike, repair: bool = True) -> list[dict[str,
     for number, raw in enumerate(lines, start=1):
         try:
             record = json.loads(raw.decode("utf-8")) if raw.strip() else None
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             if number == len(lines) and not tail:  # last full line garbled: a torn write too
                 torn = True
                 break
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
             raise ValueError(
-                f"{path}: line {number} is not valid JSON ({exc}); fix or remove it"
+                f"{path}: line {number} is not valid JSON ({reason}); fix or remove it"
             ) from exc
+        episode = record.get("episode") if isinstance(record, dict) else None
+        if episode is not None and (isinstance(episode, bool) or not isinstance(episode, int)):
+            raise ValueError(
+                f"{path}: line {number}: 'episode' must be an integer index, got "
+                f"{str(episode)[:40]!r}; fix or remove the line"
+            )
         if record is not None and not isinstance(record, dict):
             raise ValueError(f"{path}: line {number} is not a JSON object")
         if record is not None:

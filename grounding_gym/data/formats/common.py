@@ -169,11 +169,18 @@ class IdRegistry:
             DatasetFormatError: the id was seen before (with other content).
         """
         if sample_id in self._first:
+            known = self._content.get(sample_id)
+            if record is None or known is None:
+                how = ""
+            elif known == _fingerprint(record):
+                how = " with identical content"
+            else:
+                how = " with different content"
             raise format_error(
                 where,
-                f"duplicate sample id {sample_id!r} with different content (first seen at "
-                f"{self._first[sample_id]})",
-                "ids must be unique; env.reset(options={'sample_id': ...}) selects by id.",
+                f"duplicate sample id {sample_id!r}{how} (first seen at {self._first[sample_id]})",
+                "ids must be unique (remove the repeated row or give it its own id); "
+                "env.reset(options={'sample_id': ...}) selects by id.",
             )
         self._first[sample_id] = where
         if record is not None:
@@ -329,6 +336,10 @@ def iter_jsonl(file: str) -> Iterator[JsonlRecord]:
                 value = json.loads(raw.decode("utf-8-sig" if start == 0 else "utf-8"))
             except (UnicodeDecodeError, json.JSONDecodeError) as err:
                 raise format_error(at_line(file, line_no), f"not valid JSON ({err})") from err
+            except RecursionError as err:
+                raise format_error(
+                    at_line(file, line_no), "JSON nested too deeply to parse (hostile or corrupt)"
+                ) from err
             if not isinstance(value, dict):
                 raise format_error(
                     at_line(file, line_no), f"expected a JSON object, got {type(value).__name__}"
@@ -576,10 +587,18 @@ class ResolvedImage:
 
 
 class ImageFields:
-    """Turns image fields (paths or base64) into sources, validating each distinct image once."""
+    """Turns image fields (paths or base64) into sources, validating each distinct image once.
 
-    def __init__(self, root: str):
+    Image paths are confined to `root`: a path that resolves outside it (absolute, `..`, or a
+    symlink pointing out) is refused, since a hostile dataset file could otherwise make an env
+    show (and a remote model receive) any image the user can read. `allow_outside_root=True`
+    lifts this for files the user trusts.
+    """
+
+    def __init__(self, root: str, allow_outside_root: bool = False):
         self.root = root
+        self.allow_outside_root = allow_outside_root
+        self._real_root = os.path.realpath(root)
         self._valid: set[str] = set()
         self._sizes: dict[str, tuple[int, int]] = {}
 
@@ -590,12 +609,28 @@ class ImageFields:
         tried = [os.path.normpath(os.path.join(self.root, c, value)) for c in (*candidates, "")]
         for full in tried:
             if os.path.isfile(full):
+                self._check_inside_root(value, full, where)
                 return ResolvedImage(full, full)
         fix = f"image paths are relative to {self.root!r}; pass data_dir= the folder holding them."
         if looks_like_base64(value):
             fix = "this looks like base64: mark it as base64 (see the format's docs)."
         shown = repr(tried[0]) if len(tried) == 1 else f"tried {tried}"
         raise format_error(where, f"image file not found: {shown}", fix)
+
+    def _check_inside_root(self, value: str, full: str, where: str) -> None:
+        real = os.path.realpath(full)
+        if (
+            self.allow_outside_root
+            or os.path.commonpath([real, self._real_root]) == self._real_root
+        ):
+            return
+        raise format_error(
+            where,
+            f"image path {value[:200]!r} resolves to {real!r}, outside the dataset root "
+            f"{self._real_root!r} (an absolute path, '..' or a symlink leading out)",
+            "keep images under the dataset's folder (or data_dir), or pass "
+            "allow_outside_root=True if you trust this file.",
+        )
 
     def auto(self, value: Any, where: str, ref: EncodedImageRef | None = None) -> ResolvedImage:
         """A field that holds a path or base64: base64 when it looks like base64 (data URI, or

@@ -150,7 +150,7 @@ def load_hrbench(
 
 def _norm_index(text: str) -> str:
     text = text.strip()
-    return str(int(text)) if text.isdigit() else text
+    return str(int(text)) if text.isascii() and text.isdigit() else text
 
 
 def _row_image(
@@ -158,7 +158,7 @@ def _row_image(
 ) -> tuple[ResolvedImage | None, str | None]:
     text = record.values["image"]
     stripped = text.strip()
-    if stripped.isdigit() and len(stripped) <= _MAX_REF_CHARS:
+    if stripped.isascii() and stripped.isdigit() and len(stripped) <= _MAX_REF_CHARS:
         return None, _norm_index(stripped)
     ref = EncodedImageRef(file, record.offset, record.length, "tsv", column, where)
     return images.base64_in_record(text, where, ref), None

@@ -272,7 +272,9 @@ def _tsv_image(
         if record.get("image_path"):
             return images.path(record["image_path"], where)
         raise format_error(where, "empty image field and no image_path")
-    if text.isdigit() and len(text) <= 64:  # VLMEvalKit: the index of a row with the image
+    if (
+        text.isascii() and text.isdigit() and len(text) <= 64
+    ):  # VLMEvalKit: the index of a row with the image
         shared = by_index.get(text)
         if shared is None:
             raise format_error(where, f"the image field refers to index {text}, not seen before")
