@@ -1,7 +1,7 @@
 """Small statistics and plotting helpers shared by the experiment scripts (numpy, matplotlib).
 
 * `bootstrap_ci`: mean and percentile-bootstrap 95 % interval of per-seed values (or of paired
-  per-seed differences), seeded so a report rebuilds byte for byte.
+  per-seed differences), seeded; it lives in `grounding_gym.eval.stats` and is re-exported here.
 * `curves_on_grid`: training curves of several runs, smoothed and interpolated onto one env-step
   grid, for mean +- band plots.
 * `plot_curve_panels`: those curves, one panel per metric, one line (mean) and band per group.
@@ -18,32 +18,9 @@ from typing import Any
 import numpy as np
 
 from grounding_gym.atomic import atomic_open
+from grounding_gym.eval.stats import bootstrap_ci  # re-exported: the scripts import it from here
 
 __all__ = ["bootstrap_ci", "curves_on_grid", "plot_curve_panels", "save_figure", "trailing_mean"]
-
-
-def bootstrap_ci(
-    values: Sequence[float], *, level: float = 0.95, resamples: int = 10_000, seed: int = 0
-) -> tuple[float, float, float]:
-    """(mean, low, high): the mean of `values` (NaN ignored) and its percentile-bootstrap
-    interval at `level` (`resamples` resamples of the values with replacement, seeded).
-
-    For a paired comparison pass the per-seed differences. One finite value gives (v, nan, nan).
-
-    >>> mean, low, high = bootstrap_ci([0.1, 0.2, 0.3, 0.4])
-    >>> round(mean, 2), low < mean < high
-    (0.25, True)
-    """
-    x = np.asarray(values, dtype=float)
-    x = x[np.isfinite(x)]
-    if x.size == 0:
-        return math.nan, math.nan, math.nan
-    if x.size == 1:
-        return float(x[0]), math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, x.size, size=(resamples, x.size))].mean(axis=1)
-    tail = (1.0 - level) / 2.0
-    return float(x.mean()), float(np.quantile(means, tail)), float(np.quantile(means, 1.0 - tail))
 
 
 def trailing_mean(values: Sequence[float], window: int = 10) -> np.ndarray:

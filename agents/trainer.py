@@ -44,7 +44,7 @@ from agents.algos import (
     overlong_penalty,
 )
 from agents.algos.diagnostics import crop_bin_names, scale_bias_metrics, shares
-from agents.checkpoint import atomic_torch_save, get_rng_state, set_rng_state
+from agents.checkpoint import atomic_torch_save, get_rng_state, load_checkpoint_file, set_rng_state
 from agents.config import TrainerConfig, merge_kwargs, parse_args
 from agents.policies import make_policy
 from agents.policies.base import Trajectory
@@ -129,7 +129,7 @@ class Trainer:
         _seed_everything(cfg.seed)
         self.policy = policy if policy is not None else make_policy(cfg.policy, **cfg.policy_kwargs)
         if cfg.init_checkpoint:
-            state = torch.load(cfg.init_checkpoint, map_location="cpu", weights_only=True)
+            state = load_checkpoint_file(cfg.init_checkpoint)
             _module(self.policy).load_state_dict(state)
         self.envs = list(envs) if envs is not None else build_envs(cfg)
         self.eval_envs = build_envs(cfg, cfg.eval_env_kwargs) if cfg.eval_env_kwargs else self.envs
@@ -425,8 +425,13 @@ class Trainer:
         atomic_torch_save(state, self.checkpoint_path)
 
     def load_checkpoint(self, path: str | os.PathLike | None = None) -> None:
-        """Restore a checkpoint and cut `metrics.jsonl` back to what it had then."""
-        state = torch.load(path or self.checkpoint_path, map_location="cpu", weights_only=False)
+        """Restore a checkpoint and cut `metrics.jsonl` back to what it had then.
+
+        Raises:
+            agents.checkpoint.UnsafeCheckpointError: the file needs unpickling (refused, nothing
+                from it runs) or is truncated.
+        """
+        state = load_checkpoint_file(path or self.checkpoint_path)
         _module(self.policy).load_state_dict(state["policy"])
         if self.ref is not None and state.get("ref") is not None:
             _module(self.ref).load_state_dict(state["ref"])

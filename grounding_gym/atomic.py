@@ -15,7 +15,58 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
+__all__ = [
+    "FolderLockedError",
+    "atomic_open",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "folder_lock",
+]
+
+LOCK_FILE = ".grounding-gym.lock"
+"""Name of the lock file `folder_lock` keeps in a folder (left in place: removing it would race)."""
+
+
+class FolderLockedError(RuntimeError):
+    """Another process holds the folder's lock (it is writing results there)."""
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike, what: str = "a run") -> Iterator[Path]:
+    """Hold an exclusive lock on `folder` (an OS advisory lock on `folder/LOCK_FILE`, released
+    when the process exits, however it exits) or fail at once.
+
+    Raises:
+        FolderLockedError: another process holds it; the message names the folder and that
+            process's pid.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_FILE
+    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the whole block
+    try:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks here; the run goes on unlocked
+            fcntl = None  # type: ignore[assignment]
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip()[:20] or "unknown"
+                raise FolderLockedError(
+                    f"{folder} is in use by {what} in another process (pid {holder}, lock "
+                    f"{path}); wait for it to finish or choose another output folder"
+                ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield path
+    finally:
+        handle.close()  # releases the lock
 
 
 @contextlib.contextmanager

@@ -67,7 +67,7 @@ def parse_bin_spec(text: str) -> tuple[float, ...] | int:
     text = text.strip()
     if text.startswith(QUANTILES_PREFIX):
         count = text[len(QUANTILES_PREFIX) :]
-        if not count.isdigit() or int(count) < 2:
+        if not (count.isascii() and count.isdigit()) or int(count) < 2:
             raise ValueError(f"quantiles:K needs an integer K >= 2, got {text!r}")
         return int(count)
     try:

@@ -294,10 +294,15 @@ def fit_to_budget(
 
     Keeps the aspect (up to rounding), scales so `min_pixels <= w * h <= max_pixels`, and rounds
     each side to a multiple of `patch_size` (None or 1: no rounding). Regions already inside the
-    budget keep their size. Matches Qwen2-VL's `smart_resize` for `patch_size=28`.
+    budget keep their size. Matches Qwen2-VL's `smart_resize` for `patch_size=28`, except for
+    extreme aspects (where `smart_resize` refuses ratios over 200): when the short side is
+    already one patch, the long side is cut so that `w * h <= max_pixels` always holds (the
+    aspect is then squeezed).
 
     >>> fit_to_budget(4000, 3000, min_pixels=3136, max_pixels=1003520)
     (1148, 840)
+    >>> fit_to_budget(1, 100000, min_pixels=3136, max_pixels=1003520)  # 1 x 100000 px image
+    (28, 35840)
     """
     if min_pixels > max_pixels:
         raise ValueError(f"min_pixels ({min_pixels}) must be <= max_pixels ({max_pixels})")
@@ -314,6 +319,11 @@ def fit_to_budget(
         beta = math.sqrt(min_pixels / (width * height))
         w_bar = math.ceil(width * beta / factor) * factor
         h_bar = math.ceil(height * beta / factor) * factor
+    if w_bar * h_bar > max_pixels:  # a side clamped up to one patch: cut the other one
+        if w_bar >= h_bar:
+            w_bar = max(factor, max_pixels // (h_bar * factor) * factor)
+        else:
+            h_bar = max(factor, max_pixels // (w_bar * factor) * factor)
     return int(w_bar), int(h_bar)
 
 

@@ -359,9 +359,7 @@ BENCHMARK = "scale-bias"
 def ship_baselines(out: Path, dest: Path, config: str, eval_questions: int) -> None:
     """Seed-0 policies of every arm (and the reference agents) evaluated into `dest` (see the
     module docstring); an evaluation already there is resumed or kept."""
-    import torch
-
-    from agents.checkpoint import atomic_torch_save
+    from agents.checkpoint import atomic_torch_save, load_checkpoint_file
     from agents.config import load_config, merge_kwargs
 
     cfg = load_config(config)
@@ -386,7 +384,7 @@ def ship_baselines(out: Path, dest: Path, config: str, eval_questions: int) -> N
         if not run.exists():
             print(f"ship: no seed-0 run of {arm} in {out}; skipped", file=sys.stderr)
             continue
-        state = torch.load(run, map_location="cpu", weights_only=False)
+        state = load_checkpoint_file(run)
         target = dest / f"tiny-{arm}" / "checkpoint.pt"
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic_torch_save(

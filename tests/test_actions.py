@@ -258,7 +258,7 @@ def test_non_str_input_is_invalid_not_an_exception(value):
     [
         ({"multi_box": "unoin"}, "did you mean 'union'"),
         ({"multi_box": "all"}, "multi_box must be one of"),
-        ({"max_action_chars": 0}, "max_action_chars must be >= 1"),
+        ({"max_action_chars": 0}, "max_action_chars must be in 1..65536"),
         ({"max_action_chars": 1.5}, "max_action_chars must be an int"),
     ],
 )

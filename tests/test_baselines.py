@@ -217,5 +217,17 @@ def test_sb3_ppo_trains_through_the_wrappers_and_evaluates(tmp_path, capsys):
     summary = json.loads((out / "eval" / "sb3-ppo" / "summary.json").read_text())
     assert summary["overall"]["n"] == 3 and summary["overall"]["invalid_action_rate"] == 0.0
     assert summary["meta"]["bin_edges"] == [0.01, 0.03]
+    # the safe loader (policy.pth only, weights_only) acts exactly as SB3's own PPO.load
+    from stable_baselines3 import PPO
+
+    from agents.baselines.sb3_ppo import load_policy_weights
+
+    wrapped = make_train_env(args).env
+    safe = load_policy_weights(out / "model.zip", wrapped.observation_space, wrapped.action_space)
+    full = PPO.load(out / "model.zip", device="cpu")  # our own file: trusted here
+    obs = {k: np.stack([v] * 3) for k, v in wrapped.reset(seed=0)[0].items()}
+    assert np.array_equal(
+        safe.predict(obs, deterministic=True)[0], full.predict(obs, deterministic=True)[0]
+    )
     with pytest.raises(ValueError, match="obs_size"):
         PPOArgs(obs_size=16)

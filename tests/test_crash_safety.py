@@ -111,7 +111,7 @@ def test_sigkill_mid_training_then_resume_matches_an_uninterrupted_run(tmp_path)
     assert proc.returncode == -signal.SIGKILL, where
 
     # Whatever the kill interrupted, the checkpoint on disk is whole and loadable.
-    state = torch.load(crashed / "checkpoint.pt", weights_only=False)
+    state = torch.load(crashed / "checkpoint.pt", weights_only=True)
     assert 1 <= state["step"] < TOTAL_STEPS, where
 
     subprocess.run(
@@ -159,7 +159,7 @@ def assert_previous_checkpoint_intact(folder: Path, previous: dict) -> None:
     assert sorted(p.name for p in folder.iterdir()) == ["checkpoint.pt"], (
         "a temporary file was left"
     )
-    state = torch.load(folder / "checkpoint.pt", weights_only=False)
+    state = torch.load(folder / "checkpoint.pt", weights_only=True)
     assert state.keys() == previous.keys()
     for key, value in previous.items():
         assert (
@@ -191,7 +191,7 @@ def test_trainer_checkpoint_survives_a_failed_save(tmp_path, monkeypatch):
     out = tmp_path / "run"
     trainer = Trainer(tiny_cfg(out, total_steps=1, checkpoint_every=1), envs=pool(toy_samples()))
     trainer.train()
-    previous = torch.load(out / "checkpoint.pt", weights_only=False)
+    previous = torch.load(out / "checkpoint.pt", weights_only=True)
     assert previous["step"] == 1
     trainer.step += 1
     with monkeypatch.context() as patch:
@@ -199,7 +199,7 @@ def test_trainer_checkpoint_survives_a_failed_save(tmp_path, monkeypatch):
         with pytest.raises(OSError, match="No space left"):
             trainer.save_checkpoint()
     assert not list(out.glob(".*.tmp")), "a temporary file was left"
-    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
     assert state["step"] == 1 and state["metrics_bytes"] == previous["metrics_bytes"]
     for name, tensor in previous["policy"].items():
         assert torch.equal(state["policy"][name], tensor), name

@@ -443,8 +443,9 @@ def test_tables_and_compare_deltas():
     b = summarize([_rec(0, False), _rec(1, True), _rec(2, True, "medium")], meta={"agent": "base"})
     table = compare_table([a, b])
     lines = {line.split()[0]: line.split() for line in table.splitlines()[3:]}
-    assert lines["small"][-3:] == ["100.0", "50.0", "-50.0"]
-    assert lines["medium"][-3:] == ["0.0", "100.0", "+100.0"]
+    # accuracy cells carry a 95 % interval ("100.0 [34.2, 100.0]"): values at 2 and 5, Δ last
+    assert [lines["small"][i] for i in (2, 5, -1)] == ["100.0", "50.0", "-50.0"]
+    assert [lines["medium"][i] for i in (2, 5, -1)] == ["0.0", "100.0", "+100.0"]
     assert "Δ = run - mine" in table
     md = compare_table([a, b], metric="miou", markdown=True)
     assert "| small |" in md

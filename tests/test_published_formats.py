@@ -14,8 +14,15 @@ import pytest
 from PIL import Image
 
 from grounding_gym.data.formats.choices import parse_choices
+from grounding_gym.data.formats.hrbench import hrbench_split
 from grounding_gym.data.formats.records import DatasetFormatError
-from grounding_gym.data.loaders import load_mme_realworld, load_treebench, load_vstar
+from grounding_gym.data.loaders import (
+    load_hrbench,
+    load_mme_realworld,
+    load_mme_realworld_lite,
+    load_treebench,
+    load_vstar,
+)
 from grounding_gym.geometry import Box
 
 
@@ -172,14 +179,16 @@ def test_mme_exact_duplicates_kept_once_with_a_counting_warning(tmp_path):
         mme_record("q2"),
         mme_record("q1"),
     ]
-    with pytest.warns(UserWarning, match=r"mme-realworld: skipped 3 exact duplicate record\(s\)"):
-        samples = load_mme_realworld(write_mme(tmp_path, records))
+    with pytest.warns(
+        UserWarning, match=r"mme-realworld-lite: skipped 3 exact duplicate record\(s\)"
+    ):
+        samples = load_mme_realworld_lite(write_mme(tmp_path, records))
     assert [s.id for s in samples] == ["q1", "q2"]
     records[2] = mme_record("q1", **{"Ground truth": "D"})
     with pytest.raises(
         DatasetFormatError, match=r"record 2 \(line 34\): duplicate sample id 'q1' with different"
     ):
-        load_mme_realworld(write_mme(tmp_path, records))
+        load_mme_realworld_lite(write_mme(tmp_path, records))
 
 
 def test_mme_printed_labels_name_the_answer_when_they_repeat(tmp_path):
@@ -188,7 +197,7 @@ def test_mme_printed_labels_name_the_answer_when_they_repeat(tmp_path):
         mme_record("q1", **{"Answer choices": six, "Ground truth": "E"}),
         mme_record("q2", **{"Answer choices": six, "Ground truth": "(B)"}),
     ]
-    first, second = load_mme_realworld(write_mme(tmp_path, records))
+    first, second = load_mme_realworld_lite(write_mme(tmp_path, records))
     assert first.options == ("one", "two", "three", "four", "five", "six")
     assert (
         first.answer == "F" and first.options[ord(first.answer) - 65] == "six"
@@ -203,7 +212,43 @@ def test_mme_errors_name_file_line_and_field(tmp_path):
         DatasetFormatError,
         match=r"MME-RealWorld-Lite.json, record 1 \(line 18\): field 'Ground truth'",
     ):
-        load_mme_realworld(write_mme(tmp_path, records))
+        load_mme_realworld_lite(write_mme(tmp_path, records))
+
+
+def test_mme_realworld_and_its_lite_split_are_separate_datasets(tmp_path):
+    lite = write_mme(tmp_path, [mme_record("q1"), mme_record("q2")])
+    assert {s.metadata["split"] for s in load_mme_realworld_lite(lite)} == {"lite"}
+    with pytest.raises(
+        DatasetFormatError,
+        match=r"MME-RealWorld-Lite.json: the file name says MME-RealWorld-Lite, but the dataset "
+        r"is 'mme-realworld'.* Fix: use the dataset 'mme-realworld-lite'",
+    ):
+        load_mme_realworld(lite)
+    full = lite.rename(tmp_path / "MME-RealWorld.json")
+    assert {s.metadata["split"] for s in load_mme_realworld(full)} == {"full"}
+    with pytest.warns(UserWarning, match=r"is not named as the Lite subset"):
+        load_mme_realworld_lite(full)
+
+
+# ---------------------------------------------------------------------------------------------
+# HR-Bench 4K vs 8K: from the file name or a kwarg
+# ---------------------------------------------------------------------------------------------
+
+
+def test_hrbench_version_from_the_file_name_or_the_split_kwarg(tmp_path):
+    from tests.test_loaders import HR_COLUMNS, hr_images, hrbench_rows, write_tsv
+
+    rows = hrbench_rows(hr_images())
+    named = write_tsv(tmp_path / "hr_bench_4k.tsv", HR_COLUMNS, rows)
+    assert {s.metadata["split"] for s in load_hrbench(named)} == {"4k"}
+    unnamed = write_tsv(tmp_path / "bench.tsv", HR_COLUMNS, rows)
+    assert {s.metadata["split"] for s in load_hrbench(unnamed)} == {None}
+    assert {s.metadata["split"] for s in load_hrbench(unnamed, split="8K")} == {"8k"}
+    with pytest.raises(DatasetFormatError, match=r"the file name says HR-Bench 4K but split='8k'"):
+        load_hrbench(named, split="8k")
+    with pytest.raises(DatasetFormatError, match=r"split='2k' is not one of \('4k', '8k'\)"):
+        load_hrbench(unnamed, split="2k")
+    assert hrbench_split("HR_Bench_8K.tsv") == "8k" and hrbench_split("my4kbench.tsv") is None
 
 
 # ---------------------------------------------------------------------------------------------

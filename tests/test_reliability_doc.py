@@ -72,3 +72,19 @@ def test_examples_per_ci_run_are_the_tests_max_examples():
     total = re.search(r"\*\*([\d,]+)\*\* generated inputs per CI run", DOC)
     assert total and number(total.group(1)) == sum(rows.values())
     assert sum(rows.values()) >= MIN_EXAMPLES_PER_CI_RUN
+
+
+def test_every_threat_model_defence_names_an_existing_test():
+    section = DOC.split("## Threat model", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line]
+    defined = {
+        name
+        for path in (ROOT / "tests").glob("test_*.py")
+        for name in re.findall(r"^def (test_\w+)", path.read_text(encoding="utf-8"), re.M)
+    }
+    assert len(rows) > 10, "the threat model table is missing"
+    for row in rows[1:]:  # the first is the header
+        named = re.findall(r"`(test_\w+)`", row.rsplit("|", 2)[-2])
+        assert named, f"threat model row names no test: {row[:80]}"
+        missing = [n for n in named if n not in defined]
+        assert not missing, f"threat model names tests that do not exist: {missing}"

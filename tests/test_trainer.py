@@ -152,7 +152,7 @@ def test_training_writes_namespaced_metrics_and_a_checkpoint(tmp_path, toy_datas
         assert key in row, key
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [1, 2]
-    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert state["step"] == 2 and state["ref"] is not None
     assert state["metrics_bytes"] == (tmp_path / "metrics.jsonl").stat().st_size
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporaries

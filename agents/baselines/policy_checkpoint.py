@@ -27,9 +27,10 @@ def load_policy(path: str | os.PathLike) -> Any:
     Raises:
         FileNotFoundError: no checkpoint there.
         RuntimeError: the weights do not fit the current policy code.
+        agents.checkpoint.UnsafeCheckpointError: the file would need unpickling (refused,
+            nothing from it runs) or is truncated.
     """
-    import torch
-
+    from agents.checkpoint import load_checkpoint_file
     from agents.policies import make_policy
 
     path = Path(path)
@@ -38,7 +39,7 @@ def load_policy(path: str | os.PathLike) -> Any:
         raise FileNotFoundError(
             f"no trainer checkpoint at {file}; train first (grounding-gym train / demo)"
         )
-    state = torch.load(file, map_location="cpu", weights_only=False)
+    state = load_checkpoint_file(file)
     config = state.get("config") or {}
     policy = make_policy(config.get("policy", "tiny"), **(config.get("policy_kwargs") or {}))
     try:

@@ -229,6 +229,69 @@ def train(args: PPOArgs) -> Path:
     return out
 
 
+def load_policy_weights(
+    path: str | os.PathLike, observation_space: gym.Space, action_space: gym.Space
+) -> Any:
+    """The policy of a PPO `model.zip`, loaded without unpickling anything from the zip.
+
+    `PPO.load` would unpickle (cloudpickle) the zip's spaces, schedules and policy class: a
+    hostile zip could run code. Instead the policy (`MultiInputActorCriticPolicy` with PPO's
+    default `policy_kwargs`, as `train` builds it) is rebuilt from the spaces given here and
+    only the zip's `policy.pth` is read, with `torch.load(weights_only=True)`.
+
+    Raises:
+        agents.checkpoint.UnsafeCheckpointError: no `policy.pth` in the zip, or it needs
+            unpickling (refused), or its weights do not fit the policy.
+    """
+    import tempfile
+    import zipfile
+
+    from stable_baselines3.common.policies import MultiInputActorCriticPolicy
+
+    from agents.checkpoint import UnsafeCheckpointError, load_checkpoint_file
+
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive, tempfile.TemporaryDirectory() as tmp:
+            if "policy.pth" not in archive.namelist():
+                raise UnsafeCheckpointError(
+                    f"{path}: no policy.pth inside; not a model.zip written by `python -m "
+                    "agents.baselines.sb3_ppo` (stable-baselines3's PPO.save)"
+                )
+            weights = Path(tmp) / "policy.pth"
+            weights.write_bytes(archive.read("policy.pth"))
+            state = load_checkpoint_file(weights)
+    except zipfile.BadZipFile as err:
+        raise UnsafeCheckpointError(f"{path}: not a zip file ({err})") from err
+    policy = MultiInputActorCriticPolicy(
+        _channels_first(observation_space), action_space, lambda _: 0.0
+    )
+    try:
+        policy.load_state_dict(state)
+    except (RuntimeError, TypeError) as err:
+        raise UnsafeCheckpointError(
+            f"{path}: its policy.pth does not fit the PPO policy of these spaces (trained with "
+            f"other obs_size, grids or policy_kwargs?): {str(err)[:300]}"
+        ) from err
+    return policy.eval()
+
+
+def _channels_first(space: gym.spaces.Dict) -> gym.spaces.Dict:
+    """`space` with its image boxes channel-first, as SB3's `VecTransposeImage` hands them to
+    the policy during training (`predict` transposes channel-last inputs itself)."""
+    from stable_baselines3.common.preprocessing import is_image_space, is_image_space_channels_first
+    from stable_baselines3.common.vec_env import VecTransposeImage
+
+    return gym.spaces.Dict(
+        {
+            key: VecTransposeImage.transpose_space(sub, key)
+            if is_image_space(sub) and not is_image_space_channels_first(sub)
+            else sub
+            for key, sub in space.spaces.items()
+        }
+    )
+
+
 class SB3Agent:
     """A saved PPO model as an eval `Agent`: rebuilds the wrapped observation from the raw one
     and turns the discrete action into text, from the info alone (any `num_envs`).
@@ -240,17 +303,16 @@ class SB3Agent:
     """
 
     def __init__(self, env: Any, path: str | os.PathLike, deterministic: bool = True):
-        from stable_baselines3 import PPO
-
         path = Path(path)
         config = json.loads((path.parent / "ppo_config.json").read_text(encoding="utf-8"))
-        self.model = PPO.load(path, device="cpu")
         self.dataset = env.dataset
         self.obs_size = int(config["obs_size"])
         self.tiles = grid_tiles(config["grids"])
         self.letters = "ABCD"
         self.deterministic = deterministic
         self.option_vocab = tuple(config["option_vocab"])
+        wrapped = wrap(env, self.obs_size, config["grids"], self.option_vocab)
+        self.model = load_policy_weights(path, wrapped.observation_space, wrapped.action_space)
 
     def act(
         self, observations: Sequence[dict[str, Any]], infos: Sequence[dict[str, Any]]

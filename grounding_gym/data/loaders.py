@@ -7,6 +7,7 @@
 | `vstar` | V* Bench folders (`direct_attributes/`, `relative_position/`, JSON per image) | `bbox` [x, y, w, h] | `formats.vstar` |
 | `hrbench` | HR-Bench 4K/8K TSV, base64 images, rotated options | none | `formats.hrbench` |
 | `mme-realworld` | official JSON/JSONL (`Answer choices`) or VLMEvalKit TSV, options A-E | none | `formats.mme_realworld` |
+| `mme-realworld-lite` | the same formats, the Lite subset (a separate benchmark: refused as `mme-realworld`) | none | `formats.mme_realworld` |
 | `treebench` | JSONL with `target_instances` | [x1, y1, x2, y2] | `formats.treebench` |
 | `refcoco` | JSON/JSONL records, one sample per expression | `bbox` [x, y, w, h] | `formats.refcoco` |
 | `jsonl` | the generic grounding-gym JSONL (documented in `formats.jsonl`) | declared `box_format` | `formats.jsonl` |
@@ -35,7 +36,7 @@ from grounding_gym.data.formats.boxes import BOX_FORMATS, parse_box
 from grounding_gym.data.formats.hrbench import cycle_accuracy, load_hrbench
 from grounding_gym.data.formats.images import EncodedImageRef
 from grounding_gym.data.formats.jsonl import load_jsonl
-from grounding_gym.data.formats.mme_realworld import load_mme_realworld
+from grounding_gym.data.formats.mme_realworld import load_mme_realworld, load_mme_realworld_lite
 from grounding_gym.data.formats.records import DatasetFormatError
 from grounding_gym.data.formats.refcoco import load_refcoco
 from grounding_gym.data.formats.treebench import box_miou, load_treebench
@@ -47,6 +48,7 @@ LOADERS: dict[str, DatasetLoader] = {
     "vstar": load_vstar,
     "hrbench": load_hrbench,
     "mme-realworld": load_mme_realworld,
+    "mme-realworld-lite": load_mme_realworld_lite,
     "treebench": load_treebench,
     "refcoco": load_refcoco,
     "jsonl": load_jsonl,
@@ -58,6 +60,10 @@ _BIN_EDGES = {
     "vstar": (HR_BIN_EDGES, "V* targets cover ~1e-5..1e-1 of the image: log-decade edges"),
     "hrbench": (HR_BIN_EDGES, "HR-Bench targets cover ~1e-5..1e-1 of the image: log-decade edges"),
     "mme-realworld": (
+        HR_BIN_EDGES,
+        "high-resolution targets (~1e-5..1e-1 of the image): log-decade edges",
+    ),
+    "mme-realworld-lite": (
         HR_BIN_EDGES,
         "high-resolution targets (~1e-5..1e-1 of the image): log-decade edges",
     ),
@@ -86,6 +92,7 @@ __all__ = [
     "load_hrbench",
     "load_jsonl",
     "load_mme_realworld",
+    "load_mme_realworld_lite",
     "load_refcoco",
     "load_treebench",
     "load_vstar",

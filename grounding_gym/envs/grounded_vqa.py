@@ -10,7 +10,13 @@ import gymnasium as gym
 import numpy as np
 from PIL import Image, ImageDraw
 
-from grounding_gym.actions import ACTION_CHARSET, MULTI_BOX_MODES, ParsedAction, parse_action
+from grounding_gym.actions import (
+    ACTION_CHARSET,
+    MAX_ACTION_CHARS_LIMIT,
+    MULTI_BOX_MODES,
+    ParsedAction,
+    parse_action,
+)
 from grounding_gym.data import Sample, make_dataset
 from grounding_gym.data.registry import dataset_bin_edges
 from grounding_gym.geometry import (
@@ -46,6 +52,20 @@ QWEN_PATCH = 28
 DEFAULT_MIN_PIXELS = 4 * QWEN_PATCH * QWEN_PATCH  # 3,136
 DEFAULT_MAX_PIXELS = 1280 * QWEN_PATCH * QWEN_PATCH  # 1,003,520
 MAX_DIALOGUE_CHARS = 65536
+
+
+def fit_dialogue(text: str) -> str:
+    """`text` if it fits the dialogue space, else its head plus a note saying how much was cut
+    (a hand-built sample with a huge question must not leave the observation space).
+
+    >>> len(fit_dialogue("x" * 100_000)) == MAX_DIALOGUE_CHARS
+    True
+    """
+    if len(text) <= MAX_DIALOGUE_CHARS:
+        return text
+    note = f"\n[... {len(text):,} chars cut to {MAX_DIALOGUE_CHARS:,}: the dialogue limit]"
+    return text[: MAX_DIALOGUE_CHARS - len(note)] + note
+
 
 DEFAULT_SYSTEM_PROMPT = (
     "You answer questions about an image. You may zoom in first: reply "
@@ -189,8 +209,13 @@ class GroundedVQAEnv(gym.Env[dict, str]):
         check_choice("grounding_agg", grounding_agg, GROUNDING_AGGREGATIONS)
         check_choice("render_mode", render_mode, (None, *self.metadata["render_modes"]))
         check_choice("multi_box", multi_box, MULTI_BOX_MODES)
-        if not isinstance(max_action_chars, int) or max_action_chars < 1:
-            raise ValueError(f"max_action_chars must be an int >= 1, got {max_action_chars!r}")
+        if not isinstance(max_action_chars, int) or not 1 <= max_action_chars <= (
+            MAX_ACTION_CHARS_LIMIT
+        ):
+            raise ValueError(
+                f"max_action_chars must be an int in 1..{MAX_ACTION_CHARS_LIMIT} (the action "
+                f"parser's tested bound), got {max_action_chars!r}"
+            )
         if max_turns < 1:
             raise ValueError(f"max_turns must be >= 1, got {max_turns}")
         if min_crop <= 0 or max_aspect < 1:
@@ -260,7 +285,7 @@ class GroundedVQAEnv(gym.Env[dict, str]):
         self.turn, self.crops, self._done = 0, [], False
         image_w, image_h = self._handle.size
         view = self._show(Box.from_size(image_w, image_h), first_view=True)
-        dialogue = self.first_prompt(self.sample)
+        dialogue = fit_dialogue(self.first_prompt(self.sample))
         self.messages = [
             {"role": "system", "content": [{"type": "text", "text": self.system_prompt}]},
             _user_turn(self._message_image(view), dialogue),
@@ -328,6 +353,7 @@ class GroundedVQAEnv(gym.Env[dict, str]):
         info: dict,
     ) -> tuple[dict, float, bool, bool, dict]:
         reward = combine_rewards(terms, self.reward_weights)
+        dialogue = fit_dialogue(dialogue)
         return {"image": view, "dialogue": dialogue}, reward, terminated, truncated, info
 
     # ------------------------------------------------------------------ hooks for subclasses
@@ -390,6 +416,11 @@ class GroundedVQAEnv(gym.Env[dict, str]):
     def _select_index(self, options: Mapping[str, Any]) -> int:
         if "sample_id" in options:
             key = options["sample_id"]
+            if isinstance(key, (bool, np.bool_)) or not isinstance(key, (int, np.integer, str)):
+                raise ValueError(
+                    f"sample_id must be a sample's id (str) or index (int), got "
+                    f"{type(key).__name__} {str(key)[:40]!r}"
+                )
             if isinstance(key, (int, np.integer)):
                 if not -len(self.dataset) <= key < len(self.dataset):
                     raise ValueError(

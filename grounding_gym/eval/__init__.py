@@ -7,6 +7,7 @@
 Modules: `agents` (the `Agent` protocol, the registry, `PolicyAgent`), `harness` (`evaluate`),
 `records` (episode JSONL), `metrics` (`summarize`), `report` (tables, plots, `compare_table`),
 `render` (an episode as PNG), `published` (papers' reference accuracies, `baselines/published/`),
+`stats` (Wilson and bootstrap intervals), `pairing` (two runs' paired differences),
 `cli` (`grounding-gym eval | compare | render`).
 Nothing here imports torch until a named agent needs it.
 """

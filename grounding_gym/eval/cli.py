@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from grounding_gym.atomic import atomic_write_bytes
+from grounding_gym.atomic import FolderLockedError, atomic_write_bytes
 
 DEFAULT_ENV = "GroundedVQA-HR-v0"
 BASELINES_ENV_VAR = "GROUNDING_GYM_BASELINES"
@@ -245,6 +245,7 @@ def eval_main(argv: Sequence[str]) -> int:
         )
     except (
         RunMismatchError,
+        FolderLockedError,
         ImportError,
     ) as exc:  # ImportError: an agent's optional extra is missing
         print(f"eval: {exc}", file=sys.stderr)
@@ -340,8 +341,9 @@ def compare_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="BENCHMARK",
         help="also print the accuracies papers report on BENCHMARK (vstar, hrbench-4k, hrbench-8k, "
-        "mme-realworld, treebench; default: the first run's benchmark), with their sources, "
-        "from BASELINES_DIR/published/",
+        "mme-realworld, mme-realworld-lite, treebench; default: the first run's benchmark), with "
+        "their protocol, reporter and source, from BASELINES_DIR/published/; runs of another "
+        "dataset (or HR-Bench resolution) are listed apart, unranked",
     )
     parser.add_argument(
         "--metric",
@@ -362,19 +364,18 @@ def compare_parser() -> argparse.ArgumentParser:
         help="also tabulate accuracy per log-spaced target-area bin (independent of bin edges)",
     )
     parser.add_argument(
-        "--plot", default=None, metavar="PNG", help="also plot accuracy against target area"
+        "--plot",
+        default=None,
+        metavar="PNG",
+        help="also plot accuracy per scale bin (bars, 95 %% intervals) beside accuracy against "
+        "target area",
     )
     return parser
 
 
 def compare_main(argv: Sequence[str]) -> int:
     args = compare_parser().parse_args(list(argv))
-    from grounding_gym.eval.report import (
-        compare_area_table,
-        compare_table,
-        load_summary,
-        plot_acc_vs_area,
-    )
+    from grounding_gym.eval.report import load_summary
 
     try:
         summaries = [load_summary(p) for p in args.runs]
@@ -413,23 +414,44 @@ def compare_main(argv: Sequence[str]) -> int:
     labels = [str(s["meta"].get("label") or s["meta"].get("agent")) for s in summaries]
     ref = (
         int(args.ref)
-        if args.ref.isdigit()
+        if args.ref.isascii() and args.ref.isdigit()
         else (labels.index(args.ref) if args.ref in labels else -1)
     )
     if not 0 <= ref < len(summaries):
         print(f"compare: --ref {args.ref!r} is not an index or one of {labels}", file=sys.stderr)
         return 2
     _warn_config_mismatch(summaries)
+    code = _print_comparison(args, summaries, ref)
+    if code:
+        return code
+    if args.published is not None:
+        return _print_published(args, summaries)
+    return 0
+
+
+def _print_comparison(args: argparse.Namespace, summaries: list[dict[str, Any]], ref: int) -> int:
+    """Print the per-group tables of the runs (with intervals and paired differences where their
+    episode records allow), the by-area table and the plot; 2 on an unreadable episodes file."""
+    from grounding_gym.eval.report import (
+        compare_area_table,
+        compare_table,
+        load_run_records,
+        plot_acc_by_bin,
+    )
+
+    try:
+        records = [load_run_records(s) for s in summaries]
+    except ValueError as exc:  # an edited or corrupted episodes.jsonl
+        print(f"compare: {exc}", file=sys.stderr)
+        return 2
     for metric in args.metric or ["accuracy"]:
-        print(compare_table(summaries, metric=metric, ref=ref, markdown=args.markdown))
+        print(compare_table(summaries, metric, ref, args.markdown, records))
     if args.by_area:
         print(compare_area_table(summaries, markdown=args.markdown))
     if args.plot:
         edges = summaries[0]["meta"].get("bin_edges") or ()
-        if plot_acc_vs_area(summaries, args.plot, edges):
+        if plot_acc_by_bin(summaries, args.plot, edges):
             print(f"plot: {args.plot}")
-    if args.published is not None:
-        return _print_published(args, summaries)
     return 0
 
 

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import hashlib
+import inspect
 import json
 import os
 import time
@@ -34,7 +36,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from grounding_gym.atomic import atomic_write_text
+from grounding_gym.atomic import atomic_write_text, folder_lock
 from grounding_gym.eval.agents import Agent, make_agent
 from grounding_gym.eval.metrics import summarize
 from grounding_gym.eval.records import EpisodeRecorder, append_record, jsonable, read_records
@@ -94,6 +96,18 @@ def data_fingerprint(records: Sequence[Mapping[str, Any]]) -> str:
         key=lambda item: item[0],
     )
     return hashlib.sha1(json.dumps(items, default=str).encode("utf-8")).hexdigest()[:16]
+
+
+def dataset_split(records: Sequence[Mapping[str, Any]]) -> str | None:
+    """The dataset version every record names (`split`: HR-Bench "4k" / "8k", MME-RealWorld
+    "full" / "lite"), or None when none does or they disagree; `compare --published` ranks a
+    run only beside numbers of its own version.
+
+    >>> dataset_split([{"split": "4k"}, {"split": "4k"}]), dataset_split([{"split": None}])
+    ('4k', None)
+    """
+    splits = {r.get("split") for r in records}
+    return splits.pop() if len(splits) == 1 else None
 
 
 def episode_seed(seed: int, episode: int) -> int:
@@ -193,6 +207,23 @@ def _clear_run(out: Path) -> None:
             (out / name).unlink()
 
 
+def _one_writer_per_out_dir(run: Any) -> Any:
+    """`evaluate` holding `folder_lock(out_dir)` while it runs: a second evaluation into the
+    same folder fails at once (`FolderLockedError`) instead of running every episode again."""
+    signature = inspect.signature(run)
+
+    @functools.wraps(run)
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        out_dir = signature.bind(*args, **kwargs).arguments.get("out_dir")
+        if out_dir is None:
+            return run(*args, **kwargs)
+        with folder_lock(out_dir, "an evaluation"):
+            return run(*args, **kwargs)
+
+    return locked
+
+
+@_one_writer_per_out_dir
 def evaluate(
     agent: Agent | str,
     env: str | gym.Env = "GroundedVQA-HR-v0",
@@ -246,6 +277,7 @@ def evaluate(
     Raises:
         ValueError: bad `n`/`num_envs`, `out_dir` holds a different evaluation, or the agent
             returned the wrong number of actions.
+        grounding_gym.atomic.FolderLockedError: another evaluation is writing to `out_dir`.
     """
     if num_envs < 1:
         raise ValueError(f"num_envs must be >= 1, got {num_envs}")
@@ -336,6 +368,7 @@ def evaluate(
         "bin_edges_source": edges_source,
         "chance": float(np.mean([1.0 / k for k in with_options])) if with_options else None,
         "n_episodes": len(records),
+        "dataset_split": dataset_split(records),
         "data_fingerprint": data_fingerprint(records),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "out_dir": str(out) if out is not None else None,

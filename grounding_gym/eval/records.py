@@ -12,6 +12,7 @@ Record keys (one episode; boxes in original px, areas relative to the image):
 |-----|---------|
 | `episode` | index in the evaluation's deterministic plan |
 | `sample_index`, `sample_id`, `category`, `cycle_id` | the sample (`cycle_id`: HR-Bench rotations, else None) |
+| `split` | the dataset version the sample belongs to (HR-Bench "4k" / "8k", MME-RealWorld "full" / "lite"), else None |
 | `seed` | the `reset` seed |
 | `image_size`, `gt_boxes`, `target_rel_area`, `target_scale_bin` | the target (`target_scale_bin` and `crop_scale_bins` use the env's `scale_bin_edges`; the summary bins `target_rel_area` by its own `bin_edges`) |
 | `first_view_sha1` | 16 hex digits of the SHA-1 of the first view's pixels (detects a changed generator or decoder) |
@@ -89,6 +90,7 @@ class EpisodeRecorder:
             "sample_id": reset_info.get("sample_id"),
             "category": reset_info.get("category", ""),
             "cycle_id": metadata.get("cycle_id"),
+            "split": metadata.get("split"),
             "seed": seed,
             "image_size": reset_info.get("image_size"),
             "gt_boxes": reset_info.get("gt_boxes", []),
@@ -205,13 +207,20 @@ def read_records(path: str | os.PathLike, repair: bool = True) -> list[dict[str,
     for number, raw in enumerate(lines, start=1):
         try:
             record = json.loads(raw.decode("utf-8")) if raw.strip() else None
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             if number == len(lines) and not tail:  # last full line garbled: a torn write too
                 torn = True
                 break
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
             raise ValueError(
-                f"{path}: line {number} is not valid JSON ({exc}); fix or remove it"
+                f"{path}: line {number} is not valid JSON ({reason}); fix or remove it"
             ) from exc
+        episode = record.get("episode") if isinstance(record, dict) else None
+        if episode is not None and (isinstance(episode, bool) or not isinstance(episode, int)):
+            raise ValueError(
+                f"{path}: line {number}: 'episode' must be an integer index, got "
+                f"{str(episode)[:40]!r}; fix or remove the line"
+            )
         if record is not None and not isinstance(record, dict):
             raise ValueError(f"{path}: line {number} is not a JSON object")
         if record is not None:

@@ -1,5 +1,10 @@
 """Reports of a summary: JSON, CSV and Markdown tables, PNG plots, and run comparisons.
 
+Comparisons carry their uncertainty: every accuracy of a run is shown with its 95 % Wilson
+interval and its n; two runs that answered the same sample ids get a paired difference with a
+bootstrap interval over those samples (`grounding_gym.eval.stats`), and a note says when their n
+or sample sets differ. Published numbers are ranked only beside runs of their own benchmark.
+
 Every file is written atomically (a temporary file in the same folder, then `os.replace`), so a
 reader never sees half a report. Plots use matplotlib's Agg backend and are skipped, with a
 warning, when matplotlib is not installed (it comes with the `agents` extra).
@@ -18,13 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from grounding_gym.atomic import atomic_write_bytes, atomic_write_text
+from grounding_gym.eval.pairing import paired_differences, rotation_note, sample_set_notes
 from grounding_gym.eval.published import OVERALL, PublishedBenchmark, match_category
-from grounding_gym.eval.records import jsonable
+from grounding_gym.eval.records import jsonable, read_records
+from grounding_gym.eval.stats import PairedDifference, wilson_interval
 
 __all__ = [
     "TABLE_METRICS",
     "compare_table",
+    "load_run_records",
     "load_summary",
+    "plot_acc_by_bin",
     "plot_acc_vs_area",
     "plot_iou_hist",
     "published_table",
@@ -64,6 +73,21 @@ def load_summary(path: str | os.PathLike) -> dict[str, Any]:
     return summary
 
 
+def load_run_records(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The episode records beside a loaded summary (`episodes.jsonl` in its folder), limited to
+    the run's first `n` episodes as its summary was; [] when the folder has none (a shipped
+    baseline may keep only its summary). Read only: a torn last line is skipped, not repaired."""
+    from grounding_gym.eval.harness import EPISODES_FILE
+
+    meta = summary.get("meta", {})
+    folder = meta.get("path")
+    if not folder:
+        return []
+    records = read_records(Path(folder) / EPISODES_FILE, repair=False)
+    n = meta.get("n")
+    return [r for r in records if n is None or 0 <= int(r.get("episode", -1)) < int(n)]
+
+
 # ---------------------------------------------------------------- tables
 
 
@@ -77,6 +101,20 @@ def _fmt(value: Any, kind: str) -> str:
     if kind == "f2":
         return f"{value:.2f}"
     return f"{value:.3f}"
+
+
+def _interval(stats: Mapping[str, Any] | None) -> tuple[float, float] | None:
+    """The 95 % Wilson interval (fractions) of a group's accuracy, or None without one."""
+    if not stats or not stats.get("n") or stats.get("accuracy") is None:
+        return None
+    n = int(stats["n"])
+    return wilson_interval(float(stats["accuracy"]) * n, n)
+
+
+def _fmt_interval(interval: tuple[float, float] | None) -> str:
+    if interval is None:
+        return "-"
+    return f"[{100.0 * interval[0]:.1f}, {100.0 * interval[1]:.1f}]"
 
 
 def _rows(summary: Mapping[str, Any]) -> list[tuple[str, str, Mapping[str, Any]]]:
@@ -169,32 +207,27 @@ def _png(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
-def plot_acc_vs_area(
-    runs: Sequence[Mapping[str, Any]], path: str | os.PathLike, bin_edges: Sequence[float] = ()
-) -> bool:
-    """Accuracy against target relative area (log x, two bins per decade, +-1 s.e. bars).
+def _yerr(points: Sequence[Mapping[str, Any]]) -> list[list[float]]:
+    """Asymmetric error bars (percent) of accuracies: to their 95 % Wilson interval's ends."""
+    low, high = [], []
+    for p in points:
+        interval = _interval(p) or (p["accuracy"], p["accuracy"])
+        low.append(100.0 * (p["accuracy"] - interval[0]))
+        high.append(100.0 * (interval[1] - p["accuracy"]))
+    return [low, high]
 
-    Args:
-        runs: summaries; one line each, labelled by `meta["agent"]` (or `meta["label"]`).
-        path: the PNG to write.
-        bin_edges: scale-bin edges drawn as dotted vertical lines.
 
-    Returns:
-        False when nothing was plotted (no matplotlib, or no record with a target).
-    """
-    plt = _pyplot()
-    if plt is None or not any(r.get("acc_vs_area") for r in runs):
-        return False
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+def _draw_acc_vs_area(
+    ax: Any, runs: Sequence[Mapping[str, Any]], bin_edges: Sequence[float]
+) -> None:
+    """Accuracy against target relative area on `ax`: one line per run, 95 % Wilson bars."""
     for summary in runs:
         points = summary.get("acc_vs_area") or []
         if not points:
             continue
         xs = [p["center"] for p in points]
         ys = [100.0 * p["accuracy"] for p in points]
-        es = [100.0 * (p["accuracy_se"] or 0.0) for p in points]
-        label = summary["meta"].get("label") or summary["meta"].get("agent", "run")
-        line = ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=label)
+        line = ax.errorbar(xs, ys, yerr=_yerr(points), marker="o", capsize=3, label=_label(summary))
         if len(runs) == 1:
             for x, p in zip(xs, points, strict=True):
                 ax.annotate(
@@ -223,13 +256,95 @@ def plot_acc_vs_area(
     ax.set_xscale("log")
     ax.set_ylim(-8, 105)
     ax.set_xlabel("target relative area (box area / image area, log scale)")
-    ax.set_ylabel("accuracy (%)")
+    ax.set_ylabel("accuracy (%), 95 % Wilson interval")
     ax.set_title("Accuracy against target size")
     ax.grid(True, which="major", alpha=0.3)
-    if len(runs) > 2:
+
+
+def _draw_acc_by_bin(ax: Any, runs: Sequence[Mapping[str, Any]]) -> None:
+    """Grouped bars on `ax`: overall and each scale bin, one bar per run, 95 % Wilson bars, n
+    written in each bar."""
+    groups = [g for g in _groups(runs) if g[0] in ("overall", "bin")]
+    width = 0.8 / max(1, len(runs))
+    for i, summary in enumerate(runs):
+        xs, ys, points = [], [], []
+        for k, (tag, name) in enumerate(groups):
+            stats = summary["overall"] if tag == "overall" else summary.get("per_bin", {}).get(name)
+            if not stats or not stats.get("n") or stats.get("accuracy") is None:
+                continue
+            xs.append(k - 0.4 + width * (i + 0.5))
+            ys.append(100.0 * stats["accuracy"])
+            points.append(stats)
+        bars = ax.bar(xs, ys, width=width * 0.95, label=_label(summary))
+        ax.errorbar(xs, ys, yerr=_yerr(points), fmt="none", ecolor="black", capsize=3, lw=1)
+        for bar, stats in zip(bars, points, strict=True):
+            ax.annotate(
+                f"n={stats['n']}",
+                (bar.get_x() + bar.get_width() / 2, 1.0),
+                ha="center",
+                va="bottom",
+                fontsize=7,
+                rotation=90 if len(runs) > 2 else 0,
+            )
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels([name if tag == "bin" else "overall" for tag, name in groups])
+    ax.set_ylim(0, 105)
+    ax.set_xlabel("scale bin (target relative area)")
+    ax.set_ylabel("accuracy (%), 95 % Wilson interval")
+    ax.set_title("Accuracy per scale bin")
+    ax.grid(True, axis="y", alpha=0.3)
+
+
+def _legend(ax: Any, runs: int) -> None:
+    if runs > 2:
         ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     else:
         ax.legend(fontsize=8)
+
+
+def plot_acc_vs_area(
+    runs: Sequence[Mapping[str, Any]], path: str | os.PathLike, bin_edges: Sequence[float] = ()
+) -> bool:
+    """Accuracy against target relative area (log x, two bins per decade, 95 % Wilson bars).
+
+    Args:
+        runs: summaries; one line each, labelled by `meta["agent"]` (or `meta["label"]`).
+        path: the PNG to write.
+        bin_edges: scale-bin edges drawn as dotted vertical lines.
+
+    Returns:
+        False when nothing was plotted (no matplotlib, or no record with a target).
+    """
+    plt = _pyplot()
+    if plt is None or not any(r.get("acc_vs_area") for r in runs):
+        return False
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    _draw_acc_vs_area(ax, runs, bin_edges)
+    _legend(ax, len(runs))
+    atomic_write_bytes(path, _png(fig))
+    plt.close(fig)
+    return True
+
+
+def plot_acc_by_bin(
+    runs: Sequence[Mapping[str, Any]], path: str | os.PathLike, bin_edges: Sequence[float] = ()
+) -> bool:
+    """Two panels for a comparison: a bar chart of accuracy per scale bin (and overall) with 95 %
+    Wilson bars and each bar's n, beside the accuracy-against-area lines (`plot_acc_vs_area`).
+
+    Returns:
+        False when nothing was plotted (no matplotlib, or no run with a non-empty group).
+    """
+    plt = _pyplot()
+    if plt is None or not any(s["overall"].get("n") for s in runs):
+        return False
+    area = any(r.get("acc_vs_area") for r in runs)
+    fig, axes = plt.subplots(1, 2 if area else 1, figsize=(13 if area else 6.5, 4.4), squeeze=False)
+    _draw_acc_by_bin(axes[0][0], runs)
+    if area:
+        _draw_acc_vs_area(axes[0][1], runs, bin_edges)
+    _legend(axes[0][-1], len(runs))
+    fig.tight_layout()
     atomic_write_bytes(path, _png(fig))
     plt.close(fig)
     return True
@@ -303,12 +418,16 @@ def _groups(summaries: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
     return groups
 
 
+def _group_stats(summary: Mapping[str, Any], tag: str, name: str) -> Mapping[str, Any] | None:
+    """The metrics of one group (overall, a scale bin, a category) of one run, or None."""
+    if tag == "overall":
+        return summary["overall"]
+    return summary.get("per_bin" if tag == "bin" else "per_category", {}).get(name)
+
+
 def _group_value(summary: Mapping[str, Any], tag: str, name: str, metric: str) -> tuple[Any, int]:
     """(metric value, n) of one group of one run; (None, 0) when the run lacks it or it is empty."""
-    if tag == "overall":
-        stats = summary["overall"]
-    else:
-        stats = summary.get("per_bin" if tag == "bin" else "per_category", {}).get(name)
+    stats = _group_stats(summary, tag, name)
     if not stats or not stats.get("n"):
         return None, 0
     return stats.get(metric), int(stats["n"])
@@ -348,23 +467,38 @@ def _render_table(title: str, header: list[str], rows: list[list[str]], markdown
     return "\n".join([title, *_text_table(header, rows)]) + "\n"
 
 
+def _fmt_paired(diff: PairedDifference) -> str:
+    if math.isnan(diff.low):
+        return f"{100.0 * diff.mean:+.1f} (pairs={diff.n})"
+    return (
+        f"{100.0 * diff.mean:+.1f} [{100.0 * diff.low:+.1f}, {100.0 * diff.high:+.1f}] "
+        f"(pairs={diff.n})"
+    )
+
+
 def compare_table(
     summaries: Sequence[Mapping[str, Any]],
     metric: str = "accuracy",
     ref: int = 0,
     markdown: bool = False,
+    records: Sequence[Sequence[Mapping[str, Any]] | None] | None = None,
 ) -> str:
     """Side-by-side table of `metric` per group (overall, scale bins, categories) for several runs.
 
     Each run other than the reference gets a delta column: `run - reference` (percentage points
     for accuracy-like metrics). Groups a run lacks show "-". The `n` column lists the distinct
-    episode counts of the runs in that group.
+    episode counts of the runs in that group. For `metric="accuracy"` each value carries its 95 %
+    Wilson interval, and each Δ of two runs with episode `records` that share sample ids is
+    paired: the mean per-sample difference over the shared samples of that group, with a
+    bootstrap 95 % interval (`paired_bootstrap`; HR-Bench rotations of one question form one
+    sample); notes below the table say when n or the sample sets differ.
 
     Args:
         summaries: loaded summaries (`load_summary`).
         metric: a key of the per-group metrics ("accuracy", "miou", "acc_at_0.5", ...).
         ref: index of the reference run in `summaries`.
         markdown: a Markdown table instead of aligned plain text.
+        records: each run's episode records (`load_run_records`), or None / [] where absent.
     """
     if not summaries:
         raise ValueError("compare_table needs at least one summary")
@@ -373,25 +507,55 @@ def compare_table(
     known = sorted(k for k in summaries[0]["overall"] if k != "reward_terms")
     if metric not in known:
         raise ValueError(f"unknown metric {metric!r}; choose from {known}")
+    if records is not None and len(records) != len(summaries):
+        raise ValueError(f"records has {len(records)} entries for {len(summaries)} summaries")
     kind = {key: k for key, _, k in TABLE_METRICS}.get(metric, "f3")
+    accuracy = metric == "accuracy"
     labels = [_label(s) for s in summaries]
+    groups = _groups(summaries)
+    run_records = list(records) if records is not None else [None] * len(summaries)
+    edges = summaries[ref].get("meta", {}).get("bin_edges") or ()
+    paired: dict[int, dict[tuple[str, str], PairedDifference]] = {}
+    notes: list[str] = []
+    if accuracy:
+        for i, summary in enumerate(summaries):
+            notes += rotation_note(labels[i], summary)
+            if i == ref:
+                continue
+            notes += sample_set_notes(
+                labels[i], labels[ref], summary, summaries[ref], run_records[i], run_records[ref]
+            )
+            mine, theirs = run_records[i], run_records[ref]
+            if mine and theirs:
+                paired[i] = paired_differences(theirs, mine, groups, edges)
     header = ["group", "n"]
     for i, label in enumerate(labels):
         header += [label + " (ref)"] if i == ref else [label, "Δ"]
     rows = []
-    for tag, name in _groups(summaries):
+    for tag, name in groups:
         values = [_group_value(s, tag, name, metric) for s in summaries]
         row = [
             name if tag != "overall" else "overall",
             "/".join(str(n) for n in dict.fromkeys(n for _, n in values)),
         ]
         for i, (value, _) in enumerate(values):
-            row.append(_fmt(value, kind))
+            cell = _fmt(value, kind)
+            if accuracy and value is not None:
+                cell += " " + _fmt_interval(_interval(_group_stats(summaries[i], tag, name)))
+            row.append(cell)
             if i != ref:
-                row.append(_delta(value, values[ref][0], kind))
+                diff = paired.get(i, {}).get((tag, name))
+                row.append(_fmt_paired(diff) if diff else _delta(value, values[ref][0], kind))
         rows.append(row)
-    unit = " (%, Δ in points)" if kind == "pct" else ""
-    return _render_table(f"{metric}{unit}; Δ = run - {labels[ref]}", header, rows, markdown)
+    if accuracy:
+        unit = (
+            " (%, 95 % Wilson interval; Δ in points, paired over shared samples with a bootstrap "
+            "95 % interval)"
+        )
+    else:
+        unit = " (%, Δ in points)" if kind == "pct" else ""
+    table = _render_table(f"{metric}{unit}; Δ = run - {labels[ref]}", header, rows, markdown)
+    return table + "".join(line + "\n" for line in notes)
 
 
 def compare_area_table(summaries: Sequence[Mapping[str, Any]], markdown: bool = False) -> str:
@@ -414,17 +578,34 @@ def compare_area_table(summaries: Sequence[Mapping[str, Any]], markdown: bool = 
     return _render_table("accuracy (%) by target relative area", header, rows, markdown)
 
 
+def _run_category_values(
+    summary: Mapping[str, Any], benchmark: PublishedBenchmark, unmatched: set[str]
+) -> dict[str, Any]:
+    """A run's overall and per-category accuracies, keyed by the benchmark's split names."""
+    values: dict[str, Any] = {OVERALL: summary["overall"].get("accuracy")}
+    for name, stats in summary.get("per_category", {}).items():
+        category = match_category(name, benchmark.categories, benchmark.category_aliases)
+        if category is None:
+            unmatched.add(name)
+        elif stats.get("n"):
+            values.setdefault(category, stats.get("accuracy"))
+    return values
+
+
 def published_table(
     benchmark: PublishedBenchmark,
     summaries: Sequence[Mapping[str, Any]] = (),
     markdown: bool = False,
 ) -> str:
-    """Published accuracies of `benchmark` beside the runs' own: overall and per category, in %.
+    """Published accuracies of `benchmark` ranked with the runs of that benchmark, in %.
 
-    One line per run (labelled "run: LABEL"), then one per published row, best overall first, with
-    its size and source key; a run's categories are matched to the published ones by name
-    (`match_category`). Below the table: the sources, the rows' notes, and that per-scale-bin
-    accuracies are not published.
+    Each row says how the number was measured (`protocol`), by whom (`reported_by`) and where it
+    was read (`source`). A run is ranked only when its dataset (and split: HR-Bench 4K / 8K) is
+    the benchmark's (`PublishedBenchmark.run_mismatch`); it shows its n and 95 % Wilson interval.
+    Other runs are listed below the table as "not comparable", unranked. A run's categories match
+    the published ones by name or alias (`match_category`: HR-Bench "single" is FSP). Below the
+    table: the markers' meanings, the sources, the rows' notes, and that per-scale-bin accuracies
+    are not published.
 
     Args:
         benchmark: a loaded published benchmark (`grounding_gym.eval.published`).
@@ -432,32 +613,56 @@ def published_table(
         markdown: a Markdown table instead of aligned plain text.
     """
     columns = [OVERALL, *benchmark.categories]
-    header = ["system", "size", "source", *(benchmark.category_labels.get(c, c) for c in columns)]
-    rows, unmatched = [], set()
+    labels = [benchmark.category_labels.get(c, c) for c in columns]
+    header = ["system", "size", "protocol", "reported by", "source", labels[0], "95 % CI", "n"]
+    header += labels[1:]
+    ranked: list[tuple[float, list[str]]] = []
+    apart: list[str] = []
+    run_notes: list[str] = []
+    unmatched: set[str] = set()
     for summary in summaries:
-        values = {OVERALL: summary["overall"].get("accuracy")}
-        for name, stats in summary.get("per_category", {}).items():
-            category = match_category(name, benchmark.categories)
-            if category is None:
-                unmatched.add(name)
-            elif stats.get("n"):
-                values.setdefault(category, stats.get("accuracy"))
-        rows.append(
-            [f"run: {_label(summary)}", "-", "-", *(_fmt(values.get(c), "pct") for c in columns)]
-        )
-    ranked = sorted(benchmark.rows, key=lambda r: -r.accuracy.get(OVERALL, -1.0))
-    for row in ranked:
-        cells = [
-            repr(row.accuracy[c]) if c in row.accuracy else "-" for c in columns
-        ]  # as printed: 88.0, 54.87
-        rows.append([row.system, row.size or "-", row.source.key, *cells])
-    title = f"published accuracy (%) on {benchmark.title} ({benchmark.path.name}), beside the runs"
-    lines = [_render_table(title, header, rows, markdown).rstrip("\n"), "", "sources:"]
-    used = dict.fromkeys(r.source for r in ranked)
-    lines += [f"  [{s.key}] {s.cite()}" for s in used]
-    notes = [f"  {r.system} [{r.source.key}]: {r.note}" for r in ranked if r.note]
+        overall = summary["overall"]
+        interval = _fmt_interval(_interval(overall))
+        why = benchmark.run_mismatch(summary.get("meta", {}))
+        if why is not None:
+            apart.append(
+                f"  run: {_label(summary)}: {_fmt(overall.get('accuracy'), 'pct')} % {interval}, "
+                f"n = {overall.get('n')}: {why}; not ranked among {benchmark.title} results"
+            )
+            continue
+        values = _run_category_values(summary, benchmark, unmatched)
+        run_notes += rotation_note(f"run: {_label(summary)}", summary)
+        cells = [f"run: {_label(summary)}", "-", "this run", "you", "-"]
+        cells += [_fmt(values[OVERALL], "pct"), interval, str(overall.get("n"))]
+        cells += [_fmt(values.get(c), "pct") for c in columns[1:]]
+        score = values[OVERALL]
+        ranked.append((-1.0 if score is None else 100.0 * score, cells))
+    for row in benchmark.rows:
+        cells = [row.system + row.marker, row.size or "-", row.protocol, row.reported_by]
+        cells += [row.source.key, _printed(row.accuracy.get(OVERALL)), "-", "-"]
+        cells += [_printed(row.accuracy.get(c)) for c in columns[1:]]
+        ranked.append((row.accuracy.get(OVERALL, -1.0), cells))
+    ranked.sort(key=lambda item: -item[0])  # stable: a run ties above the published rows after it
+    title = (
+        f"published accuracy (%) on {benchmark.title} ({benchmark.path.name}), ranked with the "
+        "runs of this benchmark"
+    )
+    lines = [_render_table(title, header, [c for _, c in ranked], markdown).rstrip("\n")]
+    if apart:
+        lines += ["", "not comparable (not ranked):", *apart]
+    markers = {(r.source.key, r.marker): r.marker_meaning for r in benchmark.rows if r.marker}
+    if markers:
+        lines += ["", "markers:"]
+        lines += [f"  {m} [{key}]: {meaning}" for (key, m), meaning in markers.items()]
+    used = {r.source.key: r.source for r in benchmark.rows}
+    if used:
+        lines += ["", "sources:", *(f"  [{s.key}] {s.cite()}" for s in used.values())]
+    notes = [f"  {r.system} [{r.source.key}]: {r.note}" for r in benchmark.rows if r.note]
     if notes:
         lines += ["notes:", *notes]
+    if benchmark.note:
+        lines.append(f"note: {benchmark.note}")
+    lines += run_notes
     if unmatched:
         lines.append(
             f"run categories with no published counterpart: {', '.join(sorted(unmatched))}"
@@ -466,6 +671,14 @@ def published_table(
         f"note: per-scale-bin accuracies are not published for {benchmark.title} (papers report "
         "overall "
         "and per-category numbers only); a run's own per-bin accuracies are in its summary and in "
-        "`grounding-gym compare RUN`'s table."
+        "`grounding-gym compare RUN`'s table. How each row was checked: `check` in "
+        f"{benchmark.path.name}."
     )
+    if lines[1]:  # a blank line between the table and what follows it
+        lines.insert(1, "")
     return "\n".join(lines) + "\n"
+
+
+def _printed(value: float | None) -> str:
+    """A published percentage as the source prints it (88.0, 54.87), or "-"."""
+    return "-" if value is None else repr(value)

@@ -18,10 +18,12 @@ import gymnasium as gym
 
 from grounding_gym.remote.codec import ImageCodec, space_from_json
 from grounding_gym.remote.server import GymState
+from grounding_gym.spaces import ImageSpace
 
 try:
     from openenv.core.client_types import StepResult
     from openenv.core.env_client import EnvClient
+    from websockets.asyncio.client import connect as ws_connect
     from websockets.exceptions import ConnectionClosed
 except ImportError as err:  # pragma: no cover - exercised without the extra
     raise ImportError(
@@ -46,6 +48,25 @@ class RemoteEnvError(RuntimeError):
 class GymEnvClient(EnvClient[Any, dict, GymState]):
     """OpenEnv client of a `grounding-gym serve` session: payloads stay in wire form (decoding is
     `RemoteEnv`'s job); server errors and dropped connections raise `RemoteEnvError`."""
+
+    token: str | None = None
+    """bearer token sent when connecting (`grounding-gym serve --token`)"""
+
+    async def connect(self) -> GymEnvClient:
+        """OpenEnv's connect, plus `Authorization: Bearer <token>` when a token is set."""
+        if self.token is None or getattr(self, "_ws", None) is not None:
+            await super().connect()
+            return self
+        try:
+            self._ws = await ws_connect(
+                self._ws_url,
+                open_timeout=self._connect_timeout,
+                max_size=self._max_message_size,
+                additional_headers={"Authorization": f"Bearer {self.token}"},
+            )
+        except Exception as err:
+            raise ConnectionError(f"Failed to connect to {self._ws_url}: {err}") from err
+        return self
 
     def _step_payload(self, action: Any) -> dict[str, Any]:
         return {"action": action}
@@ -111,6 +132,7 @@ class RemoteEnv(gym.Env[Any, Any]):
         max_response_mb: largest reply accepted, MiB (a 5-turn conversation with 1 MP views is
             about 10 MiB).
         image_cache_size: decoded images kept to skip decoding the conversation's repeats.
+        token: the server's bearer token (`grounding-gym serve --token`), if it has one.
 
     Raises:
         RemoteEnvError: the server is full (`CAPACITY_REACHED`), or refuses a request.
@@ -127,15 +149,18 @@ class RemoteEnv(gym.Env[Any, Any]):
         message_timeout_s: float = 120.0,
         max_response_mb: float = 256.0,
         image_cache_size: int = 16,
+        token: str | None = None,
     ):
         self.base_url = base_url
         self._codec = ImageCodec(image_cache_size)
-        self._client = GymEnvClient(
+        client = GymEnvClient(
             base_url,
             connect_timeout_s=connect_timeout_s,
             message_timeout_s=message_timeout_s,
             max_message_size_mb=max_response_mb,
-        ).sync()
+        )
+        client.token = token
+        self._client = client.sync()
         try:
             self._client.connect()
             state = self._client.state()
@@ -146,6 +171,11 @@ class RemoteEnv(gym.Env[Any, Any]):
         self.max_message_bytes: int = state.max_message_bytes
         self.observation_space = space_from_json(state.observation_space)
         self.action_space = space_from_json(state.action_space)
+        space = self.observation_space
+        parts = space.spaces.values() if isinstance(space, gym.spaces.Dict) else [space]
+        views = [s.max_pixels for s in parts if isinstance(s, ImageSpace)]
+        # replies carry views of up to the served env's budget: decode those, refuse larger
+        self._codec.max_decode_pixels = max([self._codec.max_decode_pixels, *views])
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None

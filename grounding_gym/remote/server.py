@@ -8,14 +8,26 @@ its own env (OpenEnv's session model; `grounding_gym.remote.RemoteEnv` is such a
 over `/ws`. Observations, infos and actions travel in the lossless wire form of
 `grounding_gym.remote.codec` (images as PNG, base64).
 
-Limits, each with a clear error while the server keeps serving everyone else:
+Limits, each with a clear error while the server keeps serving everyone else (clients are
+untrusted; the pieces live in `grounding_gym.remote.limits`):
 
-* `max_sessions`: concurrent websocket sessions; one more gets OpenEnv's `CAPACITY_REACHED`.
-* `session_timeout_s`: a session idle this long is closed by OpenEnv's reaper (checked every
-  `max(timeout / 4, 5)` s); its next request gets "session expired".
+* `max_sessions`: envs alive at once on every route: websocket sessions (`/ws`, `/mcp`) plus
+  HTTP requests that build a throw-away env (`/reset`, `/step`, `POST /mcp`); one more gets
+  OpenEnv's `CAPACITY_REACHED` (HTTP: 503). Sessions over HTTP (`openenv/session/create` on
+  `POST /mcp`) are refused: a session lives exactly as long as its websocket.
+* `session_timeout_s`: a websocket idle this long is closed (code 1001, reason "session
+  expired ..."), freeing its env and caches; OpenEnv's reaper backs this up.
 * `max_message_bytes`: the largest websocket message or HTTP body the server reads. A larger
   websocket message closes that connection with code 1009 (message too big); a larger HTTP
   body gets 413. `RemoteEnv` checks its actions against the limit before sending.
+* `max_decode_pixels`: the largest image a request may carry, checked from the PNG header;
+  only bool/int/uint/float arrays and scalars are decoded; a text action must be a JSON string.
+* `header_timeout_s`, `limit_concurrency`: uvicorn closes connections that do not send a request
+  head in time, and answers 503 beyond `limit_concurrency` connections.
+* `token`: every route but `/health` needs `Authorization: Bearer <token>`; a non-loopback
+  `--host` is refused without `--token` or `--allow-remote`. `/docs` and `/redoc` are not served;
+  `/openapi.json` is (`openenv validate --url` reads it).
+* `mode="production"`: OpenEnv's production mode, without HTTP `/reset`, `/step`, `/state`.
 """
 
 from __future__ import annotations
@@ -24,6 +36,7 @@ import argparse
 import contextlib
 import functools
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -39,22 +52,31 @@ import gymnasium as gym
 from gymnasium import spaces
 
 import grounding_gym
-from grounding_gym.remote.codec import ImageCodec, space_to_json
+from grounding_gym.remote.codec import ImageCodec, WireDecodeError, space_to_json
 
 try:
     import uvicorn
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse
-    from openenv.core.env_server.http_server import create_app
     from openenv.core.env_server.interfaces import Environment
     from openenv.core.env_server.types import (
         Action,
         ConcurrencyConfig,
         EnvironmentMetadata,
         Observation,
+        ServerMode,
         State,
     )
     from pydantic import Field
+
+    from grounding_gym.remote.limits import (
+        BearerAuth,
+        BoundedEnvServer,
+        IdleWebSocketClose,
+        StatelessSlots,
+        check_bind,
+        header_timeout_protocol,
+    )
 except ImportError as err:  # pragma: no cover - exercised without the extra
     raise ImportError(
         f"grounding_gym.remote needs the `serve` extra ({err}): pip install 'grounding-gym[serve]'"
@@ -63,6 +85,13 @@ except ImportError as err:  # pragma: no cover - exercised without the extra
 DEFAULT_MAX_SESSIONS = 16
 DEFAULT_SESSION_TIMEOUT_S = 600.0
 DEFAULT_MAX_MESSAGE_BYTES = 1 << 20  # 1 MiB: a 4096-char action is about 4 KiB on the wire
+DEFAULT_MAX_DECODE_PIXELS = 1 << 20
+"""Largest image (pixels) a request may carry; the served envs take text actions."""
+DEFAULT_REQUEST_CACHE_BYTES = 8 << 20
+"""Per-session budget of decoded request images (bytes of pixels)."""
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+TOKEN_ENV_VAR = "GROUNDING_GYM_TOKEN"
+"""Environment variable read for `--token` (keeps the secret out of the process list)."""
 
 
 class ServeRequestError(ValueError):
@@ -112,6 +141,7 @@ class GymnasiumEnvironment(Environment[GymAction, GymObservation, GymState]):
         env_kwargs: keyword arguments of `gym.make`.
         max_message_bytes: reported in `state` so clients can check their requests.
         session_timeout_s: named in the error after the reaper closed the session (None: none).
+        max_decode_pixels: largest image a request (options, action) may carry.
 
     Raises:
         TypeError: the env's spaces have no wire description (see `space_to_json`).
@@ -125,6 +155,7 @@ class GymnasiumEnvironment(Environment[GymAction, GymObservation, GymState]):
         env_kwargs: Mapping[str, Any] | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         session_timeout_s: float | None = None,
+        max_decode_pixels: int = DEFAULT_MAX_DECODE_PIXELS,
     ):
         super().__init__()
         self.env_id = env_id
@@ -133,7 +164,9 @@ class GymnasiumEnvironment(Environment[GymAction, GymObservation, GymState]):
         self.session_timeout_s = session_timeout_s
         self.observation_space_json = space_to_json(self.env.observation_space, "observation_space")
         self.action_space_json = space_to_json(self.env.action_space, "action_space")
-        self.codec = ImageCodec()
+        self.codec = ImageCodec(
+            max_decode_pixels=max_decode_pixels, cache_bytes=DEFAULT_REQUEST_CACHE_BYTES
+        )
         self._episode_id: str | None = None
         self._step_count = 0
         self._closed = False
@@ -151,8 +184,27 @@ class GymnasiumEnvironment(Environment[GymAction, GymObservation, GymState]):
                 f"reset got unknown fields {sorted(unknown)}; it takes seed, episode_id, options"
             )
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ServeRequestError(f"reset seed must be an int or null, got {seed!r}")
-        obs, info = self.env.reset(seed=seed, options=self.codec.from_json(options))
+            raise ServeRequestError(f"reset seed must be an int or null, got {_quote(seed)}")
+        if episode_id is not None and not (isinstance(episode_id, str) and len(episode_id) <= 256):
+            raise ServeRequestError(
+                f"reset episode_id must be a string of at most 256 chars or null, got "
+                f"{_quote(episode_id)}"
+            )
+        try:
+            decoded = self.codec.from_json(options)
+        except WireDecodeError as err:
+            raise ServeRequestError(f"malformed reset options: {err}") from err
+        if decoded is not None and not isinstance(decoded, dict):
+            raise ServeRequestError(
+                f"reset options must be a JSON object or null, got {_quote(decoded)}"
+            )
+        try:
+            obs, info = self.env.reset(seed=seed, options=decoded)
+        except (KeyError, IndexError, TypeError, ValueError) as err:
+            message = err.args[0] if isinstance(err, KeyError) and err.args else err
+            raise ServeRequestError(
+                f"reset refused its options {_quote(decoded)}: {_quote(str(message), 300)}"
+            ) from err
         self._episode_id, self._step_count = episode_id or str(uuid.uuid4()), 0
         return self._observation(obs, info, None, False, False)
 
@@ -197,6 +249,7 @@ class GymnasiumEnvironment(Environment[GymAction, GymObservation, GymState]):
 
     def close(self) -> None:
         self._closed = True
+        self.codec.clear()
         self.env.close()
 
     def _check_open(self) -> None:
@@ -212,22 +265,23 @@ class GymnasiumEnvironment(Environment[GymAction, GymObservation, GymState]):
             )
 
     def _decode_action(self, wire: Any) -> Any:
-        try:
-            value = self.codec.from_json(wire)
-        except (KeyError, TypeError, ValueError) as err:
-            raise ServeRequestError(f"malformed action {str(wire)[:80]!r}: {err!r}") from err
         space = self.env.action_space
-        if isinstance(
-            space, spaces.Text
-        ):  # text envs take any str (over-long text is cut and flagged)
-            if not isinstance(value, str):
+        if isinstance(space, spaces.Text):
+            # text envs take any str (over-long text is cut and flagged); nothing is decoded
+            if not isinstance(wire, str):
                 raise ServeRequestError(
                     f"malformed action: the {type(space).__name__} action space takes a str, "
-                    f"got {type(value).__name__}"
+                    f"got {type(wire).__name__} {_quote(wire)} (text actions travel as JSON "
+                    "strings, never as tagged wire values)"
                 )
-        elif not space.contains(value):
+            return wire
+        try:
+            value = self.codec.from_json(wire)
+        except WireDecodeError as err:
+            raise ServeRequestError(f"malformed action: {err}") from err
+        if not space.contains(value):
             raise ServeRequestError(
-                f"malformed action {str(value)[:80]!r}: not in the action space {space}"
+                f"malformed action {_quote(value)}: not in the action space {space}"
             )
         return value
 
@@ -242,6 +296,12 @@ class GymnasiumEnvironment(Environment[GymAction, GymObservation, GymState]):
             terminated=terminated,
             truncated=truncated,
         )
+
+
+def _quote(value: Any, limit: int = 80) -> str:
+    """`repr(value)` cut to `limit` characters: errors never echo a whole request."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} chars)"
 
 
 class MaxBodySize:
@@ -278,57 +338,105 @@ def create_server_app(
     max_sessions: int = DEFAULT_MAX_SESSIONS,
     session_timeout_s: float | None = DEFAULT_SESSION_TIMEOUT_S,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    max_decode_pixels: int = DEFAULT_MAX_DECODE_PIXELS,
+    token: str | None = None,
+    mode: str = "simulation",
 ) -> FastAPI:
-    """The OpenEnv FastAPI app serving `gym.make(env_id, **env_kwargs)`, one env per session.
+    """The OpenEnv FastAPI app serving `gym.make(env_id, **env_kwargs)`, one env per session,
+    with the limits of the module docstring on every route.
 
     One env is built here and closed, so a bad id, bad kwargs or an unsupported space fail at
     start-up, not at the first connection.
 
+    Args:
+        token: when given, every route but `/health` needs `Authorization: Bearer <token>`.
+        mode: OpenEnv's "simulation" (HTTP `/reset`, `/step`, `/state` too) or "production"
+            (websockets, `/mcp` and the read-only routes only).
+
     Raises:
-        gymnasium.error.Error, TypeError, ValueError: from `gym.make` or `space_to_json`.
+        gymnasium.error.Error, TypeError, ValueError: from `gym.make` or `space_to_json`, or a
+            limit out of range.
     """
     if (
         max_sessions < 1
         or max_message_bytes < 1
+        or max_decode_pixels < 1
         or (session_timeout_s is not None and session_timeout_s <= 0)
     ):
         raise ValueError(
             f"need max_sessions >= 1 ({max_sessions}), max_message_bytes >= 1 "
-            f"({max_message_bytes}) and session_timeout_s > 0 or None ({session_timeout_s})"
+            f"({max_message_bytes}), max_decode_pixels >= 1 ({max_decode_pixels}) and "
+            f"session_timeout_s > 0 or None ({session_timeout_s})"
         )
+    modes = [m.value for m in ServerMode]
+    if mode not in modes:
+        raise ValueError(f"mode must be one of {modes}, got {mode!r}")
     factory = functools.partial(
-        GymnasiumEnvironment, env_id, dict(env_kwargs or {}), max_message_bytes, session_timeout_s
+        GymnasiumEnvironment,
+        env_id,
+        dict(env_kwargs or {}),
+        max_message_bytes,
+        session_timeout_s,
+        max_decode_pixels,
     )
     factory().close()
-    app = create_app(
+    app = FastAPI(
+        title=f"grounding-gym serve: {env_id}",
+        version=grounding_gym.__version__,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    server = BoundedEnvServer(
         factory,
         GymAction,
         GymObservation,
-        env_name=env_id,
         concurrency_config=ConcurrencyConfig(
             max_concurrent_envs=max_sessions, session_timeout=session_timeout_s
         ),
     )
+    server.register_routes(app, mode=mode)
 
-    async def request_error(request: Request, exc: ServeRequestError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=400)
+    async def request_error(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)  # a ServeRequestError
 
     app.add_exception_handler(ServeRequestError, request_error)
+    # the last added runs first: token, then body size, then slots and idle close
+    app.add_middleware(IdleWebSocketClose, timeout_s=session_timeout_s)
+    app.add_middleware(StatelessSlots, server=server)
     app.add_middleware(MaxBodySize, max_bytes=max_message_bytes)
+    if token is not None:
+        app.add_middleware(BearerAuth, token=token)
+    app.state.env_server = server
     return app
 
 
 def uvicorn_config(
-    app: FastAPI, host: str, port: int, max_message_bytes: int, log_level: str = "warning"
+    app: FastAPI,
+    host: str,
+    port: int,
+    max_message_bytes: int,
+    log_level: str = "warning",
+    *,
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
+    limit_concurrency: int | None = None,
 ) -> uvicorn.Config:
     """uvicorn's settings for `app`: websocket messages up to `max_message_bytes`, no
-    per-message compression (base64 PNG barely compresses; deflate would cost CPU per step)."""
+    per-message compression (base64 PNG barely compresses; deflate would cost CPU per step),
+    connections closed when their request head takes over `header_timeout_s`, and 503 beyond
+    `limit_concurrency` open connections (default: 4 x max_sessions + 64)."""
+    if limit_concurrency is None:
+        server = getattr(app.state, "env_server", None)
+        sessions = server.max_concurrent_envs if server is not None else DEFAULT_MAX_SESSIONS
+        limit_concurrency = 4 * sessions + 64
     return uvicorn.Config(
         app,
         host=host,
         port=port,
+        http=header_timeout_protocol(header_timeout_s),
         ws_max_size=max_message_bytes,
         ws_per_message_deflate=False,
+        limit_concurrency=limit_concurrency,
         log_level=log_level,
     )
 
@@ -339,10 +447,13 @@ def serve_in_thread(
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     host: str = "127.0.0.1",
     startup_timeout_s: float = 30.0,
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
 ) -> Iterator[str]:
     """Run `app` on a free port of `host` in a daemon thread; yields its base URL
     (`http://host:port`) and stops the server on exit (tests, benchmarks, notebooks)."""
-    server = uvicorn.Server(uvicorn_config(app, host, 0, max_message_bytes))
+    server = uvicorn.Server(
+        uvicorn_config(app, host, 0, max_message_bytes, header_timeout_s=header_timeout_s)
+    )
     thread = threading.Thread(target=server.run, name="grounding-gym-serve", daemon=True)
     thread.start()
     deadline = time.monotonic() + startup_timeout_s
@@ -366,9 +477,11 @@ def serve_subprocess(
     *,
     max_sessions: int = DEFAULT_MAX_SESSIONS,
     startup_timeout_s: float = 120.0,
+    extra_args: Sequence[str] = (),
 ) -> Iterator[str]:
     """`grounding-gym serve` in a child process on a free loopback port (tests, benchmarks,
-    notebooks): yields its base URL once `/health` answers; SIGTERM on exit.
+    notebooks): yields its base URL once `/health` answers; SIGTERM on exit. `extra_args` are
+    more `grounding-gym serve` options (e.g. `["--session-timeout", "1"]`).
 
     Raises:
         RuntimeError: the server exited or did not answer within `startup_timeout_s`, or did
@@ -392,6 +505,7 @@ def serve_subprocess(
         str(max_sessions),
         "--log-level",
         "warning",
+        *extra_args,
     ]
     server = subprocess.Popen(command)
     url = f"http://127.0.0.1:{port}"
@@ -449,10 +563,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="largest websocket message or HTTP body the server reads",
     )
     parser.add_argument(
+        "--max-decode-pixels",
+        type=int,
+        default=DEFAULT_MAX_DECODE_PIXELS,
+        help="largest image a request may carry, pixels (checked from the PNG header)",
+    )
+    parser.add_argument(
+        "--token",
+        default=os.environ.get(TOKEN_ENV_VAR) or None,
+        help=f"require 'Authorization: Bearer TOKEN' on every route but /health "
+        f"(default: ${TOKEN_ENV_VAR}, which keeps it out of the process list)",
+    )
+    parser.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="serve a non-loopback --host without --token (only on a trusted network)",
+    )
+    parser.add_argument(
+        "--mode",
+        default="simulation",
+        choices=["simulation", "production"],
+        help="OpenEnv mode; production serves no HTTP /reset, /step, /state",
+    )
+    parser.add_argument(
+        "--header-timeout",
+        type=float,
+        default=DEFAULT_HEADER_TIMEOUT_S,
+        help="seconds a connection may take to send its request head",
+    )
+    parser.add_argument(
+        "--limit-concurrency",
+        type=int,
+        default=None,
+        help="open connections before 503 (default 4 x max-sessions + 64)",
+    )
+    parser.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
     args = parser.parse_args(argv)
     try:
+        check_bind(args.host, args.token, args.allow_remote)
         env_kwargs = json.loads(args.env_kwargs)
         if not isinstance(env_kwargs, dict):
             raise ValueError(f"--env-kwargs must be a JSON object, got {args.env_kwargs!r}")
@@ -462,11 +612,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_sessions=args.max_sessions,
             session_timeout_s=args.session_timeout or None,
             max_message_bytes=args.max_message_bytes,
+            max_decode_pixels=args.max_decode_pixels,
+            token=args.token,
+            mode=args.mode,
+        )
+        config = uvicorn_config(
+            app,
+            args.host,
+            args.port,
+            args.max_message_bytes,
+            args.log_level,
+            header_timeout_s=args.header_timeout,
+            limit_concurrency=args.limit_concurrency,
         )
     except (gym.error.Error, TypeError, ValueError) as err:  # json.JSONDecodeError is a ValueError
         print(f"grounding-gym serve: {err}", file=sys.stderr)
         return 2
-    uvicorn.Server(
-        uvicorn_config(app, args.host, args.port, args.max_message_bytes, args.log_level)
-    ).run()
+    uvicorn.Server(config).run()
     return 0

@@ -11,11 +11,17 @@ correct option text. `metadata["cycle_id"]` is the `index` of the group's first 
 Images: a full base64 field, or VLMEvalKit's short form (an `index` of another row whose image
 it shares). Each distinct base64 text is validated once at load; pixels are decoded only when
 the env asks (`EncodedImageRef`).
+
+HR-Bench 4K and 8K are different benchmarks with the same columns: the version is read from the
+file name (`hr_bench_4k.tsv`, `hr_bench_8k.tsv`) or given as `split="4k"` / `"8k"`, and recorded
+in every sample's `metadata["split"]` (None when neither says), so a run is ranked only beside
+published numbers of its version.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -38,6 +44,39 @@ HRBENCH_REQUIRED: tuple[str, ...] = ("index", "image", "question", "answer", "A"
 """Required TSV columns; C.. (more options), `category` and `cycle_category` are optional."""
 
 _MAX_REF_CHARS = 64  # VLMEvalKit: an image field this short is the index of another row
+HRBENCH_SPLITS: tuple[str, ...] = ("4k", "8k")
+"""HR-Bench versions (`split`): images of about 4K and 8K pixels a side."""
+_SPLIT_IN_NAME = re.compile(r"(?<![a-z0-9])([48]k)(?![a-z0-9])")
+
+
+def hrbench_split(file: str, split: str | None = None) -> str | None:
+    """The HR-Bench version of `file`: `split` ("4k" / "8k", any case) or, without it, the one
+    its file name names; None when neither says.
+
+    Raises:
+        DatasetFormatError: an unknown `split`, or one the file name contradicts.
+
+    >>> hrbench_split("data/hr_bench_8k.tsv"), hrbench_split("hr.tsv", "4K")
+    ('8k', '4k')
+    >>> hrbench_split("hr.tsv") is None
+    True
+    """
+    named = set(_SPLIT_IN_NAME.findall(os.path.basename(file).casefold()))
+    from_name = named.pop() if len(named) == 1 else None
+    if split is None:
+        return from_name
+    wanted = str(split).strip().casefold()
+    if wanted not in HRBENCH_SPLITS:
+        raise format_error(
+            f"hrbench {file}", f"split={split!r} is not one of {HRBENCH_SPLITS}", "pass 4k or 8k."
+        )
+    if from_name is not None and from_name != wanted:
+        raise format_error(
+            file,
+            f"the file name says HR-Bench {from_name.upper()} but split={split!r}",
+            "drop the split (the name decides) or rename the file.",
+        )
+    return wanted
 
 
 @dataclass
@@ -58,6 +97,7 @@ def load_hrbench(
     *,
     data_dir: str | os.PathLike | None = None,
     limit: int | None = None,
+    split: str | None = None,
 ) -> list[Sample]:
     """HR-Bench rows as `Sample`s (one per row, i.e. per rotation), in file order.
 
@@ -65,18 +105,22 @@ def load_hrbench(
         path: the TSV file (e.g. `hr_bench_8k.tsv`).
         data_dir: alternatively, the file or a folder holding exactly one `.tsv`.
         limit: keep the first `limit` rows.
+        split: "4k" or "8k" when the file name does not say (`hrbench_split`).
 
     Returns:
         Samples with `id` = `index`, `image` an `EncodedImageRef` (nothing decoded), no
         `gt_boxes`, `image_size` None, and `metadata`: `cycle_id` (rows with equal ids are
-        rotations of one question), `rotation` (`cycle_category`), `index`, `image_key`.
+        rotations of one question), `rotation` (`cycle_category`), `index`, `image_key`,
+        `split` ("4k", "8k" or None).
 
     Raises:
         DatasetFormatError: a missing column, corrupt base64, a bad answer letter, a dangling
-            image reference, or a duplicate index (message: file, row and line).
+            image reference, a duplicate index (message: file, row and line), or a `split` the
+            file name contradicts.
     """
     check_limit(limit)
     file, _ = resolve_file("hrbench", path, data_dir, (".tsv",))
+    version = hrbench_split(file, split)
     images, ids = ImageFields(os.path.dirname(file)), IdRegistry()
     rows: list[_Row] = []
     by_index: dict[str, ResolvedImage] = {}
@@ -100,12 +144,12 @@ def load_hrbench(
             by_index.setdefault(index, image)
         if limit is None or len(rows) < limit:
             rows.append(_parse_row(record, index, where, image, ref, ids))
-    return _build_samples(rows, by_index)
+    return _build_samples(rows, by_index, version)
 
 
 def _norm_index(text: str) -> str:
     text = text.strip()
-    return str(int(text)) if text.isdigit() else text
+    return str(int(text)) if text.isascii() and text.isdigit() else text
 
 
 def _row_image(
@@ -113,7 +157,7 @@ def _row_image(
 ) -> tuple[ResolvedImage | None, str | None]:
     text = record.values["image"]
     stripped = text.strip()
-    if stripped.isdigit() and len(stripped) <= _MAX_REF_CHARS:
+    if stripped.isascii() and stripped.isdigit() and len(stripped) <= _MAX_REF_CHARS:
         return None, _norm_index(stripped)
     ref = EncodedImageRef(file, record.offset, record.length, "tsv", column, where)
     return images.base64_in_record(text, where, ref), None
@@ -164,7 +208,9 @@ def _parse_row(
     )
 
 
-def _build_samples(rows: list[_Row], by_index: dict[str, ResolvedImage]) -> list[Sample]:
+def _build_samples(
+    rows: list[_Row], by_index: dict[str, ResolvedImage], split: str | None
+) -> list[Sample]:
     cycle_ids: dict[tuple, str] = {}
     samples = []
     for row in rows:
@@ -194,6 +240,7 @@ def _build_samples(rows: list[_Row], by_index: dict[str, ResolvedImage]) -> list
                     "cycle_id": cycle_id,
                     "rotation": row.rotation,
                     "image_key": image.key,
+                    "split": split,
                 },
             )
         )

@@ -194,10 +194,18 @@ class ResolvedImage:
 
 
 class ImageFields:
-    """Turns image fields (paths or base64) into sources, validating each distinct image once."""
+    """Turns image fields (paths or base64) into sources, validating each distinct image once.
 
-    def __init__(self, root: str):
+    Image paths are confined to `root`: a path that resolves outside it (absolute, `..`, or a
+    symlink pointing out) is refused, since a hostile dataset file could otherwise make an env
+    show (and a remote model receive) any image the user can read. `allow_outside_root=True`
+    lifts this for files the user trusts.
+    """
+
+    def __init__(self, root: str, allow_outside_root: bool = False):
         self.root = root
+        self.allow_outside_root = allow_outside_root
+        self._real_root = os.path.realpath(root)
         self._valid: set[str] = set()
         self._sizes: dict[str, tuple[int, int]] = {}
 
@@ -208,12 +216,28 @@ class ImageFields:
         tried = [os.path.normpath(os.path.join(self.root, c, value)) for c in (*candidates, "")]
         for full in tried:
             if os.path.isfile(full):
+                self._check_inside_root(value, full, where)
                 return ResolvedImage(full, full)
         fix = f"image paths are relative to {self.root!r}; pass data_dir= the folder holding them."
         if looks_like_base64(value):
             fix = "this looks like base64: mark it as base64 (see the format's docs)."
         shown = repr(tried[0]) if len(tried) == 1 else f"tried {tried}"
         raise format_error(where, f"image file not found: {shown}", fix)
+
+    def _check_inside_root(self, value: str, full: str, where: str) -> None:
+        real = os.path.realpath(full)
+        if (
+            self.allow_outside_root
+            or os.path.commonpath([real, self._real_root]) == self._real_root
+        ):
+            return
+        raise format_error(
+            where,
+            f"image path {value[:200]!r} resolves to {real!r}, outside the dataset root "
+            f"{self._real_root!r} (an absolute path, '..' or a symlink leading out)",
+            "keep images under the dataset's folder (or data_dir), or pass "
+            "allow_outside_root=True if you trust this file.",
+        )
 
     def auto(self, value: Any, where: str, ref: EncodedImageRef | None = None) -> ResolvedImage:
         """A field that holds a path or base64: base64 when it looks like base64 (data URI, or

@@ -5,7 +5,7 @@ One JSON object per line (blank lines are skipped):
 | field | required | meaning |
 |-------|----------|---------|
 | `id` | no (default: the line number) | unique sample id |
-| `image` | yes | path relative to the file's folder (or `data_dir`), or base64 |
+| `image` | yes | path relative to the file's folder (or `data_dir`), resolving inside it (symlinks included; `allow_outside_root=True` lifts this), or base64 |
 | `image_encoding` | no | `"path"` (default) or `"base64"` (`data:image/...;base64,` accepted) |
 | `image_size` | no | `[w, h]` of the original in px (saves a header read, trusted as given) |
 | `question` | yes | question text, without the options |
@@ -45,6 +45,8 @@ from grounding_gym.data.sample import Sample
 from grounding_gym.geometry import Box
 
 JSONL_REQUIRED: tuple[str, ...] = ("image", "question", "answer")
+MAX_QUESTION_CHARS = 16_384
+"""Longest question a line may hold (the first prompt adds options and instructions)."""
 IMAGE_ENCODINGS: tuple[str, ...] = ("path", "base64")
 
 
@@ -54,6 +56,7 @@ def load_jsonl(
     data_dir: str | os.PathLike | None = None,
     read_sizes: bool = False,
     limit: int | None = None,
+    allow_outside_root: bool = False,
 ) -> list[Sample]:
     """Samples from a file in the generic JSONL format (see the module docstring).
 
@@ -64,17 +67,22 @@ def load_jsonl(
         read_sizes: read every image's header (no pixel decode) to fill `Sample.image_size` and
             clip boxes to the image; always done for lines with normalised boxes.
         limit: keep the first `limit` samples.
+        allow_outside_root: follow image paths that resolve outside the file's folder (or
+            `data_dir`): absolute paths, `..`, symlinks leading out. Off by default: a dataset
+            file from elsewhere must not pick which of your files an env shows.
 
     Returns:
         Samples in file order; `metadata` is the line's `metadata` plus `line`, `image_key`.
 
     Raises:
-        DatasetFormatError: a missing field, corrupt base64, a missing image file, a bad box or
-            box_format (message: file and line).
+        DatasetFormatError: a missing field, corrupt base64, a missing image file or one
+            outside the root, a question over `MAX_QUESTION_CHARS`, a bad box or box_format
+            (message: file and line).
     """
     check_limit(limit)
     file, root = resolve_file("jsonl", path, data_dir, (".jsonl",))
-    images, ids, fitter = ImageFields(root), IdRegistry(), BoxFitter("jsonl")
+    images = ImageFields(root, allow_outside_root)
+    ids, fitter = IdRegistry(), BoxFitter("jsonl")
     samples: list[Sample] = []
     for record in iter_jsonl(file):
         if limit is not None and len(samples) >= limit:
@@ -109,13 +117,20 @@ def _jsonl_sample(
     size = _size(value, image, where, images, read_sizes or str(box_format).startswith("norm"))
     options = parse_options(value["options"], where) if value.get("options") is not None else None
     answer = answer_letter(value["answer"], options, where) if options else str(value["answer"])
+    question = str(value["question"]).strip()
+    if len(question) > MAX_QUESTION_CHARS:
+        raise format_error(
+            where,
+            f"question of {len(question):,} chars exceeds {MAX_QUESTION_CHARS:,}",
+            "shorten it: the env's dialogue observation holds at most 65,536 chars.",
+        )
     metadata = value.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise format_error(where, f"metadata must be a JSON object, got {metadata!r}")
     return Sample(
         id=ids.add(str(value.get("id", record.line)), where),
         image=image.source,
-        question=str(value["question"]).strip(),
+        question=question,
         answer=answer,
         options=options,
         gt_boxes=_boxes(boxes_value, box_format, where, size, fitter),

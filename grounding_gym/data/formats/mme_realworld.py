@@ -16,11 +16,18 @@ repeat an earlier record exactly (same `Question_id`, same content: MME-RealWorl
 are kept once, with one warning that counts them; a repeated id with other content is an error.
 `category` is "Task/Subtask/Category" for the JSON (the official report's breakdown; `Subtask`
 names repeat across tasks) and `category` for the TSV.
+
+MME-RealWorld and MME-RealWorld-Lite are different benchmarks (published accuracies differ by
+10 points or more): `load_mme_realworld` (dataset `mme-realworld`) refuses a file whose name
+says Lite, `load_mme_realworld_lite` (dataset `mme-realworld-lite`) reads it, and every sample
+records `metadata["split"]` ("full" / "lite").
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 
@@ -52,6 +59,7 @@ def load_mme_realworld(
     *,
     data_dir: str | os.PathLike | None = None,
     limit: int | None = None,
+    lite: bool = False,
 ) -> list[Sample]:
     """MME-RealWorld questions as `Sample`s, in file order.
 
@@ -60,18 +68,23 @@ def load_mme_realworld(
         data_dir: the folder image paths are relative to; alone, the file or a folder holding
             exactly one `.json`/`.jsonl`/`.tsv`.
         limit: keep the first `limit` questions.
+        lite: the file is MME-RealWorld-Lite (`load_mme_realworld_lite`); False refuses a file
+            whose name says Lite, True warns when the name does not.
 
     Returns:
         Samples with `id` = `Question_id` (TSV: `index`), `answer` the correct letter, no
-        `gt_boxes`, and `metadata`: `task`, `subtask`, `image_key` (JSON: also the raw `Category`).
+        `gt_boxes`, and `metadata`: `task`, `subtask`, `image_key`, `split` ("full" / "lite")
+        (JSON: also the raw `Category`).
 
     Raises:
         DatasetFormatError: a missing field/column, corrupt base64, a missing image file or a bad
-            answer (message: file and line, row or record).
+            answer (message: file and line, row or record), or a Lite file read as the full set.
     """
     check_limit(limit)
-    file, root = resolve_file("mme-realworld", path, data_dir, (".json", ".jsonl", ".tsv"))
-    images, ids = ImageFields(root), IdRegistry("mme-realworld")
+    name = "mme-realworld-lite" if lite else "mme-realworld"
+    file, root = resolve_file(name, path, data_dir, (".json", ".jsonl", ".tsv"))
+    _check_version(file, lite)
+    images, ids = ImageFields(root), IdRegistry(name)
     records: Iterator[tuple[str, Any, EncodedImageRef | None]]
     if file.lower().endswith(".tsv"):
         records, parse = _tsv_records(file), cast(Callable[..., Sample | None], _tsv_sample)
@@ -84,9 +97,42 @@ def load_mme_realworld(
             break
         sample = parse(record, where, ref, images, ids, by_index)
         if sample is not None:
-            samples.append(sample)
+            split = "lite" if lite else "full"
+            samples.append(
+                dataclasses.replace(sample, metadata={**sample.metadata, "split": split})
+            )
     ids.warn()
     return samples
+
+
+def load_mme_realworld_lite(
+    path: str | os.PathLike | None = None,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    limit: int | None = None,
+) -> list[Sample]:
+    """MME-RealWorld-Lite (the official subset, e.g. `MME-RealWorld-Lite.json`): as
+    `load_mme_realworld`, every sample's `metadata["split"]` being "lite"."""
+    return load_mme_realworld(path, data_dir=data_dir, limit=limit, lite=True)
+
+
+def _check_version(file: str, lite: bool) -> None:
+    """A file named as the Lite subset is not read as the full benchmark (their published
+    numbers are not comparable); a Lite read of a file not named so gets a warning."""
+    named_lite = "lite" in os.path.basename(file).casefold()
+    if named_lite and not lite:
+        raise format_error(
+            file,
+            "the file name says MME-RealWorld-Lite, but the dataset is 'mme-realworld' (the full "
+            "benchmark, whose published accuracies differ)",
+            "use the dataset 'mme-realworld-lite' (--dataset mme-realworld-lite).",
+        )
+    if lite and not named_lite:
+        warnings.warn(
+            f"mme-realworld-lite: {file} is not named as the Lite subset; its runs are ranked "
+            "beside MME-RealWorld-Lite numbers only, so make sure it is that subset",
+            stacklevel=3,
+        )
 
 
 def _json_records(file: str) -> Iterator[tuple[str, dict[str, Any], EncodedImageRef | None]]:
@@ -218,7 +264,9 @@ def _tsv_image(
         if record.get("image_path"):
             return images.path(record["image_path"], where)
         raise format_error(where, "empty image field and no image_path")
-    if text.isdigit() and len(text) <= 64:  # VLMEvalKit: the index of a row with the image
+    if (
+        text.isascii() and text.isdigit() and len(text) <= 64
+    ):  # VLMEvalKit: the index of a row with the image
         shared = by_index.get(text)
         if shared is None:
             raise format_error(where, f"the image field refers to index {text}, not seen before")

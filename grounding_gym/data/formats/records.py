@@ -131,11 +131,18 @@ class IdRegistry:
             DatasetFormatError: the id was seen before (with other content).
         """
         if sample_id in self._first:
+            known = self._content.get(sample_id)
+            if record is None or known is None:
+                how = ""
+            elif known == _fingerprint(record):
+                how = " with identical content"
+            else:
+                how = " with different content"
             raise format_error(
                 where,
-                f"duplicate sample id {sample_id!r} with different content (first seen at "
-                f"{self._first[sample_id]})",
-                "ids must be unique; env.reset(options={'sample_id': ...}) selects by id.",
+                f"duplicate sample id {sample_id!r}{how} (first seen at {self._first[sample_id]})",
+                "ids must be unique (remove the repeated row or give it its own id); "
+                "env.reset(options={'sample_id': ...}) selects by id.",
             )
         self._first[sample_id] = where
         if record is not None:
@@ -286,6 +293,10 @@ def iter_jsonl(file: str) -> Iterator[JsonlRecord]:
                 value = json.loads(raw.decode("utf-8-sig" if start == 0 else "utf-8"))
             except (UnicodeDecodeError, json.JSONDecodeError) as err:
                 raise format_error(at_line(file, line_no), f"not valid JSON ({err})") from err
+            except RecursionError as err:
+                raise format_error(
+                    at_line(file, line_no), "JSON nested too deeply to parse (hostile or corrupt)"
+                ) from err
             if not isinstance(value, dict):
                 raise format_error(
                     at_line(file, line_no), f"expected a JSON object, got {type(value).__name__}"

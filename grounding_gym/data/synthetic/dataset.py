@@ -228,7 +228,12 @@ class SyntheticHR(Sequence[Sample]):
         """Index of the sample with id `sample_id` (parsed, nothing rendered); None if not here."""
         prefix = f"{self.id_prefix}-{self.seed}-"
         tail = sample_id[len(prefix) :] if sample_id.startswith(prefix) else ""
-        if tail.isdigit() and str(int(tail)) == tail and int(tail) < self.num_samples:
+        if (
+            tail.isascii()
+            and tail.isdigit()
+            and str(int(tail)) == tail
+            and int(tail) < self.num_samples
+        ):
             return int(tail)
         return None
 
