@@ -22,7 +22,8 @@ attributes literally present in the description, which is what the synthetic dat
    its letter. None or several: `"?"`.
 3. Free-form questions (`options=None`): always `"?"` (a rule cannot paraphrase).
 
-A transformers text-model adapter lives in `agents.readers` (it needs torch; this module must not).
+Model readers (a transformers text model, say) implement the same protocol in a package that
+may import torch; this module must not.
 """
 
 from __future__ import annotations

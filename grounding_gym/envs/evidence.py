@@ -315,7 +315,7 @@ class EvidenceDescriptionEnv(GroundedVQAEnv):
     `min_evidence_words=2`, `ngram_size=3`, `max_ngram_repeats=3`,
     `max_compression_ratio=3.0`; `reward_weights` default to `EVIDENCE_REWARD_WEIGHTS`.
     The rule reader answers only multiple-choice questions; free-form data needs a model reader
-    (`agents.readers`).
+    (any object with the `Reader` protocol's `answer`, e.g. a text model's).
 
     ## Version History
     * v0: Initial release.

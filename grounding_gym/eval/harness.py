@@ -39,7 +39,13 @@ import numpy as np
 from grounding_gym.atomic import atomic_write_text, folder_lock
 from grounding_gym.eval.agents import Agent, make_agent
 from grounding_gym.eval.metrics import summarize
-from grounding_gym.eval.records import EpisodeRecorder, append_record, jsonable, read_records
+from grounding_gym.eval.records import (
+    EPISODES_FILE,
+    EpisodeRecorder,
+    append_record,
+    jsonable,
+    read_records,
+)
 from grounding_gym.eval.report import load_summary, write_reports
 from grounding_gym.scale import check_bin_edges, parse_bin_spec, quantile_bin_edges
 
@@ -53,7 +59,6 @@ __all__ = [
     "make_eval_env",
 ]
 
-EPISODES_FILE = "episodes.jsonl"
 CONFIG_FILE = "config.json"
 _PINNED_KEYS = ("env_id", "env_kwargs", "agent", "agent_kwargs", "seed", "samples")
 """config.json keys that must match for a run to be resumed (n may grow or shrink)."""

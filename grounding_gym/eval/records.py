@@ -39,7 +39,17 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["EpisodeRecorder", "append_record", "jsonable", "read_records", "view_sha1"]
+__all__ = [
+    "EPISODES_FILE",
+    "EpisodeRecorder",
+    "append_record",
+    "jsonable",
+    "read_records",
+    "view_sha1",
+]
+
+EPISODES_FILE = "episodes.jsonl"
+"""The episode records of a run folder, one JSON line per episode."""
 
 
 def jsonable(value: Any) -> Any:

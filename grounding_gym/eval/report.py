@@ -7,7 +7,7 @@ or sample sets differ. Published numbers are ranked only beside runs of their ow
 
 Every file is written atomically (a temporary file in the same folder, then `os.replace`), so a
 reader never sees half a report. Plots use matplotlib's Agg backend and are skipped, with a
-warning, when matplotlib is not installed (it comes with the `agents` extra).
+warning, when matplotlib is not installed (`pip install matplotlib`, or the `eval` extra).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 from grounding_gym.atomic import atomic_write_bytes, atomic_write_text
 from grounding_gym.eval.pairing import paired_differences, rotation_note, sample_set_notes
 from grounding_gym.eval.published import OVERALL, PublishedBenchmark, match_category
-from grounding_gym.eval.records import jsonable, read_records
+from grounding_gym.eval.records import EPISODES_FILE, jsonable, read_records
 from grounding_gym.eval.stats import PairedDifference, wilson_interval
 
 __all__ = [
@@ -77,8 +77,6 @@ def load_run_records(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The episode records beside a loaded summary (`episodes.jsonl` in its folder), limited to
     the run's first `n` episodes as its summary was; [] when the folder has none (a shipped
     baseline may keep only its summary). Read only: a torn last line is skipped, not repaired."""
-    from grounding_gym.eval.harness import EPISODES_FILE
-
     meta = summary.get("meta", {})
     folder = meta.get("path")
     if not folder:
