@@ -337,12 +337,9 @@ def evaluate(
     pending = deque(i for i in range(n) if i not in done)
     runs: Iterator[dict[str, Any]] = iter(())  # a finished run rebuilds its reports, no agent
     if pending:
-        built = (
-            make_agent(agent, first_env, **dict(agent_kwargs or {}))
-            if isinstance(agent, str)
-            else agent
-        )
-        runs = _run_episodes(built, envs, plan, pending, seed)
+        if isinstance(agent, str):
+            agent = make_agent(agent, first_env, **dict(agent_kwargs or {}))
+        runs = _run_episodes(agent, envs, plan, pending, seed)
     bar = _progress(n, n - len(pending), label or agent_name, progress)
     try:
         for record in runs:
