@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -100,6 +101,7 @@ def test_integer_crop_round_trip(box):
     assert result.boxes[0] == box
 
 
+@pytest.mark.slow
 @settings(max_examples=600, deadline=None)
 @given(
     box=st.tuples(*[st.floats(-1e6, 1e6, allow_nan=False)] * 4),

@@ -55,6 +55,7 @@ def test_check_env(env_id):
     env.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("vector_cls", ["sync", "async"])
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_vector_envs_reset_and_step_with_text(env_id, vector_cls):

@@ -123,6 +123,7 @@ def test_under_ci_a_missing_extra_fails_and_gpu_tests_still_skip(fake_suite):
     assert "2 failed, 5 skipped, 1 xfailed, 1 error" in out, out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ci", [None, "", "false"])
 def test_outside_ci_every_skip_stays_a_skip(fake_suite, ci):
     result = run_pytest(fake_suite, ci=ci)

@@ -50,6 +50,7 @@ def test_list_shows_envs_datasets_and_agents(capsys):
         main(["list", "agnets"])
 
 
+@pytest.mark.slow
 def test_eval_compare_render_smoke(tmp_path, capsys):
     for agent in ("oracle-crop", "no-crop"):
         assert (
@@ -217,6 +218,7 @@ def test_shipped_baselines_still_match_the_generator(benchmark):
             )
 
 
+@pytest.mark.slow
 def test_sigkill_mid_evaluation_then_rerun_completes_every_episode_once(tmp_path):
     out = tmp_path / "run"
     n = 40

@@ -24,6 +24,7 @@ def recipe_code(title: str) -> str:
     return "\n".join(blocks)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("title", RECIPES)
 def test_recipe_runs_as_written(title, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

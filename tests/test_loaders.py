@@ -814,6 +814,7 @@ def test_jsonl_base64_and_registry(tmp_path):
     assert_on_object(samples[3], samples[3].gt_boxes[0], GEN_BOX, RED)
 
 
+@pytest.mark.slow
 def test_jsonl_10000_rows_build_without_decoding(tmp_path, count_opens):
     root = tmp_path / "gen"
     write_generic(root)

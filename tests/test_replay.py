@@ -268,6 +268,7 @@ def test_replay_errors_name_file_line_and_field(tmp_path):
         )
 
 
+@pytest.mark.slow
 def test_cli_replay_then_render(tmp_path, capsys):
     root = write_vstar(tmp_path / "vstar")
     path = write_jsonl(tmp_path / "outputs.jsonl", recorded_episodes()[:3])

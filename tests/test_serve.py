@@ -174,6 +174,7 @@ def test_remote_env_passes_check_env_and_has_the_served_spaces(remote):
         check_env(remote, skip_render_check=True)  # RemoteEnv does not render
 
 
+@pytest.mark.slow
 def test_ten_seeded_episodes_equal_the_local_env(remote):
     local = gym.make(ENV_ID, **SMALL)
     for seed in range(10):
@@ -436,6 +437,7 @@ def test_serve_cli_serves_until_terminated():
             env.close()
 
 
+@pytest.mark.slow
 def test_without_the_serve_extra_the_package_imports_and_says_what_to_install():
     script = textwrap.dedent("""
         import sys

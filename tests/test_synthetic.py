@@ -70,6 +70,7 @@ def sample_fields(s):
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_samples_and_pixels():
     a, b = SyntheticHR(4, seed=3, **SMALL), SyntheticHR(4, seed=3, **SMALL)
     for i in range(4):
@@ -405,6 +406,7 @@ def test_reader_small_targets_need_the_crop():
     assert crop / n >= 0.90, f"oracle crop: {crop}/{n}"
 
 
+@pytest.mark.slow
 def test_reader_large_targets_are_legible_in_the_first_view():
     data = SyntheticHR(
         40, seed=11, image_size=(768, 1536), target_rel_area=(0.05, 0.3), num_distractors=1

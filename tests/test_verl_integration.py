@@ -356,6 +356,7 @@ def test_advantage_hook_routes_verl_trainer_to_our_estimators():
 # ------------------------------------------------------------------------------ recipe
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("estimator", ["grpo", "srpo", "srpo_target"])
 def test_recipe_config_composes_and_validates(estimator):
     from hydra import compose, initialize_config_dir

@@ -114,6 +114,7 @@ def test_render_view_is_pil_resize_with_box():
     assert view.flags["C_CONTIGUOUS"] and view.shape == (168, 224, 3)
 
 
+@pytest.mark.slow
 def test_size_reads_header_only(tmp_path, monkeypatch):
     path = tmp_path / "big.jpg"
     scene((3000, 2000)).save(path, quality=90)
@@ -157,6 +158,7 @@ def test_opencv_view_of_a_flat_region_is_exact_and_scales_reduced_copies():
     assert psnr(from_level, render_view(handle.image(), box, size)) >= MIN_PSNR_FAST_RESIZE
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [(4000, 3000), (3000, 4000), (1600, 1200)])
 def test_reduced_decode_first_view_within_psnr(size):
     """The fast first view (JPEG DCT-scaled decode) stays within the documented PSNR."""
@@ -168,6 +170,7 @@ def test_reduced_decode_first_view_within_psnr(size):
     assert psnr(fast["image"], ref["image"]) >= MIN_PSNR_REDUCED_DECODE
 
 
+@pytest.mark.slow
 def test_reduced_decode_defers_full_decoding_and_is_reproducible(tmp_path):
     path = tmp_path / "photo.jpg"
     scene((4000, 3000)).save(path, quality=90)
@@ -186,6 +189,7 @@ def png_samples(size: tuple[int, int], seed: int = 1) -> list[Sample]:
     return [Sample(id="s", image=encode(scene(size, seed=seed), "PNG"), question="q", answer="a")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("size", "crop", "factor"),
     [
