@@ -59,7 +59,7 @@ from grounding_gym.atomic import atomic_write_text
 from grounding_gym.scale import scale_bins
 from grounding_gym.views import FirstViewCache
 
-__all__ = ["Trainer", "build_envs", "main", "old_logprobs"]
+__all__ = ["Trainer", "build_envs", "main", "batch_old_logprobs"]
 
 
 def build_envs(cfg: TrainerConfig, overrides: dict[str, Any] | None = None) -> list[Any]:
@@ -95,8 +95,9 @@ def _module(policy: Any) -> torch.nn.Module:
     raise TypeError(f"{type(policy).__name__} is neither a torch.nn.Module nor has a .model module")
 
 
-def old_logprobs(trajectories: Sequence[Trajectory], mask: torch.Tensor) -> torch.Tensor:
-    """Sampling-time log-probs laid out like `mask` (B, T): row b's policy tokens in order."""
+def batch_old_logprobs(trajectories: Sequence[Trajectory], mask: torch.Tensor) -> torch.Tensor:
+    """Sampling-time log-probs laid out like `mask` (B, T): row b holds trajectory b's
+    `Trajectory.old_logprobs()` (T_b,) in order."""
     old = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
     values = [torch.from_numpy(t.old_logprobs()) for t in trajectories]
     flat = torch.cat(values) if values else torch.zeros(0)
@@ -297,7 +298,7 @@ class Trainer:
         for epoch in range(cfg.update_epochs):
             logp, mask = self.policy.trajectory_logprobs(trajectories)  # (B, T) each
             if old is None:
-                old = old_logprobs(trajectories, mask)
+                old = batch_old_logprobs(trajectories, mask)
             mask = mask * keep.to(mask.device, mask.dtype)[:, None]  # dynamic sampling: drop rows
             if epoch == 0 and cfg.grad_diagnostics:
                 bins = scale_bins(arrays["target_rel_areas"], cfg.bin_edges)

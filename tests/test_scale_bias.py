@@ -330,7 +330,7 @@ def test_grad_share_is_the_gradient_of_each_bins_loss(tmp_path):
     adv, _ = trainer.advantages(trajs)
     from agents.algos import compute_loss
     from agents.rollout import rollout_arrays
-    from agents.trainer import old_logprobs
+    from agents.trainer import batch_old_logprobs
 
     bins = scale_bins(rollout_arrays(trajs)["target_rel_areas"], cfg.bin_edges)
     norms = []
@@ -339,7 +339,7 @@ def test_grad_share_is_the_gradient_of_each_bins_loss(tmp_path):
         logp, mask = trainer.policy.trajectory_logprobs(trajs)
         loss, _ = compute_loss(
             logp,
-            old_logprobs(trajs, mask),
+            batch_old_logprobs(trajs, mask),
             None,
             adv * torch.from_numpy(bins == b).float(),
             mask,
@@ -354,7 +354,7 @@ def test_grad_share_is_the_gradient_of_each_bins_loss(tmp_path):
             )
         )
     logp, mask = trainer.policy.trajectory_logprobs(trajs)
-    got = trainer.gradient_shares(logp, old_logprobs(trajs, mask), adv, mask, bins)
+    got = trainer.gradient_shares(logp, batch_old_logprobs(trajs, mask), adv, mask, bins)
     assert got["grad_share/small"] == pytest.approx(norms[0] / sum(norms), rel=1e-4)
     assert got["grad_share/large"] == pytest.approx(norms[1] / sum(norms), rel=1e-4)
 

@@ -19,7 +19,7 @@ from agents.policies.tiny import (
     view_features,
 )
 from agents.rollout import collect_groups, rollout_arrays
-from agents.trainer import old_logprobs
+from agents.trainer import batch_old_logprobs
 from grounding_gym.actions import parse_action
 from grounding_gym.envs.grounded_vqa import GroundedVQAEnv
 from grounding_gym.geometry import FRAMES, Box
@@ -118,7 +118,7 @@ def test_logprob_recompute_matches_act(toy_dataset):
     assert logp.shape == mask.shape == (12, max(t.num_policy_tokens for t in trajs))
     assert int(mask.sum()) == sum(t.num_policy_tokens for t in trajs)
     assert logp.requires_grad
-    old = old_logprobs(trajs, mask)
+    old = batch_old_logprobs(trajs, mask)
     assert float((logp.detach() - old).abs().max()) < 1e-5
     assert float(logp.detach()[mask == 0].abs().sum()) == 0.0
     # the crop tokens' log-probs are exact too when the recompute batch is split differently
@@ -156,7 +156,7 @@ def test_one_step_moves_every_parameter_and_lowers_the_loss(toy_dataset):
 
     def loss_now() -> torch.Tensor:
         logp, mask = policy.trajectory_logprobs(trajs)
-        return compute_loss(logp, old_logprobs(trajs, mask), None, adv, mask, LossConfig())[0]
+        return compute_loss(logp, batch_old_logprobs(trajs, mask), None, adv, mask, LossConfig())[0]
 
     loss0 = loss_now()
     optimizer.zero_grad()

@@ -337,8 +337,7 @@ def evaluate(
     pending = deque(i for i in range(n) if i not in done)
     runs: Iterator[dict[str, Any]] = iter(())  # a finished run rebuilds its reports, no agent
     if pending:
-        if isinstance(agent, str):
-            agent = make_agent(agent, first_env, **dict(agent_kwargs or {}))
+        agent = _as_agent(agent, first_env, agent_kwargs)
         runs = _run_episodes(agent, envs, plan, pending, seed)
     bar = _progress(n, n - len(pending), label or agent_name, progress)
     try:
@@ -415,6 +414,11 @@ def summary_bin_edges(
             f"quantiles:{parsed}: {len(edges) + 1} equal-count bins of this run's target areas",
         )
     return parsed, "given (--bin-edges)"
+
+
+def _as_agent(agent: Agent | str, env: gym.Env, kwargs: Mapping[str, Any] | None) -> Agent:
+    """`agent` itself, or the agent registered under that name built for `env`."""
+    return make_agent(agent, env, **dict(kwargs or {})) if isinstance(agent, str) else agent
 
 
 def _run_episodes(
