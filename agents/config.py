@@ -12,7 +12,7 @@ import dataclasses
 import inspect
 import os
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,9 +40,9 @@ class TrainerConfig:
       `share_images`, `cache_first_views`, `train_samples`, `eval_samples`, `bin_edges`,
       `bin_names`, `crop_bin_edges`
     > policy: `policy`, `policy_kwargs`, `init_checkpoint`
-    > algorithm: `algo`, `adv_kwargs`, `questions_per_step`, `g1`, `g2`, `clip_low`,
-      `clip_high`, `beta`, `loss_agg`, `norm_len`, `dynamic_sampling`, `overlong_max_len`,
-      `overlong_cache_len`
+    > algorithm: `algo`, `adv_kwargs`, `questions_per_step`, `g1`, `g2`, `loss` (a
+      `LossConfig`: `clip_low`, `clip_high`, `beta`, `agg`, `norm_len`), `dynamic_sampling`,
+      `overlong_max_len`, `overlong_cache_len`
     > optimisation: `total_steps`, `lr`, `update_epochs`, `max_grad_norm`, `weight_decay`
     > logging: `eval_every`, `final_eval`, `grad_diagnostics`, `checkpoint_every`, `resume`,
       `tensorboard`, `progress`, `max_minutes`
@@ -114,16 +114,10 @@ class TrainerConfig:
     """first-turn (grounding) generations per question"""
     g2: int = 2
     """continuations of each first turn (SRPO's answer rollouts, by replay); 1 = plain groups"""
-    clip_low: float = 0.2
-    """PPO ratio lower bound 1 - clip_low"""
-    clip_high: float = 0.2
-    """PPO ratio upper bound 1 + clip_high (DAPO clip-higher: 0.28)"""
-    beta: float = 0.0
-    """k3 KL weight to a frozen copy of the initial policy; 0 = no reference model (cheaper)"""
-    loss_agg: str = "token-mean"
-    """token-mean (DAPO) | seq-mean-token-mean (GRPO) | seq-mean-token-sum-norm (Dr.GRPO)"""
-    norm_len: float | None = None
-    """constant divisor of seq-mean-token-sum-norm (Dr.GRPO: the generation budget in tokens)"""
+    loss: LossConfig = field(default_factory=LossConfig)
+    """the policy loss, `agents.algos.LossConfig` (its fields documented there): a mapping in
+    YAML (`loss: {clip_high: 0.28, agg: token-mean}`), dotted in overrides and flags
+    (`loss.beta=0.04`, `--loss.agg seq-mean-token-mean`)"""
     dynamic_sampling: bool = False
     """DAPO: drop zero-reward-variance groups from the loss (they carry no gradient)"""
     overlong_max_len: int = 0
@@ -216,7 +210,11 @@ class TrainerConfig:
             self.policy in list_policies(),
             f"policy {self.policy!r} is not registered; registered: {list_policies()}.",
         )
-        self.loss_config  # noqa: B018 (validates clip/beta/agg)
+        if isinstance(self.loss, Mapping):  # from YAML or overrides; LossConfig checks values
+            names = [f.name for f in dataclasses.fields(LossConfig)]
+            unknown = sorted(set(self.loss) - set(names))
+            _check(not unknown, f"loss keys {unknown} are not LossConfig fields {names}.")
+            self.loss = LossConfig(**self.loss)
 
     # ---------------------------------------------------------------- derived values
     @property
@@ -228,16 +226,6 @@ class TrainerConfig:
     def rollouts_per_step(self) -> int:
         """Episodes collected per step."""
         return self.questions_per_step * self.rollouts_per_question
-
-    @property
-    def loss_config(self) -> LossConfig:
-        return LossConfig(
-            clip_low=self.clip_low,
-            clip_high=self.clip_high,
-            beta=self.beta,
-            agg=self.loss_agg,
-            norm_len=self.norm_len,
-        )
 
     @property
     def crop_edges(self) -> tuple[float, ...]:
@@ -362,18 +350,26 @@ def _build_parser() -> argparse.ArgumentParser:
             metavar="VALUE",
             help=f"{docs.get(f.name, '')} (default: {default!r})",
         )
+    loss_docs = _field_docs(LossConfig)
+    for f in dataclasses.fields(LossConfig):
+        names = sorted({f"--loss.{f.name}", f"--loss.{f.name.replace('_', '-')}"})
+        parser.add_argument(
+            *names,
+            dest=f"loss.{f.name}",
+            type=_parse_value,
+            default=None,
+            metavar="VALUE",
+            help=f"{loss_docs.get(f.name, '')} (default: {f.default!r})",
+        )
     return parser
 
 
 def parse_args(argv: Sequence[str]) -> TrainerConfig:
     """Parse `grounding-gym train` arguments into a `TrainerConfig`."""
-    args = _build_parser().parse_args(list(argv))
-    flags = {
-        f.name: getattr(args, f.name)
-        for f in dataclasses.fields(TrainerConfig)
-        if getattr(args, f.name) is not None
-    }
-    return load_config(args.config, args.overrides, **flags)
+    args = vars(_build_parser().parse_args(list(argv)))
+    config, overrides = args.pop("config"), args.pop("overrides")
+    flags = {key: value for key, value in args.items() if value is not None}
+    return load_config(config, overrides, **flags)
 
 
 def merge_kwargs(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

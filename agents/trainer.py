@@ -138,7 +138,7 @@ class Trainer:
         self.executor = ThreadPoolExecutor(cfg.env_threads) if cfg.env_threads else None
         params = [p for p in self.policy.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.ref = self._frozen_copy() if cfg.beta > 0 else None
+        self.ref = self._frozen_copy() if cfg.loss.needs_ref else None
         self.sampler = np.random.default_rng([cfg.seed, 1])
         self.step = 0
         self.episodes = 0
@@ -260,7 +260,7 @@ class Trainer:
         when the whole gradient is zero."""
         names = self.cfg.bin_names
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        loss_cfg = dataclasses.replace(self.cfg.loss_config, beta=0.0)
+        loss_cfg = dataclasses.replace(self.cfg.loss, beta=0.0)
         adv = adv.to(logp.device)
         norms = np.zeros(len(names))
         for b in range(len(names)):
@@ -303,9 +303,7 @@ class Trainer:
             if epoch == 0 and cfg.grad_diagnostics:
                 bins = scale_bins(arrays["target_rel_areas"], cfg.bin_edges)
                 sums.update(self.gradient_shares(logp, old, adv, mask, bins))
-            loss, metrics = compute_loss(
-                logp, old, ref_logp, adv.to(logp.device), mask, cfg.loss_config
-            )
+            loss, metrics = compute_loss(logp, old, ref_logp, adv.to(logp.device), mask, cfg.loss)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             params = [p for g in self.optimizer.param_groups for p in g["params"]]

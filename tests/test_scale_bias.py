@@ -343,7 +343,7 @@ def test_grad_share_is_the_gradient_of_each_bins_loss(tmp_path):
             None,
             adv * torch.from_numpy(bins == b).float(),
             mask,
-            cfg.loss_config,
+            cfg.loss,
         )
         loss.backward()
         norms.append(

@@ -57,8 +57,8 @@ def test_yaml_overrides_and_flags(tmp_path):
     )
     assert (cfg.lr, cfg.g1, cfg.g2, cfg.algo) == (0.01, 8, 1, "dr_grpo")
     assert cfg.rollouts_per_question == 8 and cfg.rollouts_per_step == 8 * cfg.questions_per_step
-    cfg = parse_args(["--config", str(path), "lr=2e-3", "--loss-agg", "seq-mean-token-mean"])
-    assert cfg.lr == pytest.approx(2e-3) and cfg.loss_config.agg == "seq-mean-token-mean"
+    cfg = parse_args(["--config", str(path), "lr=2e-3", "--loss.agg", "seq-mean-token-mean"])
+    assert cfg.lr == pytest.approx(2e-3) and cfg.loss.agg == "seq-mean-token-mean"
 
 
 def test_help_shows_field_docs(capsys):
@@ -79,7 +79,7 @@ def test_help_shows_field_docs(capsys):
             r"adv_kwargs \['no_box'\] are not options",
         ),
         ({"bin_names": ["a", "b"]}, r"bin_names \(2 names\) must have len\(bin_edges\) \+ 1 = 3"),
-        ({"clip_low": 1.5}, r"clip_low \(1.5\)"),
+        ({"loss": {"clip_low": 1.5}}, r"clip_low \(1.5\)"),
         ({"policy": "tinny"}, "not registered"),
     ],
 )
@@ -133,7 +133,7 @@ def test_extras_are_passed_only_when_the_estimator_needs_them(tmp_path, toy_data
 
 
 def test_training_writes_namespaced_metrics_and_a_checkpoint(tmp_path, toy_dataset):
-    cfg = tiny_cfg(tmp_path, total_steps=2, beta=0.04, dynamic_sampling=True, g1=2, g2=1)
+    cfg = tiny_cfg(tmp_path, total_steps=2, loss={"beta": 0.04}, dynamic_sampling=True, g1=2, g2=1)
     history = Trainer(cfg, envs=pool(toy_dataset)).train()
     assert [row["step"] for row in history] == [1, 2]
     row = history[-1]
@@ -156,7 +156,7 @@ def test_training_writes_namespaced_metrics_and_a_checkpoint(tmp_path, toy_datas
     assert state["step"] == 2 and state["ref"] is not None
     assert state["metrics_bytes"] == (tmp_path / "metrics.jsonl").stat().st_size
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporaries
-    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["beta"] == 0.04
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["loss"]["beta"] == 0.04
 
 
 @pytest.mark.slow
