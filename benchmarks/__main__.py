@@ -165,9 +165,17 @@ def bench_rollout(repeats: int) -> list[Row]:
     generations = policy.act([obs] * batch, [info] * batch)
     tokens = sum(len(g.token_ids) for g in generations)
     seconds = median_seconds(lambda: policy.act([obs] * batch, [info] * batch), repeats)
-    step_seconds = median_seconds(
-        lambda: env.step("<crop>[0, 0, 400, 400]</crop>") if not env._done else env.reset(), repeats
-    )
+    ended = [False]
+
+    def step_or_reset() -> None:  # one crop step, or a reset after the episode ended
+        if ended[0]:
+            env.reset()
+            ended[0] = False
+            return
+        _, _, terminated, truncated, _ = env.step("<crop>[0, 0, 400, 400]</crop>")
+        ended[0] = terminated or truncated
+
+    step_seconds = median_seconds(step_or_reset, repeats)
     return [
         Row(
             "rollout",
