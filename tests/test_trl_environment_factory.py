@@ -391,3 +391,43 @@ def test_crop_images_of_later_turns_reach_the_training_forward(tmp_path):
     )
     moved = [n for n, p in model.named_parameters() if not torch.equal(before[n], p.detach())]
     assert moved, "no parameter changed in two TRL steps"
+
+
+def test_remote_env_episodes_equal_local():
+    """GroundingToolEnv(env_url=...) against a real `grounding-gym serve` on loopback: 3 episodes
+    give the same tool results (texts, images), rewards, reward terms and scale metadata as the
+    in-process env."""
+    from agents.integrations.trl_environment import tool_env_kwargs
+    from grounding_gym.remote import serve_subprocess
+
+    with pytest.raises(ValueError, match="env_kwargs"):
+        GroundingToolEnv("GroundedVQA-HR-v0", ENV_KWARGS, env_url="http://127.0.0.1:9")
+    with serve_subprocess("GroundedVQA-HR-v0", tool_env_kwargs(ENV_KWARGS)) as url:
+        remote = GroundingToolEnv("GroundedVQA-HR-v0", env_url=url)
+        local = GroundingToolEnv("GroundedVQA-HR-v0", ENV_KWARGS)
+        with pytest.raises(ValueError, match="serves 'GroundedVQA-HR-v0'"):
+            GroundingToolEnv("GroundedVQA-v0", env_url=url)
+        for sample_id in (0, 1, 2):
+            texts = [env.reset(sample_id=sample_id) for env in (local, remote)]
+            crops = [gt_crop_args(local), {"x1": 0, "y1": 0, "x2": 40, "y2": 48}]
+            results = [texts]
+            for args in crops:
+                results.append([env.crop(**args) for env in (local, remote)])
+            answer = local.env.sample.answer
+            results.append([env.answer(answer) for env in (local, remote)])
+            for local_result, remote_result in results:
+                if isinstance(local_result, str):
+                    assert remote_result == local_result
+                    continue
+                (local_image, local_text), (remote_image, remote_text) = local_result, remote_result
+                assert remote_text == local_text
+                np.testing.assert_array_equal(
+                    np.asarray(remote_image["image"]), np.asarray(local_image["image"])
+                )
+            assert remote.done and local.done and remote.sample_id == local.sample_id
+            assert remote.episode_return == local.episode_return
+            assert remote.reward_terms == local.reward_terms
+            assert remote.crop_rel_area == local.crop_rel_area
+            assert remote.target_rel_area == local.target_rel_area
+            assert len(remote.views) == len(local.views) == 3
+        remote.env.close()

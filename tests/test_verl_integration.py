@@ -487,6 +487,40 @@ def test_env_make_and_reset_run_off_the_event_loop(processor, monkeypatch):
     assert event_loop_thread not in threads.values()
 
 
+def test_remote_env_episodes_equal_local(processor):
+    """The agent loop with env_url against a real `grounding-gym serve` on loopback: 3 episodes
+    give the same ids, masks, log-probs, images, rewards and scale fields as in process."""
+    from grounding_gym.remote import serve_subprocess
+
+    env_kwargs = {
+        **ENV_KWARGS,
+        "dataset_kwargs": {**ENV_KWARGS["dataset_kwargs"], "num_samples": 3},
+    }
+    scripted = [charwise_ids(processor.tokenizer, a) for a in ACTIONS]
+    with serve_subprocess("GroundedVQA-HR-v0", env_kwargs) as url:
+        for sample_id in (0, 1, 2):
+            outs = []
+            for where in ({"env_kwargs": env_kwargs}, {"env_kwargs": {}, "env_url": url}):
+                loop = make_loop(processor, ScriptedServer(scripted), **where)
+                row = {"raw_prompt": [], "extra_info": {"sample_id": sample_id}}
+                outs.append(play(loop, loop.run({}, **row)))
+            local, remote = outs
+            for field in ("prompt_ids", "response_ids", "response_mask", "response_logprobs"):
+                assert getattr(remote, field) == getattr(local, field)
+            assert remote.reward_score == local.reward_score
+            np.testing.assert_equal(
+                remote.extra_fields["reward_extra_info"], local.extra_fields["reward_extra_info"]
+            )
+            images = [m.multi_modal_data["images"] for m in outs]
+            assert len(images[0]) == len(images[1]) == 3
+            for a, b in zip(*images, strict=True):
+                np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    with pytest.raises(ValueError, match="serves"):  # a server of another id: a clear error
+        with serve_subprocess("GroundedVQA-v0") as url:
+            loop = make_loop(processor, ScriptedServer(scripted), env_kwargs={}, env_url=url)
+            play(loop, loop.run({}, raw_prompt=[], extra_info={"sample_id": 0}))
+
+
 def test_row_without_sample_id_is_a_clear_error(processor):
     loop = make_loop(processor, ScriptedServer([]))
     with pytest.raises(ValueError, match="sample_id"):

@@ -65,6 +65,7 @@ __all__ = [
     "GroundingToolEnv",
     "make_srpo_reward",
     "tool_dataset",
+    "tool_env_kwargs",
     "tool_reward_funcs",
     "tool_calling_processor",
 ]
@@ -89,19 +90,41 @@ class GroundingToolEnv:
     Args:
         env_id: a Gymnasium id with the GroundedVQA API (`reset(options={"sample_id"})`,
             crop/answer text actions, `info["reward_terms"]`), e.g. "GroundedVQA-HR-v0".
-        env_kwargs: kwargs of `gym.make(env_id, ...)`; `system_prompt` defaults to
-            `TOOL_SYSTEM_PROMPT`. Match the processor's pixel budget (`min_pixels`,
-            `max_pixels`, `patch_size`) so that the processor never resizes a view.
+        env_kwargs: kwargs of `gym.make(env_id, ...)` (`tool_env_kwargs` adds the tool system
+            prompt). Match the processor's pixel budget (`min_pixels`, `max_pixels`,
+            `patch_size`) so that the processor never resizes a view.
+        env_url: a `grounding-gym serve` URL: the episode runs in a
+            `grounding_gym.remote.RemoteEnv` session of that server instead of in the trainer's
+            process. The server must serve `env_id` with `tool_env_kwargs(...)` as its
+            `--env-kwargs` (then `env_kwargs` is not given here), and allow one session per
+            environment TRL builds (`--max-sessions` >= `generation_batch_size`).
+
+    Raises:
+        ValueError: both `env_kwargs` and `env_url`, or the server serves another id.
     """
 
-    def __init__(self, env_id: str = "GroundedVQA-HR-v0", env_kwargs: dict[str, Any] | None = None):
-        import gymnasium as gym
+    def __init__(
+        self,
+        env_id: str = "GroundedVQA-HR-v0",
+        env_kwargs: dict[str, Any] | None = None,
+        env_url: str | None = None,
+    ):
+        if env_url is not None:
+            if env_kwargs:
+                raise ValueError(
+                    f"GroundingToolEnv: env_kwargs {sorted(env_kwargs)} cannot reach the server "
+                    f"at {env_url}; start it with `grounding-gym serve --env {env_id} "
+                    "--env-kwargs JSON` of tool_env_kwargs(your kwargs) and pass env_url only"
+                )
+            from grounding_gym.remote import RemoteEnv
 
-        import grounding_gym  # noqa: F401  (registers the ids)
+            self._env: Any = RemoteEnv(env_url, env_id=env_id)
+        else:
+            import gymnasium as gym
 
-        kwargs = dict(env_kwargs or {})
-        kwargs.setdefault("system_prompt", TOOL_SYSTEM_PROMPT)
-        self._env = gym.make(env_id, **kwargs).unwrapped
+            import grounding_gym  # noqa: F401  (registers the ids)
+
+            self._env = gym.make(env_id, **tool_env_kwargs(env_kwargs)).unwrapped
         self._reset_info: dict[str, Any] | None = None
         self._step_infos: list[dict[str, Any]] = []
         self._rewards: list[float] = []
@@ -170,7 +193,7 @@ class GroundingToolEnv:
     # ------------------------------------------------------------------ episode state (read-only)
     @property
     def env(self) -> Any:
-        """The wrapped (unwrapped) grounding-gym env."""
+        """The wrapped grounding-gym env (unwrapped), or its `RemoteEnv`."""
         return self._env
 
     @property
@@ -215,7 +238,8 @@ class GroundingToolEnv:
     @property
     def views(self) -> list[Any]:
         """The PIL images the env showed this episode: the first view, then each crop's view."""
-        return message_images(self._env.messages)
+        latest = self._step_infos[-1] if self._step_infos else self._info_or_raise()
+        return message_images(latest["messages"])
 
     # ------------------------------------------------------------------ internals
     def _step(self, action: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -236,6 +260,12 @@ class GroundingToolEnv:
         answered = bool(self._step_infos) and self._step_infos[-1]["action_kind"] == "answer"
         ended = "an answer was given" if answered else "no turns are left"
         return f"Error: the episode is over ({ended}); no further tool calls are taken."
+
+
+def tool_env_kwargs(env_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`env_kwargs` with `TOOL_SYSTEM_PROMPT` as the default `system_prompt`: the kwargs of a
+    tool env, in process or as `grounding-gym serve --env-kwargs` for `env_url`."""
+    return {"system_prompt": TOOL_SYSTEM_PROMPT, **(env_kwargs or {})}
 
 
 def _crop_action(box: Sequence[Any]) -> str:

@@ -165,13 +165,6 @@ def _remote_env(env_url: str, env_id: str, env_kwargs: Mapping[str, Any]) -> Any
     """
     from grounding_gym.remote import RemoteEnv
 
-    env = RemoteEnv(env_url)
-    if env.env_id != env_id:
-        env.close()
-        raise ValueError(
-            f"grounding_gym agent loop: {env_url} serves {env.env_id!r}, the row asks for "
-            f"{env_id!r}; start `grounding-gym serve --env {env_id}` or fix env_id."
-        )
     if env_kwargs:
         logger.info(
             "grounding_gym agent loop: env_kwargs %s are not sent to %s; the server's "
@@ -179,7 +172,7 @@ def _remote_env(env_url: str, env_id: str, env_kwargs: Mapping[str, Any]) -> Any
             sorted(env_kwargs),
             env_url,
         )
-    return env
+    return RemoteEnv(env_url, env_id=env_id)
 
 
 _ENVS = _EnvPool()

@@ -111,10 +111,13 @@ class RemoteEnv(gym.Env[Any, Any]):
         max_response_mb: largest reply accepted, MiB (a 5-turn conversation with 1 MP views is
             about 10 MiB).
         image_cache_size: decoded images kept to skip decoding the conversation's repeats.
+        env_id: the Gymnasium id the caller expects the server to serve (None: any); checked
+            against the session's state on construction.
 
     Raises:
         RemoteEnvError: the server is full (`CAPACITY_REACHED`), or refuses a request.
         ConnectionError: no server answers at `base_url`.
+        ValueError: the server serves another id than `env_id`.
     """
 
     metadata = {"render_modes": []}
@@ -127,6 +130,7 @@ class RemoteEnv(gym.Env[Any, Any]):
         message_timeout_s: float = 120.0,
         max_response_mb: float = 256.0,
         image_cache_size: int = 16,
+        env_id: str | None = None,
     ):
         self.base_url = base_url
         self._codec = ImageCodec(image_cache_size)
@@ -143,6 +147,12 @@ class RemoteEnv(gym.Env[Any, Any]):
             self._client.close()
             raise
         self.env_id: str = state.env_id
+        if env_id is not None and env_id != self.env_id:
+            self._client.close()
+            raise ValueError(
+                f"{base_url} serves {self.env_id!r}, not {env_id!r}: start "
+                f"`grounding-gym serve --env {env_id}` or ask for {self.env_id!r}"
+            )
         self.max_message_bytes: int = state.max_message_bytes
         self.observation_space = space_from_json(state.observation_space)
         self.action_space = space_from_json(state.action_space)
