@@ -97,6 +97,16 @@ class GymEnvClient(EnvClient[Any, dict, GymState]):
         return response
 
 
+def _with_image(wire: dict[str, Any]) -> Any:
+    """The wire observation with its image back from the plain `image` field, where the server
+    sent it there (see `GymObservation`)."""
+    obs = wire["observation"]
+    image = obs.get("image") if isinstance(obs, dict) else None
+    if isinstance(image, dict) and image.get("png") is None and wire.get("image") is not None:
+        return {**obs, "image": {**image, "png": wire["image"]}}
+    return obs
+
+
 class RemoteEnv(gym.Env[Any, Any]):
     """A Gymnasium env backed by one session of a `grounding-gym serve` server.
 
@@ -163,7 +173,7 @@ class RemoteEnv(gym.Env[Any, Any]):
         super().reset(seed=seed)
         result = self._client.reset(seed=seed, options=self._codec.to_json(options, "options"))
         wire = result.observation
-        return self._codec.from_json(wire["observation"]), self._codec.from_json(wire["info"])
+        return self._codec.from_json(_with_image(wire)), self._codec.from_json(wire["info"])
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
         """One step on the server.
@@ -183,7 +193,7 @@ class RemoteEnv(gym.Env[Any, Any]):
         result = self._client.step(payload)
         wire = result.observation
         return (
-            self._codec.from_json(wire["observation"]),
+            self._codec.from_json(_with_image(wire)),
             result.reward,
             wire["terminated"],
             wire["truncated"],
