@@ -102,9 +102,10 @@ class GroundingToolEnv:
             `patch_size`) so that the processor never resizes a view.
         env_url: a `grounding-gym serve` URL: the episode runs in a
             `grounding_gym.remote.RemoteEnv` session of that server instead of in the trainer's
-            process. The server must serve `env_id` with `tool_env_kwargs(...)` as its
-            `--env-kwargs` (then `env_kwargs` is not given here), and allow one session per
-            environment TRL builds (`--max-sessions` >= `generation_batch_size`).
+            process, a new session per episode (`reset`). The server must serve `env_id` with
+            `tool_env_kwargs(...)` as its `--env-kwargs` (then `env_kwargs` is not given here),
+            and allow one session per environment TRL builds (`--max-sessions` >=
+            `generation_batch_size`, on every process).
 
     Raises:
         ValueError: both `env_kwargs` and `env_url`, or the server serves another id.
@@ -138,6 +139,7 @@ class GroundingToolEnv:
         self._done = True
         self._tool_calls = 0
         self._dropped_warned = False
+        self._env_id, self._env_url = env_id, env_url
 
     # ------------------------------------------------------------------ TRL's environment API
     def reset(self, sample_id: Any = None, **row: Any) -> str:
@@ -148,6 +150,12 @@ class GroundingToolEnv:
                 "GroundingToolEnv.reset needs the dataset column 'sample_id' (build the train "
                 f"dataset with tool_dataset); the row has {sorted(row)}"
             )
+        if self._env_url is not None:  # a fresh session: TRL reuses its envs across training
+            # steps, and a session left idle that long may have expired on the server
+            from grounding_gym.remote import RemoteEnv
+
+            self._env.close()
+            self._env = RemoteEnv(self._env_url, env_id=self._env_id)
         obs, self._reset_info = self._env.reset(options={"sample_id": sample_id})
         self._step_infos, self._rewards, self._done = [], [], False
         self._tool_calls, self._dropped_warned = 0, False

@@ -124,28 +124,23 @@ def _plain(value: Any) -> Any:
 
 
 class _EnvPool:
-    """Free envs per (env id, kwargs, server URL); one env per running episode, reused afterwards.
+    """Free envs per (env id, kwargs); one env per running episode, reused afterwards.
 
     verl builds a new agent loop per trajectory and runs many of them concurrently on one
     event loop, so envs are lent out, never shared between live episodes. `take` builds an env
-    when none is free (``gym.make``, or a `RemoteEnv` session of ``env_url``): call it off the
-    event loop.
+    with ``gym.make`` when none is free: call it off the event loop.
     """
 
     def __init__(self) -> None:
         self._free: dict[str, list[Any]] = {}
         self._lock = threading.Lock()
 
-    def take(
-        self, env_id: str, env_kwargs: Mapping[str, Any], env_url: str | None = None
-    ) -> tuple[str, Any]:
-        key = json.dumps([env_id, env_kwargs, env_url], sort_keys=True, default=repr)
+    def take(self, env_id: str, env_kwargs: Mapping[str, Any]) -> tuple[str, Any]:
+        key = json.dumps([env_id, env_kwargs], sort_keys=True, default=repr)
         with self._lock:
             free = self._free.setdefault(key, [])
             if free:
                 return key, free.pop()
-        if env_url is not None:
-            return key, _remote_env(env_url, env_id, env_kwargs)
         import gymnasium as gym
 
         import grounding_gym  # noqa: F401  (registers the ids)
@@ -157,6 +152,10 @@ class _EnvPool:
             self._free[key].append(env)
 
 
+_NOTED_URLS: set[str] = set()
+"""Servers whose unsent env_kwargs were logged (once per URL and process)."""
+
+
 def _remote_env(env_url: str, env_id: str, env_kwargs: Mapping[str, Any]) -> Any:
     """A `RemoteEnv` session of ``env_url``, checked to serve ``env_id``.
 
@@ -165,7 +164,8 @@ def _remote_env(env_url: str, env_id: str, env_kwargs: Mapping[str, Any]) -> Any
     """
     from grounding_gym.remote import RemoteEnv
 
-    if env_kwargs:
+    if env_kwargs and env_url not in _NOTED_URLS:
+        _NOTED_URLS.add(env_url)
         logger.info(
             "grounding_gym agent loop: env_kwargs %s are not sent to %s; the server's "
             "--env-kwargs apply (start it with the same ones)",
@@ -211,8 +211,9 @@ class GroundingGymAgentLoop(AgentLoopBase):
             never resizes a view. A row's ``extra_info["env_kwargs"]`` updates them.
         env_url: a `grounding-gym serve` URL (e.g. ``http://10.0.0.5:8000``): episodes run in
             `grounding_gym.remote.RemoteEnv` sessions of that server instead of in this
-            worker's process. The server's ``--env`` must be ``env_id`` and its
-            ``--env-kwargs`` apply (``env_kwargs`` are not sent).
+            worker's process, one session per episode (give the server ``--max-sessions`` >=
+            the episodes all workers run at once). The server's ``--env`` must be ``env_id``
+            and its ``--env-kwargs`` apply (``env_kwargs`` are not sent).
         *args, **kwargs: `AgentLoopBase`'s (trainer config, server manager, tokenizer,
             processor, ...), as verl's ``AgentLoopWorker`` passes them.
 
@@ -256,11 +257,20 @@ class GroundingGymAgentLoop(AgentLoopBase):
         env_kwargs = {**self.env_kwargs, **(extra_info.get("env_kwargs") or {})}
         # gym.make and reset render images (~0.5 s on 4K sources): never on the event loop,
         # which runs every other episode of this worker
-        key, env = await self.loop.run_in_executor(
-            None, _ENVS.take, env_id, env_kwargs, self.env_url
-        )
+        sample_id = extra_info["sample_id"]
+        if (
+            self.env_url is not None
+        ):  # a session per episode: an idle one would expire between steps
+            env = await self.loop.run_in_executor(
+                None, _remote_env, self.env_url, env_id, env_kwargs
+            )
+            try:
+                return await self._episode(env, sample_id, sampling_params, int(priority))
+            finally:
+                await self.loop.run_in_executor(None, env.close)
+        key, env = await self.loop.run_in_executor(None, _ENVS.take, env_id, env_kwargs)
         try:
-            return await self._episode(env, extra_info["sample_id"], sampling_params, int(priority))
+            return await self._episode(env, sample_id, sampling_params, int(priority))
         finally:
             _ENVS.give_back(key, env)
 
