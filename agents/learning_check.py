@@ -54,6 +54,7 @@ __all__ = [
     "REDUCED",
     "heldout_metrics",
     "main",
+    "reading_accuracy",
     "reward_rise",
     "rise_main",
     "rl_trainer",
@@ -145,6 +146,33 @@ def heldout_metrics(trainer: Trainer, rollouts: int, seed: int) -> dict[str, flo
     out = rollout_metrics(sampled, cfg.bin_edges, cfg.bin_names, prefix="sampled/")
     out.update(trainer.evaluate(prefix="greedy/"))
     return out
+
+
+def reading_accuracy(trainer: Trainer) -> dict[str, float]:
+    """Can the policy read once the crop is right? On each held-out question the first turn is
+    forced to the `oracle-crop` action and the policy answers greedily: `oracle_crop/acc`,
+    `oracle_crop/answered`; `oracle_crop/best_letter_acc` is the accuracy of the best constant
+    letter on these questions (what a letter prior alone reaches)."""
+    from agents.baselines.heuristic import OracleCropAgent
+
+    env = trainer.eval_envs[0]
+    oracle = OracleCropAgent(env, decimals=0)
+    trainer.policy.eval()
+    correct, answered, truths = [], [], []
+    for sample_id in trainer.cfg.eval_ids:
+        obs, info = env.reset(options={"sample_id": sample_id})
+        obs, _, _, _, info = env.step(oracle.act([obs], [info])[0])
+        text = trainer.policy.act([obs], [info], greedy=True)[0].text
+        info = env.step(text)[4]
+        correct.append(bool(info.get("correct")))
+        answered.append(info.get("action_kind") == "answer")
+        truths.append(env.sample.answer)
+    letters = {letter: truths.count(letter) for letter in set(truths)}
+    return {
+        "oracle_crop/acc": sum(correct) / len(correct),
+        "oracle_crop/answered": sum(answered) / len(answered),
+        "oracle_crop/best_letter_acc": max(letters.values()) / len(truths),
+    }
 
 
 def _sft_folder(cfg: TrainerConfig, check: CheckConfig, out: Path) -> Path:
@@ -303,6 +331,29 @@ def rise_main(seeds: Sequence[int], out: Path) -> dict[str, Any]:
     return record
 
 
+def reading_main(seeds: Sequence[int], out: Path) -> dict[str, Any]:
+    """`reading_accuracy` of every stage's saved weights in a finished check's `out` folder
+    (`seed*/sft.pt`, `seed*/{grpo,srpo}/checkpoint.pt`), written to `out/reading.json`."""
+    check = CheckConfig()
+    rows: dict[str, Any] = {}
+    for seed in seeds:
+        folder = out / f"seed{seed}"
+        model_path = str(folder / "tiny")
+        cfg = task_config(
+            model_path, seed, str(folder / "reading" / "scratch"), **_sizes(check, model_path)
+        )
+        rows[str(seed)] = {"scratch": reading_accuracy(Trainer(cfg))}
+        sft_cfg = dataclasses.replace(cfg, init_checkpoint=str(folder / "sft.pt"))
+        rows[str(seed)]["sft"] = reading_accuracy(Trainer(sft_cfg))
+        for algo in ("grpo", "srpo"):
+            trainer = rl_trainer(cfg, folder / "sft.pt", algo, check.rl_steps)
+            trainer.load_checkpoint(folder / algo / "checkpoint.pt")
+            rows[str(seed)][f"sft+{algo}"] = reading_accuracy(trainer)
+        print(json.dumps({seed: rows[str(seed)]}), flush=True)
+    atomic_write_text(out / "reading.json", json.dumps(rows, indent=2) + "\n")
+    return rows
+
+
 METRICS = (
     ("sampled/reward", "held-out reward (sampled)"),
     ("sampled/acc", "accuracy (sampled)"),
@@ -379,16 +430,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--rise", action="store_true", help="only the reduced check of the tests (`rise_main`)"
     )
+    parser.add_argument(
+        "--reading",
+        action="store_true",
+        help="only `reading_accuracy` of the saved stages of a finished check in --out",
+    )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.reading:
+        reading_main(args.seeds, Path(args.out))
+        return 0
     if args.rise:
         print(json.dumps(rise_main(args.seeds, Path(args.out)), indent=2))
         return 0
     check = CheckConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(CheckConfig)})
     out = Path(args.out)
     results: dict[int, dict[str, Any]] = {}
-    start = time.perf_counter()
-    for seed in args.seeds:
-        results[seed] = run_seed(check, seed, out / f"seed{seed}")
+    for seed in args.seeds:  # a seed with a result.json is done (deterministic): reuse it
+        done = out / f"seed{seed}" / "result.json"
+        if done.exists() and json.loads(done.read_text())["check"] == dataclasses.asdict(check):
+            results[seed] = json.loads(done.read_text())["result"]
+        else:
+            results[seed] = run_seed(check, seed, out / f"seed{seed}")
+            record = {"check": dataclasses.asdict(check), "result": results[seed]}
+            atomic_write_text(done, json.dumps(record) + "\n")
         print(json.dumps({seed: {s: results[seed][s]["sampled/reward"] for s in STAGES}}))
     table, summary = summarise(results)
     record = {
@@ -396,7 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         + " ".join(sys.argv[1:] if argv is None else argv),
         "check": dataclasses.asdict(check),
         "seeds": args.seeds,
-        "wall_s": time.perf_counter() - start,
+        "wall_s_per_seed": {s: sum(r["seconds"].values()) for s, r in results.items()},
         "summary": summary,
         "results": {s: {k: v for k, v in r.items() if k != "history"} for s, r in results.items()},
     }

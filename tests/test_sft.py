@@ -228,3 +228,11 @@ def test_trl_sft_trainer_trains_one_step_on_the_rows(tmp_path, oracle_data):
     language = [n for n in before if "language_model" in n]
     unchanged = [n for n in language if torch.equal(before[n], model.get_parameter(n))]
     assert not unchanged, f"Parameters {unchanged} have not changed."
+
+
+@pytest.mark.parametrize("command", ["sft-data", "sft"])
+def test_sft_commands_have_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli([command, "--help"])
+    assert exit_info.value.code == 0
+    assert f"grounding-gym {command}" in capsys.readouterr().out
