@@ -18,12 +18,14 @@ from agents.learning_check import (  # noqa: E402
     sft_start,
 )
 
-RISE_MARGIN = 0.05
-"""GRPO must beat its SFT start by this much held-out reward (docs/lvlm.md: over seeds 0-4 of
-`python -m agents.learning_check --rise`, the smallest rise was several times this margin)."""
+RISE_MARGIN = 0.02
+"""GRPO must beat its SFT start by this much held-out reward. docs/lvlm.md ("Learning check"):
+`python -m agents.learning_check --rise --seeds 0 1 2` measured rises of +0.163, +0.151, +0.031
+(seed 0 is the one tested) and falls of 0.087, 0.128, 0.084 with the sign flipped; stages are
+evaluated with the same sampling seed, so a run whose weights do not move rises by exactly 0."""
 
 FALL_MARGIN = 0.05
-"""A flipped advantage sign must lose this much held-out reward against the SFT start."""
+"""A flipped advantage sign must lose this much held-out reward (smallest measured fall 0.084)."""
 
 SEED = 0
 EVAL_SEED = 10**6 + SEED
