@@ -352,6 +352,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = load_config(args.config, overrides)
     torch.manual_seed(cfg.seed)
     policy = make_policy(cfg.policy, **cfg.policy_kwargs)
+    if not hasattr(policy, "tokenizer"):
+        raise ValueError(
+            f"sft trains a tokenizer-based policy (policy: hf), got policy {cfg.policy!r} "
+            f"({type(policy).__name__}); set `policy: hf` and policy_kwargs.model_name_or_path"
+        )
     start = time.perf_counter()
     losses = sft_train(
         policy,
