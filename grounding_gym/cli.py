@@ -14,6 +14,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "list": ("grounding_gym.catalog:main", "list envs, datasets, algorithms and agents"),
     "demo": ("agents.demo:main", "the main job: train the tiny policy with SRPO, then report"),
     "train": ("agents.trainer:main", "train a policy from a YAML config (--config)"),
+    "sft-data": ("agents.sft:sft_data_main", "an eval run's episodes as a TRL SFT dataset"),
+    "sft": ("agents.sft:main", "cold-start SFT of a trainer config's policy on sft-data"),
     "eval": ("grounding_gym.eval.cli:eval_main", "evaluate an agent, per scale bin"),
     "compare": ("grounding_gym.eval.cli:compare_main", "compare result folders side by side"),
     "render": ("grounding_gym.eval.cli:render_main", "draw an episode as PNG"),
