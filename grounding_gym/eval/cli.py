@@ -129,6 +129,8 @@ def _add_agent_args(parser: argparse.ArgumentParser, required: bool) -> None:
 
 
 def eval_parser() -> argparse.ArgumentParser:
+    from grounding_gym.wrappers.counterfactual import COUNTERFACTUALS
+
     parser = argparse.ArgumentParser(
         prog="grounding-gym eval",
         description="Evaluate an agent: one JSON line per episode (resumable), then summary "
@@ -187,6 +189,14 @@ def eval_parser() -> argparse.ArgumentParser:
         "MME-RealWorld, TreeBench, synthetic-hr: 0.001,0.01), else 0.1,0.3",
     )
     run.add_argument(
+        "--counterfactual",
+        choices=sorted(COUNTERFACTUALS),
+        default=None,
+        help="replace what each crop returns: blank (uniform image), shuffle (the same box of "
+        "another sample), no-tool (crops refused); compare the run with the real one for the "
+        "tool's gain and harm per scale bin",
+    )
+    run.add_argument(
         "--overwrite", action="store_true", help="discard a different evaluation in --out"
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -222,6 +232,8 @@ def eval_main(argv: Sequence[str]) -> int:
         setting.update(_like(args.like, args))
     benchmark = setting["benchmark"] or setting["dataset"] or _default_dataset(setting["env"])
     agent_slug = (args.label or args.agent).replace(":", "_").replace("/", "_")
+    if args.counterfactual and not args.label:
+        agent_slug += f"+{args.counterfactual}"
     out = args.out or os.path.join("runs", "eval", benchmark, f"{agent_slug}-s{setting['seed']}")
     try:
         summary = evaluate(
@@ -242,6 +254,7 @@ def eval_main(argv: Sequence[str]) -> int:
             label=args.label,
             bin_edges=setting["bin_edges"],
             samples=setting["samples"],
+            counterfactual=args.counterfactual,
         )
     except (
         RunMismatchError,
