@@ -137,3 +137,72 @@ def test_eval_under_counterfactuals_oracle_reads_nothing_from_blank_and_equals_n
     assert _correct_by_sample(tmp_path / "no-tool") == _correct_by_sample(tmp_path / "no-crop")
     assert runs["no-tool"]["overall"]["crop_rate"] == 0.0
     assert runs["no-tool"]["overall"]["invalid_action_rate"] > 0.0
+
+
+# ---------------------------------------------------------------- gain / harm per bin
+
+
+def _records(correct: dict[str, bool], areas: dict[str, float]) -> list[dict]:
+    return [
+        {"episode": i, "sample_id": k, "correct": v, "target_rel_area": areas[k]}
+        for i, (k, v) in enumerate(correct.items())
+    ]
+
+
+def test_tool_contribution_counts_gain_harm_and_survival_by_hand():
+    from grounding_gym.eval.contribution import tool_contribution
+
+    areas = {f"s{k}": 1e-4 for k in range(6)} | {f"l{k}": 0.5 for k in range(4)}
+    real = {
+        "s0": 1,
+        "s1": 1,
+        "s2": 1,
+        "s3": 0,
+        "s4": 0,
+        "s5": 1,
+        "l0": 1,
+        "l1": 1,
+        "l2": 0,
+        "l3": 1,
+    }
+    cf = {"s0": 0, "s1": 0, "s2": 1, "s3": 1, "s4": 0, "s5": 0, "l0": 1, "l1": 1, "l2": 0, "l3": 1}
+    rows = {
+        r.group: r
+        for r in tool_contribution(
+            _records({k: bool(v) for k, v in real.items()}, areas),
+            _records({k: bool(v) for k, v in cf.items()}, areas),
+            (1e-3, 1e-2),
+        )
+    }
+    assert list(rows) == ["all", "small", "large"]  # no medium sample: left out
+    small, large, overall = rows["small"], rows["large"], rows["all"]
+    # small: gains s0, s1, s5; harm s3; real right 4 (s0 s1 s2 s5), of which s2 survives
+    assert (small.n, small.gain, small.harm) == (6, 3, 1)
+    assert small.gain_rate == pytest.approx(3 / 6) and small.harm_rate == pytest.approx(1 / 6)
+    assert small.acc_real == pytest.approx(4 / 6) and small.acc_cf == pytest.approx(2 / 6)
+    assert small.delta.mean == pytest.approx(2 / 6) and small.survival == pytest.approx(1 / 4)
+    assert small.gain_ci[0] < small.gain_rate < small.gain_ci[1]
+    assert (large.gain, large.harm, large.survival) == (0, 0, 1.0)
+    assert (overall.n, overall.gain, overall.harm) == (10, 3, 1)
+
+
+def test_compare_prints_gain_and_harm_of_a_counterfactual_run(tmp_path, capsys):
+    from grounding_gym.eval.cli import compare_main
+
+    common = {"n": 12, "progress": False, "plots": False, **SMALL_HR}
+    evaluate("oracle-crop", out_dir=tmp_path / "real", **common)
+    evaluate("oracle-crop", out_dir=tmp_path / "blank", counterfactual="blank", **common)
+    plot = tmp_path / "cmp.png"
+    code = compare_main([str(tmp_path / "real"), str(tmp_path / "blank"), "--plot", str(plot)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "Tool contribution: oracle-crop (real crops) vs oracle-crop+blank" in out
+    assert "gain %" in out and "harm %" in out and "survival %" in out
+    real = read_records(tmp_path / "real" / "episodes.jsonl")
+    blank = {
+        r["sample_id"]: r["correct"] for r in read_records(tmp_path / "blank" / "episodes.jsonl")
+    }
+    gain = sum(1 for r in real if r["correct"] and not blank[r["sample_id"]])
+    line = next(x for x in out.splitlines() if x.startswith("all "))
+    assert line.split()[1:2] == ["12"] and f" {gain} " in line
+    assert (tmp_path / "cmp_contribution_oracle-crop+blank.png").read_bytes()[:4] == b"\x89PNG"

@@ -431,7 +431,7 @@ def compare_main(argv: Sequence[str]) -> int:
         print(f"compare: --ref {args.ref!r} is not an index or one of {labels}", file=sys.stderr)
         return 2
     _warn_config_mismatch(summaries)
-    code = _print_comparison(args, summaries, ref)
+    code = _print_comparison(args, summaries, ref) or _print_contributions(args, summaries, ref)
     if code:
         return code
     if args.published is not None:
@@ -462,6 +462,51 @@ def _print_comparison(args: argparse.Namespace, summaries: list[dict[str, Any]],
         edges = summaries[0]["meta"].get("bin_edges") or ()
         if plot_acc_by_bin(summaries, args.plot, edges):
             print(f"plot: {args.plot}")
+    return 0
+
+
+def _print_contributions(
+    args: argparse.Namespace, summaries: list[dict[str, Any]], ref: int
+) -> int:
+    """For each counterfactual run (`eval --counterfactual`), the crops' gain / harm per scale bin
+    against the real run (the reference, else the first run without a counterfactual), and with
+    `--plot X.png` a plot `X_contribution_LABEL.png` beside it; 2 when a run has no records."""
+    from grounding_gym.eval.contribution import (
+        contribution_table,
+        plot_contribution,
+        tool_contribution,
+    )
+    from grounding_gym.eval.report import load_run_records
+
+    real = [i for i, s in enumerate(summaries) if not s["meta"].get("counterfactual")]
+    if not real:
+        return 0
+    base = ref if ref in real else real[0]
+    real_label = str(summaries[base]["meta"].get("label") or summaries[base]["meta"].get("agent"))
+    real_records = load_run_records(summaries[base])
+    edges = summaries[base]["meta"].get("bin_edges") or ()
+    for summary in summaries:
+        meta = summary["meta"]
+        if not meta.get("counterfactual"):
+            continue
+        label = str(meta.get("label") or meta.get("agent"))
+        cf_records = load_run_records(summary)
+        if not real_records or not cf_records:
+            missing = real_label if not real_records else label
+            print(
+                f"compare: tool contribution needs the episode records of both runs; {missing} "
+                "has no episodes.jsonl",
+                file=sys.stderr,
+            )
+            return 2
+        rows = tool_contribution(real_records, cf_records, edges)
+        print(contribution_table(rows, real_label, label, args.markdown))
+        if args.plot:
+            plot = Path(args.plot)
+            slug = label.replace("/", "_").replace(":", "_")
+            path = plot.with_name(f"{plot.stem}_contribution_{slug}{plot.suffix or '.png'}")
+            if plot_contribution(rows, path, real_label, label):
+                print(f"plot: {path}")
     return 0
 
 
