@@ -197,6 +197,16 @@ def eval_parser() -> argparse.ArgumentParser:
         "tool's gain and harm per scale bin",
     )
     run.add_argument(
+        "--answer-judge",
+        type=_json_arg,
+        default=None,
+        metavar="JSON",
+        help="judge free-form answers (env kwarg answer_judge): exact / numeric match first, then "
+        "a model behind an OpenAI-compatible endpoint at temperature 0 with a versioned prompt, "
+        'verdicts cached on disk, e.g. \'{"model": "Qwen/Qwen2.5-7B-Instruct", '
+        '"base_url": "http://127.0.0.1:8000/v1"}\' (fields: grounding_gym.judge.JudgeConfig)',
+    )
+    run.add_argument(
         "--overwrite", action="store_true", help="discard a different evaluation in --out"
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -208,6 +218,7 @@ def eval_main(argv: Sequence[str]) -> int:
     args = eval_parser().parse_args(list(argv))
     from grounding_gym.eval.harness import RunMismatchError, evaluate
     from grounding_gym.eval.report import summary_markdown
+    from grounding_gym.judge import JudgeError
 
     env_kwargs, dataset_kwargs = _env_options(args)
     setting: dict[str, Any] = {
@@ -230,6 +241,8 @@ def eval_main(argv: Sequence[str]) -> int:
             )
             return 2
         setting.update(_like(args.like, args))
+    if args.answer_judge is not None:
+        setting["env_kwargs"] = {**(setting["env_kwargs"] or {}), "answer_judge": args.answer_judge}
     benchmark = setting["benchmark"] or setting["dataset"] or _default_dataset(setting["env"])
     agent_slug = (args.label or args.agent).replace(":", "_").replace("/", "_")
     if args.counterfactual and not args.label:
@@ -259,10 +272,19 @@ def eval_main(argv: Sequence[str]) -> int:
     except (
         RunMismatchError,
         ImportError,
-    ) as exc:  # ImportError: an agent's optional extra is missing
+        JudgeError,
+    ) as exc:  # ImportError: an agent's optional extra is missing; JudgeError: judge endpoint down
         print(f"eval: {exc}", file=sys.stderr)
         return 2
     print(summary_markdown(summary))
+    judged = summary["meta"].get("answer_judge")
+    if judged:
+        agreement = judged["agreement"]
+        print(
+            f"answer judge {judged['model']} (prompt {judged['prompt_version']}): {judged['n']} "
+            f"answers, sources {judged['by_source']}, {judged['errors']} judge_error(s), agreement "
+            "with exact match " + ("-" if agreement is None else f"{100.0 * agreement:.1f} %")
+        )
     print(
         f"results: {out}/ (episodes.jsonl, summary.json/.csv/.md"
         + ("" if args.no_plots else ", acc_vs_area.png, iou_hist.png")

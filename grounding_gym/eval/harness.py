@@ -40,6 +40,7 @@ from grounding_gym.eval.agents import Agent, make_agent
 from grounding_gym.eval.metrics import summarize
 from grounding_gym.eval.records import EpisodeRecorder, append_record, jsonable, read_records
 from grounding_gym.eval.report import load_summary, write_reports
+from grounding_gym.judge import judge_summary
 from grounding_gym.scale import check_bin_edges, parse_bin_spec, quantile_bin_edges
 
 __all__ = [
@@ -366,6 +367,7 @@ def evaluate(
         "n_episodes": len(records),
         "dataset_split": dataset_split(records),
         "data_fingerprint": data_fingerprint(records),
+        "answer_judge": judge_summary(records),  # verdict sources, errors, agreement; or None
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "out_dir": str(out) if out is not None else None,
     }
