@@ -92,7 +92,7 @@ def test_no_tool_refuses_crops_keeps_the_first_view_and_the_agents_text():
     assert not terminated and not truncated
     assert np.array_equal(obs2["image"], obs["image"])
     assert info2["view_box"] == info["view_box"] and info2["crop_box"] is None
-    assert info2["action_kind"] == "crop" and info2["action_error"] == NO_TOOL_MESSAGE
+    assert info2["action_kind"] == "invalid" and info2["action_error"] == NO_TOOL_MESSAGE
     assert obs2["dialogue"] == NO_TOOL_MESSAGE and info2["turn"] == 1
     texts = [p["text"] for m in info2["messages"][-2:] for p in m["content"]]
     assert texts == [action, NO_TOOL_MESSAGE]

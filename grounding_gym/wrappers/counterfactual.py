@@ -188,7 +188,8 @@ class NoTool(CounterfactualWrapper):
 
     The env is stepped with an empty action (it refuses it, keeps its view and counts the turn);
     the history then holds the agent's text and the refusal in place of the env's error prompt,
-    and `info["action_error"]` is the refusal. Answers and invalid actions pass through unchanged.
+    `info["action_error"]` is the refusal and `action_kind` the env's ("invalid", as for any
+    refused crop). Answers and invalid actions pass through unchanged.
     """
 
     name = "no-tool"
@@ -210,7 +211,7 @@ class NoTool(CounterfactualWrapper):
             self._swap(sent, {**sent, "content": [{"type": "text", "text": action}]})
             self._swap(prompt, {**prompt, "content": [{"type": "text", "text": NO_TOOL_MESSAGE}]})
         obs = {**obs, "dialogue": NO_TOOL_MESSAGE} if isinstance(obs, dict) else obs
-        info = {**info, "action_kind": "crop", "action_error": NO_TOOL_MESSAGE}
+        info = {**info, "action_error": NO_TOOL_MESSAGE}  # action_kind: the env's ("invalid")
         return obs, reward, terminated, truncated, self._patched(info)
 
 
