@@ -150,7 +150,7 @@ def _records(correct: dict[str, bool], areas: dict[str, float]) -> list[dict]:
 
 
 def test_tool_contribution_counts_gain_harm_and_survival_by_hand():
-    from grounding_gym.eval.contribution import tool_contribution
+    from grounding_gym.eval.contribution import contribution_table, tool_contribution
 
     areas = {f"s{k}": 1e-4 for k in range(6)} | {f"l{k}": 0.5 for k in range(4)}
     real = {
@@ -184,6 +184,10 @@ def test_tool_contribution_counts_gain_harm_and_survival_by_hand():
     assert small.gain_ci[0] < small.gain_rate < small.gain_ci[1]
     assert (large.gain, large.harm, large.survival) == (0, 0, 1.0)
     assert (overall.n, overall.gain, overall.harm) == (10, 3, 1)
+    table = contribution_table(list(rows.values()), "real", "cf")
+    z2 = 1.959964**2 / 4  # Wilson upper bound of 0 of 4: (z^2/n) / (1 + z^2/n)
+    assert "note: large: gain 0 of 4: the bootstrap interval collapses" in table
+    assert f"[0.0, {100 * z2 / (1 + z2):.1f}]" in table
 
 
 def test_compare_prints_gain_and_harm_of_a_counterfactual_run(tmp_path, capsys):

@@ -164,12 +164,21 @@ def contribution_table(
         ]
         for row in rows
     ]
+    notes = [
+        f"note: {row.group}: {what} {_count(count)} of {row.n}: the bootstrap interval collapses "
+        f"to a point; the 95 % Wilson interval of the rate is [{_pct(low)}, {_pct(high)}]"
+        for row in rows
+        for what, count in (("gain", row.gain), ("harm", row.harm))
+        if count in (0, row.n)
+        for low, high in [wilson_interval(count, row.n)]
+    ]
     title = (
         f"Tool contribution: {real_label} (real crops) vs {cf_label}, paired over samples; "
         "gain = right only with real crops, harm = right only under the counterfactual; "
         "95 % intervals (bootstrap over samples; Wilson for accuracies and survival)"
     )
-    return _render_table(title, header, body, markdown)
+    table = _render_table(title, header, body, markdown)
+    return table + ("\n" + "\n".join(notes) + "\n" if notes else "")
 
 
 def plot_contribution(
