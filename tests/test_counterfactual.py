@@ -210,3 +210,20 @@ def test_compare_prints_gain_and_harm_of_a_counterfactual_run(tmp_path, capsys):
     line = next(x for x in out.splitlines() if x.startswith("all "))
     assert line.split()[1:2] == ["12"] and f" {gain} " in line
     assert (tmp_path / "cmp_contribution_oracle-crop+blank.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_eval_cli_counterfactual_flag_is_recorded(tmp_path, capsys):
+    import json
+
+    from grounding_gym.eval.cli import eval_main
+
+    args = ["--agent", "no-crop", "-n", "2", "--no-progress", "--no-plots"]
+    args += ["--dataset-kwargs", json.dumps(SMALL_HR["dataset_kwargs"])]
+    args += ["--env-kwargs", json.dumps(SMALL_HR["env_kwargs"])]
+    assert eval_main([*args, "--counterfactual", "no-tool", "--out", str(tmp_path / "a")]) == 0
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["meta"]["counterfactual"] == "no-tool"
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["counterfactual"] == "no-tool"
+    with pytest.raises(SystemExit):
+        eval_main([*args, "--counterfactual", "blnk"])
+    assert "invalid choice: 'blnk'" in capsys.readouterr().err
