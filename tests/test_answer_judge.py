@@ -92,6 +92,16 @@ def test_a_cached_verdict_is_used_without_a_request(tmp_path):
     assert judge.requests == 0
 
 
+def test_an_unreadable_cache_file_is_asked_again_not_trusted(tmp_path):
+    judge = AnswerJudge(_judge(tmp_path, _free_port(), on_error="record"))
+    path = judge.cache_path("q", "gold", "pred")
+    path.parent.mkdir(parents=True)
+    path.write_text("{torn", encoding="utf-8")
+    verdict = judge("q", "gold", "pred")  # nothing listens: the new request fails, recorded
+    assert (verdict.correct, verdict.source, judge.requests) == (None, "error", 1)
+    assert "failed" in verdict.error
+
+
 def test_endpoint_down_raises_or_records_never_a_silent_zero(tmp_path):
     port = _free_port()
     with pytest.raises(JudgeError, match="failed .*start the judge server"):
