@@ -21,7 +21,7 @@ as an invalid action (`invalid_actions`), as any refused crop.
 from __future__ import annotations
 
 import zlib
-from typing import Any, ClassVar
+from typing import Any, ClassVar, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
@@ -98,7 +98,7 @@ class CounterfactualWrapper(gym.Wrapper):
 class _CropSubstitution(CounterfactualWrapper):
     """Base of `blank` and `shuffle`: every accepted crop's view is replaced by `substitute`."""
 
-    def step(self, action: str) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+    def step(self, action: str) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
         if info.get("crop_box") is not None:  # the env made a crop: a new view
             image = self.substitute(obs["image"], info)
@@ -194,7 +194,7 @@ class NoTool(CounterfactualWrapper):
 
     name = "no-tool"
 
-    def step(self, action: str) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+    def step(self, action: str) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         base = self.env.unwrapped
         parsed = parse_action(
             action,
