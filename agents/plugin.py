@@ -32,6 +32,16 @@ def register() -> None:
     COMMANDS.register(
         "train", "agents.trainer:main", description="train a policy from a YAML config (--config)"
     )
+    COMMANDS.register(
+        "sft-data",
+        "agents.sft:sft_data_main",
+        description="an eval run's episodes as a TRL SFT dataset",
+    )
+    COMMANDS.register(
+        "sft",
+        "agents.sft:main",
+        description="cold-start SFT of a trainer config's policy on sft-data",
+    )
     SECTIONS.register(
         "algorithms",
         "agents.algos:list_advantage_estimators",

@@ -8,14 +8,15 @@
     accelerate launch --config_file examples/accelerate/ddp.yaml examples/trl_environment_factory.py
     \\
         --model Qwen/Qwen2.5-VL-3B-Instruct --bf16 --max-steps 500 --num-generations 8 \\
-        --max-turns 4 --max-completion-length 1024 --srpo
+        --max-turns 4 --srpo    # max_completion_length: tool_completion_budget = 4480 tokens
 
 Each rollout is a whole episode: the model calls `crop(x1, y1, x2, y2)` (TRL feeds the zoomed view
 back as an image) as often as it likes, then `answer(choice)`; every turn is trained, with the
 crop images in the forward pass (agents/integrations/trl_environment.py). `--srpo` swaps the
 reward for the SRPO advantage and sets `scale_rewards="none"`, which makes TRL's advantage equal
 to SRPO's. `--max-completion-length` bounds a whole episode: tool calls, tool results (image
-tokens included) and the final text.
+tokens included) and the final text; by default `tool_completion_budget`, which holds
+`--max-turns` turns at the env's pixel budget (a smaller one drops crop results, with a warning).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from agents.integrations.trl import trl_run_setup
 from agents.integrations.trl_environment import (
     GroundingToolEnv,
     tool_calling_processor,
+    tool_completion_budget,
     tool_dataset,
     tool_reward_funcs,
 )
@@ -50,8 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--max-completion-length",
         type=int,
-        default=256,
-        help="tokens per episode, tool results included",
+        default=None,
+        help="tokens per episode, tool results included (default: tool_completion_budget)",
     )
     p.add_argument(
         "--max-turns", type=int, default=3, help="env turns (crops + answer) per episode"
@@ -97,7 +99,8 @@ def build_trainer(args: argparse.Namespace) -> GRPOTrainer:
         learning_rate=args.lr,
         per_device_train_batch_size=args.per_device_batch or args.num_generations,
         num_generations=args.num_generations,
-        max_completion_length=args.max_completion_length,
+        max_completion_length=args.max_completion_length
+        or tool_completion_budget(setup.env_kwargs, args.max_turns),
         max_tool_calling_iterations=args.max_turns,
         temperature=args.temperature,
         scale_rewards="none" if args.srpo else "group",
@@ -116,7 +119,9 @@ def build_trainer(args: argparse.Namespace) -> GRPOTrainer:
     return GRPOTrainer(
         model=setup.model,
         processing_class=tool_calling_processor(setup.processor),
-        reward_funcs=tool_reward_funcs(*reward_names, *logged),
+        reward_funcs=tool_reward_funcs(
+            *reward_names, *logged, num_generations=args.num_generations
+        ),
         environment_factory=make_env,
         args=config,
         train_dataset=tool_dataset(make_env(), range(args.num_samples)),

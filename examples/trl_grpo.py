@@ -63,6 +63,7 @@ def main() -> None:
         lora_r=args.lora_r,
     )
     adapter = TRLEnvAdapter("GroundedVQA-HR-v0", env_kwargs=setup.env_kwargs)
+    adapter.num_generations = args.num_generations  # srpo_reward groups as TRL does
 
     config = GRPOConfig(
         output_dir=args.output_dir,

@@ -13,6 +13,8 @@
 #    tokens/s and peak GPU memory.
 # 3. If vLLM installed: vLLM rollouts of the tiny model (tokens/s), a weight sync from the
 #    trainable HFPolicy, and a check that the engine's log-probs track the trainer's recompute.
+#    Then the verl truncation case (tests/test_verl_integration.py, cut_episode, on cuda) in a
+#    venv with the [verl] extra ($VENV-verl).
 # 4. A 1-GPU accelerate launch of examples/accelerate_smoke.py (bf16).
 #
 # Not yet run on a GPU (see docs/lvlm.md); expect to fix version details the first time.
@@ -54,6 +56,21 @@ EOF
 
 echo "== gpu-marked tests"
 "$PY" -m pytest -q -m gpu tests || { status=$?; [ "$status" -eq 5 ] || exit "$status"; }
+
+echo "== verl: an episode cut at 4 points of a crop turn, verl's post-processing, a CUDA forward"
+# verl pins transformers <5.11: its own venv, as in CI
+VERL_VENV="$VENV-verl"
+if [ "${SKIP_INSTALL:-0}" = "1" ] && "$PY" -c "import verl" 2>/dev/null; then
+    VERL_PY="$PY"
+elif python3 -m venv "$VERL_VENV" && "$VERL_VENV/bin/python" -m pip install -q -e ".[agents,verl,dev]"; then
+    VERL_PY="$VERL_VENV/bin/python"
+else
+    echo "gpu_smoke: verl did not install; the verl truncation case is skipped" >&2
+    VERL_PY=""
+fi
+if [ -n "$VERL_PY" ]; then
+    "$VERL_PY" -m pytest -q -m gpu tests/test_verl_integration.py -k cut_episode -rs
+fi
 
 echo "== GRPO / SRPO of the tiny Qwen2.5-VL, bf16, cuda"
 STEPS="$STEPS" "$PY" - <<'EOF'

@@ -27,6 +27,7 @@ CI_EXTRAS = {
     "stable_baselines3": "sb3",
     "cv2": "fast",
     "verl": "verl",
+    "transfer_queue": "verl",  # verl's v1 trainer's data plane
     "openenv": "serve",
 }
 """Import name -> the pyproject extra that installs it; `.ci/run` installs all of them."""

@@ -189,7 +189,10 @@ def test_shipped_baselines_compare_out_of_the_box(capsys):
     assert "oracle-crop" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("benchmark", ["synthetic-hr", "synthetic-hr-small", "synthetic-hr-demo"])
+@pytest.mark.parametrize(
+    "benchmark",
+    ["synthetic-hr", "synthetic-hr-small", "synthetic-hr-demo", "synthetic-hr-counterfactual"],
+)
 def test_shipped_baselines_still_match_the_generator(benchmark):
     folder = ROOT / "baselines" / benchmark
     if not folder.is_dir():

@@ -35,6 +35,7 @@ WITH_DOCTESTS = {
     "grounding_gym.eval.published",
     "grounding_gym.eval.stats",
     "grounding_gym.geometry",
+    "grounding_gym.judge",
     "grounding_gym.readers",
     "grounding_gym.rewards",
     "grounding_gym.scale",

@@ -30,7 +30,17 @@ from grounding_gym.eval.published import (
 )
 
 PUBLISHED = baselines_dir() / "published"
-EXPECTED = {"vstar", "hrbench-4k", "hrbench-8k", "mme-realworld", "mme-realworld-lite", "treebench"}
+EXPECTED = {
+    "vstar",
+    "hrbench-4k",
+    "hrbench-8k",
+    "mme-realworld",
+    "mme-realworld-lite",
+    "treebench",
+    "visualprobe-easy",
+    "visualprobe-medium",
+    "visualprobe-hard",
+}
 
 
 def cell_values(quote: str) -> list[str]:

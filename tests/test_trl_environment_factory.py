@@ -119,7 +119,9 @@ def test_reward_functions_read_the_environments():
         env.answer(letter)
     # envs[3] never calls a tool: no terms at all, no crop area
     completions = [[{"role": "assistant", "content": ""}]] * 4
-    rewards = {name: f(completions, environments=envs) for name, f in TOOL_REWARDS.items()}
+    funcs = {**TOOL_REWARDS, "srpo_reward": make_srpo_reward(num_generations=4)}
+    with pytest.warns(UserWarning, match="3 of 4 episodes lost 6 tool result"):
+        rewards = {name: f(completions, environments=envs) for name, f in funcs.items()}
     answer = envs[0].env.sample.answer
     assert rewards["answer_reward"] == [float(answer == letter) for letter in "ABC"] + [0.0]
     assert rewards["format_reward"] == [2.0, 2.0, 2.0, 0.0]
@@ -143,18 +145,40 @@ def test_reward_functions_read_the_environments():
     assert abs(np.mean(rewards["srpo_reward"])) < 1e-6  # TRL's r - mean(r) is the SRPO advantage
     edges = (1e-3, 1e-2)
     np.testing.assert_allclose(
-        make_srpo_reward(bin_edges=edges)(completions, environments=envs),
+        make_srpo_reward(4, bin_edges=edges)(completions, environments=envs),
         srpo([env.episode_return for env in envs], [0] * 4, rel_areas=areas, bin_edges=edges),
         atol=1e-6,
     )
-    assert [f.__name__ for f in tool_reward_funcs("env_reward", "srpo_reward")] == [
-        "env_reward",
-        "srpo_reward",
-    ]
+    names = tool_reward_funcs("env_reward", "srpo_reward", num_generations=4)
+    assert [f.__name__ for f in names] == ["env_reward", "srpo_reward"]
+    with pytest.raises(ValueError, match="num_generations"):
+        tool_reward_funcs("srpo_reward")
+    other = GroundingToolEnv("GroundedVQA-HR-v0", ENV_KWARGS)
+    other.reset(sample_id=1)
+    with pytest.raises(ValueError, match="not the trainer's"):  # 2 blocks of 2 mix samples
+        make_srpo_reward(2)(completions, environments=[*envs[:3], other])
     with pytest.raises(ValueError, match="choose from"):
         tool_reward_funcs("iou_reward")
     with pytest.raises(ValueError, match="environments"):
         TOOL_REWARDS["env_reward"](completions)
+
+
+def test_dropped_tool_results_are_counted_against_the_completion(recwarn):
+    """A tool result TRL dropped for the completion budget is missing from the completion's
+    messages while the env counted the call; complete completions warn about nothing."""
+    from agents.integrations.trl_environment import dropped_tool_results
+
+    env = GroundingToolEnv("GroundedVQA-HR-v0", ENV_KWARGS)
+    env.reset(sample_id=0)
+    env.crop(0, 0, 40, 40)
+    env.answer("A")
+    call = {"role": "assistant", "content": "", "tool_calls": []}
+    complete = [call, {"role": "tool", "content": []}, call, {"role": "tool", "content": "ok"}]
+    assert env.tool_calls == 2
+    assert dropped_tool_results(complete, env) == 0
+    assert dropped_tool_results(complete[:3], env) == 1  # the answer's result was dropped
+    TOOL_REWARDS["env_reward"]([complete], environments=[env])
+    assert not [w for w in recwarn if "tool result" in str(w.message)]
 
 
 def test_dataset_rows_and_tool_schema(tool_env):
@@ -394,3 +418,43 @@ def test_crop_images_of_later_turns_reach_the_training_forward(tmp_path):
     )
     moved = [n for n, p in model.named_parameters() if not torch.equal(before[n], p.detach())]
     assert moved, "no parameter changed in two TRL steps"
+
+
+def test_remote_env_episodes_equal_local():
+    """GroundingToolEnv(env_url=...) against a real `grounding-gym serve` on loopback: 3 episodes
+    give the same tool results (texts, images), rewards, reward terms and scale metadata as the
+    in-process env."""
+    from agents.integrations.trl_environment import tool_env_kwargs
+    from grounding_gym.remote import serve_subprocess
+
+    with pytest.raises(ValueError, match="env_kwargs"):
+        GroundingToolEnv("GroundedVQA-HR-v0", ENV_KWARGS, env_url="http://127.0.0.1:9")
+    with serve_subprocess("GroundedVQA-HR-v0", tool_env_kwargs(ENV_KWARGS)) as url:
+        remote = GroundingToolEnv("GroundedVQA-HR-v0", env_url=url)
+        local = GroundingToolEnv("GroundedVQA-HR-v0", ENV_KWARGS)
+        with pytest.raises(ValueError, match="serves 'GroundedVQA-HR-v0'"):
+            GroundingToolEnv("GroundedVQA-v0", env_url=url)
+        for sample_id in (0, 1, 2):
+            texts = [env.reset(sample_id=sample_id) for env in (local, remote)]
+            crops = [gt_crop_args(local), {"x1": 0, "y1": 0, "x2": 40, "y2": 48}]
+            results = [texts]
+            for args in crops:
+                results.append([env.crop(**args) for env in (local, remote)])
+            answer = local.env.sample.answer
+            results.append([env.answer(answer) for env in (local, remote)])
+            for local_result, remote_result in results:
+                if isinstance(local_result, str):
+                    assert remote_result == local_result
+                    continue
+                (local_image, local_text), (remote_image, remote_text) = local_result, remote_result
+                assert remote_text == local_text
+                np.testing.assert_array_equal(
+                    np.asarray(remote_image["image"]), np.asarray(local_image["image"])
+                )
+            assert remote.done and local.done and remote.sample_id == local.sample_id
+            assert remote.episode_return == local.episode_return
+            assert remote.reward_terms == local.reward_terms
+            assert remote.crop_rel_area == local.crop_rel_area
+            assert remote.target_rel_area == local.target_rel_area
+            assert len(remote.views) == len(local.views) == 3
+        remote.env.close()

@@ -98,14 +98,26 @@ def test_srpo_reward_is_the_srpo_advantage_with_zero_group_mean(adapter):
     areas = [0.05, 0.05, 0.2, float("nan"), 0.5, 0.02, 0.02, 0.4]
     ids = ["a"] * 4 + ["b"] * 4
     completions = [[{"role": "assistant", "content": ""}]] * 8
-    got = adapter.srpo_reward(
-        completions, sample_id=ids, episode_reward=rewards, episode_rel_area=areas
-    )
+    kwargs = {"sample_id": ids, "episode_reward": rewards, "episode_rel_area": areas}
+    with pytest.raises(ValueError, match="num_generations"):
+        adapter.srpo_reward(completions, **kwargs)
+    adapter.num_generations = 4
+    got = adapter.srpo_reward(completions, **kwargs)
     want = srpo(rewards, [0] * 4 + [1] * 4, rel_areas=areas).tolist()
     np.testing.assert_allclose(got, want, atol=1e-6)
     # TRL with scale_rewards="none" uses r - group mean: equal to the SRPO advantage
     for group in (slice(0, 4), slice(4, 8)):
         assert abs(np.mean(got[group])) < 1e-6
+    # the same sample drawn twice in one generation batch is two TRL groups, not one
+    got = adapter.srpo_reward(completions, **{**kwargs, "sample_id": ["a"] * 8})
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    adapter.num_generations = 2  # blocks of 2 ...
+    with pytest.raises(ValueError, match="not whole TRL groups"):
+        adapter.srpo_reward(completions[:7], **{k: v[:7] for k, v in kwargs.items()})
+    adapter.num_generations = 8  # ... or 8 that mix samples: not the trainer's setting
+    with pytest.raises(ValueError, match="not the trainer's"):
+        adapter.srpo_reward(completions, **kwargs)
+    adapter.num_generations = None
 
 
 def test_prompt_ids_match_trl_processing(adapter, tiny_path):

@@ -68,10 +68,13 @@ def make_vllm_agent(
     `make_hf_agent`, plus `gpu_memory_utilization` and other `VLLMPolicy` / `vllm.LLM` kwargs.
 
     Raises:
-        ImportError: vLLM is not installed (checked first; the message says how to get it).
+        ValueError: the env's `max_turns` exceeds the engine's per-prompt image limit
+            (`check_image_limit`, checked first: before vLLM is imported or a model loaded).
+        ImportError: vLLM is not installed (the message says how to get it).
     """
-    from agents.policies.vllm_engine import VLLMPolicy, import_vllm
+    from agents.policies.vllm_engine import VLLMPolicy, check_image_limit, import_vllm
 
+    check_image_limit(env, engine_kwargs.get("limit_mm_per_prompt"))
     import_vllm()
     trainable = _hf_policy(env, model, dtype, device, max_new_tokens)
     engine = VLLMPolicy(trainable, gpu_memory_utilization=gpu_memory_utilization, **engine_kwargs)

@@ -30,19 +30,20 @@ and `srpo_reward`.
 
 SRPO with TRL. TRL computes `A = (r - group mean) / group std` itself; there is no estimator
 hook. `srpo_reward` instead returns the SRPO advantage (Ground-R1: intra-bin standardisation
-plus the inter-bin bonus, `agents.algos.srpo`) of each completion, computed over the completions
-of the same `sample_id` in the batch. An SRPO advantage has zero mean over its group, so with
-`GRPOConfig(scale_rewards="none")` TRL's advantage `r - mean(r)` equals it exactly. Use it as
-the ONLY reward function (or give the others weight 0), and keep every group on one process
-(`per_device_train_batch_size * steps_per_generation` a multiple of `num_generations`, TRL's
-default layout). With `rollout_func` a completion's scale is its episode's first crop
+plus the inter-bin bonus, `agents.algos.srpo`) of each completion, computed over TRL's own
+group (position // `num_generations`; set `adapter.num_generations`). An SRPO advantage has zero
+mean over its group, so with `GRPOConfig(scale_rewards="none")` TRL's advantage `r - mean(r)`
+equals it exactly. Use it as the ONLY reward function (or give the others weight 0), and keep
+every group on one process (`per_device_train_batch_size * steps_per_generation` a multiple of
+`num_generations`, TRL's default layout). With `rollout_func` a completion's scale is its episode's first crop
 (`episode_rel_area`); without it, the replayed crop's relative area.
 
     adapter = TRLEnvAdapter("GroundedVQA-HR-v0", env_kwargs={"max_turns": 3})
     trainer = GRPOTrainer(
         model=model, processing_class=processor,  # processor.tokenizer.padding_side = "left"
-        reward_funcs=[adapter.env_reward],          # or [adapter.srpo_reward] +
-        scale_rewards="none"
+        reward_funcs=[adapter.env_reward],          # or [adapter.srpo_reward], with
+                                                    # scale_rewards="none" (and
+                                                    # adapter.num_generations = 8)
         rollout_func=adapter.rollout_func,          # omit for single-turn training
         train_dataset=adapter.dataset(range(256)),
         args=GRPOConfig(num_generations=8, max_completion_length=256, ...),
@@ -70,7 +71,8 @@ __all__ = [
     "TRLRunSetup",
     "completion_text",
     "first_observation_row",
-    "srpo_by_sample",
+    "srpo_by_group",
+    "trl_group_ids",
     "trl_run_setup",
 ]
 
@@ -159,15 +161,48 @@ def first_observation_row(env: Any, sample_id: Any) -> dict[str, Any]:
     }
 
 
-def srpo_by_sample(
-    rewards: Sequence[float], sample_ids: Sequence[Any], rel_areas: Sequence[float], **options: Any
+def trl_group_ids(sample_ids: Sequence[Any], num_generations: int) -> list[int]:
+    """TRL's group of each of one process's completions: position // `num_generations`.
+
+    TRL's sampler puts a prompt's `num_generations` completions next to each other and its
+    advantage uses `rewards.view(-1, num_generations)`, so a group is a position block, not a
+    sample id (a sample drawn twice in one generation batch is two groups).
+
+    Raises:
+        ValueError: the completions do not split into whole groups (a group would span
+            processes), or a block mixes samples (`num_generations` is not the trainer's).
+    """
+    n, g = len(sample_ids), int(num_generations)
+    if g < 1 or n % g:
+        raise ValueError(
+            f"{n} completions on this process are not whole TRL groups of num_generations={g}; "
+            "make per_device_train_batch_size * steps_per_generation a multiple of "
+            "num_generations, so that no group spans processes"
+        )
+    for start in range(0, n, g):
+        block = set(map(str, sample_ids[start : start + g]))
+        if len(block) != 1:
+            raise ValueError(
+                f"completions {start}..{start + g - 1} answer samples {sorted(block)}: "
+                f"num_generations={g} is not the trainer's GRPOConfig.num_generations"
+            )
+    return [i // g for i in range(n)]
+
+
+def srpo_by_group(
+    rewards: Sequence[float],
+    sample_ids: Sequence[Any],
+    rel_areas: Sequence[float],
+    num_generations: int,
+    **options: Any,
 ) -> list[float]:
-    """SRPO advantages (`agents.algos.srpo`) with one group per sample id, as TRL rewards.
+    """SRPO advantages (`agents.algos.srpo`) over TRL's groups (`trl_group_ids`), as TRL rewards.
 
     Args:
-        rewards: (B,) outcome rewards of the batch's completions.
-        sample_ids: (B,) the sample each completion answers; equal ids form one group.
+        rewards: (B,) outcome rewards of one process's completions, in TRL's order.
+        sample_ids: (B,) the sample each completion answers (checks the grouping).
         rel_areas: (B,) each completion's crop area / original image area; NaN = no crop.
+        num_generations: the trainer's `GRPOConfig.num_generations`.
         options: further kwargs of `agents.algos.srpo` (bin edges, `no_box`, ...).
 
     Returns:
@@ -176,10 +211,8 @@ def srpo_by_sample(
     """
     from agents.algos import srpo
 
-    groups = {sid: i for i, sid in enumerate(dict.fromkeys(sample_ids))}
-    advantages = srpo(
-        list(rewards), [groups[s] for s in sample_ids], rel_areas=list(rel_areas), **options
-    )
+    groups = trl_group_ids(sample_ids, num_generations)
+    advantages = srpo(list(rewards), groups, rel_areas=list(rel_areas), **options)
     return [float(a) for a in advantages]
 
 
@@ -281,6 +314,8 @@ class TRLEnvAdapter:
         self.env_kwargs = dict(env_kwargs or {})
         self.policy_kwargs = dict(policy_kwargs or {})
         self.policy_cls = policy_cls
+        self.num_generations: int | None = None
+        """The trainer's `GRPOConfig.num_generations`; `srpo_reward` needs it (TRL's groups)."""
         self._gym = gym
         self._envs: list[Any] = [self._make_env()]
         self._sample_of_prompt: dict[str, Any] = {}
@@ -382,9 +417,17 @@ class TRLEnvAdapter:
     def srpo_reward(self, completions: Sequence[Any], **kwargs: Any) -> list[float]:
         """SRPO advantages as rewards (use with `scale_rewards="none"`; see the module docstring).
 
-        Groups are the completions of one `sample_id` in the batch; options of
-        `agents.algos.srpo` can be set on `self.srpo_options`.
+        Groups are TRL's (`trl_group_ids`): set `self.num_generations` to the trainer's
+        `GRPOConfig.num_generations`; options of `agents.algos.srpo` go in `self.srpo_options`.
+
+        Raises:
+            ValueError: `self.num_generations` unset, or the completions are not whole groups.
         """
+        if self.num_generations is None:
+            raise ValueError(
+                "TRLEnvAdapter.srpo_reward groups completions as TRL does: set "
+                "adapter.num_generations = GRPOConfig.num_generations first"
+            )
         rewards = self.env_reward(completions, **kwargs)
         if kwargs.get("episode_rel_area") is not None:
             areas = [float(a) for a in kwargs["episode_rel_area"]]
@@ -393,8 +436,12 @@ class TRLEnvAdapter:
                 self.replay(s, completion_text(c))["rel_area"]
                 for s, c in zip(kwargs["sample_id"], completions, strict=True)
             ]
-        return srpo_by_sample(
-            rewards, kwargs["sample_id"], areas, **getattr(self, "srpo_options", {})
+        return srpo_by_group(
+            rewards,
+            kwargs["sample_id"],
+            areas,
+            self.num_generations,
+            **getattr(self, "srpo_options", {}),
         )
 
     def reward_funcs(self, *names: str) -> list[RewardFunc]:

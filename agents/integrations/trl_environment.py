@@ -20,14 +20,18 @@ completion): `env_reward` (the episode return), `answer_reward`, `format_reward`
 `grounding_reward` (the env's own reward terms, summed over the episode's steps; the env pays
 grounding on the last step, so an episode the model leaves without calling `answer` earns its
 format terms only), the scale metadata `crop_rel_area` (the first crop's area / image area,
-`None` without a crop) and `target_rel_area`, and `srpo_reward` (SRPO advantages over the
-completions of each sample, as `TRLEnvAdapter.srpo_reward`; `make_srpo_reward(**options)`
-for other SRPO options; use it alone with `GRPOConfig(scale_rewards="none")`). The env
-defines no `get_reward`: TRL would add it with a fixed weight 1, which breaks `srpo_reward`'s
-equality with TRL's advantage. TRL runs a tool
-before it checks the completion budget: a result that would overflow `max_completion_length`
-is dropped from the conversation (the episode stops there), but the env has taken the step and
-its terms count; size the budget for `max_turns` turns, image tokens included.
+`None` without a crop) and `target_rel_area`, and `srpo_reward` (SRPO advantages within each
+of TRL's groups of `num_generations` completions, as `TRLEnvAdapter.srpo_reward`;
+`make_srpo_reward(num_generations, **options)` for SRPO options; use it alone with
+`GRPOConfig(scale_rewards="none")`). The env defines no `get_reward`: TRL would add it with a
+fixed weight 1, which breaks `srpo_reward`'s equality with TRL's advantage.
+
+Completion budget. TRL runs a tool before it checks the budget: a result that would overflow
+`max_completion_length` is dropped from the conversation (the episode stops there), but the env
+has taken the step and its terms count. The reward functions warn when that happened
+(`dropped_tool_results`); `tool_completion_budget(env_kwargs)` is a budget that holds
+`max_turns` turns, image tokens included (4,480 tokens for 4 turns at the env's default 1280
+image tokens per view).
 
 Processor. TRL needs a chat template that renders tool calls and tool messages. Qwen2.5-VL's
 processor template does not (TRL 1.16 says so too); `tool_calling_processor(processor)` swaps
@@ -52,10 +56,11 @@ See examples/trl_environment_factory.py for a runnable script.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from agents.integrations.trl import first_observation_row, srpo_by_sample
+from agents.integrations.trl import first_observation_row, srpo_by_group
 from grounding_gym.actions import format_answer, format_crop
 from grounding_gym.envs.grounded_vqa import message_images
 from grounding_gym.rewards import sum_reward_terms
@@ -65,7 +70,10 @@ __all__ = [
     "TOOL_SYSTEM_PROMPT",
     "GroundingToolEnv",
     "make_srpo_reward",
+    "dropped_tool_results",
+    "tool_completion_budget",
     "tool_dataset",
+    "tool_env_kwargs",
     "tool_reward_funcs",
     "tool_calling_processor",
 ]
@@ -90,23 +98,49 @@ class GroundingToolEnv:
     Args:
         env_id: a Gymnasium id with the GroundedVQA API (`reset(options={"sample_id"})`,
             crop/answer text actions, `info["reward_terms"]`), e.g. "GroundedVQA-HR-v0".
-        env_kwargs: kwargs of `gym.make(env_id, ...)`; `system_prompt` defaults to
-            `TOOL_SYSTEM_PROMPT`. Match the processor's pixel budget (`min_pixels`,
-            `max_pixels`, `patch_size`) so that the processor never resizes a view.
+        env_kwargs: kwargs of `gym.make(env_id, ...)` (`tool_env_kwargs` adds the tool system
+            prompt). Match the processor's pixel budget (`min_pixels`, `max_pixels`,
+            `patch_size`) so that the processor never resizes a view.
+        env_url: a `grounding-gym serve` URL: the episode runs in a
+            `grounding_gym.remote.RemoteEnv` session of that server instead of in the trainer's
+            process, a new session per episode (`reset`). The server must serve `env_id` with
+            `tool_env_kwargs(...)` as its `--env-kwargs` (then `env_kwargs` is not given here),
+            and allow one session per environment TRL builds (`--max-sessions` >=
+            `generation_batch_size`, on every process).
+
+    Raises:
+        ValueError: both `env_kwargs` and `env_url`, or the server serves another id.
     """
 
-    def __init__(self, env_id: str = "GroundedVQA-HR-v0", env_kwargs: dict[str, Any] | None = None):
-        import gymnasium as gym
+    def __init__(
+        self,
+        env_id: str = "GroundedVQA-HR-v0",
+        env_kwargs: dict[str, Any] | None = None,
+        env_url: str | None = None,
+    ):
+        if env_url is not None:
+            if env_kwargs:
+                raise ValueError(
+                    f"GroundingToolEnv: env_kwargs {sorted(env_kwargs)} cannot reach the server "
+                    f"at {env_url}; start it with `grounding-gym serve --env {env_id} "
+                    "--env-kwargs JSON` of tool_env_kwargs(your kwargs) and pass env_url only"
+                )
+            from grounding_gym.remote import RemoteEnv
 
-        import grounding_gym  # noqa: F401  (registers the ids)
+            self._env: Any = RemoteEnv(env_url, env_id=env_id)
+        else:
+            import gymnasium as gym
 
-        kwargs = dict(env_kwargs or {})
-        kwargs.setdefault("system_prompt", TOOL_SYSTEM_PROMPT)
-        self._env = gym.make(env_id, **kwargs).unwrapped
+            import grounding_gym  # noqa: F401  (registers the ids)
+
+            self._env = gym.make(env_id, **tool_env_kwargs(env_kwargs)).unwrapped
         self._reset_info: dict[str, Any] | None = None
         self._step_infos: list[dict[str, Any]] = []
         self._rewards: list[float] = []
         self._done = True
+        self._tool_calls = 0
+        self._dropped_warned = False
+        self._env_id, self._env_url = env_id, env_url
 
     # ------------------------------------------------------------------ TRL's environment API
     def reset(self, sample_id: Any = None, **row: Any) -> str:
@@ -117,8 +151,15 @@ class GroundingToolEnv:
                 "GroundingToolEnv.reset needs the dataset column 'sample_id' (build the train "
                 f"dataset with tool_dataset); the row has {sorted(row)}"
             )
+        if self._env_url is not None:  # a fresh session: TRL reuses its envs across training
+            # steps, and a session left idle that long may have expired on the server
+            from grounding_gym.remote import RemoteEnv
+
+            self._env.close()
+            self._env = RemoteEnv(self._env_url, env_id=self._env_id)
         obs, self._reset_info = self._env.reset(options={"sample_id": sample_id})
         self._step_infos, self._rewards, self._done = [], [], False
+        self._tool_calls, self._dropped_warned = 0, False
         return obs["dialogue"]
 
     def crop(self, x1: float, y1: float, x2: float, y2: float) -> list[dict[str, Any]] | str:
@@ -137,6 +178,7 @@ class GroundingToolEnv:
         Returns:
             The zoomed view (an image) and a text saying which region of the original it shows.
         """
+        self._tool_calls += 1
         if self._done:
             return self._over_message()
         try:
@@ -166,6 +208,7 @@ class GroundingToolEnv:
         Returns:
             A confirmation, or what was wrong with the answer.
         """
+        self._tool_calls += 1
         if self._done:
             return self._over_message()
         obs, info = self._step(format_answer(str(choice)))
@@ -176,7 +219,7 @@ class GroundingToolEnv:
     # ------------------------------------------------------------------ episode state (read-only)
     @property
     def env(self) -> Any:
-        """The wrapped (unwrapped) grounding-gym env."""
+        """The wrapped grounding-gym env (unwrapped), or its `RemoteEnv`."""
         return self._env
 
     @property
@@ -193,6 +236,11 @@ class GroundingToolEnv:
     def step_infos(self) -> list[dict[str, Any]]:
         """The env's `info` of each step this episode (a new list; the dicts are the env's)."""
         return list(self._step_infos)
+
+    @property
+    def tool_calls(self) -> int:
+        """Tool calls this episode (each gets a result, unless TRL drops it for length)."""
+        return self._tool_calls
 
     @property
     def episode_return(self) -> float:
@@ -221,7 +269,8 @@ class GroundingToolEnv:
     @property
     def views(self) -> list[Any]:
         """The PIL images the env showed this episode: the first view, then each crop's view."""
-        return message_images(self._env.messages)
+        latest = self._step_infos[-1] if self._step_infos else self._info_or_raise()
+        return message_images(latest["messages"])
 
     # ------------------------------------------------------------------ internals
     def _step(self, action: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -242,6 +291,36 @@ class GroundingToolEnv:
         answered = bool(self._step_infos) and self._step_infos[-1]["action_kind"] == "answer"
         ended = "an answer was given" if answered else "no turns are left"
         return f"Error: the episode is over ({ended}); no further tool calls are taken."
+
+
+def tool_completion_budget(
+    env_kwargs: dict[str, Any] | None = None, max_turns: int | None = None, turn_tokens: int = 160
+) -> int:
+    """`GRPOConfig.max_completion_length` that holds a whole tool episode, tokens.
+
+    (max_turns - 1) crop results of at most `max_pixels / 28^2` image tokens each plus
+    `turn_tokens` of text around each (the tool call, the tool message's text and chat
+    markup), and `turn_tokens` for the final answer call. With the env's default budget
+    (1280 image tokens per view) and `max_turns=4` this is 4,480.
+
+    Args:
+        env_kwargs: the env's kwargs (`max_pixels`, `patch_size`, `max_turns`).
+        max_turns: overrides `env_kwargs["max_turns"]` (the env's default, 5, without either).
+        turn_tokens: text tokens per turn, generated and tool text together.
+    """
+    from grounding_gym.envs.grounded_vqa import DEFAULT_MAX_PIXELS
+
+    kwargs = env_kwargs or {}
+    turns = int(max_turns or kwargs.get("max_turns", 5))
+    patch = int(kwargs.get("patch_size") or 28)
+    image_tokens = int(kwargs.get("max_pixels", DEFAULT_MAX_PIXELS)) // (patch * patch)
+    return (turns - 1) * (image_tokens + turn_tokens) + turn_tokens
+
+
+def tool_env_kwargs(env_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`env_kwargs` with `TOOL_SYSTEM_PROMPT` as the default `system_prompt`: the kwargs of a
+    tool env, in process or as `grounding-gym serve --env-kwargs` for `env_url`."""
+    return {"system_prompt": TOOL_SYSTEM_PROMPT, **(env_kwargs or {})}
 
 
 def _crop_action(box: Sequence[Any]) -> str:
@@ -303,21 +382,52 @@ def tool_calling_processor(processor: Any) -> Any:
 
 
 # ---------------------------------------------------------------------- reward functions
-def _environments(kwargs: dict[str, Any]) -> list[GroundingToolEnv]:
+def _environments(kwargs: dict[str, Any], completions: Sequence[Any]) -> list[GroundingToolEnv]:
+    """TRL's `environments` kwarg; warns (once per episode) about dropped tool results."""
     environments = kwargs.get("environments")
     if environments is None:
         raise ValueError(
             "this reward reads TRL's `environments` kwarg: train with "
             "environment_factory=GroundingToolEnv"
         )
+    _warn_dropped_tool_results(completions, environments)
     return environments
+
+
+def dropped_tool_results(completion: Any, env: GroundingToolEnv) -> int:
+    """Tool calls of `env`'s episode whose result is missing from TRL's `completion` (its
+    message list): TRL runs a tool, then drops the result if it would overflow
+    `max_completion_length` (or the model's context). The env took those steps."""
+    if not isinstance(completion, list):
+        return 0
+    shown = sum(1 for m in completion if isinstance(m, dict) and m.get("role") == "tool")
+    return max(env.tool_calls - shown, 0)
+
+
+def _warn_dropped_tool_results(completions: Sequence[Any], environments: Sequence[Any]) -> None:
+    dropped = [
+        dropped_tool_results(c, env)
+        for c, env in zip(completions, environments, strict=False)
+        if not env._dropped_warned
+    ]
+    for env in environments:
+        env._dropped_warned = True
+    episodes = sum(1 for d in dropped if d)
+    if episodes:
+        warnings.warn(
+            f"{episodes} of {len(dropped)} episodes lost {sum(dropped)} tool result(s): TRL "
+            "dropped them for the completion budget after the env had taken the step (the "
+            "episode stops there; its reward terms count). Raise GRPOConfig.max_completion_length "
+            "to tool_completion_budget(env_kwargs) or lower max_turns / max_pixels.",
+            stacklevel=3,
+        )
 
 
 def _env_reward_func(
     name: str, value: Callable[[GroundingToolEnv], float | None], doc: str
 ) -> Callable[..., list]:
     def reward(completions: Sequence[Any], **kwargs: Any) -> list[float | None]:
-        return [value(env) for env in _environments(kwargs)]
+        return [value(env) for env in _environments(kwargs, completions)]
 
     reward.__name__ = reward.__qualname__ = name
     reward.__doc__ = f"TRL reward: {doc}"
@@ -328,20 +438,22 @@ def _or_none(value: float) -> float | None:
     return None if math.isnan(value) else value
 
 
-def make_srpo_reward(**options: Any) -> Callable[..., list]:
+def make_srpo_reward(num_generations: int, **options: Any) -> Callable[..., list]:
     """TRL reward `srpo_reward`: each episode's SRPO advantage (its return, its first crop's
-    scale) among the completions of its sample; use it alone with `scale_rewards="none"` (see
-    the module docstring).
+    scale) within its TRL group (`agents.integrations.trl.trl_group_ids`); use it alone with
+    `scale_rewards="none"` (see the module docstring).
 
     Args:
+        num_generations: the trainer's `GRPOConfig.num_generations`.
         options: kwargs of `agents.algos.srpo` (`bin_edges`, `no_box`, ...).
     """
 
     def srpo_reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
-        environments = _environments(kwargs)
+        environments = _environments(kwargs, completions)
         rewards = [env.episode_return for env in environments]
         areas = [env.crop_rel_area for env in environments]
-        return srpo_by_sample(rewards, [env.sample_id for env in environments], areas, **options)
+        ids = [env.sample_id for env in environments]
+        return srpo_by_group(rewards, ids, areas, num_generations, **options)
 
     return srpo_reward
 
@@ -369,19 +481,33 @@ TOOL_REWARDS: dict[str, Callable[..., list]] = {
         lambda e: _or_none(e.target_rel_area),
         "target area / image area (None: no ground truth).",
     ),
-    "srpo_reward": make_srpo_reward(),
 }
-"""Reward functions by name; scale metadata (`*_rel_area`) is for logging with weight 0."""
+"""Reward functions by name; scale metadata (`*_rel_area`) is for logging with weight 0.
+`srpo_reward` needs the trainer's `num_generations`: `tool_reward_funcs` or `make_srpo_reward`."""
 
 
-def tool_reward_funcs(*names: str) -> list[Callable[..., list]]:
-    """Reward functions of `TOOL_REWARDS` by name (default: `env_reward`).
+def tool_reward_funcs(*names: str, num_generations: int | None = None) -> list[Callable[..., list]]:
+    """Reward functions of `TOOL_REWARDS` (or `srpo_reward`) by name (default: `env_reward`).
+
+    Args:
+        names: reward names.
+        num_generations: the trainer's `GRPOConfig.num_generations`; needed by `srpo_reward`.
 
     Raises:
-        ValueError: an unknown name (the known ones are listed).
+        ValueError: an unknown name (the known ones are listed), or `srpo_reward` without
+            `num_generations`.
     """
     names = names or ("env_reward",)
-    unknown = [n for n in names if n not in TOOL_REWARDS]
+    unknown = [n for n in names if n not in TOOL_REWARDS and n != "srpo_reward"]
     if unknown:
-        raise ValueError(f"unknown reward {unknown}; choose from {sorted(TOOL_REWARDS)}")
-    return [TOOL_REWARDS[n] for n in names]
+        known = sorted([*TOOL_REWARDS, "srpo_reward"])
+        raise ValueError(f"unknown reward {unknown}; choose from {known}")
+    if "srpo_reward" in names and num_generations is None:
+        raise ValueError(
+            "srpo_reward groups completions as TRL does: pass "
+            "num_generations=GRPOConfig.num_generations"
+        )
+    return [
+        make_srpo_reward(num_generations) if n == "srpo_reward" else TOOL_REWARDS[n]  # type: ignore[arg-type]
+        for n in names
+    ]

@@ -25,12 +25,15 @@ summed reward terms and the scale metadata (`EPISODE_FIELDS`), which verl puts i
 **Estimators.** verl calls an estimator with ``token_level_rewards, response_mask, index (uid),
 config``. The wrapper sums the token rewards per row (the episode return), uses ``uid`` as the
 group id and ``response_mask.sum(-1)`` as ``lengths``, and reads the other `ROLLOUT_FIELDS` it
-needs (``rel_areas``, ``target_rel_areas``) from ``non_tensor_batch``, where the agent loop's
-``reward_extra_info`` puts them. Options come from ``algorithm.<name>_kwargs`` (e.g.
-``+algorithm.srpo_kwargs.no_box=exclude``) and are checked against `estimator_options`.
-verl 0.9.1's ``compute_advantage`` hands ``non_tensor_batch`` only to its own "gdpo";
-`install_advantage_hook` makes it hand it to these estimators too (the recipe runs it in every
-Ray worker through Ray's ``worker_process_setup_hook``; see examples/verl/README.md).
+needs (``rel_areas``, ``target_rel_areas``) from the rollouts' ``reward_extra_info``. Options
+come from ``algorithm.<name>_kwargs`` (e.g. ``+algorithm.srpo_kwargs.no_box=exclude``) and are
+checked against `estimator_options`. verl 0.9's v1 trainer (its default; the legacy one is
+deprecated) does not hand per-rollout fields to registered estimators, so this module
+registers, in verl's trainer registry, ``grounding_gym_sync`` / ``grounding_gym_colocate_async``
+/ ``grounding_gym_separate_async``: verl's three v1 trainers plus `RolloutFieldsTrainer`, which
+reads the rows' ``reward_extra_info`` from verl's TransferQueue for our estimators (select with
+``trainer.v1.trainer_mode``; the recipe does). Ray's ``worker_process_setup_hook`` =
+`setup_ray_worker` imports this module in every Ray process so that verl finds all of them.
 
 Agent-loop config entry (``actor_rollout_ref.rollout.agent.agent_loop_config_path``)::
 
@@ -42,11 +45,14 @@ Agent-loop config entry (``actor_rollout_ref.rollout.agent.agent_loop_config_pat
 
 from __future__ import annotations
 
+import contextvars
 import copy
+import functools
 import json
+import logging
 import math
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import uuid4
 
@@ -76,9 +82,13 @@ __all__ = [
     "VERL_ESTIMATORS",
     "GroundingGymAgentLoop",
     "episode_fields",
-    "install_advantage_hook",
+    "RolloutFieldsTrainer",
+    "TRAINER_MODES",
+    "rollout_fields_of",
     "setup_ray_worker",
 ]
+
+logger = logging.getLogger(__name__)
 
 AGENT_LOOP_NAME = "grounding_gym"
 """Name of the agent loop in verl's registry (a dataset row's ``agent_name``, or
@@ -92,10 +102,12 @@ EPISODE_FIELDS = (
     "num_crops",
     "rel_areas",
     "target_rel_areas",
+    "cut",
 )
 """Keys of ``reward_extra_info``, one float per episode: the env's reward terms summed over the
 episode, ``correct`` in {0, 1}, the number of accepted crops, the first crop's area / image area
-(NaN without a crop: SRPO's scale) and the target's area / image area (NaN without a target)."""
+(NaN without a crop: SRPO's scale), the target's area / image area (NaN without a target) and
+``cut`` = 1 when the episode ended at ``rollout.response_length`` before the env ended it."""
 
 VERL_ESTIMATORS = (ours.AdvantageEstimator.SRPO.value, ours.AdvantageEstimator.SRPO_TARGET.value)
 """Our estimators registered in verl's advantage-estimator registry, under the same names."""
@@ -115,7 +127,8 @@ class _EnvPool:
     """Free envs per (env id, kwargs); one env per running episode, reused afterwards.
 
     verl builds a new agent loop per trajectory and runs many of them concurrently on one
-    event loop, so envs are lent out, never shared between live episodes.
+    event loop, so envs are lent out, never shared between live episodes. `take` builds an env
+    with ``gym.make`` when none is free: call it off the event loop.
     """
 
     def __init__(self) -> None:
@@ -139,11 +152,35 @@ class _EnvPool:
             self._free[key].append(env)
 
 
+_NOTED_URLS: set[str] = set()
+"""Servers whose unsent env_kwargs were logged (once per URL and process)."""
+
+
+def _remote_env(env_url: str, env_id: str, env_kwargs: Mapping[str, Any]) -> Any:
+    """A `RemoteEnv` session of ``env_url``, checked to serve ``env_id``.
+
+    The server was started with its own ``--env-kwargs``; ``env_kwargs`` are not sent (a
+    session cannot change them), so they must equal the server's.
+    """
+    from grounding_gym.remote import RemoteEnv
+
+    if env_kwargs and env_url not in _NOTED_URLS:
+        _NOTED_URLS.add(env_url)
+        logger.info(
+            "grounding_gym agent loop: env_kwargs %s are not sent to %s; the server's "
+            "--env-kwargs apply (start it with the same ones)",
+            sorted(env_kwargs),
+            env_url,
+        )
+    return RemoteEnv(env_url, env_id=env_id)
+
+
 _ENVS = _EnvPool()
 
 
-def episode_fields(trajectory: Trajectory) -> dict[str, float]:
-    """`EPISODE_FIELDS` of one finished (or cut) episode, floats (NaN where undefined)."""
+def episode_fields(trajectory: Trajectory, cut: bool = False) -> dict[str, float]:
+    """`EPISODE_FIELDS` of one finished (or, ``cut``, length-cut) episode, floats (NaN where
+    undefined)."""
     terms = sum_reward_terms(turn.reward_terms for turn in trajectory.turns)
     sums = {key: terms[key] for key in REWARD_TERMS}
     arrays = rollout_arrays([trajectory])
@@ -153,6 +190,7 @@ def episode_fields(trajectory: Trajectory) -> dict[str, float]:
         "num_crops": float(len(trajectory.crop_boxes)),
         "rel_areas": float(arrays["rel_areas"][0]),
         "target_rel_areas": float(arrays["target_rel_areas"][0]),
+        "cut": float(cut),
     }
 
 
@@ -171,11 +209,19 @@ class GroundingGymAgentLoop(AgentLoopBase):
         env_kwargs: kwargs of ``gym.make(env_id, ...)``; give the env the processor's pixel
             budget (``min_pixels``, ``max_pixels``, ``patch_size=28``) so that the processor
             never resizes a view. A row's ``extra_info["env_kwargs"]`` updates them.
+        env_url: a `grounding-gym serve` URL (e.g. ``http://10.0.0.5:8000``): episodes run in
+            `grounding_gym.remote.RemoteEnv` sessions of that server instead of in this
+            worker's process, one session per episode (give the server ``--max-sessions`` >=
+            the episodes all workers run at once). The server's ``--env`` must be ``env_id``
+            and its ``--env-kwargs`` apply (``env_kwargs`` are not sent).
         *args, **kwargs: `AgentLoopBase`'s (trainer config, server manager, tokenizer,
             processor, ...), as verl's ``AgentLoopWorker`` passes them.
 
-    The episode ends when the env terminates or truncates (``max_turns``), or when the response
-    reaches ``rollout.response_length`` tokens (then it is cut there, reward so far).
+    The episode ends when the env terminates or truncates (``max_turns``), or at
+    ``rollout.response_length`` tokens. Each turn asks the server for at most the tokens left
+    (``max_tokens``); an env turn that would not fit is dropped whole (text, image pads and
+    image), as verl's ``ToolAgentLoop`` does, and the episode ends there with the reward so far
+    (``reward_extra_info["cut"]`` = 1).
     """
 
     def __init__(
@@ -183,15 +229,23 @@ class GroundingGymAgentLoop(AgentLoopBase):
         *args: Any,
         env_id: str = "GroundedVQA-HR-v0",
         env_kwargs: Mapping[str, Any] | DictConfig | None = None,
+        env_url: str | None = None,
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
         self.env_id = env_id
         self.env_kwargs = dict(_plain(env_kwargs) or {})
+        self.env_url = env_url
         self.response_length = int(self.rollout_config.response_length)
 
-    async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> AgentLoopOutput:
-        """One episode of ``extra_info["sample_id"]``; see the module docstring."""
+    async def run(
+        self, sampling_params: dict[str, Any], priority: int = 0, **kwargs: Any
+    ) -> AgentLoopOutput:
+        """One episode of ``extra_info["sample_id"]``; see the module docstring.
+
+        ``priority`` is verl's per-row scheduling priority (the worker passes it from
+        ``non_tensor_batch``); it goes to vLLM with every request, as in verl's own loops.
+        """
         extra_info = _plain(kwargs.get("extra_info")) or {}
         if "sample_id" not in extra_info:
             raise ValueError(
@@ -201,16 +255,31 @@ class GroundingGymAgentLoop(AgentLoopBase):
             )
         env_id = extra_info.get("env_id", self.env_id)
         env_kwargs = {**self.env_kwargs, **(extra_info.get("env_kwargs") or {})}
-        key, env = _ENVS.take(env_id, env_kwargs)
+        # gym.make and reset render images (~0.5 s on 4K sources): never on the event loop,
+        # which runs every other episode of this worker
+        sample_id = extra_info["sample_id"]
+        if (
+            self.env_url is not None
+        ):  # a session per episode: an idle one would expire between steps
+            env = await self.loop.run_in_executor(
+                None, _remote_env, self.env_url, env_id, env_kwargs
+            )
+            try:
+                return await self._episode(env, sample_id, sampling_params, int(priority))
+            finally:
+                await self.loop.run_in_executor(None, env.close)
+        key, env = await self.loop.run_in_executor(None, _ENVS.take, env_id, env_kwargs)
         try:
-            return await self._episode(env, extra_info["sample_id"], sampling_params)
+            return await self._episode(env, sample_id, sampling_params, int(priority))
         finally:
             _ENVS.give_back(key, env)
 
     async def _episode(
-        self, env: Any, sample_id: Any, sampling_params: dict[str, Any]
+        self, env: Any, sample_id: Any, sampling_params: dict[str, Any], priority: int
     ) -> AgentLoopOutput:
-        obs, info = env.reset(options={"sample_id": sample_id})
+        obs, info = await self.loop.run_in_executor(
+            None, functools.partial(env.reset, options={"sample_id": sample_id})
+        )
         messages = info["messages"]
         images = message_images(messages)
         self._assert_mm_supported(bool(images))
@@ -220,14 +289,23 @@ class GroundingGymAgentLoop(AgentLoopBase):
         )
         tokens, mask, logprobs = list(prompt_ids), [], []
         metrics: dict[str, Any] = {}
-        request_id = uuid4().hex
+        full_determinism = bool(self.rollout_config.get("full_determinism", False))
+        request_id = f"det-{priority}" if full_determinism else uuid4().hex
+        mm_processor_kwargs = self._get_mm_processor_kwargs()
+        cut = False
         for _ in range(MAX_EPISODE_STEPS):
+            budget = self.response_length - len(mask)  # tokens this turn may still generate
             with simple_timer("generate_sequences", metrics):
                 output = await self.server_manager.generate(
                     request_id=request_id,
                     prompt_ids=tokens,
-                    sampling_params=sampling_params,
+                    sampling_params={
+                        **sampling_params,
+                        "max_tokens": min(budget, sampling_params.get("max_tokens", budget)),
+                    },
                     image_data=images,
+                    mm_processor_kwargs=mm_processor_kwargs,
+                    priority=priority,
                 )
             merged, mask, logprobs = await self.ct_merge_assistant_token(
                 tokens,
@@ -254,20 +332,25 @@ class GroundingGymAgentLoop(AgentLoopBase):
                 next_obs,
             )
             if terminated or truncated or len(mask) >= self.response_length:
+                cut = not (terminated or truncated)
                 break
-            merged, mask, logprobs = await self.ct_merge_context_msg(
+            turn, turn_mask, turn_logprobs = await self.ct_merge_context_msg(
                 before, messages, tokens, mask, logprobs or None
             )
-            tokens, logprobs = merged.token_ids, logprobs or []
-            images = images + message_images(messages[len(before) :])
-            if len(mask) >= self.response_length:
+            if len(turn_mask) >= self.response_length:
+                # as verl's ToolAgentLoop does: an env turn that does not fit is dropped whole
+                # (its text, image pads and image), so the kept tokens and images stay aligned;
+                # a cut inside a crop's pads would fail the model's forward
+                cut = True
                 break
+            tokens, mask, logprobs = turn.token_ids, turn_mask, turn_logprobs or []
+            images = images + message_images(messages[len(before) :])
         else:
             raise RuntimeError(
                 f"{env!r} ran {MAX_EPISODE_STEPS} steps without ending; give it max_turns"
             )
         trajectory.messages = messages
-        return self._output(tokens, mask, logprobs, images, trajectory, metrics)
+        return self._output(tokens, mask, logprobs, images, trajectory, metrics, cut)
 
     def _output(
         self,
@@ -277,6 +360,7 @@ class GroundingGymAgentLoop(AgentLoopBase):
         images: list[Any],
         trajectory: Trajectory,
         metrics: dict[str, Any],
+        cut: bool,
     ) -> AgentLoopOutput:
         prompt_length = len(tokens) - len(mask)
         keep = self.response_length
@@ -290,7 +374,7 @@ class GroundingGymAgentLoop(AgentLoopBase):
             reward_score=trajectory.total_reward,
             num_turns=1 + 2 * len(trajectory.turns),  # system+user prompt, then assistant/env pairs
             metrics=metrics,
-            extra_fields={"reward_extra_info": episode_fields(trajectory)},
+            extra_fields={"reward_extra_info": episode_fields(trajectory, cut)},
         )
 
 
@@ -304,9 +388,10 @@ def _rollout_field(non_tensor_batch: Mapping[str, Any] | None, name: str, size: 
     if non_tensor_batch is None or name not in non_tensor_batch:
         have = sorted(non_tensor_batch or {})
         raise ValueError(
-            f"verl estimator needs `{name}` in non_tensor_batch (the grounding_gym agent loop's "
-            f"reward_extra_info puts it there; verl 0.9.1 passes non_tensor_batch to estimators "
-            f"only after agents.integrations.verl.install_advantage_hook()). Present keys: {have}."
+            f"verl estimator needs `{name}` per rollout (the grounding_gym agent loop's "
+            "reward_extra_info carries it; verl's v1 trainer hands it to the estimator only as "
+            "trainer.v1.trainer_mode=grounding_gym_<mode>, see agents.integrations.verl."
+            f"RolloutFieldsTrainer). Present keys: {have}."
         )
     values = [
         math.nan if v is None else float(v) for v in np.asarray(non_tensor_batch[name]).tolist()
@@ -343,6 +428,8 @@ def _verl_estimator(name: str):
         **unused: Any,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         rewards = token_level_rewards.sum(dim=-1)
+        if non_tensor_batch is None:  # verl's v1 trainer: RolloutFieldsTrainer lends them
+            non_tensor_batch = _ROLLOUT_FIELDS.get()
         inputs: dict[str, Any] = {}
         for field in ours.estimator_inputs(name):
             if field == "lengths":
@@ -375,45 +462,82 @@ for _name in VERL_ESTIMATORS:
     core_algos.register_adv_est(_name)(_verl_estimator(_name))
 
 
-def install_advantage_hook() -> None:
-    """Make verl's trainer pass ``non_tensor_batch`` to the `VERL_ESTIMATORS`.
+# --------------------------------------------------------------------------------------------
+# v1 trainer: the rollouts' fields reach the estimators
+# --------------------------------------------------------------------------------------------
 
-    verl 0.9.1's ``ray_trainer.compute_advantage`` calls registered estimators with the
-    token rewards, mask, uid and config only (``non_tensor_batch`` goes to its "gdpo" alone),
-    so SRPO's per-rollout scales could not arrive. This wraps that function: for our estimators
-    it calls the registered estimator with ``non_tensor_batch`` as well; every other estimator
-    goes to verl's function unchanged. Idempotent. It serves the trainer that calls
-    ``verl.trainer.ppo.ray_trainer.compute_advantage`` on a batch that keeps the agent loop's
-    ``non_tensor_batch`` (``trainer.use_v1=false``).
+_ROLLOUT_FIELDS: contextvars.ContextVar[dict[str, np.ndarray] | None] = contextvars.ContextVar(
+    "grounding_gym_rollout_fields", default=None
+)
+"""`EPISODE_FIELDS` of the batch whose advantages the trainer is computing, row-aligned, while
+`RolloutFieldsTrainer._compute_advantage` runs (verl's estimator call has no slot for them)."""
+
+TRAINER_MODES = ("sync", "colocate_async", "separate_async")
+"""verl 0.9's v1 trainer modes; each gets a grounding-gym variant named ``grounding_gym_<mode>``
+in verl's trainer registry (``trainer.v1.trainer_mode``)."""
+
+
+def rollout_fields_of(extra_fields: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+    """(bs,) object arrays of `EPISODE_FIELDS` from the rows' ``extra_fields`` (the agent loop's
+    ``reward_extra_info``; None where a row lacks one), as verl's ``non_tensor_batch`` holds
+    them."""
+    infos = [dict(row or {}).get("reward_extra_info") or {} for row in extra_fields]
+    return {
+        key: np.array([info.get(key) for info in infos], dtype=object) for key in EPISODE_FIELDS
+    }
+
+
+class RolloutFieldsTrainer:
+    """Mixin for verl's v1 ``PPOTrainer``: the `VERL_ESTIMATORS` get the agent loop's
+    per-rollout fields (``rel_areas``, ``target_rel_areas``, ...).
+
+    verl 0.9's v1 trainer reads a fixed set of fields from its TransferQueue to compute
+    advantages (uid, response_mask, rm_scores, log-probs, values) and calls a registered
+    estimator with token rewards, mask, uid and config only. For our estimators this reads the
+    same rows' ``extra_fields`` (where the v1 agent-loop worker stored ``reward_extra_info``),
+    in the same key order, and lends them to the estimator for the duration of verl's own
+    ``_compute_advantage``; every other estimator runs verl's path untouched.
     """
-    from verl.trainer.ppo import ray_trainer
 
-    original = ray_trainer.compute_advantage
-    if getattr(original, "grounding_gym_hook", False):
-        return
-
-    def compute_advantage(
-        data: Any, adv_estimator: Any, *args: Any, config: Any = None, **kwargs: Any
-    ) -> Any:
-        name = getattr(adv_estimator, "value", adv_estimator)
+    def _compute_advantage(self, batch: Any, metrics: dict) -> Any:
+        estimator = self.config.algorithm.adv_estimator
+        name = getattr(estimator, "value", estimator)
         if name not in VERL_ESTIMATORS:
-            return original(data, adv_estimator, *args, config=config, **kwargs)
-        advantages, returns = core_algos.get_adv_estimator_fn(name)(
-            token_level_rewards=data.batch["token_level_rewards"],
-            response_mask=data.batch["response_mask"],
-            index=data.non_tensor_batch["uid"],
-            config=config,
-            non_tensor_batch=data.non_tensor_batch,
-        )
-        data.batch["advantages"], data.batch["returns"] = advantages, returns
-        return data
+            return super()._compute_advantage(batch, metrics)  # type: ignore[misc]
+        import transfer_queue as tq
 
-    compute_advantage.grounding_gym_hook = True  # type: ignore[attr-defined]
-    compute_advantage.__doc__ = original.__doc__
-    ray_trainer.compute_advantage = compute_advantage
+        rows = tq.kv_batch_get(
+            keys=batch.keys, partition_id=batch.partition_id, select_fields=["extra_fields"]
+        )
+        token = _ROLLOUT_FIELDS.set(rollout_fields_of(list(rows["extra_fields"])))
+        try:
+            return super()._compute_advantage(batch, metrics)  # type: ignore[misc]
+        finally:
+            _ROLLOUT_FIELDS.reset(token)
+
+
+def _register_trainers() -> None:
+    from verl.trainer.ppo.v1 import get_trainer_cls, register_trainer
+
+    for mode in TRAINER_MODES:
+        base = get_trainer_cls(mode)
+        name = f"grounding_gym_{mode}"
+        cls = type(
+            f"GroundingGym{base.__name__}",
+            (RolloutFieldsTrainer, base),
+            {
+                "__module__": __name__,
+                "__doc__": f"verl's {base.__name__} + `RolloutFieldsTrainer`.",
+            },
+        )
+        globals()[cls.__name__] = cls  # importable by name (Ray pickles classes by reference)
+        register_trainer(name)(cls)
+
+
+_register_trainers()
 
 
 def setup_ray_worker() -> None:
-    """Ray ``worker_process_setup_hook``: registers the agent loop and estimators (importing
-    this module) and installs `install_advantage_hook` in every Ray worker process."""
-    install_advantage_hook()
+    """Ray ``worker_process_setup_hook``: imports this module in every Ray worker process, so
+    the agent loop, the estimators and the ``grounding_gym_<mode>`` trainers are registered
+    wherever verl looks them up (the trainer's TaskRunner included)."""

@@ -32,7 +32,10 @@ from typing import Any
 
 from agents.policies.base import Generation, Trajectory
 
-__all__ = ["VLLMPolicy", "import_vllm"]
+__all__ = ["DEFAULT_IMAGE_LIMIT", "VLLMPolicy", "check_image_limit", "import_vllm"]
+
+DEFAULT_IMAGE_LIMIT = 16
+"""The engine's `limit_mm_per_prompt` images unless `llm_kwargs` set it."""
 
 _ENGINE_MODEL_PATHS = (
     "model_executor.driver_worker.model_runner.model",  # vLLM V0 / V1 in-process
@@ -52,6 +55,35 @@ def import_vllm() -> Any:
             f"HFPolicy (agents.policies.hf) instead. Original error: {exc}"
         ) from exc
     return vllm
+
+
+def check_image_limit(env: Any, limit_mm_per_prompt: Any = None) -> None:
+    """Refuse, before any engine starts, an env whose conversations can hold more images than the
+    engine takes per prompt (vLLM would reject such a prompt mid-run).
+
+    The prompt of an episode's last action holds the first view and one view per earlier crop:
+    up to `max_turns` images.
+
+    Args:
+        env: the env (its `max_turns`; an env without one is not checked).
+        limit_mm_per_prompt: the engine's `limit_mm_per_prompt` (`{"image": N}`), default
+            `{"image": DEFAULT_IMAGE_LIMIT}`.
+
+    Raises:
+        ValueError: `max_turns` exceeds the image limit (the message names both numbers and the
+            two fixes).
+    """
+    max_turns = getattr(getattr(env, "unwrapped", env), "max_turns", None)
+    limits = limit_mm_per_prompt if limit_mm_per_prompt is not None else {}
+    limit = limits.get("image", DEFAULT_IMAGE_LIMIT) if isinstance(limits, dict) else None
+    if max_turns is None or limit is None or int(max_turns) <= int(limit):
+        return
+    raise ValueError(
+        f"env max_turns={max_turns} lets one prompt hold up to {max_turns} images (the first view "
+        f"and one per crop), but the vLLM engine's limit_mm_per_prompt allows {limit} image(s) per "
+        f"prompt, so vLLM would refuse long episodes mid-run. Lower max_turns to {limit}, or pass "
+        f"limit_mm_per_prompt={{'image': {max_turns}}}."
+    )
 
 
 class VLLMPolicy:
@@ -98,7 +130,7 @@ class VLLMPolicy:
             "max_model_len": max_model_len,
             "enable_prefix_caching": enable_prefix_caching,
             "seed": seed,
-            "limit_mm_per_prompt": {"image": 16},
+            "limit_mm_per_prompt": {"image": DEFAULT_IMAGE_LIMIT},
         }
         if trainable.min_pixels is not None and trainable.max_pixels is not None:
             kwargs["mm_processor_kwargs"] = {

@@ -9,6 +9,7 @@
 | `mme-realworld` | official JSON/JSONL (`Answer choices`) or VLMEvalKit TSV, options A-E | none | `formats.mme_realworld` |
 | `mme-realworld-lite` | the same formats, the Lite subset (a separate benchmark: refused as `mme-realworld`) | none | `formats.mme_realworld` |
 | `treebench` | JSONL with `target_instances` | [x1, y1, x2, y2] | `formats.treebench` |
+| `visualprobe` | Mini-o3's `VisualProbe_{Easy,Medium,Hard}/val.json` (free-form answers) | none | `formats.visualprobe` |
 | `refcoco` | JSON/JSONL records, one sample per expression | `bbox` [x, y, w, h] | `formats.refcoco` |
 | `jsonl` | the generic grounding-gym JSONL (documented in `formats.jsonl`) | declared `box_format` | `formats.jsonl` |
 
@@ -40,6 +41,7 @@ from grounding_gym.data.formats.mme_realworld import load_mme_realworld, load_mm
 from grounding_gym.data.formats.records import DatasetFormatError
 from grounding_gym.data.formats.refcoco import load_refcoco
 from grounding_gym.data.formats.treebench import box_miou, load_treebench
+from grounding_gym.data.formats.visualprobe import VISUALPROBE_LEVELS, load_visualprobe
 from grounding_gym.data.formats.vstar import VSTAR_CATEGORIES, load_vstar
 from grounding_gym.data.registry import DatasetLoader, declare_bin_edges, register_dataset
 from grounding_gym.scale import DEFAULT_BIN_EDGES, HR_BIN_EDGES
@@ -51,6 +53,7 @@ LOADERS: dict[str, DatasetLoader] = {
     "mme-realworld-lite": load_mme_realworld_lite,
     "treebench": load_treebench,
     "refcoco": load_refcoco,
+    "visualprobe": load_visualprobe,
     "jsonl": load_jsonl,
 }
 """Dataset name -> loader, as registered."""
@@ -72,6 +75,7 @@ _BIN_EDGES = {
         "TreeBench targets cover ~1e-5..1e-1 of the image: log-decade edges",
     ),
     "refcoco": (DEFAULT_BIN_EDGES, "RefCOCO objects are large (often > 0.1 of the image)"),
+    "visualprobe": (HR_BIN_EDGES, "high-resolution visual search (no boxes published)"),
 }
 """Dataset name -> (default scale-bin edges, why); `jsonl` declares none (the env's default)."""
 
@@ -84,6 +88,7 @@ __all__ = [
     "BOX_FORMATS",
     "HR_BIN_EDGES",
     "LOADERS",
+    "VISUALPROBE_LEVELS",
     "VSTAR_CATEGORIES",
     "DatasetFormatError",
     "EncodedImageRef",
@@ -95,6 +100,7 @@ __all__ = [
     "load_mme_realworld_lite",
     "load_refcoco",
     "load_treebench",
+    "load_visualprobe",
     "load_vstar",
     "parse_box",
 ]

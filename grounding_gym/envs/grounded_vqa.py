@@ -27,6 +27,7 @@ from grounding_gym.geometry import (
     resolve_crop,
     union_box,
 )
+from grounding_gym.judge import make_answer_judge
 from grounding_gym.rewards import (
     GROUNDING_AGGREGATIONS,
     GROUNDING_METRICS,
@@ -136,7 +137,7 @@ class GroundedVQAEnv(gym.Env[dict, str]):
     `crop_box` (original px or None), `crop_adjusted`, `crops` (all crops so far), `gt_boxes`,
     `crop_iou, crop_coverage, crop_rel_area` (None without a crop or ground truth),
     `target_rel_area, target_scale_bin, crop_scale_bin`, `reward_terms`, `messages`;
-    `correct` and `answer` on the answer step.
+    `correct` and `answer` on the answer step (and `judge`, the verdict, with `answer_judge`).
 
     ## Arguments
     `dataset="synthetic-hr"` (a registered name or a sequence of `Sample`), `dataset_kwargs`,
@@ -166,7 +167,10 @@ class GroundedVQAEnv(gym.Env[dict, str]):
     `resize_backend="pil", fast_resize=False, reduced_decode=False`),
     `first_view_cache=None` (a `grounding_gym.views.FirstViewCache` shared by a pool of envs:
     each sample's first view is rendered once; observations are identical),
-    `system_prompt`, `render_mode=None | "rgb_array"`. `env.renderer` renders the views.
+    `system_prompt`, `render_mode=None | "rgb_array"`, `answer_judge=None` (free-form answers:
+    a `grounding_gym.judge.JudgeConfig` as a dict, e.g. `{"model": ..., "base_url": ...}`;
+    exact / numeric match first, then a pinned, cached judge model; the verdict in
+    `info["judge"]`). `env.renderer` renders the views.
 
     ## Version History
     * v0: Initial release.
@@ -203,6 +207,7 @@ class GroundedVQAEnv(gym.Env[dict, str]):
         first_view_cache: FirstViewCache | None = None,
         system_prompt: str | None = None,
         render_mode: str | None = None,
+        answer_judge: Mapping[str, Any] | None = None,
     ):
         check_choice("invalid_box", invalid_box, INVALID_BOX_MODES)
         check_choice("grounding_metric", grounding_metric, GROUNDING_METRICS)
@@ -250,6 +255,7 @@ class GroundedVQAEnv(gym.Env[dict, str]):
         self.resize_backend = self.renderer.resize_backend
         self.system_prompt = DEFAULT_SYSTEM_PROMPT if system_prompt is None else system_prompt
         self.render_mode = render_mode
+        self.answer_judge = make_answer_judge(answer_judge)
         self._image_cache = ImageCache(image_cache_size)
         self._index_of_id: dict[str, int] | None = None
 
@@ -401,6 +407,10 @@ class GroundedVQAEnv(gym.Env[dict, str]):
 
     def score_answer(self, parsed: ParsedAction, sample: Sample) -> tuple[dict[str, float], dict]:
         """Reward terms of an answer step (without format and grounding) and extra info."""
+        if self.answer_judge is not None and not sample.options:  # free form: the pinned judge
+            verdict = self.answer_judge(sample.question, sample.answer, parsed.answer or "")
+            extra = {"correct": bool(verdict.correct), "answer": parsed.answer}
+            return {"answer": float(bool(verdict.correct))}, {**extra, "judge": verdict.record()}
         correct = answer_reward(parsed.answer or "", sample.answer, sample.options)
         return {"answer": correct}, {"correct": bool(correct), "answer": parsed.answer}
 

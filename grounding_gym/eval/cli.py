@@ -129,6 +129,8 @@ def _add_agent_args(parser: argparse.ArgumentParser, required: bool) -> None:
 
 
 def eval_parser() -> argparse.ArgumentParser:
+    from grounding_gym.wrappers.counterfactual import COUNTERFACTUALS
+
     parser = argparse.ArgumentParser(
         prog="grounding-gym eval",
         description="Evaluate an agent: one JSON line per episode (resumable), then summary "
@@ -187,6 +189,24 @@ def eval_parser() -> argparse.ArgumentParser:
         "MME-RealWorld, TreeBench, synthetic-hr: 0.001,0.01), else 0.1,0.3",
     )
     run.add_argument(
+        "--counterfactual",
+        choices=sorted(COUNTERFACTUALS),
+        default=None,
+        help="replace what each crop returns: blank (uniform image), shuffle (the same box of "
+        "another sample), no-tool (crops refused); compare the run with the real one for the "
+        "tool's gain and harm per scale bin",
+    )
+    run.add_argument(
+        "--answer-judge",
+        type=_json_arg,
+        default=None,
+        metavar="JSON",
+        help="judge free-form answers (env kwarg answer_judge): exact / numeric match first, then "
+        "a model behind an OpenAI-compatible endpoint at temperature 0 with a versioned prompt, "
+        'verdicts cached on disk, e.g. \'{"model": "Qwen/Qwen2.5-7B-Instruct", '
+        '"base_url": "http://127.0.0.1:8000/v1"}\' (fields: grounding_gym.judge.JudgeConfig)',
+    )
+    run.add_argument(
         "--overwrite", action="store_true", help="discard a different evaluation in --out"
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -198,6 +218,7 @@ def eval_main(argv: Sequence[str]) -> int:
     args = eval_parser().parse_args(list(argv))
     from grounding_gym.eval.harness import RunMismatchError, evaluate
     from grounding_gym.eval.report import summary_markdown
+    from grounding_gym.judge import JudgeError
 
     env_kwargs, dataset_kwargs = _env_options(args)
     setting: dict[str, Any] = {
@@ -220,8 +241,12 @@ def eval_main(argv: Sequence[str]) -> int:
             )
             return 2
         setting.update(_like(args.like, args))
+    if args.answer_judge is not None:
+        setting["env_kwargs"] = {**(setting["env_kwargs"] or {}), "answer_judge": args.answer_judge}
     benchmark = setting["benchmark"] or setting["dataset"] or _default_dataset(setting["env"])
     agent_slug = (args.label or args.agent).replace(":", "_").replace("/", "_")
+    if args.counterfactual and not args.label:
+        agent_slug += f"+{args.counterfactual}"
     out = args.out or os.path.join("runs", "eval", benchmark, f"{agent_slug}-s{setting['seed']}")
     try:
         summary = evaluate(
@@ -242,15 +267,25 @@ def eval_main(argv: Sequence[str]) -> int:
             label=args.label,
             bin_edges=setting["bin_edges"],
             samples=setting["samples"],
+            counterfactual=args.counterfactual,
         )
     except (
         RunMismatchError,
         FolderLockedError,
         ImportError,
-    ) as exc:  # ImportError: an agent's optional extra is missing
+        JudgeError,
+    ) as exc:  # ImportError: an agent's optional extra is missing; JudgeError: judge endpoint down
         print(f"eval: {exc}", file=sys.stderr)
         return 2
     print(summary_markdown(summary))
+    judged = summary["meta"].get("answer_judge")
+    if judged:
+        agreement = judged["agreement"]
+        print(
+            f"answer judge {judged['model']} (prompt {judged['prompt_version']}): {judged['n']} "
+            f"answers, sources {judged['by_source']}, {judged['errors']} judge_error(s), agreement "
+            "with exact match " + ("-" if agreement is None else f"{100.0 * agreement:.1f} %")
+        )
     print(
         f"results: {out}/ (episodes.jsonl, summary.json/.csv/.md"
         + ("" if args.no_plots else ", acc_vs_area.png, iou_hist.png")
@@ -421,7 +456,7 @@ def compare_main(argv: Sequence[str]) -> int:
         print(f"compare: --ref {args.ref!r} is not an index or one of {labels}", file=sys.stderr)
         return 2
     _warn_config_mismatch(summaries)
-    code = _print_comparison(args, summaries, ref)
+    code = _print_comparison(args, summaries, ref) or _print_contributions(args, summaries, ref)
     if code:
         return code
     if args.published is not None:
@@ -452,6 +487,51 @@ def _print_comparison(args: argparse.Namespace, summaries: list[dict[str, Any]],
         edges = summaries[0]["meta"].get("bin_edges") or ()
         if plot_acc_by_bin(summaries, args.plot, edges):
             print(f"plot: {args.plot}")
+    return 0
+
+
+def _print_contributions(
+    args: argparse.Namespace, summaries: list[dict[str, Any]], ref: int
+) -> int:
+    """For each counterfactual run (`eval --counterfactual`), the crops' gain / harm per scale bin
+    against the real run (the reference, else the first run without a counterfactual), and with
+    `--plot X.png` a plot `X_contribution_LABEL.png` beside it; 2 when a run has no records."""
+    from grounding_gym.eval.contribution import (
+        contribution_table,
+        plot_contribution,
+        tool_contribution,
+    )
+    from grounding_gym.eval.report import load_run_records
+
+    real = [i for i, s in enumerate(summaries) if not s["meta"].get("counterfactual")]
+    if not real:
+        return 0
+    base = ref if ref in real else real[0]
+    real_label = str(summaries[base]["meta"].get("label") or summaries[base]["meta"].get("agent"))
+    real_records = load_run_records(summaries[base])
+    edges = summaries[base]["meta"].get("bin_edges") or ()
+    for summary in summaries:
+        meta = summary["meta"]
+        if not meta.get("counterfactual"):
+            continue
+        label = str(meta.get("label") or meta.get("agent"))
+        cf_records = load_run_records(summary)
+        if not real_records or not cf_records:
+            missing = real_label if not real_records else label
+            print(
+                f"compare: tool contribution needs the episode records of both runs; {missing} "
+                "has no episodes.jsonl",
+                file=sys.stderr,
+            )
+            return 2
+        rows = tool_contribution(real_records, cf_records, edges)
+        print(contribution_table(rows, real_label, label, args.markdown))
+        if args.plot:
+            plot = Path(args.plot)
+            slug = label.replace("/", "_").replace(":", "_")
+            path = plot.with_name(f"{plot.stem}_contribution_{slug}{plot.suffix or '.png'}")
+            if plot_contribution(rows, path, real_label, label):
+                print(f"plot: {path}")
     return 0
 
 

@@ -47,6 +47,7 @@ from grounding_gym.eval.records import (
     read_records,
 )
 from grounding_gym.eval.report import load_summary, write_reports
+from grounding_gym.judge import judge_summary
 from grounding_gym.scale import check_bin_edges, parse_bin_spec, quantile_bin_edges
 
 __all__ = [
@@ -60,7 +61,15 @@ __all__ = [
 ]
 
 CONFIG_FILE = "config.json"
-_PINNED_KEYS = ("env_id", "env_kwargs", "agent", "agent_kwargs", "seed", "samples")
+_PINNED_KEYS = (
+    "env_id",
+    "env_kwargs",
+    "agent",
+    "agent_kwargs",
+    "seed",
+    "samples",
+    "counterfactual",
+)
 """config.json keys that must match for a run to be resumed (n may grow or shrink)."""
 
 
@@ -248,6 +257,7 @@ def evaluate(
     label: str | None = None,
     bin_edges: Sequence[float] | str | None = None,
     samples: tuple[int, int] | None = None,
+    counterfactual: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate `agent` on `n` episodes and return the summary (see `grounding_gym.eval.metrics`).
 
@@ -275,6 +285,9 @@ def evaluate(
             `meta["bin_edges"]` and `meta["bin_edges_source"]` record which were used and why.
         samples: `(start, stop)`: evaluate only dataset indices in `[start, stop)` (e.g. the
             questions a trainer held out); default the whole dataset.
+        counterfactual: run under `grounding_gym.wrappers.make_counterfactual(env, name, seed)`
+            ("blank", "shuffle", "no-tool": what a crop returns is replaced); recorded as
+            `meta["counterfactual"]`, for `compare`'s gain / harm table.
 
     Returns:
         The summary dict (also written to `out_dir/summary.json`), with `meta["out_dir"]`.
@@ -288,10 +301,10 @@ def evaluate(
         raise ValueError(f"num_envs must be >= 1, got {num_envs}")
     if isinstance(env, gym.Env) and num_envs != 1:
         raise ValueError("num_envs > 1 needs an env id (the harness builds the copies)")
-    first_env, env_id, used_kwargs = make_eval_env(env, dataset, dataset_kwargs, env_kwargs)
-    envs = [first_env] + [
-        make_eval_env(env_id, dataset, dataset_kwargs, env_kwargs)[0] for _ in range(num_envs - 1)
-    ]
+    envs, env_id, used_kwargs = _eval_envs(
+        env, num_envs, dataset, dataset_kwargs, env_kwargs, counterfactual, seed
+    )
+    first_env = envs[0]
     base: Any = first_env.unwrapped  # a GroundedVQA-style env: `dataset`, `scale_bin_edges`
     data = base.dataset
     if samples is not None:
@@ -300,6 +313,7 @@ def evaluate(
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     agent_name = agent if isinstance(agent, str) else type(agent).__name__
+    label = label or "+".join(filter(None, (agent_name, counterfactual)))
     dataset_name = used_kwargs.get("dataset", "custom")
     dataset_name = dataset_name if isinstance(dataset_name, str) else "custom"
     config = jsonable(
@@ -316,6 +330,7 @@ def evaluate(
             "n": n,
             "benchmark": benchmark or dataset_name,
             "samples": list(samples) if samples is not None else None,
+            "counterfactual": counterfactual,
         }
     )
 
@@ -371,6 +386,7 @@ def evaluate(
         "n_episodes": len(records),
         "dataset_split": dataset_split(records),
         "data_fingerprint": data_fingerprint(records),
+        "answer_judge": judge_summary(records),  # verdict sources, errors, agreement; or None
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "out_dir": str(out) if out is not None else None,
     }
@@ -381,6 +397,27 @@ def evaluate(
     if out is not None:
         write_reports(out, summary, records, plots=plots)
     return summary
+
+
+def _eval_envs(
+    env: str | gym.Env,
+    num_envs: int,
+    dataset: str | None,
+    dataset_kwargs: Mapping[str, Any] | None,
+    env_kwargs: Mapping[str, Any] | None,
+    counterfactual: str | None,
+    seed: int,
+) -> tuple[list[gym.Env], str, dict[str, Any]]:
+    """`num_envs` evaluation envs (`make_eval_env`), each wrapped in `counterfactual` if set."""
+    first_env, env_id, used_kwargs = make_eval_env(env, dataset, dataset_kwargs, env_kwargs)
+    envs = [first_env] + [
+        make_eval_env(env_id, dataset, dataset_kwargs, env_kwargs)[0] for _ in range(num_envs - 1)
+    ]
+    if counterfactual is not None:
+        from grounding_gym.wrappers.counterfactual import make_counterfactual
+
+        envs = [make_counterfactual(e, counterfactual, seed) for e in envs]
+    return envs, env_id, used_kwargs
 
 
 def _agent_report(agent: Agent | str, out: Path | None) -> Any:

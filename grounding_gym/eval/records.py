@@ -158,6 +158,8 @@ class EpisodeRecorder:
             rec["answered"] = True
             rec["answer"] = info.get("answer")
             rec["correct"] = bool(info.get("correct", False))
+            if info.get("judge") is not None:  # the answer judge's verdict (free-form answers)
+                rec["judge"] = info["judge"]
         rec["terminated"], rec["truncated"] = bool(terminated), bool(truncated)
 
     def stop(self) -> None:

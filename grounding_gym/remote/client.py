@@ -118,6 +118,16 @@ class GymEnvClient(EnvClient[Any, dict, GymState]):
         return response
 
 
+def _with_image(wire: dict[str, Any]) -> Any:
+    """The wire observation with its image back from the plain `image` field, where the server
+    sent it there (see `GymObservation`)."""
+    obs = wire["observation"]
+    image = obs.get("image") if isinstance(obs, dict) else None
+    if isinstance(image, dict) and image.get("png") is None and wire.get("image") is not None:
+        return {**obs, "image": {**image, "png": wire["image"]}}
+    return obs
+
+
 class RemoteEnv(gym.Env[Any, Any]):
     """A Gymnasium env backed by one session of a `grounding-gym serve` server.
 
@@ -133,10 +143,13 @@ class RemoteEnv(gym.Env[Any, Any]):
             about 10 MiB).
         image_cache_size: decoded images kept to skip decoding the conversation's repeats.
         token: the server's bearer token (`grounding-gym serve --token`), if it has one.
+        env_id: the Gymnasium id the caller expects the server to serve (None: any); checked
+            against the session's state on construction.
 
     Raises:
         RemoteEnvError: the server is full (`CAPACITY_REACHED`), or refuses a request.
         ConnectionError: no server answers at `base_url`.
+        ValueError: the server serves another id than `env_id`.
     """
 
     metadata = {"render_modes": []}
@@ -150,6 +163,7 @@ class RemoteEnv(gym.Env[Any, Any]):
         max_response_mb: float = 256.0,
         image_cache_size: int = 16,
         token: str | None = None,
+        env_id: str | None = None,
     ):
         self.base_url = base_url
         self._codec = ImageCodec(image_cache_size)
@@ -168,6 +182,12 @@ class RemoteEnv(gym.Env[Any, Any]):
             self._client.close()
             raise
         self.env_id: str = state.env_id
+        if env_id is not None and env_id != self.env_id:
+            self._client.close()
+            raise ValueError(
+                f"{base_url} serves {self.env_id!r}, not {env_id!r}: start "
+                f"`grounding-gym serve --env {env_id}` or ask for {self.env_id!r}"
+            )
         self.max_message_bytes: int = state.max_message_bytes
         self.observation_space = space_from_json(state.observation_space)
         self.action_space = space_from_json(state.action_space)
@@ -183,7 +203,7 @@ class RemoteEnv(gym.Env[Any, Any]):
         super().reset(seed=seed)
         result = self._client.reset(seed=seed, options=self._codec.to_json(options, "options"))
         wire = result.observation
-        return self._codec.from_json(wire["observation"]), self._codec.from_json(wire["info"])
+        return self._codec.from_json(_with_image(wire)), self._codec.from_json(wire["info"])
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
         """One step on the server.
@@ -203,7 +223,7 @@ class RemoteEnv(gym.Env[Any, Any]):
         result = self._client.step(payload)
         wire = result.observation
         return (
-            self._codec.from_json(wire["observation"]),
+            self._codec.from_json(_with_image(wire)),
             result.reward,
             wire["terminated"],
             wire["truncated"],

@@ -52,7 +52,7 @@ import gymnasium as gym
 from gymnasium import spaces
 
 import grounding_gym
-from grounding_gym.remote.codec import ImageCodec, WireDecodeError, space_to_json
+from grounding_gym.remote.codec import TAG, ImageCodec, WireDecodeError, space_to_json
 
 try:
     import uvicorn
@@ -110,10 +110,25 @@ class GymAction(Action):
 
 class GymObservation(Observation):
     """One `reset` or `step` result: `observation` and `info` in wire form; `reward` and `done`
-    (= terminated or truncated) are OpenEnv's fields, `reward` None after reset."""
+    (= terminated or truncated) are OpenEnv's fields, `reward` None after reset.
+
+    For grounding-gym's `{"image", "dialogue"}` observations the plain fields `dialogue`,
+    `image` and `reward_terms` carry them for any OpenEnv client (a stock `GenericEnvClient`
+    reads `observation["dialogue"]`); the image then travels once, in `image`, and
+    `observation["image"]["png"]` is null (`RemoteEnv` puts it back).
+    """
 
     observation: Any = Field(
         description="the env's observation, encoded by grounding_gym.remote.codec"
+    )
+    dialogue: str | None = Field(
+        default=None, description="the observation's text: the new turn (on reset, the question)"
+    )
+    image: str | None = Field(
+        default=None, description="the observation's image (the new view), base64 PNG, lossless"
+    )
+    reward_terms: dict[str, float] = Field(
+        default_factory=dict, description="this step's reward terms (info['reward_terms'])"
     )
     info: Any = Field(description="the env's info dict, encoded by grounding_gym.remote.codec")
     terminated: bool = Field(default=False, description="Gymnasium's terminated")
@@ -288,9 +303,11 @@ class GymnasiumEnvironment(Environment[GymAction, GymObservation, GymState]):
     def _observation(
         self, obs: Any, info: dict, reward: float | None, terminated: bool, truncated: bool
     ) -> GymObservation:
+        wire = self.codec.to_json(obs, "observation")
         return GymObservation(
-            observation=self.codec.to_json(obs, "observation"),
+            observation=wire,
             info=self.codec.to_json(info, "info"),
+            **plain_fields(wire, info),
             reward=reward,
             done=terminated or truncated,
             terminated=terminated,
@@ -302,6 +319,21 @@ def _quote(value: Any, limit: int = 80) -> str:
     """`repr(value)` cut to `limit` characters: errors never echo a whole request."""
     text = repr(value)
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} chars)"
+
+
+def plain_fields(wire: Any, info: Mapping[str, Any]) -> dict[str, Any]:
+    """`GymObservation`'s plain fields of a wire observation (moves its PNG to `image`)."""
+    fields: dict[str, Any] = {}
+    if isinstance(wire, dict):
+        if isinstance(wire.get("dialogue"), str):
+            fields["dialogue"] = wire["dialogue"]
+        image = wire.get("image")
+        if isinstance(image, dict) and image.get(TAG) == "png":
+            fields["image"], wire["image"] = image["png"], {**image, "png": None}
+    terms = info.get("reward_terms")
+    if isinstance(terms, Mapping):
+        fields["reward_terms"] = {str(k): float(v) for k, v in terms.items()}
+    return fields
 
 
 class MaxBodySize:

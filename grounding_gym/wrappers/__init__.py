@@ -6,9 +6,19 @@
 
 `FixedSizeObservation` (fixed_size.py) resizes the view (and can one-hot the options);
 `DiscreteCropAnswer` (discrete.py) maps grid tiles of the current view and answer letters to
-action text. Both rely only on gymnasium, numpy and pillow.
+action text. `BlankCrops`, `ShuffleCrops` and `NoTool` (counterfactual.py) change what a crop
+returns, to measure what the crops contribute (`make_counterfactual(env, "blank")`). All rely only
+on gymnasium, numpy and pillow.
 """
 
+from grounding_gym.wrappers.counterfactual import (
+    COUNTERFACTUALS,
+    BlankCrops,
+    CounterfactualWrapper,
+    NoTool,
+    ShuffleCrops,
+    make_counterfactual,
+)
 from grounding_gym.wrappers.discrete import DiscreteCropAnswer, discrete_action_text, grid_tiles
 from grounding_gym.wrappers.fixed_size import (
     FixedSizeObservation,
@@ -18,11 +28,17 @@ from grounding_gym.wrappers.fixed_size import (
 )
 
 __all__ = [
+    "COUNTERFACTUALS",
+    "BlankCrops",
+    "CounterfactualWrapper",
     "DiscreteCropAnswer",
     "FixedSizeObservation",
+    "NoTool",
+    "ShuffleCrops",
     "discrete_action_text",
     "encode_options",
     "grid_tiles",
+    "make_counterfactual",
     "option_vocabulary",
     "resize_view",
 ]
