@@ -35,8 +35,8 @@ group (position // `num_generations`; set `adapter.num_generations`). An SRPO ad
 mean over its group, so with `GRPOConfig(scale_rewards="none")` TRL's advantage `r - mean(r)`
 equals it exactly. Use it as the ONLY reward function (or give the others weight 0), and keep
 every group on one process (`per_device_train_batch_size * steps_per_generation` a multiple of
-`num_generations`, TRL's default layout). With `rollout_func` a completion's scale is its episode's first crop
-(`episode_rel_area`); without it, the replayed crop's relative area.
+`num_generations`, TRL's default layout). With `rollout_func` a completion's scale is its
+episode's first crop (`episode_rel_area`); without it, the replayed crop's relative area.
 
     adapter = TRLEnvAdapter("GroundedVQA-HR-v0", env_kwargs={"max_turns": 3})
     trainer = GRPOTrainer(
