@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from agents.analysis import bootstrap_ci, plot_curve_panels, save_figure
-from agents.checkpoint import atomic_torch_save, atomic_write_text
+from agents.checkpoint import atomic_torch_save
 from agents.config import TrainerConfig
 from agents.policies.tiny_qwen import (
     TINY_MAX_PIXELS,
@@ -46,6 +46,7 @@ from agents.policies.tiny_qwen import (
 from agents.rollout import collect_groups, rollout_metrics
 from agents.sft import sft_train, write_sft_dataset
 from agents.trainer import Trainer
+from grounding_gym.atomic import atomic_write_text
 from grounding_gym.eval.harness import evaluate
 
 __all__ = [
