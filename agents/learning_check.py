@@ -283,8 +283,10 @@ class FlippedSignTrainer(Trainer):
     """A `Trainer` whose advantages have the wrong sign: the control that the learning check
     can fail (RL then pushes up the tokens of the worse rollouts)."""
 
-    def advantages(self, trajectories: Sequence[Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        adv, stats = super().advantages(trajectories)
+    def advantages(
+        self, trajectories: Sequence[Any], arrays: dict[str, Any] | None = None
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        adv, stats = super().advantages(trajectories, arrays)
         return -adv, stats
 
 
