@@ -362,7 +362,7 @@ METRICS = (
     ("sampled/reward", "held-out reward (sampled)"),
     ("sampled/acc", "accuracy (sampled)"),
     ("sampled/reward_format", "format (sampled)"),
-    ("sampled/crop_iou", "crop IoU (sampled)"),
+    ("sampled/miou", "mIoU (sampled)"),
     ("greedy/reward", "reward (greedy)"),
     ("greedy/acc", "accuracy (greedy)"),
 )
