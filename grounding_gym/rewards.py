@@ -18,6 +18,7 @@ import string
 from collections.abc import Iterable, Mapping, Sequence
 
 from grounding_gym.geometry import Box, coverage, iou, union_box
+from grounding_gym.validation import check_keys
 
 DEFAULT_REWARD_WEIGHTS: dict[str, float] = {"answer": 1.0, "format": 0.1, "grounding": 0.5}
 REWARD_TERMS = ("answer", "format", "grounding")
@@ -166,8 +167,18 @@ def grounding_reward(
     return sum(scores) / len(scores)
 
 
-def check_reward_weights(weights: Mapping[str, float] | None) -> dict[str, float]:
-    """Defaults overridden by `weights`; every weight a finite float."""
+def check_reward_weights(
+    weights: Mapping[str, float] | None, terms: Sequence[str] = REWARD_TERMS
+) -> dict[str, float]:
+    """Defaults overridden by `weights`; every key one of `terms` (the env's reward terms),
+    every weight a finite float.
+
+    >>> check_reward_weights({"anser": 5.0})
+    Traceback (most recent call last):
+    ...
+    ValueError: reward_weights: unknown key 'anser'. Did you mean 'answer'? Valid keys: ['answer', 'format', 'grounding']
+    """
+    check_keys("reward_weights", weights or {}, terms)
     merged = dict(DEFAULT_REWARD_WEIGHTS)
     for name, value in (weights or {}).items():
         if not math.isfinite(float(value)):

@@ -336,7 +336,9 @@ class EvidenceDescriptionEnv(GroundedVQAEnv):
                 f"max_compression_ratio > 1, got {min_evidence_words}, {ngram_size}, "
                 f"{max_ngram_repeats}, {max_compression_ratio}"
             )
-        weights = check_reward_weights({**EVIDENCE_REWARD_WEIGHTS, **(reward_weights or {})})
+        weights = check_reward_weights(
+            {**EVIDENCE_REWARD_WEIGHTS, **(reward_weights or {})}, terms=tuple(self._zero_terms())
+        )
         super().__init__(
             dataset,
             reward_weights=weights,

@@ -206,7 +206,7 @@ class GroundedVQAEnv(gym.Env[dict, str]):
             float(max_aspect),
         )
         self.multi_box, self.max_action_chars = multi_box, max_action_chars
-        self.reward_weights = check_reward_weights(reward_weights)
+        self.reward_weights = check_reward_weights(reward_weights, terms=tuple(self._zero_terms()))
         self.grounding_metric, self.grounding_agg = grounding_metric, grounding_agg
         self.scale_bin_edges, self.scale_bin_edges_source = _resolve_bin_edges(
             scale_bin_edges, dataset

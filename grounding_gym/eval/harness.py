@@ -36,11 +36,12 @@ import gymnasium as gym
 import numpy as np
 
 from grounding_gym.atomic import atomic_write_text
-from grounding_gym.eval.agents import Agent, make_agent
+from grounding_gym.eval.agents import Agent, import_entry_point, make_agent
 from grounding_gym.eval.metrics import summarize
 from grounding_gym.eval.records import EpisodeRecorder, append_record, jsonable, read_records
 from grounding_gym.eval.report import load_summary, write_reports
 from grounding_gym.scale import check_bin_edges, parse_bin_spec, quantile_bin_edges
+from grounding_gym.validation import check_call_kwargs, did_you_mean
 
 __all__ = [
     "EPISODES_FILE",
@@ -138,7 +139,23 @@ def make_eval_env(
             kwargs["dataset"] = default  # recorded, so the run names its data
     if dataset_kwargs:
         kwargs["dataset_kwargs"] = dict(dataset_kwargs)
+    check_env_kwargs(env, kwargs)
     return gym.make(env, disable_env_checker=True, **kwargs), env, kwargs
+
+
+def check_env_kwargs(env_id: str, kwargs: Mapping[str, Any]) -> None:
+    """Raise a ValueError for an unknown env id or env kwarg, naming the closest valid one
+    (`gym.make` itself raises a bare TypeError deep in the env's constructor)."""
+    ensure_datasets()
+    if env_id not in gym.registry:
+        raise ValueError(
+            f"Unknown env id {env_id!r}.{did_you_mean(env_id, gym.registry)} "
+            "`grounding-gym list envs` lists them."
+        )
+    entry = gym.spec(env_id).entry_point
+    cls = import_entry_point(entry, what=f"env {env_id!r}") if isinstance(entry, str) else entry
+    given = {**gym.spec(env_id).kwargs, **kwargs}
+    check_call_kwargs(f"env {env_id!r} (env kwargs)", cls, given)
 
 
 @dataclass
