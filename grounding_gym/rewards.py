@@ -6,8 +6,14 @@ step in `info["reward_terms"]` and pays `combine_rewards(terms, weights)`.
 | term        | range  | when                                                     |
 |-------------|--------|----------------------------------------------------------|
 | `answer`    | {0, 1} | the answer step: 1 when the answer matches the sample's  |
-| `format`    | {0, 1} | every step: 1 for a well-formed action the env accepted  |
+| `format`    | [0, 1] | the last step: the share of the episode's actions that   |
+|             |        | were well-formed and accepted (0 on earlier steps)        |
 | `grounding` | [0, 1] | the last step: IoU or coverage of the episode's crops    |
+
+`format` is paid once per episode, as a mean over turns, so padding an episode with useless
+turns never earns more than answering at once: with the default weights an immediate correct
+answer earns 1.0 + 0.1 = 1.1, and four well-formed crops of nothing then the same answer also
+1.1 (each turn paying 0.1 would give 1.5).
 """
 
 from __future__ import annotations
@@ -129,6 +135,17 @@ def format_reward(format_ok: bool, accepted: bool = True) -> float:
     (1.0, 0.0)
     """
     return float(format_ok and accepted)
+
+
+def episode_format_reward(step_formats: Sequence[float]) -> float:
+    """The episode's format term: the mean of its steps' `format_reward`s (0 for no steps).
+
+    >>> episode_format_reward([1.0, 1.0, 1.0, 1.0, 1.0]), episode_format_reward([1.0])
+    (1.0, 1.0)
+    >>> episode_format_reward([0.0, 1.0])  # one refused crop, then an answer
+    0.5
+    """
+    return float(sum(step_formats) / len(step_formats)) if step_formats else 0.0
 
 
 def crop_score(crop_orig: Box, gt_boxes: Sequence[Box], metric: str = "iou") -> float:

@@ -70,8 +70,7 @@ def check_call_kwargs(
             argument missing from `kwargs` (named).
     """
     named: dict[str, inspect.Parameter] = {}
-    is_class = isinstance(func, type)  # each __init__ also takes `self` first
-    skip = positional + is_class
+    skip = positional + isinstance(func, type)  # each __init__ also takes `self` first
     for target in _signature_chain(func):
         try:
             params = inspect.signature(target).parameters
@@ -80,7 +79,6 @@ def check_call_kwargs(
         for name, p in list(params.items())[skip:]:
             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
                 named.setdefault(name, p)
-        skip = int(is_class)
         if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
             check_keys(what, kwargs, named)
             break

@@ -138,7 +138,8 @@ class DeepEyesEnv(GroundedVQAEnv):
     `system_prompt` defaulting to `DEEPEYES_SYSTEM_PROMPT`.
 
     ## Version History
-    * v0: Initial release.
+    * v0: Initial release. Changed in place (pre-1.0): `format` is the mean over turns, paid on
+      the last step (`GroundedVQAEnv`'s change); a refused crop's `action_kind` is "invalid".
     """
 
     def __init__(
