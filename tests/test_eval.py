@@ -239,8 +239,9 @@ def test_resume_runs_only_missing_episodes(tmp_path):
     assert third.calls == 0
 
 
-class Crash(Exception):
-    """Stands in for a kill mid-evaluation."""
+class Crash(KeyboardInterrupt):
+    """Stands in for a kill (Ctrl-C) mid-evaluation: not an `Exception`, so `on_error` does not
+    catch it."""
 
 
 class RandomCropUntilCrash:

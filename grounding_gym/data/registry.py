@@ -61,6 +61,19 @@ def list_datasets() -> list[str]:
     return sorted(_LOADERS)
 
 
+def dataset_loader(name: str) -> DatasetLoader:
+    """The loader registered as `name`.
+
+    Raises:
+        ValueError: unknown name (with the closest registered name).
+    """
+    if name not in _LOADERS:
+        raise ValueError(
+            f"Unknown dataset {name!r}; registered: {list_datasets()}.{did_you_mean(name, _LOADERS)}"
+        )
+    return _LOADERS[name]
+
+
 def make_dataset(name: str, **kwargs: Any) -> Sequence[Sample]:
     """Build the dataset registered as `name` with the loader's keyword arguments.
 
@@ -68,10 +81,6 @@ def make_dataset(name: str, **kwargs: Any) -> Sequence[Sample]:
         ValueError: unknown name (with the closest registered name), an unknown keyword
             argument (with the closest of the loader's), or a missing required one (named).
     """
-    if name not in _LOADERS:
-        raise ValueError(
-            f"Unknown dataset {name!r}; registered: {list_datasets()}.{did_you_mean(name, _LOADERS)}"
-        )
-    loader = _LOADERS[name]
+    loader = dataset_loader(name)
     check_call_kwargs(f"dataset {name!r} (dataset_kwargs / data_dir)", loader, kwargs)
     return loader(**kwargs)

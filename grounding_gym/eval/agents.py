@@ -33,6 +33,7 @@ from grounding_gym.validation import check_call_kwargs, did_you_mean
 
 __all__ = [
     "Agent",
+    "AgentUnavailableError",
     "AgentSpec",
     "PolicyAgent",
     "action_frame",
@@ -64,6 +65,14 @@ class Agent(Protocol):
 
 
 AgentFactory = Callable[..., Agent]
+
+
+class AgentUnavailableError(RuntimeError):
+    """The agent cannot act at all (e.g. its model server is unreachable after retries).
+
+    The harness always stops on it, whatever `on_error`: the episodes in flight are not
+    written, so running the same evaluation again resumes them.
+    """
 
 
 @dataclass(frozen=True)

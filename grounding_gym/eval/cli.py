@@ -187,6 +187,14 @@ def eval_parser() -> argparse.ArgumentParser:
         "MME-RealWorld, TreeBench, synthetic-hr: 0.001,0.01), else 0.1,0.3",
     )
     run.add_argument(
+        "--on-error",
+        choices=("record", "skip", "raise"),
+        default="record",
+        help="an episode that fails (e.g. a corrupt image): record it with its error, left out "
+        "of the metrics and counted in the summary (default); skip it (retried on resume); or "
+        "raise (stop the run)",
+    )
+    run.add_argument(
         "--overwrite", action="store_true", help="discard a different evaluation in --out"
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -242,6 +250,7 @@ def eval_main(argv: Sequence[str]) -> int:
             label=args.label,
             bin_edges=setting["bin_edges"],
             samples=setting["samples"],
+            on_error=args.on_error,
         )
     except (
         RunMismatchError,

@@ -31,6 +31,7 @@ from typing import Any
 from grounding_gym.data.formats.common import (
     BOX_FORMATS,
     BoxFitter,
+    DatasetFormatError,
     EncodedImageRef,
     IdRegistry,
     ImageFields,
@@ -60,6 +61,7 @@ def load_jsonl(
     data_dir: str | os.PathLike | None = None,
     read_sizes: bool = False,
     limit: int | None = None,
+    bad_rows: list[DatasetFormatError] | None = None,
 ) -> list[Sample]:
     """Samples from a file in the generic JSONL format (see the module docstring).
 
@@ -70,6 +72,8 @@ def load_jsonl(
         read_sizes: read every image's header (no pixel decode) to fill `Sample.image_size` and
             clip boxes to the image; always done for lines with normalised boxes.
         limit: keep the first `limit` samples.
+        bad_rows: collect the error of each bad line here and skip the line, instead of
+            raising on the first (`grounding-gym check-dataset` lists them all).
 
     Returns:
         Samples in file order; `metadata` is the line's `metadata` plus `line`, `image_key`.
@@ -82,10 +86,15 @@ def load_jsonl(
     file, root = resolve_file("jsonl", path, data_dir, (".jsonl",))
     images, ids, fitter = ImageFields(root), IdRegistry(), BoxFitter("jsonl")
     samples: list[Sample] = []
-    for record in iter_jsonl(file):
+    for record in iter_jsonl(file, bad_rows):
         if limit is not None and len(samples) >= limit:
             break
-        samples.append(_jsonl_sample(file, record, read_sizes, images, ids, fitter))
+        try:
+            samples.append(_jsonl_sample(file, record, read_sizes, images, ids, fitter))
+        except DatasetFormatError as err:
+            if bad_rows is None:
+                raise
+            bad_rows.append(err)
     fitter.warn()
     return samples
 
