@@ -67,7 +67,7 @@ class Agent(Protocol):
 AgentFactory = Callable[..., Agent]
 
 
-class AgentUnavailableError(RuntimeError):
+class AgentUnavailableError(ConnectionError):
     """The agent cannot act at all (e.g. its model server is unreachable after retries).
 
     The harness always stops on it, whatever `on_error`: the episodes in flight are not
@@ -308,6 +308,13 @@ register_agent(
     "agents.baselines.lvlm:make_vllm_agent",
     description="a Qwen2.5-VL-style checkpoint through a vLLM engine, GPU only (agent kwargs model=DIR, ...)",
     requires="vllm",
+)
+register_agent(
+    "openai",
+    "grounding_gym.eval.openai_agent:OpenAIAgent",
+    description="any model behind an OpenAI-compatible chat endpoint: vLLM, SGLang, transformers "
+    "serve, hosted APIs (agent kwargs base_url=, model=, max_tokens=, temperature=, ...)",
+    requires="openai",
 )
 register_agent(
     "replay",

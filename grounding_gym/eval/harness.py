@@ -446,7 +446,7 @@ def _run_episodes(
 ) -> Iterator[dict[str, Any]]:
     """Step `envs` together until `pending` is empty; yield each record as its episode ends
     (with `on_error="record"`, also the record of each failed episode)."""
-    runner = _Runner(envs, plan, pending, seed, on_error)
+    runner = _Runner(agent, envs, plan, pending, seed, on_error)
     for k in range(len(envs)):
         yield from runner.start(k)
     while True:
@@ -477,9 +477,16 @@ class _Runner:
     """The env slots of `_run_episodes` and what happens to an episode: start, step, end, fail."""
 
     def __init__(
-        self, envs: list[gym.Env], plan: list[int], pending: deque[int], seed: int, on_error: str
+        self,
+        agent: Agent,
+        envs: list[gym.Env],
+        plan: list[int],
+        pending: deque[int],
+        seed: int,
+        on_error: str,
     ):
         self.envs, self.plan, self.pending, self.seed = envs, plan, pending, seed
+        self.episode_log = getattr(agent, "episode_log", None)
         self.on_error = on_error
         self.slots: list[_Slot | None] = [None] * len(envs)
 
@@ -523,10 +530,12 @@ class _Runner:
             yield from self.end(k, slot.recorder.finish(time.perf_counter() - slot.started))
 
     def end(self, k: int, record: dict[str, Any] | None) -> Iterator[dict[str, Any]]:
-        """Free slot `k`, yield its record (if any), start the next episode there."""
-        self.slots[k] = None
+        """Free slot `k`, yield its record (if any, with the agent's `episode_log(episode)` as
+        `agent_log` when the agent keeps one), start the next episode there."""
+        slot, self.slots[k] = self.slots[k], None
+        log = self.episode_log(slot.episode) if callable(self.episode_log) and slot else None
         if record is not None:
-            yield record
+            yield record if log is None else {**record, "agent_log": jsonable(log)}
         yield from self.start(k)
 
     def failure(
