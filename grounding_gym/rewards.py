@@ -23,6 +23,7 @@ import re
 import string
 from collections.abc import Iterable, Mapping, Sequence
 
+from grounding_gym.actions import parse_action
 from grounding_gym.geometry import Box, coverage, iou, union_box
 from grounding_gym.validation import check_keys
 
@@ -113,14 +114,21 @@ def answer_reward(
 ) -> float:
     """1.0 when `predicted` matches the gold `answer`, else 0.0.
 
+    `predicted` may be a whole action: the text inside the env's own answer tag
+    (`<answer>...</answer>`, after any `<think>`) is scored, as the env scores it.
     Multiple choice (`options` given): the extracted letter must equal `answer` (a letter).
     Free form: numeric match within `rel_tol`, else normalised exact match.
 
     >>> answer_reward("The answer is B", "B", options=["x", "y"])
     1.0
+    >>> answer_reward("<think>...</think><answer>C</answer>", "C", options=["x", "y", "z"])
+    1.0
     >>> answer_reward("Two apples", "two apples")
     1.0
     """
+    parsed = parse_action(predicted)
+    if parsed.kind == "answer" and parsed.answer is not None:
+        predicted = parsed.answer
     if options:
         return float(extract_choice(predicted, options) == answer.strip().upper())
     if numbers_match(predicted, answer, rel_tol=rel_tol):
