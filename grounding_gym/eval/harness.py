@@ -251,6 +251,7 @@ def evaluate(
     benchmark: str | None = None,
     label: str | None = None,
     bin_edges: Sequence[float] | str | None = None,
+    bin_edges_source: str | None = None,
     samples: tuple[int, int] | None = None,
     on_error: str = "record",
 ) -> dict[str, Any]:
@@ -278,6 +279,8 @@ def evaluate(
             `"quantiles:K"` (K equal-count bins of this run's targets); default the env's
             `scale_bin_edges` (the dataset's declared edges). Only the summary depends on them;
             `meta["bin_edges"]` and `meta["bin_edges_source"]` record which were used and why.
+        bin_edges_source: why the given `bin_edges` (default "given (--bin-edges)"), e.g.
+            taken from another run.
         samples: `(start, stop)`: evaluate only dataset indices in `[start, stop)` (e.g. the
             questions a trainer held out); default the whole dataset.
         on_error: "record" (default), "skip" or "raise": what an exception in one episode does
@@ -362,7 +365,7 @@ def evaluate(
     failed = [r for r in records if r.get("error")]
     records = [r for r in records if not r.get("error")]
     with_options = [r["num_options"] for r in records if r.get("num_options")]
-    edges, edges_source = summary_bin_edges(bin_edges, base, records)
+    edges, edges_source = summary_bin_edges(bin_edges, base, records, bin_edges_source)
     meta = {
         **config,
         "label": label or agent_name,
@@ -418,10 +421,14 @@ def _agent_report(agent: Agent | str, out: Path | None) -> Any:
 
 
 def summary_bin_edges(
-    spec: Sequence[float] | str | None, env: Any, records: Sequence[Mapping[str, Any]]
+    spec: Sequence[float] | str | None,
+    env: Any,
+    records: Sequence[Mapping[str, Any]],
+    source: str | None = None,
 ) -> tuple[tuple[float, ...], str]:
-    """`(edges, why)` of a summary: edges given, `"quantiles:K"` of the records' target areas,
-    or the env's `scale_bin_edges` (with its `scale_bin_edges_source`)."""
+    """`(edges, why)` of a summary: edges given (why: `source`, default "given
+    (--bin-edges)"), `"quantiles:K"` of the records' target areas, or the env's
+    `scale_bin_edges` (with its `scale_bin_edges_source`)."""
     if spec is None:
         return tuple(env.scale_bin_edges), str(
             getattr(env, "scale_bin_edges_source", "the env's scale_bin_edges")
@@ -433,7 +440,7 @@ def summary_bin_edges(
             edges,
             f"quantiles:{parsed}: {len(edges) + 1} equal-count bins of this run's target areas",
         )
-    return parsed, "given (--bin-edges)"
+    return parsed, source or "given (--bin-edges)"
 
 
 def _run_episodes(
