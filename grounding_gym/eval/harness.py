@@ -12,8 +12,9 @@ reports are rebuilt from the file at the end, so they always cover every episode
 `config.json` pins what must not change between a run and its resumption (env, dataset, agent,
 seed); a mismatch raises unless `overwrite=True` starts over.
 
-`num_envs > 1` steps that many envs together and hands the agent one batch per step (useful for
-batched model inference); slots are refilled as episodes end. An agent may return None for an
+`num_envs > 1` steps that many envs together, in threads, and hands the agent one batch per step
+(useful for batched model inference and for API agents with requests in flight); slots are
+refilled as episodes end. An agent may return None for an
 env: that episode ends there, unanswered (`truncated`), without another step.
 
 `on_error` says what an exception in one episode does (a corrupt image at `reset`, a failing
@@ -37,6 +38,7 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -454,7 +456,15 @@ def _run_episodes(
     """Step `envs` together until `pending` is empty; yield each record as its episode ends
     (with `on_error="record"`, also the record of each failed episode)."""
     runner = _Runner(agent, envs, plan, pending, seed, on_error)
-    for k in range(len(envs)):
+    try:
+        yield from _loop(agent, runner)
+    finally:
+        runner.close()
+
+
+def _loop(agent: Agent, runner: _Runner) -> Iterator[dict[str, Any]]:
+    """Fill every slot, then ask the agent for a batch and step it until no slot is busy."""
+    for k in range(len(runner.envs)):
         yield from runner.start(k)
     while True:
         active = [k for k, slot in enumerate(runner.slots) if slot is not None]
@@ -476,8 +486,10 @@ def _run_episodes(
             raise ValueError(
                 f"agent returned {len(actions)} actions for {len(active)} observations"
             )
-        for k, action in zip(active, actions, strict=True):
-            yield from runner.step(k, action)
+        texts = [None if a is None else a if isinstance(a, str) else str(a) for a in actions]
+        outcomes = runner.step_envs(active, texts)
+        for k, text, outcome in zip(active, texts, outcomes, strict=True):
+            yield from runner.step(k, text, outcome)
 
 
 class _Runner:
@@ -494,6 +506,7 @@ class _Runner:
     ):
         self.envs, self.plan, self.pending, self.seed = envs, plan, pending, seed
         self.episode_log = getattr(agent, "episode_log", None)
+        self._pool: ThreadPoolExecutor | None = None
         self.on_error = on_error
         self.slots: list[_Slot | None] = [None] * len(envs)
 
@@ -517,24 +530,46 @@ class _Runner:
             )
             self.slots[k] = _Slot(episode, index, obs, info, recorder, started)
 
-    def step(self, k: int, action: str | None) -> Iterator[dict[str, Any]]:
-        """Step slot `k` with `action` (None: the agent gives up, the episode ends unanswered)."""
+    def step_envs(self, ks: list[int], texts: list[str | None]) -> list[Any]:
+        """`env.step(text)` of each slot in `ks`, in threads when several envs run (PIL and
+        OpenCV release the GIL): the step's 5-tuple, the exception it raised, or None for no
+        action. Each env is stepped by one thread, so results do not depend on the threads."""
+
+        def one(k: int, text: str | None) -> Any:
+            if text is None:
+                return None
+            try:
+                return self.envs[k].step(text)
+            except Exception as exc:
+                return exc
+
+        if len(ks) == 1:
+            return [one(ks[0], texts[0])]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(len(self.envs), thread_name_prefix="env-step")
+        return list(self._pool.map(one, ks, texts))
+
+    def step(self, k: int, text: str | None, outcome: Any) -> Iterator[dict[str, Any]]:
+        """Record slot `k`'s step (`outcome` of `step_envs`; None: the agent gave up, the
+        episode ends unanswered); end the episode when it is over."""
         slot = self.slots[k]
         assert slot is not None
-        if action is None:
+        if text is None:
             slot.recorder.stop()
             terminated, truncated = False, True
+        elif isinstance(outcome, Exception):
+            yield from self.end(k, self.failure(k, "step", outcome))
+            return
         else:
-            text = action if isinstance(action, str) else str(action)
-            try:
-                obs, reward, terminated, truncated, info = self.envs[k].step(text)
-            except Exception as exc:
-                yield from self.end(k, self.failure(k, "step", exc))
-                return
+            obs, reward, terminated, truncated, info = outcome
             slot.recorder.step(text, float(reward), terminated, truncated, info)
             slot.obs, slot.info = obs, info
         if terminated or truncated:
             yield from self.end(k, slot.recorder.finish(time.perf_counter() - slot.started))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
 
     def end(self, k: int, record: dict[str, Any] | None) -> Iterator[dict[str, Any]]:
         """Free slot `k`, yield its record (if any, with the agent's `episode_log(episode)` as
