@@ -101,6 +101,7 @@ def rescore(folder: Path, write: bool) -> dict[str, Any]:
             samples=tuple(config["samples"]) if config.get("samples") else None,
             out_dir=folder,
             progress=False,
+            plots=(folder / "acc_vs_area.png").exists(),  # as shipped (plots show no rewards)
             benchmark=config.get("benchmark"),
             label=meta.get("label"),
             bin_edges=meta.get("bin_edges"),
