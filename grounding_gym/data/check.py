@@ -87,10 +87,11 @@ def _image_problems(samples: Sequence[Sample], decode: bool) -> Iterator[Problem
         key = sample.metadata.get("image_key") or _source_key(sample.image)
         if key not in seen:
             seen[key] = _image_error(sample.image, decode)
-        if seen[key] is not None:
+        error = seen[key]
+        if error is not None:
             line = sample.metadata.get("line")
             where = f"line {line}" if line is not None else f"sample index {index}"
-            yield Problem(f"{where}, {describe_source(sample.image)}", sample.id, seen[key])
+            yield Problem(f"{where}, {describe_source(sample.image)}", sample.id, error)
 
 
 def _image_error(source: Any, decode: bool) -> str | None:

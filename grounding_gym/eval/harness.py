@@ -171,8 +171,9 @@ def check_env_kwargs(env_id: str, kwargs: Mapping[str, Any]) -> None:
         )
     entry = gym.spec(env_id).entry_point
     cls = import_entry_point(entry, what=f"env {env_id!r}") if isinstance(entry, str) else entry
-    given = {**gym.spec(env_id).kwargs, **kwargs}
-    check_call_kwargs(f"env {env_id!r} (env kwargs)", cls, given)
+    if callable(cls):
+        given = {**gym.spec(env_id).kwargs, **kwargs}
+        check_call_kwargs(f"env {env_id!r} (env kwargs)", cls, given)
 
 
 @dataclass
