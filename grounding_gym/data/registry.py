@@ -10,11 +10,11 @@ eval summary and plots use them unless edges are given (`dataset_bin_edges`).
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from grounding_gym.data.sample import Sample
+from grounding_gym.validation import check_call_kwargs, did_you_mean
 
 DatasetLoader = Callable[..., Sequence[Sample]]
 
@@ -61,14 +61,26 @@ def list_datasets() -> list[str]:
     return sorted(_LOADERS)
 
 
+def dataset_loader(name: str) -> DatasetLoader:
+    """The loader registered as `name`.
+
+    Raises:
+        ValueError: unknown name (with the closest registered name).
+    """
+    if name not in _LOADERS:
+        raise ValueError(
+            f"Unknown dataset {name!r}; registered: {list_datasets()}.{did_you_mean(name, _LOADERS)}"
+        )
+    return _LOADERS[name]
+
+
 def make_dataset(name: str, **kwargs: Any) -> Sequence[Sample]:
     """Build the dataset registered as `name` with the loader's keyword arguments.
 
     Raises:
-        ValueError: unknown name (with the closest registered names).
+        ValueError: unknown name (with the closest registered name), an unknown keyword
+            argument (with the closest of the loader's), or a missing required one (named).
     """
-    if name not in _LOADERS:
-        hint = difflib.get_close_matches(name, list(_LOADERS), n=1)
-        suggestion = f" Did you mean {hint[0]!r}?" if hint else ""
-        raise ValueError(f"Unknown dataset {name!r}; registered: {list_datasets()}.{suggestion}")
-    return _LOADERS[name](**kwargs)
+    loader = dataset_loader(name)
+    check_call_kwargs(f"dataset {name!r} (dataset_kwargs / data_dir)", loader, kwargs)
+    return loader(**kwargs)

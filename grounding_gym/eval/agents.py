@@ -19,7 +19,6 @@ here without `grounding_gym` importing `agents` (or torch) at import time. A nam
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -30,15 +29,18 @@ import gymnasium as gym
 
 from grounding_gym.actions import format_crop
 from grounding_gym.geometry import Box, from_original, round_outward
+from grounding_gym.validation import check_call_kwargs, did_you_mean
 
 __all__ = [
     "Agent",
+    "AgentUnavailableError",
     "AgentSpec",
     "PolicyAgent",
     "action_frame",
     "crop_action_text",
     "frame_bounds",
     "get_agent_spec",
+    "import_entry_point",
     "list_agents",
     "make_agent",
     "register_agent",
@@ -65,6 +67,14 @@ class Agent(Protocol):
 AgentFactory = Callable[..., Agent]
 
 
+class AgentUnavailableError(ConnectionError):
+    """The agent cannot act at all (e.g. its model server is unreachable after retries).
+
+    The harness always stops on it, whatever `on_error`: the episodes in flight are not
+    written, so running the same evaluation again resumes them.
+    """
+
+
 @dataclass(frozen=True)
 class AgentSpec:
     """A registered agent.
@@ -86,7 +96,7 @@ class AgentSpec:
         """The factory callable, importing a lazy `"module:attr"` entry point."""
         if callable(self.factory):
             return self.factory
-        return _import_entry_point(self.factory, what=f"agent {self.name!r}")
+        return import_entry_point(self.factory, what=f"agent {self.name!r}")
 
 
 _AGENTS: dict[str, AgentSpec] = {}
@@ -133,10 +143,8 @@ def get_agent_spec(name: str) -> AgentSpec:
     """
     if name in _AGENTS:
         return _AGENTS[name]
-    hint = difflib.get_close_matches(name, list(_AGENTS), n=1)
-    suggestion = f" Did you mean {hint[0]!r}?" if hint else ""
     raise ValueError(
-        f"Unknown agent {name!r}; registered: {list_agents()}.{suggestion} "
+        f"Unknown agent {name!r}; registered: {list_agents()}.{did_you_mean(name, _AGENTS)} "
         "A 'module:attr' factory path also works."
     )
 
@@ -150,22 +158,25 @@ def make_agent(name: str, env: gym.Env, **kwargs: Any) -> Agent:
         **kwargs: the factory's own options (e.g. `seed`, `path`).
 
     Raises:
-        ValueError: unknown name, or the built object has no `act` method.
+        ValueError: unknown name, an unknown agent kwarg (with the closest one), or the built
+            object has no `act` method.
     """
     if name in _AGENTS:
         factory = _AGENTS[name].load()
     elif ":" in name:
-        factory = _import_entry_point(name, what="agent factory")
+        factory = import_entry_point(name, what="agent factory")
     else:
         get_agent_spec(name)  # raises with the list of names
         raise AssertionError("unreachable")
+    check_call_kwargs(f"agent {name!r} (agent kwargs)", factory, kwargs, positional=1)
     agent = factory(env.unwrapped, **kwargs)
     if not callable(getattr(agent, "act", None)):
         raise ValueError(f"agent {name!r} built {type(agent).__name__}, which has no act() method")
     return agent
 
 
-def _import_entry_point(path: str, what: str) -> Any:
+def import_entry_point(path: str, what: str) -> Any:
+    """The object at `"module:attr"`; an ImportError names the extra to install."""
     module_name, _, attr = path.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -297,6 +308,13 @@ register_agent(
     "agents.baselines.lvlm:make_vllm_agent",
     description="a Qwen2.5-VL-style checkpoint through a vLLM engine, GPU only (agent kwargs model=DIR, ...)",
     requires="vllm",
+)
+register_agent(
+    "openai",
+    "grounding_gym.eval.openai_agent:OpenAIAgent",
+    description="any model behind an OpenAI-compatible chat endpoint: vLLM, SGLang, transformers "
+    "serve, hosted APIs (agent kwargs base_url=, model=, max_tokens=, temperature=, ...)",
+    requires="openai",
 )
 register_agent(
     "replay",

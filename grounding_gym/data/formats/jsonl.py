@@ -31,6 +31,7 @@ from typing import Any
 from grounding_gym.data.formats.common import (
     BOX_FORMATS,
     BoxFitter,
+    DatasetFormatError,
     EncodedImageRef,
     IdRegistry,
     ImageFields,
@@ -63,6 +64,7 @@ def load_jsonl(
     read_sizes: bool = False,
     limit: int | None = None,
     allow_outside_root: bool = False,
+    bad_rows: list[DatasetFormatError] | None = None,
 ) -> list[Sample]:
     """Samples from a file in the generic JSONL format (see the module docstring).
 
@@ -76,6 +78,8 @@ def load_jsonl(
         allow_outside_root: follow image paths that resolve outside the file's folder (or
             `data_dir`): absolute paths, `..`, symlinks leading out. Off by default: a dataset
             file from elsewhere must not pick which of your files an env shows.
+        bad_rows: collect the error of each bad line here and skip the line, instead of
+            raising on the first (`grounding-gym check-dataset` lists them all).
 
     Returns:
         Samples in file order; `metadata` is the line's `metadata` plus `line`, `image_key`.
@@ -90,10 +94,15 @@ def load_jsonl(
     images = ImageFields(root, allow_outside_root)
     ids, fitter = IdRegistry(), BoxFitter("jsonl")
     samples: list[Sample] = []
-    for record in iter_jsonl(file):
+    for record in iter_jsonl(file, bad_rows):
         if limit is not None and len(samples) >= limit:
             break
-        samples.append(_jsonl_sample(file, record, read_sizes, images, ids, fitter))
+        try:
+            samples.append(_jsonl_sample(file, record, read_sizes, images, ids, fitter))
+        except DatasetFormatError as err:
+            if bad_rows is None:
+                raise
+            bad_rows.append(err)
     fitter.warn()
     return samples
 
