@@ -27,6 +27,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -351,6 +352,14 @@ class Trainer:
         cfg = self.cfg
         if cfg.resume and self.checkpoint_path.exists():
             self.load_checkpoint()
+            if self._finished():
+                warnings.warn(
+                    f"{self.out} already holds a finished run (step {self.step} of "
+                    f"total_steps={cfg.total_steps}, {self.env_steps} env steps): nothing to "
+                    "train. Use another output_dir, resume: false to start over, or raise "
+                    "total_steps to continue it.",
+                    stacklevel=2,
+                )
         else:
             self.metrics_path.write_text("", encoding="utf-8")
         atomic_write_text(self.out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))

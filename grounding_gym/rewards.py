@@ -6,8 +6,14 @@ step in `info["reward_terms"]` and pays `combine_rewards(terms, weights)`.
 | term        | range  | when                                                     |
 |-------------|--------|----------------------------------------------------------|
 | `answer`    | {0, 1} | the answer step: 1 when the answer matches the sample's  |
-| `format`    | {0, 1} | every step: 1 for a well-formed action the env accepted  |
+| `format`    | [0, 1] | the last step: the share of the episode's actions that   |
+|             |        | were well-formed and accepted (0 on earlier steps)        |
 | `grounding` | [0, 1] | the last step: IoU or coverage of the episode's crops    |
+
+`format` is paid once per episode, as a mean over turns, so padding an episode with useless
+turns never earns more than answering at once: with the default weights an immediate correct
+answer earns 1.0 + 0.1 = 1.1, and four well-formed crops of nothing then the same answer also
+1.1 (each turn paying 0.1 would give 1.5).
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ import re
 import string
 from collections.abc import Iterable, Mapping, Sequence
 
+from grounding_gym.actions import parse_action
 from grounding_gym.geometry import Box, coverage, iou, union_box
+from grounding_gym.validation import check_keys
 
 DEFAULT_REWARD_WEIGHTS: dict[str, float] = {"answer": 1.0, "format": 0.1, "grounding": 0.5}
 REWARD_TERMS = ("answer", "format", "grounding")
@@ -106,14 +114,21 @@ def answer_reward(
 ) -> float:
     """1.0 when `predicted` matches the gold `answer`, else 0.0.
 
+    `predicted` may be a whole action: the text inside the env's own answer tag
+    (`<answer>...</answer>`, after any `<think>`) is scored, as the env scores it.
     Multiple choice (`options` given): the extracted letter must equal `answer` (a letter).
     Free form: numeric match within `rel_tol`, else normalised exact match.
 
     >>> answer_reward("The answer is B", "B", options=["x", "y"])
     1.0
+    >>> answer_reward("<think>...</think><answer>C</answer>", "C", options=["x", "y", "z"])
+    1.0
     >>> answer_reward("Two apples", "two apples")
     1.0
     """
+    parsed = parse_action(predicted)
+    if parsed.kind == "answer" and parsed.answer is not None:
+        predicted = parsed.answer
     if options:
         return float(extract_choice(predicted, options) == answer.strip().upper())
     if numbers_match(predicted, answer, rel_tol=rel_tol):
@@ -128,6 +143,17 @@ def format_reward(format_ok: bool, accepted: bool = True) -> float:
     (1.0, 0.0)
     """
     return float(format_ok and accepted)
+
+
+def episode_format_reward(step_formats: Sequence[float]) -> float:
+    """The episode's format term: the mean of its steps' `format_reward`s (0 for no steps).
+
+    >>> episode_format_reward([1.0, 1.0, 1.0, 1.0, 1.0]), episode_format_reward([1.0])
+    (1.0, 1.0)
+    >>> episode_format_reward([0.0, 1.0])  # one refused crop, then an answer
+    0.5
+    """
+    return float(sum(step_formats) / len(step_formats)) if step_formats else 0.0
 
 
 def crop_score(crop_orig: Box, gt_boxes: Sequence[Box], metric: str = "iou") -> float:
@@ -166,8 +192,18 @@ def grounding_reward(
     return sum(scores) / len(scores)
 
 
-def check_reward_weights(weights: Mapping[str, float] | None) -> dict[str, float]:
-    """Defaults overridden by `weights`; every weight a finite float."""
+def check_reward_weights(
+    weights: Mapping[str, float] | None, terms: Sequence[str] = REWARD_TERMS
+) -> dict[str, float]:
+    """Defaults overridden by `weights`; every key one of `terms` (the env's reward terms),
+    every weight a finite float.
+
+    >>> check_reward_weights({"anser": 5.0})
+    Traceback (most recent call last):
+    ...
+    ValueError: reward_weights: unknown key 'anser'. Did you mean 'answer'? Valid keys: ...
+    """
+    check_keys("reward_weights", weights or {}, terms)
     merged = dict(DEFAULT_REWARD_WEIGHTS)
     for name, value in (weights or {}).items():
         if not math.isfinite(float(value)):

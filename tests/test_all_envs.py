@@ -80,6 +80,54 @@ def test_vector_envs_reset_and_step_with_text(env_id, vector_cls):
         venv.close()
 
 
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_make_vec_async_with_default_arguments(env_id):
+    """`gym.make_vec(id, 2, vectorization_mode="async")` (shared memory on, the default) gives
+    the same observations as a sync vector env, step after step, views of varying size and
+    non-ASCII dialogue included."""
+    kwargs = make_kwargs(env_id)
+    envs = {
+        mode: gym.make_vec(env_id, 2, vectorization_mode=mode, **kwargs)
+        for mode in ("sync", "async")
+    }
+    try:
+        results = {mode: [venv.reset(seed=3)[0]] for mode, venv in envs.items()}
+        for actions in (ACTIONS[:2], ACTIONS[2:], ACTIONS[:2]):
+            for mode, venv in envs.items():
+                obs, rewards, *_ = venv.step(actions)
+                results[mode].append(obs)
+        for sync_obs, async_obs in zip(results["sync"], results["async"], strict=True):
+            assert list(async_obs["dialogue"]) == list(sync_obs["dialogue"])
+            for a, b in zip(async_obs["image"], sync_obs["image"], strict=True):
+                assert a.shape == b.shape and np.array_equal(a, b)
+        shapes = {image.shape for obs in results["async"] for image in obs["image"]}
+        assert len(shapes) > 1  # views of several sizes passed through the same buffers
+    finally:
+        for venv in envs.values():
+            venv.close()
+
+
+def test_unicode_dialogue_round_trips_through_shared_memory():
+    from gymnasium.vector.utils import (
+        create_shared_memory,
+        read_from_shared_memory,
+        write_to_shared_memory,
+    )
+
+    from grounding_gym.spaces import ImageSpace, UnicodeText
+
+    text_space, image_space = UnicodeText(8), ImageSpace(max_pixels=12)
+    texts, images = (create_shared_memory(s, n=2) for s in (text_space, image_space))
+    live_texts = read_from_shared_memory(text_space, texts, n=2)
+    live_images = read_from_shared_memory(image_space, images, n=2)
+    write_to_shared_memory(text_space, 1, "Größe 大", texts)
+    write_to_shared_memory(image_space, 0, np.full((3, 4, 3), 7, np.uint8), images)
+    assert tuple(live_texts) == ("", "Größe 大")  # 8 characters, 12 UTF-8 bytes
+    assert live_images[0].shape == (3, 4, 3) and (live_images[0] == 7).all()
+    with pytest.raises(ValueError, match="does not contain"):
+        write_to_shared_memory(image_space, 1, np.zeros((4, 4, 3), np.uint8), images)
+
+
 def rollout(env_id: str, seed: int) -> list:
     env = gym.make(env_id, **make_kwargs(env_id))
     obs, info = env.reset(seed=seed)

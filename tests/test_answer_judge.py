@@ -46,7 +46,7 @@ class Replies:
         return [f"<answer>{REPLIES[i['sample_id']]}</answer>" for i in infos]
 
 
-def _run(tmp_path, name: str, judge: dict) -> dict:
+def _run(tmp_path, name: str, judge: dict, on_error: str = "record") -> dict:
     root = tmp_path / "vp"
     if not root.exists():
         _write(root, {"Easy": ROWS["Easy"]})
@@ -58,6 +58,7 @@ def _run(tmp_path, name: str, judge: dict) -> dict:
         out_dir=tmp_path / name,
         progress=False,
         plots=False,
+        on_error=on_error,
     )
 
 
@@ -105,7 +106,11 @@ def test_an_unreadable_cache_file_is_asked_again_not_trusted(tmp_path):
 def test_endpoint_down_raises_or_records_never_a_silent_zero(tmp_path):
     port = _free_port()
     with pytest.raises(JudgeError, match="failed .*start the judge server"):
-        _run(tmp_path, "raise", _judge(tmp_path, port))
+        _run(tmp_path, "raise", _judge(tmp_path, port), on_error="raise")
+    # Under the harness's default on_error="record" the judge's error fails the episode: it is
+    # recorded with the error and left out of the metrics, never scored 0.
+    summary = _run(tmp_path, "harness-record", _judge(tmp_path, port))
+    assert summary["errors"]["n"] == 1 and "JudgeError" in summary["errors"]["episodes"][0]["error"]
     summary = _run(tmp_path, "record", _judge(tmp_path, port, on_error="record"))
     records = {r["sample_id"]: r for r in read_records(tmp_path / "record" / "episodes.jsonl")}
     assert records["easy/0"]["judge"]["source"] == "exact" and records["easy/0"]["correct"]

@@ -290,3 +290,19 @@ def test_grounding_gym_eval_imports_neither_torch_nor_agents():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    "like", ["synthetic-hr-small/no-crop", "baselines/synthetic-hr-small/no-crop"]
+)
+def test_like_finds_shipped_baselines_from_any_folder(like, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # outside the repository
+    argv = ["eval", "--agent", "fixed-answer", "--like", like, "-n", "3", "--label", "mine"]
+    assert main([*argv, "--out", "run", "--no-progress", "--no-plots"]) == 0
+    meta = json.loads((tmp_path / "run" / "summary.json").read_text())["meta"]
+    assert meta["bin_edges"] == [0.01, 0.03] and meta["env_kwargs"]["max_turns"] == 3
+    assert (
+        meta["bin_edges_source"].startswith("from --like ")
+        and "given" not in meta["bin_edges_source"]
+    )
+    assert (tmp_path / "run" / "summary.md").read_text().startswith("# mine on GroundedVQA-HR-v0")

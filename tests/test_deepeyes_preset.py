@@ -110,8 +110,8 @@ def test_tool_calls_parse_with_and_without_label(label, closed):
     _, reward, terminated, truncated, info = env.step(zoom([100, 80, 400, 300], label, closed))
     assert info["action_kind"] == "crop" and info["action_error"] is None
     assert info["crop_box"] == (100.0, 80.0, 400.0, 300.0)
-    assert info["reward_terms"]["format"] == 1.0
-    assert reward == pytest.approx(0.1)  # format weight 0.1; answer and grounding wait for the end
+    assert info["reward_terms"]["format"] == 0.0
+    assert reward == 0.0  # format, answer and grounding are paid at the end
     assert not terminated and not truncated
 
 
@@ -173,7 +173,7 @@ def test_first_of_several_calls_is_used():
     env = make_env()
     env.reset(seed=0, options={"sample_id": 0})
     _, _, _, _, info = env.step(zoom([100, 80, 400, 300]) + zoom([500, 400, 700, 600]))
-    assert info["crop_box"] == (100.0, 80.0, 400.0, 300.0) and info["reward_terms"]["format"] == 1.0
+    assert info["crop_box"] == (100.0, 80.0, 400.0, 300.0) and info["action_error"] is None
 
 
 # ------------------------------------------------------------------------------ crops, to the pixel

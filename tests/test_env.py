@@ -11,7 +11,7 @@ from PIL import Image
 import grounding_gym  # noqa: F401  (registers the ids)
 from grounding_gym.actions import format_answer, format_crop
 from grounding_gym.envs.grounded_vqa import GroundedVQAEnv
-from grounding_gym.geometry import FRAMES, Box, from_original, round_outward, to_original
+from grounding_gym.geometry import FRAMES, Box, from_original, iou, round_outward, to_original
 from grounding_gym.views import RESAMPLE, fit_to_budget
 
 SMALL_BUDGET = {"min_pixels": 28 * 28, "max_pixels": 336 * 252}
@@ -54,7 +54,7 @@ def test_oracle_crop_in_every_frame_is_exact(toy_dataset, frame):
     crop = Box(*info["crop_box"])
     expected = toy_dataset[3].image.resize(info["view_size"], RESAMPLE, box=crop.as_tuple())
     np.testing.assert_array_equal(obs["image"], np.asarray(expected))
-    assert info["reward_terms"]["format"] == 1.0
+    assert info["reward_terms"]["format"] == 0.0  # format is paid once, at the episode's end
 
 
 def test_message_images_are_copies_of_the_observations(toy_dataset):
@@ -109,6 +109,30 @@ def test_grounding_reward_is_max_iou_over_crops(toy_dataset):
     assert gt.as_tuple() == (100, 80, 180, 150)
     assert info["reward_terms"]["grounding"] == pytest.approx(1.0)
     assert info["correct"] is False and reward == pytest.approx(0.1 + 1.0)
+
+
+@pytest.mark.parametrize("pad", [0, 1, 2, 3, 4])
+def test_padding_with_useless_crops_never_pays(toy_dataset, pad):
+    """DESIGN.md section 6: an immediate correct answer earns the most (1.0 + 0.1); `pad` valid
+    crops away from the target, then the same answer, earn the same, never more."""
+    env = make_env(toy_dataset, coord_frame="original", max_turns=5)
+    _, info = env.reset(seed=0, options={"sample_id": "toy-1"})  # answer B
+    gt = Box(*info["gt_boxes"][0])
+    far = (0, 0, 40, 40)  # a well-formed crop of nothing: disjoint from the target
+    assert iou(Box(*far), gt) == 0.0
+    rewards = [env.step(format_crop(far))[1] for _ in range(pad)]
+    _, reward, terminated, _, info = env.step(format_answer("B"))
+    assert terminated and rewards == [0.0] * pad
+    assert info["reward_terms"]["format"] == 1.0 and sum(rewards) + reward == pytest.approx(1.1)
+
+
+def test_format_is_the_mean_over_turns(toy_dataset):
+    env = make_env(toy_dataset, max_turns=3)
+    env.reset(seed=0, options={"sample_id": "toy-1"})
+    assert env.step("no action")[1] == 0.0
+    _, reward, _, _, info = env.step(format_answer("B"))
+    assert info["reward_terms"] == {"answer": 1.0, "format": 0.5, "grounding": 0.0}
+    assert reward == pytest.approx(1.0 + 0.1 * 0.5)
 
 
 def test_truncation_after_max_turns(toy_dataset):
@@ -176,14 +200,14 @@ WHOLE_VIEW = (0.0, 0.0, 960.0, 720.0)  # the toy image, original px
         (
             "<crop>[1e308, 1e308, 1e309, 2e308]</crop>",
             "clip",
-            "crop",
+            "invalid",
             None,
             "box [1e+308, 1e+308, inf, inf] has a non-finite coordinate",
         ),
         (
             "<crop>[1e308, 1e308, 1e309, 2e308]</crop>",
             "reject",
-            "crop",
+            "invalid",
             None,
             "has a non-finite coordinate",
         ),
@@ -192,7 +216,7 @@ WHOLE_VIEW = (0.0, 0.0, 960.0, 720.0)  # the toy image, original px
         (
             "<crop>[-1e30, -1e30, 1e30, 1e30]</crop>",
             "reject",
-            "crop",
+            "invalid",
             None,
             "box [-1e+30, -1e+30, 1e+30, 1e+30] extends outside the current view",
         ),
@@ -201,7 +225,7 @@ WHOLE_VIEW = (0.0, 0.0, 960.0, 720.0)  # the toy image, original px
         (
             "<crop>[-1e308, 100, -1e307, 200]</crop>",
             "clip",
-            "crop",
+            "invalid",
             None,
             "lies outside the current view",
         ),
@@ -217,10 +241,8 @@ def test_nan_and_huge_boxes_are_clipped_or_refused(
     assert info["crop_box"] == crop_box
     if crop_box is not None:  # accepted: the view is the clipped box, format 1
         assert info["action_error"] is None and info["crop_adjusted"]
-        assert info["reward_terms"] == {"answer": 0.0, "format": 1.0, "grounding": 0.0}
-        assert info["view_box"] == crop_box and reward == pytest.approx(
-            0.1
-        )  # default format weight
+        assert info["reward_terms"] == {"answer": 0.0, "format": 0.0, "grounding": 0.0}
+        assert info["view_box"] == crop_box and reward == 0.0  # format waits for the end
         assert obs["dialogue"].startswith("Zoomed in on [0, 0, 960, 720] of the original")
     else:  # refused: view unchanged, format 0, the error told to the model
         assert error in info["action_error"]

@@ -211,7 +211,7 @@ def test_record_contents(tmp_path):
     )
     assert len(record["crop_boxes"]) == 1 and record["num_crops"] == 1
     assert record["target_scale_bin"] == "small" and record["crop_scale_bins"] == ["small"]
-    assert record["reward_terms"]["format"] == 2.0 and record["answered"] and record["terminated"]
+    assert record["reward_terms"]["format"] == 1.0 and record["answered"] and record["terminated"]
     assert record["gt_answer"] in "ABCD" and record["num_options"] == 4
     assert record["sample_id"].startswith("synthetic-hr-") and record["category"] in (
         "read",
@@ -239,8 +239,9 @@ def test_resume_runs_only_missing_episodes(tmp_path):
     assert third.calls == 0
 
 
-class Crash(Exception):
-    """Stands in for a kill mid-evaluation."""
+class Crash(KeyboardInterrupt):
+    """Stands in for a kill (Ctrl-C) mid-evaluation: not an `Exception`, so `on_error` does not
+    catch it."""
 
 
 class RandomCropUntilCrash:

@@ -231,7 +231,7 @@ def test_zoom_then_describe_and_weights(samples):
     _, info = env.reset(seed=0, options={"sample_id": 3})
     x1, y1, x2, y2 = info["gt_boxes"][0]
     _, reward, _, _, info = env.step(f"<crop>[{x1}, {y1}, {x2}, {y2}]</crop>")
-    assert info["crop_iou"] == 1.0 and reward == pytest.approx(0.1)
+    assert info["crop_iou"] == 1.0 and reward == 0.0  # every term waits for the end
     assert info["reward_terms"]["sufficiency"] == 0.0
     _, reward, _, _, info = env.step(f"<answer>{true_description(samples[3])}</answer>")
     assert info["reward_terms"]["grounding"] == 1.0 and reward == pytest.approx(1.0 + 0.5 + 0.1)

@@ -108,7 +108,8 @@ def test_several_gt_boxes_score_against_their_union():
 
 
 def test_weights_and_combination():
-    weights = check_reward_weights({"grounding": 2.0, "vepa": 1.0})
+    terms = ("answer", "format", "grounding", "vepa")
+    weights = check_reward_weights({"grounding": 2.0, "vepa": 1.0}, terms=terms)
     assert weights == {"answer": 1.0, "format": 0.1, "grounding": 2.0, "vepa": 1.0}
     assert combine_rewards(
         {"answer": 1.0, "format": 1.0, "grounding": 0.5}, weights

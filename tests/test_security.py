@@ -51,8 +51,13 @@ def test_malicious_checkpoint_is_refused_by_eval_policy_checkpoint(tmp_path, cap
         "--agent-kwargs",
         json.dumps({"path": str(ckpt)}),
     ]
+    # The CLI reports a user error in one line and exits 2; --debug re-raises the error itself.
+    assert main([*argv, "-n", "1", "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    message = capsys.readouterr().err
+    assert f"{ckpt}: refused" in message and "could run code" in message
+    assert not marker.exists()
     with pytest.raises(UnsafeCheckpointError, match="refused.*could run code") as err:
-        main([*argv, "-n", "1", "--out", str(tmp_path / "out"), "--no-progress"])
+        main([*argv, "-n", "1", "--out", str(tmp_path / "out2"), "--no-progress", "--debug"])
     assert str(ckpt) in str(err.value)
     assert not marker.exists()
     import torch

@@ -165,6 +165,9 @@ def test_resume_after_a_crash_reproduces_the_uninterrupted_metrics(
 ):
     straight = tmp_path / "straight"
     Trainer(tiny_cfg(straight), envs=pool(toy_dataset)).train()
+    with pytest.warns(UserWarning, match="already holds a finished run"):  # not silent
+        again = Trainer(tiny_cfg(straight), envs=pool(toy_dataset)).train()
+    assert [row["step"] for row in again] == [1, 2, 3, 4]  # nothing new was trained
 
     crashed = tmp_path / "crashed"
     original = Trainer.train_step

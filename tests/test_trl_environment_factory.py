@@ -77,7 +77,7 @@ def test_crop_returns_the_env_view_as_an_image_and_answer_ends(tool_env):
     assert tool_env.answer(answer) == f"Answer {answer!r} recorded; the episode is over."
     assert tool_env.done
     terms = tool_env.reward_terms
-    assert terms["answer"] == 1.0 and terms["format"] == 2.0  # crop + answer, both well formed
+    assert terms["answer"] == 1.0 and terms["format"] == 1.0  # crop + answer, both well formed
     assert terms["grounding"] == pytest.approx(iou)
     weights = tool_env.env.reward_weights
     assert tool_env.episode_return == pytest.approx(
@@ -124,7 +124,7 @@ def test_reward_functions_read_the_environments():
         rewards = {name: f(completions, environments=envs) for name, f in funcs.items()}
     answer = envs[0].env.sample.answer
     assert rewards["answer_reward"] == [float(answer == letter) for letter in "ABC"] + [0.0]
-    assert rewards["format_reward"] == [2.0, 2.0, 2.0, 0.0]
+    assert rewards["format_reward"] == [1.0, 1.0, 1.0, 0.0]  # the mean over turns
     weights = envs[0].env.reward_weights
     assert rewards["env_reward"] == [
         pytest.approx(
@@ -412,7 +412,7 @@ def test_crop_images_of_later_turns_reach_the_training_forward(tmp_path):
     assert [h["tools/call_frequency"] for h in logs] == [1.0, 1.5]
     assert all(h["tools/failure_frequency"] == 0.0 for h in logs)
     assert all(h["rewards/answer_reward/mean"] == 0.25 for h in logs)  # one of A-D is right
-    assert [h["rewards/format_reward/mean"] for h in logs] == [1.0, 1.5]
+    assert [h["rewards/format_reward/mean"] for h in logs] == [1.0, 1.0]  # mean over turns
     assert (
         logs[0]["rewards/crop_rel_area/mean"] is None and logs[1]["rewards/crop_rel_area/mean"] > 0
     )

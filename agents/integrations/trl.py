@@ -374,12 +374,17 @@ class TRLEnvAdapter:
             return self._replays[key]
         env = self._envs[0]
         env.reset(options={"sample_id": sample_id})
-        _, reward, _, _, info = env.step(text)
+        _, reward, terminated, truncated, info = env.step(text)
         terms = info.get("reward_terms", {})
+        fmt = float(terms.get("format", 0.0))
+        if not (terminated or truncated):  # the env pays format when the episode ends: the
+            # one turn replayed is the whole episode here, so its own format is the mean
+            fmt = float(info.get("action_kind") == "crop" and info.get("action_error") is None)
+            reward += env.unwrapped.reward_weights.get("format", 0.0) * fmt
         result = {
             "reward": float(reward),
             "answer": float(terms.get("answer", 0.0)),
-            "format": float(terms.get("format", 0.0)),
+            "format": fmt,
             "grounding": float(info.get("crop_iou") or 0.0)
             if info.get("action_kind") == "crop"
             else float(terms.get("grounding", 0.0)),

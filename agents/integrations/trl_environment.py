@@ -464,7 +464,9 @@ TOOL_REWARDS: dict[str, Callable[..., list]] = {
         "answer_reward", lambda e: e.reward_terms["answer"], "the answer term (1 = correct)."
     ),
     "format_reward": _env_reward_func(
-        "format_reward", lambda e: e.reward_terms["format"], "format terms, summed over steps."
+        "format_reward",
+        lambda e: e.reward_terms["format"],
+        "the episode's format term (the mean over its turns).",
     ),
     "grounding_reward": _env_reward_func(
         "grounding_reward",

@@ -15,6 +15,7 @@ from typing import Any
 
 from grounding_gym.data.sample import Sample
 from grounding_gym.registry import Registry
+from grounding_gym.validation import check_call_kwargs
 
 DatasetLoader = Callable[..., Sequence[Sample]]
 
@@ -60,10 +61,22 @@ def list_datasets() -> list[str]:
     return DATASETS.names()
 
 
+def dataset_loader(name: str) -> DatasetLoader:
+    """The loader registered as `name`.
+
+    Raises:
+        ValueError: unknown name (with the closest registered name).
+    """
+    return DATASETS.get(name)
+
+
 def make_dataset(name: str, **kwargs: Any) -> Sequence[Sample]:
     """Build the dataset registered as `name` with the loader's keyword arguments.
 
     Raises:
-        ValueError: unknown name (with the closest registered names).
+        ValueError: unknown name (with the closest registered name), an unknown keyword
+            argument (with the closest of the loader's), or a missing required one (named).
     """
-    return DATASETS.get(name)(**kwargs)
+    loader = dataset_loader(name)
+    check_call_kwargs(f"dataset {name!r} (dataset_kwargs / data_dir)", loader, kwargs)
+    return loader(**kwargs)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from PIL import Image
 
@@ -142,8 +142,12 @@ class DeepEyesEnv(GroundedVQAEnv):
     `system_prompt` defaulting to `DEEPEYES_SYSTEM_PROMPT`.
 
     ## Version History
-    * v0: Initial release.
+    * v0: Initial release. Changed in place (pre-1.0): `format` is the mean over turns, paid on
+      the last step (`GroundedVQAEnv`'s change); a refused crop's `action_kind` is "invalid".
     """
+
+    tools: ClassVar[list[dict[str, Any]]] = [IMAGE_ZOOM_IN_TOOL]
+    """The env's tools as OpenAI function schemas (the `openai` eval agent sends them)."""
 
     def __init__(
         self,

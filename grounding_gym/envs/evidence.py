@@ -289,7 +289,7 @@ class EvidenceDescriptionEnv(GroundedVQAEnv):
     | `honesty` | {-1, 0} | 1.0 | -1 when the description states an option (`answer_leak`) |
     | `repetition` | {-1, 0} | 0.5 | -1 when it loops (`repetition`) |
     | `answer` | {0, 1} | 0.0 | reader correct (reported; honesty ignored) |
-    | `format` | {0, 1} | 0.0 | every step: well-formed, accepted action |
+    | `format` | [0, 1] | 0.0 | last step: share of the episode's actions well-formed and accepted |
     | `grounding` | [0, 1] | 0.0 | last step: max IoU of the crops with `gt_boxes` |
 
     So by default: +1 sufficient and honest; 0 honest but insufficient; -1 dishonest ("The
@@ -318,7 +318,8 @@ class EvidenceDescriptionEnv(GroundedVQAEnv):
     (any object with the `Reader` protocol's `answer`, e.g. a text model's).
 
     ## Version History
-    * v0: Initial release.
+    * v0: Initial release. Changed in place (pre-1.0): `format` is the mean over turns, paid on
+      the last step (`GroundedVQAEnv`'s change); a refused crop's `action_kind` is "invalid".
     """
 
     def __init__(
@@ -345,7 +346,9 @@ class EvidenceDescriptionEnv(GroundedVQAEnv):
                 f"max_compression_ratio > 1, got {min_evidence_words}, {ngram_size}, "
                 f"{max_ngram_repeats}, {max_compression_ratio}"
             )
-        weights = check_reward_weights({**EVIDENCE_REWARD_WEIGHTS, **(reward_weights or {})})
+        weights = check_reward_weights(
+            {**EVIDENCE_REWARD_WEIGHTS, **(reward_weights or {})}, terms=tuple(self._zero_terms())
+        )
         super().__init__(
             dataset,
             reward_weights=weights,

@@ -35,6 +35,7 @@ from grounding_gym.rewards import (
     check_reward_weights,
     combine_rewards,
     crop_score,
+    episode_format_reward,
     format_reward,
     grounding_reward,
 )
@@ -113,10 +114,12 @@ class GroundedVQAEnv(gym.Env[dict, str]):
 
     ## Rewards
     Weighted sum (`reward_weights`, defaults answer 1.0, format 0.1, grounding 0.5) of
-    `info["reward_terms"]`: `format` in {0, 1} every step (1 = well-formed and accepted);
-    `answer` in {0, 1} on the answer step; `grounding` in [0, 1] on the last step =
+    `info["reward_terms"]`, all paid on the last step (0 on earlier ones): `format` in [0, 1] =
+    the share of the episode's actions that were well-formed and accepted (a mean over turns,
+    so padding never pays: an immediate correct answer earns 1.1, as does one after four
+    useless crops); `answer` in {0, 1} on the answer step; `grounding` in [0, 1] =
     `grounding_agg` ("max") of the crops' `grounding_metric` ("iou") with the ground truth
-    (0 with no crops or no ground truth).
+    (0 with no crops or no ground truth). docs/env.md has a worked example.
 
     ## Starting State
     A sample drawn with `self.np_random` (or `options={"sample_id": ...}`); the whole image
@@ -132,7 +135,8 @@ class GroundedVQAEnv(gym.Env[dict, str]):
     `coord_frame`, `action_frame_box` (original px) and `action_frame_size` (w, h): what the next
     action's coordinates refer to (`action_reference()`: the current view, so `view_box` and
     `view_size`, except in presets that keep the first view's frame, e.g. DeepEyes),
-    `action_kind` ("crop" | "answer" | "invalid" | None at reset), `action_error` (why the
+    `action_kind` ("crop" | "answer" | "invalid" | None at reset; a crop the env refused is
+    "invalid"), `action_error` (why the
     action was refused, or the format note of an accepted one whose format is off; else None),
     `crop_box` (original px or None), `crop_adjusted`, `crops` (all crops so far), `gt_boxes`,
     `crop_iou, crop_coverage, crop_rel_area` (None without a crop or ground truth),
@@ -173,7 +177,9 @@ class GroundedVQAEnv(gym.Env[dict, str]):
     `info["judge"]`). `env.renderer` renders the views.
 
     ## Version History
-    * v0: Initial release.
+    * v0: Initial release. Changed in place (pre-1.0): `format` is paid once, on the last step,
+      as the mean over turns (it was 1 on every accepted step, so padding paid); a refused
+      crop reports `action_kind` "invalid" (it said "crop").
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 1}
@@ -235,7 +241,7 @@ class GroundedVQAEnv(gym.Env[dict, str]):
             float(max_aspect),
         )
         self.multi_box, self.max_action_chars = multi_box, max_action_chars
-        self.reward_weights = check_reward_weights(reward_weights)
+        self.reward_weights = check_reward_weights(reward_weights, terms=tuple(self._zero_terms()))
         self.grounding_metric, self.grounding_agg = grounding_metric, grounding_agg
         self.scale_bin_edges, self.scale_bin_edges_source = _resolve_bin_edges(
             scale_bin_edges, dataset
@@ -289,6 +295,7 @@ class GroundedVQAEnv(gym.Env[dict, str]):
             self.sample.id, lambda: ImageHandle(self.sample.image, self.max_image_pixels)
         )
         self.turn, self.crops, self._done = 0, [], False
+        self._step_formats: list[float] = []
         image_w, image_h = self._handle.size
         view = self._show(Box.from_size(image_w, image_h), first_view=True)
         dialogue = fit_dialogue(self.first_prompt(self.sample))
@@ -312,7 +319,7 @@ class GroundedVQAEnv(gym.Env[dict, str]):
         if parsed.kind == "answer":
             view = self._current_view.copy()  # observations never share memory
             terms, extra = self.score_answer(parsed, self.sample)
-            terms["format"] = format_reward(parsed.format_ok)
+            terms["format"] = self._format_term(format_reward(parsed.format_ok), done=True)
             terms["grounding"] = self._episode_grounding()
             self._done = True
             info = self._info("answer", parsed.error, reward_terms=terms, **extra)
@@ -332,8 +339,9 @@ class GroundedVQAEnv(gym.Env[dict, str]):
             )
             error = refusal or parsed.error  # an accepted crop keeps the parser's format note
         terms = self._zero_terms()
-        terms["format"] = format_reward(parsed.format_ok, accepted=crop is not None)
         truncated = self.turn >= self.max_turns
+        step_format = format_reward(parsed.format_ok, accepted=crop is not None)
+        terms["format"] = self._format_term(step_format, done=truncated)
         if crop is not None:
             self.crops.append(crop)
             view = self._show(crop)
@@ -346,7 +354,8 @@ class GroundedVQAEnv(gym.Env[dict, str]):
         if truncated:
             terms["grounding"] = self._episode_grounding()
             self._done = True
-        info = self._info(parsed.kind, error, crop=crop, adjusted=adjusted, reward_terms=terms)
+        kind = parsed.kind if crop is not None or parsed.kind != "crop" else "invalid"  # refused
+        info = self._info(kind, error, crop=crop, adjusted=adjusted, reward_terms=terms)
         return self._finish(view, dialogue, terms, False, truncated, info)
 
     def _finish(
@@ -477,6 +486,12 @@ class GroundedVQAEnv(gym.Env[dict, str]):
 
     def _zero_terms(self) -> dict[str, float]:
         return {"answer": 0.0, "format": 0.0, "grounding": 0.0}
+
+    def _format_term(self, step_format: float, done: bool) -> float:
+        """The `format` term of this step: 0 until the episode ends, then the mean of every
+        step's `format_reward` (`rewards.episode_format_reward`: padding never pays)."""
+        self._step_formats.append(step_format)
+        return episode_format_reward(self._step_formats) if done else 0.0
 
     def _episode_grounding(self) -> float:
         return grounding_reward(

@@ -82,7 +82,7 @@ class RefGroundingEnv(GroundedVQAEnv):
     | term | range | weight | meaning |
     |------|-------|--------|---------|
     | `grounding` | [0, 1] | 1.0 | last step: IoU of the prediction with the target (0 if refused) |
-    | `format` | {0, 1} | 0.1 | every step: well-formed action the env accepted |
+    | `format` | [0, 1] | 0.1 | last step: share of the episode's actions well-formed and accepted |
     | `answer` | {0, 1} | 0.0 | last step: IoU >= 0.5 (Acc@0.5) |
 
     Several ground-truth boxes are scored as their union (`rewards.crop_score`).
@@ -107,7 +107,8 @@ class RefGroundingEnv(GroundedVQAEnv):
     defaulting to `REF_REWARD_WEIGHTS`. Every sample needs a ground-truth box.
 
     ## Version History
-    * v0: Initial release.
+    * v0: Initial release. Changed in place (pre-1.0): `format` is the mean over turns, paid on
+      the last step (was paid on every step).
     """
 
     def __init__(
@@ -167,7 +168,9 @@ class RefGroundingEnv(GroundedVQAEnv):
             error = refused or error
         self.pred_box = pred
         terms = self._zero_terms()
-        terms["format"] = format_reward(format_ok, accepted=pred is not None)
+        terms["format"] = self._format_term(
+            format_reward(format_ok, accepted=pred is not None), done=True
+        )
         pred_info = self._prediction_info(final=True)
         terms["grounding"] = pred_info["iou"]
         terms["answer"] = float(pred_info["acc50"])

@@ -26,10 +26,12 @@ import gymnasium as gym
 
 from grounding_gym.plugins import load_plugins
 from grounding_gym.registry import Entry, Registry, import_entry_point
+from grounding_gym.validation import check_call_kwargs
 
 __all__ = [
     "Agent",
     "AGENTS",
+    "AgentUnavailableError",
     "PolicyAgent",
     "get_agent_spec",
     "list_agents",
@@ -56,6 +58,15 @@ class Agent(Protocol):
 
 
 AgentFactory = Callable[..., Agent]
+
+
+class AgentUnavailableError(ConnectionError):
+    """The agent cannot act at all (e.g. its model server is unreachable after retries).
+
+    The harness always stops on it, whatever `on_error`: the episodes in flight are not
+    written, so running the same evaluation again resumes them.
+    """
+
 
 AGENTS: Registry[AgentFactory] = Registry(
     "agent", how_to_add="A 'module:attr' factory path also works."
@@ -111,13 +122,15 @@ def make_agent(name: str, env: gym.Env, **kwargs: Any) -> Agent:
         **kwargs: the factory's own options (e.g. `seed`, `path`).
 
     Raises:
-        ValueError: unknown name, or the built object has no `act` method.
+        ValueError: unknown name, an unknown agent kwarg (with the closest one), or the built
+            object has no `act` method.
     """
     load_plugins()
     if name not in AGENTS and ":" in name:
         factory = import_entry_point(name, what="agent factory")
     else:
         factory = AGENTS.get(name)
+    check_call_kwargs(f"agent {name!r} (agent kwargs)", factory, kwargs, positional=1)
     agent = factory(env.unwrapped, **kwargs)
     if not callable(getattr(agent, "act", None)):
         raise ValueError(f"agent {name!r} built {type(agent).__name__}, which has no act() method")
@@ -145,6 +158,13 @@ class PolicyAgent:
         return [g.text if hasattr(g, "text") else str(g) for g in generations]
 
 
+register_agent(
+    "openai",
+    "grounding_gym.eval.openai_agent:OpenAIAgent",
+    description="any model behind an OpenAI-compatible chat endpoint: vLLM, SGLang, transformers "
+    "serve, hosted APIs (agent kwargs base_url=, model=, max_tokens=, temperature=, ...)",
+    requires="openai",
+)
 register_agent(
     "replay",
     "grounding_gym.eval.replay:ReplayAgent",

@@ -207,6 +207,14 @@ def eval_parser() -> argparse.ArgumentParser:
         '"base_url": "http://127.0.0.1:8000/v1"}\' (fields: grounding_gym.judge.JudgeConfig)',
     )
     run.add_argument(
+        "--on-error",
+        choices=("record", "skip", "raise"),
+        default="record",
+        help="an episode that fails (e.g. a corrupt image): record it with its error, left out "
+        "of the metrics and counted in the summary (default); skip it (retried on resume); or "
+        "raise (stop the run)",
+    )
+    run.add_argument(
         "--overwrite", action="store_true", help="discard a different evaluation in --out"
     )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -230,6 +238,7 @@ def eval_main(argv: Sequence[str]) -> int:
         "seed": 0 if args.seed is None else args.seed,
         "benchmark": args.benchmark,
         "bin_edges": args.bin_edges,
+        "bin_edges_source": None,
         "samples": args.samples,
     }
     if args.like is not None:
@@ -266,8 +275,10 @@ def eval_main(argv: Sequence[str]) -> int:
             benchmark=setting["benchmark"],
             label=args.label,
             bin_edges=setting["bin_edges"],
+            bin_edges_source=setting["bin_edges_source"],
             samples=setting["samples"],
             counterfactual=args.counterfactual,
+            on_error=args.on_error,
         )
     except (
         RunMismatchError,
@@ -296,10 +307,17 @@ def eval_main(argv: Sequence[str]) -> int:
 
 def _like(run: str, args: argparse.Namespace) -> dict[str, Any]:
     """The evaluation setting of another run (its summary's meta); explicit -n/--seed/--bin-edges
-    win."""
+    win. `run` is a folder, or a shipped baseline's name relative to the baselines folder
+    (`synthetic-hr/no-crop`, or `baselines/synthetic-hr/no-crop` from anywhere)."""
     from grounding_gym.eval.report import load_summary
 
+    run = str(resolve_run(run))
     meta = load_summary(run)["meta"]
+    edges_source = (
+        "given (--bin-edges)"
+        if args.bin_edges
+        else f"from --like {run}: {meta.get('bin_edges_source') or 'its edges'}"
+    )
     return {
         "env": meta["env_id"],
         "dataset": None,
@@ -309,8 +327,30 @@ def _like(run: str, args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed if args.seed is not None else meta.get("seed", 0),
         "benchmark": args.benchmark or meta.get("benchmark"),
         "bin_edges": args.bin_edges or meta.get("bin_edges"),
+        "bin_edges_source": edges_source,
         "samples": args.samples or (tuple(meta["samples"]) if meta.get("samples") else None),
     }
+
+
+def resolve_run(run: str) -> Path:
+    """`run` as given when it exists, else the shipped baseline of that name (`baselines_dir()`,
+    a leading `baselines/` dropped); as given when neither exists (the error names it)."""
+    given = Path(run)
+    if given.exists():
+        return given
+    name = Path(*given.parts[1:]) if given.parts[:1] == ("baselines",) else given
+    shipped = baselines_dir() / name
+    return shipped if shipped.exists() else given
+
+
+def _run_label(run: str) -> str | None:
+    """The `--label` of the evaluation in `run` (its summary), or None."""
+    from grounding_gym.eval.report import load_summary
+
+    try:
+        return load_summary(run)["meta"].get("label")
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _default_dataset(env_id: str) -> str:
@@ -616,6 +656,9 @@ def render_parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=0, help="evaluation seed that defines --episode"
     )
     parser.add_argument("--out", default="episode.png", help="PNG file (default episode.png)")
+    parser.add_argument(
+        "--label", default=None, help="the agent's name in the title (default: the run's label)"
+    )
     _add_env_args(parser)
     return parser
 
@@ -652,7 +695,8 @@ def render_main(argv: Sequence[str]) -> int:
             seed=record["seed"],
             options={"sample_id": record["sample_index"]},
         )
-        title = f"{config.get('agent')} episode {args.episode} ({record['sample_id']}):"
+        name = args.label or _run_label(args.run) or config.get("agent")
+        title = f"{name} episode {args.episode} ({record['sample_id']}):"
     else:
         from grounding_gym.eval.agents import make_agent
 
@@ -680,7 +724,7 @@ def render_main(argv: Sequence[str]) -> int:
             options={"sample_id": index},
             extra_info=extra,
         )
-        title = f"{args.agent} ({data[index].id}):"
+        title = f"{args.label or args.agent} ({data[index].id}):"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         png = episode_png(frames, title)

@@ -12,9 +12,18 @@ reports are rebuilt from the file at the end, so they always cover every episode
 `config.json` pins what must not change between a run and its resumption (env, dataset, agent,
 seed); a mismatch raises unless `overwrite=True` starts over.
 
-`num_envs > 1` steps that many envs together and hands the agent one batch per step (useful for
-batched model inference); slots are refilled as episodes end. An agent may return None for an
+`num_envs > 1` steps that many envs together, in threads, and hands the agent one batch per step
+(useful for batched model inference and for API agents with requests in flight); slots are
+refilled as episodes end. An agent may return None for an
 env: that episode ends there, unanswered (`truncated`), without another step.
+
+`on_error` says what an exception in one episode does (a corrupt image at `reset`, a failing
+`step`, an agent error on that episode's batch): "raise" stops the run; "record" (default)
+writes the episode with `error` ("ExcType: message") and `error_stage` ("reset" | "step" |
+"agent"), leaves it out of every metric, counts it in `summary["errors"]` and warns at the end
+(a resumed run does not retry it); "skip" writes nothing (a resumed run retries it). An
+`AgentUnavailableError` (e.g. the model server is down after the client's retries) always stops
+the run: the episodes in flight are not written, so the same command resumes them.
 """
 
 from __future__ import annotations
@@ -27,17 +36,24 @@ import inspect
 import json
 import os
 import time
+import warnings
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
 
 from grounding_gym.atomic import atomic_write_text, folder_lock
-from grounding_gym.eval.agents import Agent, make_agent
+from grounding_gym.eval.agents import (
+    Agent,
+    AgentUnavailableError,
+    import_entry_point,
+    make_agent,
+)
 from grounding_gym.eval.metrics import summarize
 from grounding_gym.eval.records import (
     EPISODES_FILE,
@@ -49,6 +65,7 @@ from grounding_gym.eval.records import (
 from grounding_gym.eval.report import load_summary, write_reports
 from grounding_gym.judge import judge_summary
 from grounding_gym.scale import check_bin_edges, parse_bin_spec, quantile_bin_edges
+from grounding_gym.validation import check_call_kwargs, check_choice, did_you_mean
 
 __all__ = [
     "EPISODES_FILE",
@@ -61,6 +78,7 @@ __all__ = [
 ]
 
 CONFIG_FILE = "config.json"
+ON_ERROR_MODES = ("raise", "record", "skip")
 _PINNED_KEYS = (
     "env_id",
     "env_kwargs",
@@ -158,7 +176,23 @@ def make_eval_env(
             kwargs["dataset"] = default  # recorded, so the run names its data
     if dataset_kwargs:
         kwargs["dataset_kwargs"] = dict(dataset_kwargs)
+    check_env_kwargs(env, kwargs)
     return gym.make(env, disable_env_checker=True, **kwargs), env, kwargs
+
+
+def check_env_kwargs(env_id: str, kwargs: Mapping[str, Any]) -> None:
+    """Raise a ValueError for an unknown env id or env kwarg, naming the closest valid one
+    (`gym.make` itself raises a bare TypeError deep in the env's constructor)."""
+    if env_id not in gym.registry:
+        raise ValueError(
+            f"Unknown env id {env_id!r}.{did_you_mean(env_id, gym.registry)} "
+            "`grounding-gym list envs` lists them."
+        )
+    entry = gym.spec(env_id).entry_point
+    cls = import_entry_point(entry, what=f"env {env_id!r}") if isinstance(entry, str) else entry
+    if callable(cls):
+        given = {**gym.spec(env_id).kwargs, **kwargs}
+        check_call_kwargs(f"env {env_id!r} (env kwargs)", cls, given)
 
 
 @dataclass
@@ -256,8 +290,10 @@ def evaluate(
     benchmark: str | None = None,
     label: str | None = None,
     bin_edges: Sequence[float] | str | None = None,
+    bin_edges_source: str | None = None,
     samples: tuple[int, int] | None = None,
     counterfactual: str | None = None,
+    on_error: str = "record",
 ) -> dict[str, Any]:
     """Evaluate `agent` on `n` episodes and return the summary (see `grounding_gym.eval.metrics`).
 
@@ -283,11 +319,15 @@ def evaluate(
             `"quantiles:K"` (K equal-count bins of this run's targets); default the env's
             `scale_bin_edges` (the dataset's declared edges). Only the summary depends on them;
             `meta["bin_edges"]` and `meta["bin_edges_source"]` record which were used and why.
+        bin_edges_source: why the given `bin_edges` (default "given (--bin-edges)"), e.g.
+            taken from another run.
         samples: `(start, stop)`: evaluate only dataset indices in `[start, stop)` (e.g. the
             questions a trainer held out); default the whole dataset.
         counterfactual: run under `grounding_gym.wrappers.make_counterfactual(env, name, seed)`
             ("blank", "shuffle", "no-tool": what a crop returns is replaced); recorded as
             `meta["counterfactual"]`, for `compare`'s gain / harm table.
+        on_error: "record" (default), "skip" or "raise": what an exception in one episode does
+            (module docstring). Recorded failures are in `summary["errors"]`.
 
     Returns:
         The summary dict (also written to `out_dir/summary.json`), with `meta["out_dir"]`.
@@ -297,6 +337,7 @@ def evaluate(
             returned the wrong number of actions.
         grounding_gym.atomic.FolderLockedError: another evaluation is writing to `out_dir`.
     """
+    check_choice("on_error", on_error, ON_ERROR_MODES)
     if num_envs < 1:
         raise ValueError(f"num_envs must be >= 1, got {num_envs}")
     if isinstance(env, gym.Env) and num_envs != 1:
@@ -353,7 +394,7 @@ def evaluate(
     runs: Iterator[dict[str, Any]] = iter(())  # a finished run rebuilds its reports, no agent
     if pending:
         agent = _as_agent(agent, first_env, agent_kwargs)
-        runs = _run_episodes(agent, envs, plan, pending, seed)
+        runs = _run_episodes(agent, envs, plan, pending, seed, on_error)
     bar = _progress(n, n - len(pending), label or agent_name, progress)
     try:
         for record in runs:
@@ -369,8 +410,10 @@ def evaluate(
     if out is not None:
         records = read_records(out / EPISODES_FILE)
     records = [r for r in records if 0 <= int(r.get("episode", -1)) < n]
+    failed = [r for r in records if r.get("error")]
+    records = [r for r in records if not r.get("error")]
     with_options = [r["num_options"] for r in records if r.get("num_options")]
-    edges, edges_source = summary_bin_edges(bin_edges, base, records)
+    edges, edges_source = summary_bin_edges(bin_edges, base, records, bin_edges_source)
     meta = {
         **config,
         "label": label or agent_name,
@@ -394,6 +437,7 @@ def evaluate(
     if report is not None:  # e.g. the replay agent's matching counts
         meta["agent_report"] = report
     summary = summarize(records, edges, meta)
+    summary["errors"] = _errors(failed, len(records), out)
     if out is not None:
         write_reports(out, summary, records, plots=plots)
     return summary
@@ -420,6 +464,19 @@ def _eval_envs(
     return envs, env_id, used_kwargs
 
 
+def _errors(failed: list[dict[str, Any]], n_ok: int, out: Path | None) -> dict[str, Any]:
+    """`summary["errors"]`: how many episodes failed and which (warns when any did)."""
+    if failed:
+        where = f" (records in {out / EPISODES_FILE})" if out is not None else ""
+        warnings.warn(
+            f"{len(failed)} of {len(failed) + n_ok} episodes failed and are left out of the "
+            f"metrics{where}; first: episode {failed[0]['episode']}: {failed[0]['error']}",
+            stacklevel=3,
+        )
+    keys = ("episode", "sample_id", "error_stage", "error")
+    return {"n": len(failed), "episodes": [{k: r.get(k) for k in keys} for r in failed]}
+
+
 def _agent_report(agent: Agent | str, out: Path | None) -> Any:
     """The agent's `report` (JSON-ready), or None. Re-summarising a finished run does not
     rebuild its agent (`agent` is still a name), so the report of the summary already in
@@ -435,10 +492,14 @@ def _agent_report(agent: Agent | str, out: Path | None) -> Any:
 
 
 def summary_bin_edges(
-    spec: Sequence[float] | str | None, env: Any, records: Sequence[Mapping[str, Any]]
+    spec: Sequence[float] | str | None,
+    env: Any,
+    records: Sequence[Mapping[str, Any]],
+    source: str | None = None,
 ) -> tuple[tuple[float, ...], str]:
-    """`(edges, why)` of a summary: edges given, `"quantiles:K"` of the records' target areas,
-    or the env's `scale_bin_edges` (with its `scale_bin_edges_source`)."""
+    """`(edges, why)` of a summary: edges given (why: `source`, default "given
+    (--bin-edges)"), `"quantiles:K"` of the records' target areas, or the env's
+    `scale_bin_edges` (with its `scale_bin_edges_source`)."""
     if spec is None:
         return tuple(env.scale_bin_edges), str(
             getattr(env, "scale_bin_edges_source", "the env's scale_bin_edges")
@@ -450,7 +511,7 @@ def summary_bin_edges(
             edges,
             f"quantiles:{parsed}: {len(edges) + 1} equal-count bins of this run's target areas",
         )
-    return parsed, "given (--bin-edges)"
+    return parsed, source or "given (--bin-edges)"
 
 
 def _as_agent(agent: Agent | str, env: gym.Env, kwargs: Mapping[str, Any] | None) -> Agent:
@@ -459,53 +520,160 @@ def _as_agent(agent: Agent | str, env: gym.Env, kwargs: Mapping[str, Any] | None
 
 
 def _run_episodes(
-    agent: Agent, envs: list[gym.Env], plan: list[int], pending: deque[int], seed: int
+    agent: Agent,
+    envs: list[gym.Env],
+    plan: list[int],
+    pending: deque[int],
+    seed: int,
+    on_error: str = "raise",
 ) -> Iterator[dict[str, Any]]:
-    """Step `envs` together until `pending` is empty; yield each record as its episode ends."""
-    slots: list[_Slot | None] = [None] * len(envs)
+    """Step `envs` together until `pending` is empty; yield each record as its episode ends
+    (with `on_error="record"`, also the record of each failed episode)."""
+    runner = _Runner(agent, envs, plan, pending, seed, on_error)
+    try:
+        yield from _loop(agent, runner)
+    finally:
+        runner.close()
 
-    def start(k: int) -> None:
-        started = time.perf_counter()
-        episode = pending.popleft()
-        index = plan[episode]
-        reset_seed = episode_seed(seed, episode)
-        obs, info = envs[k].reset(seed=reset_seed, options={"sample_id": index})
-        sample = getattr(envs[k].unwrapped, "sample", None)
-        recorder = EpisodeRecorder(
-            episode, index, reset_seed, info, sample, first_view=obs["image"]
-        )
-        slots[k] = _Slot(episode, index, obs, info, recorder, started)
 
-    for k in range(len(envs)):
-        if pending:
-            start(k)
+def _loop(agent: Agent, runner: _Runner) -> Iterator[dict[str, Any]]:
+    """Fill every slot, then ask the agent for a batch and step it until no slot is busy."""
+    for k in range(len(runner.envs)):
+        yield from runner.start(k)
     while True:
-        active = [k for k, slot in enumerate(slots) if slot is not None]
+        active = [k for k, slot in enumerate(runner.slots) if slot is not None]
         if not active:
             return
-        observations = [slots[k].obs for k in active]  # type: ignore[union-attr]
+        slots = [runner.slots[k] for k in active]
+        observations = [slot.obs for slot in slots]  # type: ignore[union-attr]
         infos = [
-            {**slots[k].info, "episode": slots[k].episode, "sample_index": slots[k].sample_index}  # type: ignore[union-attr]
-            for k in active
+            {**slot.info, "episode": slot.episode, "sample_index": slot.sample_index}  # type: ignore[union-attr]
+            for slot in slots
         ]
-        actions = agent.act(observations, infos)
-        if len(actions) != len(active):
+        try:
+            actions = agent.act(observations, infos)
+        except Exception as exc:  # every episode of the batch fails with it
+            for k in active:
+                yield from runner.end(k, runner.failure(k, "agent", exc))
+            continue
+        if len(actions) != len(active):  # a bug in the agent, not in an episode
             raise ValueError(
                 f"agent returned {len(actions)} actions for {len(active)} observations"
             )
-        for k, action in zip(active, actions, strict=True):
-            slot = slots[k]
-            assert slot is not None
-            if action is None:  # the agent gives up: the episode ends unanswered, not stepped
-                slot.recorder.stop()
-                terminated, truncated = False, True
-            else:
-                text = action if isinstance(action, str) else str(action)
-                obs, reward, terminated, truncated, info = envs[k].step(text)
-                slot.recorder.step(text, float(reward), terminated, truncated, info)
-                slot.obs, slot.info = obs, info
-            if terminated or truncated:
-                yield slot.recorder.finish(time.perf_counter() - slot.started)
-                slots[k] = None
-                if pending:
-                    start(k)
+        texts = [None if a is None else a if isinstance(a, str) else str(a) for a in actions]
+        outcomes = runner.step_envs(active, texts)
+        for k, text, outcome in zip(active, texts, outcomes, strict=True):
+            yield from runner.step(k, text, outcome)
+
+
+class _Runner:
+    """The env slots of `_run_episodes` and what happens to an episode: start, step, end, fail."""
+
+    def __init__(
+        self,
+        agent: Agent,
+        envs: list[gym.Env],
+        plan: list[int],
+        pending: deque[int],
+        seed: int,
+        on_error: str,
+    ):
+        self.envs, self.plan, self.pending, self.seed = envs, plan, pending, seed
+        self.episode_log = getattr(agent, "episode_log", None)
+        self._pool: ThreadPoolExecutor | None = None
+        self.on_error = on_error
+        self.slots: list[_Slot | None] = [None] * len(envs)
+
+    def start(self, k: int) -> Iterator[dict[str, Any]]:
+        """Fill slot `k` with the next pending episode that resets cleanly."""
+        while self.pending and self.slots[k] is None:
+            started = time.perf_counter()
+            episode = self.pending.popleft()
+            index = self.plan[episode]
+            reset_seed = episode_seed(self.seed, episode)
+            try:
+                obs, info = self.envs[k].reset(seed=reset_seed, options={"sample_id": index})
+            except Exception as exc:
+                record = self.failure(k, "reset", exc, episode=episode)
+                if record is not None:
+                    yield record
+                continue
+            sample = getattr(self.envs[k].unwrapped, "sample", None)
+            recorder = EpisodeRecorder(
+                episode, index, reset_seed, info, sample, first_view=obs["image"]
+            )
+            self.slots[k] = _Slot(episode, index, obs, info, recorder, started)
+
+    def step_envs(self, ks: list[int], texts: list[str | None]) -> list[Any]:
+        """`env.step(text)` of each slot in `ks`, in threads when several envs run (PIL and
+        OpenCV release the GIL): the step's 5-tuple, the exception it raised, or None for no
+        action. Each env is stepped by one thread, so results do not depend on the threads."""
+
+        def one(k: int, text: str | None) -> Any:
+            if text is None:
+                return None
+            try:
+                return self.envs[k].step(text)
+            except Exception as exc:
+                return exc
+
+        if len(ks) == 1:
+            return [one(ks[0], texts[0])]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(len(self.envs), thread_name_prefix="env-step")
+        return list(self._pool.map(one, ks, texts))
+
+    def step(self, k: int, text: str | None, outcome: Any) -> Iterator[dict[str, Any]]:
+        """Record slot `k`'s step (`outcome` of `step_envs`; None: the agent gave up, the
+        episode ends unanswered); end the episode when it is over."""
+        slot = self.slots[k]
+        assert slot is not None
+        if text is None:
+            slot.recorder.stop()
+            terminated, truncated = False, True
+        elif isinstance(outcome, Exception):
+            yield from self.end(k, self.failure(k, "step", outcome))
+            return
+        else:
+            obs, reward, terminated, truncated, info = outcome
+            slot.recorder.step(text, float(reward), terminated, truncated, info)
+            slot.obs, slot.info = obs, info
+        if terminated or truncated:
+            yield from self.end(k, slot.recorder.finish(time.perf_counter() - slot.started))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+
+    def end(self, k: int, record: dict[str, Any] | None) -> Iterator[dict[str, Any]]:
+        """Free slot `k`, yield its record (if any, with the agent's `episode_log(episode)` as
+        `agent_log` when the agent keeps one), start the next episode there."""
+        slot, self.slots[k] = self.slots[k], None
+        log = self.episode_log(slot.episode) if callable(self.episode_log) and slot else None
+        if record is not None:
+            yield record if log is None else {**record, "agent_log": jsonable(log)}
+        yield from self.start(k)
+
+    def failure(
+        self, k: int, stage: str, exc: Exception, episode: int | None = None
+    ) -> dict[str, Any] | None:
+        """The record of a failed episode (slot `k`'s, or `episode` failing at reset), None to
+        skip it; re-raises with `on_error="raise"` and for `AgentUnavailableError`."""
+        if self.on_error == "raise" or isinstance(exc, AgentUnavailableError):
+            raise exc
+        if self.on_error == "skip":
+            return None
+        slot = self.slots[k]
+        if episode is None and slot is not None:
+            record = slot.recorder.finish(time.perf_counter() - slot.started)
+        else:
+            assert episode is not None
+            index = self.plan[episode]
+            record = {
+                "episode": episode,
+                "sample_index": index,
+                "seed": episode_seed(self.seed, episode),
+            }
+            with contextlib.suppress(Exception):  # the sample itself may be what failed
+                record["sample_id"] = cast(Any, self.envs[k].unwrapped).dataset[index].id
+        return {**record, "error": f"{type(exc).__name__}: {exc}", "error_stage": stage}

@@ -25,6 +25,8 @@ Record keys (one episode; boxes in original px, areas relative to the image):
 | `terminated`, `truncated` | how the episode ended |
 | `return`, `reward_terms`, `final_reward_terms` | summed reward, summed terms, terms of the last step |
 | `elapsed_s` | wall time of the episode |
+| `agent_log` | only for agents with `episode_log` (`openai`: every request and response) |
+| `error`, `error_stage` | only for a failed episode (`on_error="record"`): "ExcType: message", "reset" / "step" / "agent" |
 """  # noqa: E501 (table rows)
 
 from __future__ import annotations

@@ -129,10 +129,17 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
     """
     meta = summary.get("meta", {})
     lines = [
-        f"# {meta.get('agent', 'agent')} on {meta.get('env_id', 'env')} / "
+        f"# {meta.get('label') or meta.get('agent', 'agent')} on {meta.get('env_id', 'env')} / "
         f"{meta.get('benchmark', meta.get('dataset', ''))}",
         "",
     ]
+    errors = summary.get("errors") or {}
+    if errors.get("n"):
+        lines += [
+            f"**{errors['n']} episode(s) failed** and are left out of every metric below "
+            "(their records carry `error`; `grounding-gym check-dataset` lists bad rows).",
+            "",
+        ]
     lines.append(
         f"{summary['overall']['n']} episodes, seed {meta.get('seed')}; accuracy, Acc@0.5, crop "
         "rate and "

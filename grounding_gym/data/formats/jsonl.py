@@ -32,6 +32,7 @@ from grounding_gym.data.formats.boxes import BOX_FORMATS, BoxFitter, check_box_f
 from grounding_gym.data.formats.choices import answer_letter, parse_options
 from grounding_gym.data.formats.images import EncodedImageRef, ImageFields, ResolvedImage
 from grounding_gym.data.formats.records import (
+    DatasetFormatError,
     IdRegistry,
     JsonlRecord,
     at_line,
@@ -57,6 +58,7 @@ def load_jsonl(
     read_sizes: bool = False,
     limit: int | None = None,
     allow_outside_root: bool = False,
+    bad_rows: list[DatasetFormatError] | None = None,
 ) -> list[Sample]:
     """Samples from a file in the generic JSONL format (see the module docstring).
 
@@ -70,6 +72,8 @@ def load_jsonl(
         allow_outside_root: follow image paths that resolve outside the file's folder (or
             `data_dir`): absolute paths, `..`, symlinks leading out. Off by default: a dataset
             file from elsewhere must not pick which of your files an env shows.
+        bad_rows: collect the error of each bad line here and skip the line, instead of
+            raising on the first (`grounding-gym check-dataset` lists them all).
 
     Returns:
         Samples in file order; `metadata` is the line's `metadata` plus `line`, `image_key`.
@@ -84,10 +88,15 @@ def load_jsonl(
     images = ImageFields(root, allow_outside_root)
     ids, fitter = IdRegistry(), BoxFitter("jsonl")
     samples: list[Sample] = []
-    for record in iter_jsonl(file):
+    for record in iter_jsonl(file, bad_rows):
         if limit is not None and len(samples) >= limit:
             break
-        samples.append(_jsonl_sample(file, record, read_sizes, images, ids, fitter))
+        try:
+            samples.append(_jsonl_sample(file, record, read_sizes, images, ids, fitter))
+        except DatasetFormatError as err:
+            if bad_rows is None:
+                raise
+            bad_rows.append(err)
     fitter.warn()
     return samples
 

@@ -281,8 +281,11 @@ class JsonlRecord:
     value: dict[str, Any]
 
 
-def iter_jsonl(file: str) -> Iterator[JsonlRecord]:
-    """Objects of a JSON-lines file; blank lines are skipped."""
+def iter_jsonl(
+    file: str, bad_rows: list[DatasetFormatError] | None = None
+) -> Iterator[JsonlRecord]:
+    """Objects of a JSON-lines file; blank lines are skipped. A line that is not a JSON object
+    raises `DatasetFormatError`, or with `bad_rows` is appended there and skipped."""
     with open(file, "rb") as handle:
         offset = 0
         for line_no, raw in enumerate(handle, start=1):
@@ -291,16 +294,30 @@ def iter_jsonl(file: str) -> Iterator[JsonlRecord]:
                 continue
             try:
                 value = json.loads(raw.decode("utf-8-sig" if start == 0 else "utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as err:
-                raise format_error(at_line(file, line_no), f"not valid JSON ({err})") from err
-            except RecursionError as err:
-                raise format_error(
-                    at_line(file, line_no), "JSON nested too deeply to parse (hostile or corrupt)"
-                ) from err
-            if not isinstance(value, dict):
-                raise format_error(
-                    at_line(file, line_no), f"expected a JSON object, got {type(value).__name__}"
-                )
+                if not isinstance(value, dict):
+                    raise format_error(
+                        at_line(file, line_no),
+                        f"expected a JSON object, got {type(value).__name__}",
+                    )
+            except (
+                UnicodeDecodeError,
+                json.JSONDecodeError,
+                RecursionError,
+                DatasetFormatError,
+            ) as err:
+                if isinstance(err, DatasetFormatError):
+                    error = err
+                elif isinstance(err, RecursionError):
+                    error = format_error(
+                        at_line(file, line_no),
+                        "JSON nested too deeply to parse (hostile or corrupt)",
+                    )
+                else:
+                    error = format_error(at_line(file, line_no), f"not valid JSON ({err})")
+                if bad_rows is None:
+                    raise error from err
+                bad_rows.append(error)
+                continue
             yield JsonlRecord(line_no, start, len(raw), value)
 
 
