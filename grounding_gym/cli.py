@@ -32,7 +32,11 @@ for _name, _target, _text in (
         "grounding_gym.data.check:main",
         "list every bad row and image of a dataset (exit 1 if any)",
     ),
-    ("compare", "grounding_gym.eval.cli:compare_main", "compare result folders side by side"),
+    (
+        "compare",
+        "grounding_gym.eval.compare_cli:compare_main",
+        "compare result folders side by side",
+    ),
     ("render", "grounding_gym.eval.cli:render_main", "draw an episode as PNG"),
     ("serve", "grounding_gym.remote:serve_main", "serve an env over OpenEnv (extra `serve`)"),
 ):

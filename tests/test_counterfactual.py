@@ -190,7 +190,7 @@ def test_tool_contribution_counts_gain_harm_and_survival_by_hand():
 
 
 def test_compare_prints_gain_and_harm_of_a_counterfactual_run(tmp_path, capsys):
-    from grounding_gym.eval.cli import compare_main
+    from grounding_gym.eval.compare_cli import compare_main
 
     common = {"n": 12, "progress": False, "plots": False, **SMALL_HR}
     evaluate("oracle-crop", out_dir=tmp_path / "real", **common)

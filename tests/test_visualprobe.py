@@ -19,7 +19,7 @@ from grounding_gym.actions import format_answer
 from grounding_gym.data.formats.records import DatasetFormatError
 from grounding_gym.data.loaders import load_visualprobe
 from grounding_gym.data.registry import make_dataset
-from grounding_gym.eval.cli import compare_main
+from grounding_gym.eval.compare_cli import compare_main
 
 ROWS = {
     "Easy": [
