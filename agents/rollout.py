@@ -26,7 +26,6 @@ Order of the returned trajectories (tests and trainers rely on it):
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import math
 import threading
@@ -38,9 +37,9 @@ from typing import Any
 import numpy as np
 
 from agents.policies.base import Generation, Policy, Trajectory, Turn
+from grounding_gym.image_store import ImageStore
 from grounding_gym.lru import LRU
 from grounding_gym.rewards import sum_reward_terms
-from grounding_gym.views import ImageHandle
 
 __all__ = [
     "FirstViewCache",
@@ -294,33 +293,22 @@ def collect_srpo_groups(
 # ------------------------------------------------------------------------------ shared images
 
 
-class _CachedImage:
-    """Zero-argument image source that draws/decodes through a shared LRU."""
-
-    def __init__(self, owner: SharedImageDataset, key: str, source: Any):
-        self.owner, self.key, self.source = owner, key, source
-
-    def __call__(self) -> Any:
-        return self.owner._image(self.key, self.source)
-
-
 class SharedImageDataset(Sequence):
-    """A dataset wrapper whose samples share one LRU of decoded images across envs.
+    """A dataset wrapper that builds each sample once for a whole pool of envs.
 
-    A pool of envs built on the same dataset would otherwise decode (or, for `synthetic-hr`,
-    draw) each image once per env. Wrap the dataset once and pass it as `dataset=` to every env
-    of the pool: images are decoded once and shared read-only (views are cut by resizing, which
-    never mutates the source). Samples are cached too. Thread-safe.
+    Pass it as `dataset=` to every env of a pool: a sample (for `synthetic-hr`, its layout) is
+    made once and handed to every env that resets on it. Decoded images need no wrapper: every
+    env of the process shares them through the byte-bounded store of
+    `grounding_gym.image_store` (`image_cache_bytes`). Thread-safe.
 
     Args:
         dataset: a sequence of `grounding_gym.data.Sample`.
-        max_images: decoded images kept.
+        max_samples: samples kept (LRU).
     """
 
-    def __init__(self, dataset: Sequence[Any], max_images: int = 32):
-        self.dataset, self.max_images = dataset, max_images
-        self._images = LRU(max_images, name="max_images")  # sample id -> decoded image
-        self._samples = LRU(4 * max_images, name="max_images")  # index -> sample
+    def __init__(self, dataset: Sequence[Any], max_samples: int = 128):
+        self.dataset, self.max_samples = dataset, max_samples
+        self._samples = LRU(max_samples, name="max_samples")  # index -> sample
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -332,21 +320,10 @@ class SharedImageDataset(Sequence):
             sample = self._samples.peek(index)
         if sample is not None:
             return sample
-        base = self.dataset[index]
-        sample = dataclasses.replace(base, image=_CachedImage(self, base.id, base.image))
+        sample = self.dataset[index]
         with self._lock:
             self._samples.put(index, sample)
         return sample
-
-    def _image(self, key: str, source: Any) -> Any:
-        with self._lock:
-            image = self._images.peek(key)
-        if image is not None:
-            return image
-        image = ImageHandle(source).image()  # decoded outside the lock: other envs go on
-        with self._lock:
-            self._images.put(key, image)
-        return image
 
 
 class FirstViewCache:
@@ -360,33 +337,37 @@ class FirstViewCache:
     sets (`view_box`, `view_size`, `_current_view`); `install` refuses other envs, and
     tests/test_rollout.py checks that observations are identical with and without it.
 
+    Envs stepped by threads that reset on one question at once render its first view once:
+    the others wait for it (`grounding_gym.image_store.ImageStore` keeps the views).
+
     Args:
-        max_items: first views kept (LRU).
+        max_bytes: bytes of first views kept (LRU); the default holds about 110 views of
+            448 x 448 px, or 21 of the default 1 Mpx budget.
     """
 
-    def __init__(self, max_items: int = 64):
-        self._views = LRU(max_items, name="max_items")  # (sample id, image size) -> first view
-        self._lock = threading.Lock()
+    def __init__(self, max_bytes: int = 64 * 2**20):
+        self._views = ImageStore(max_bytes)  # (sample id, image size) -> first view
 
     def install(self, env: Any) -> bool:
         """Wrap `env`'s first-view rendering; returns False (and does nothing) if unsupported."""
         show = getattr(env, "_show", None)
         if show is None or "first_view" not in inspect.signature(show).parameters:
             return False
-        cache = self
+        views = self._views
 
         def cached_show(box_orig: Any, first_view: bool = False) -> np.ndarray:
             if not first_view:
                 return show(box_orig)
-            key = (env.sample.id, tuple(env._handle.size))
-            with cache._lock:
-                hit = cache._views.peek(key)
-            if hit is None:
-                view = show(box_orig, first_view=True)
-                with cache._lock:
-                    cache._views.put(key, view.copy())
-                return view
-            view = hit.copy()
+            rendered: list[np.ndarray] = []
+
+            def render() -> np.ndarray:
+                rendered.append(show(box_orig, first_view=True))
+                return rendered[0].copy()  # the stored copy is never handed out
+
+            kept = views.get((env.sample.id, tuple(env._handle.size)), render)
+            if rendered:  # this env rendered it: its state is already set
+                return rendered[0]
+            view = kept.copy()
             env.view_box = box_orig
             env.view_size = (view.shape[1], view.shape[0])
             env._current_view = view

@@ -157,20 +157,21 @@ def test_rollout_arrays_and_metrics(toy_dataset):
         rollout_metrics(trajs, bin_edges=(0.1,), bin_names=("a", "b", "c"))
 
 
-def test_shared_image_dataset_decodes_each_image_once(toy_dataset):
-    shared = SharedImageDataset(toy_dataset, max_images=4)
+def test_pool_envs_share_one_decode_and_the_shared_dataset_builds_each_sample_once(toy_dataset):
+    shared = SharedImageDataset(toy_dataset, max_samples=4)
     envs = make_pool(shared, 3)
     for env in envs:
         env.reset(options={"sample_id": "toy-1"})
     images = {id(env._handle.image()) for env in envs}
     assert len(images) == 1 and len(shared) == len(toy_dataset)
-    assert shared[1].id == "toy-1" and shared[-1].id == toy_dataset[-1].id
+    assert shared[1] is shared[1] and shared[1].id == "toy-1"
+    assert shared[-1].id == toy_dataset[-1].id
 
 
 def test_first_view_cache_gives_identical_observations(toy_dataset):
     from agents.rollout import FirstViewCache
 
-    cache = FirstViewCache(max_items=8)
+    cache = FirstViewCache(max_bytes=2**20)
     cached = make_pool(toy_dataset, 2)
     assert all(cache.install(env) for env in cached)
     plain = make_pool(toy_dataset, 2)
