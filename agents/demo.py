@@ -133,7 +133,14 @@ def evaluate(
     if hasattr(policy, "eval"):
         policy.eval()
     trajs = collect_groups(
-        list(envs), policy, eval_ids, 1, seed=10**9, greedy=True, executor=executor
+        list(envs),
+        policy,
+        eval_ids,
+        1,
+        seed=10**9,
+        greedy=True,
+        executor=executor,
+        keep_views=False,
     )
     metrics = rollout_metrics(trajs, BIN_EDGES, BIN_NAMES, prefix="")
     metrics["crop_rate"] = float(np.mean([bool(t.crop_boxes) for t in trajs]))

@@ -62,7 +62,6 @@ from agents.rollout import (
     rollout_arrays,
     rollout_metrics,
 )
-from grounding_gym.image_store import return_large_frees_to_os
 
 __all__ = ["Trainer", "TrainerConfig", "build_envs", "load_config", "main"]
 
@@ -505,7 +504,6 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         if cfg.torch_threads:
             torch.set_num_threads(cfg.torch_threads)
-        return_large_frees_to_os()  # evicted images' memory goes back to the OS (glibc)
         _seed_everything(cfg.seed)
         self.policy = policy if policy is not None else make_policy(cfg.policy, **cfg.policy_kwargs)
         if cfg.init_checkpoint:
@@ -567,7 +565,14 @@ class Trainer:
             return {}
         self.policy.eval()
         trajs = collect_groups(
-            self.eval_envs, self.policy, ids, 1, seed=10**9, greedy=True, executor=self.executor
+            self.eval_envs,
+            self.policy,
+            ids,
+            1,
+            seed=10**9,
+            greedy=True,
+            executor=self.executor,
+            keep_views=False,
         )
         return self._metrics(trajs, prefix)
 

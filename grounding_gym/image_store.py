@@ -26,7 +26,6 @@ plus the process's fixed base.
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import os
 import threading
@@ -47,7 +46,6 @@ __all__ = [
     "clear_shared_stores",
     "default_cache_bytes",
     "nbytes",
-    "return_large_frees_to_os",
     "shared_store",
     "source_key",
 ]
@@ -266,29 +264,6 @@ def default_cache_bytes() -> int:
             f"e.g. {IMAGE_CACHE_BYTES_ENV}={2**30} for 1 GiB"
         )
     return value
-
-
-LARGE_BLOCK_BYTES = 4 * 2**20
-"""`return_large_frees_to_os`'s default threshold: a 448 x 448 view stays on the heap; decodes,
-pyramid levels and Pillow's 16 MiB image blocks are mapped."""
-
-
-def return_large_frees_to_os(threshold: int = LARGE_BLOCK_BYTES) -> bool:
-    """Make glibc's `malloc` map blocks of `threshold` bytes or more, so that the memory an
-    evicted image (or any large array) frees goes back to the OS at once.
-
-    By default glibc raises its mapping threshold after each large free (up to 32 MiB), then
-    serves image blocks from per-thread heaps, which keep what they free: the scale-bias trainer
-    (2 env threads, 4096 px images) peaked at 1.75 GB after 4 steps and a 16-question evaluation
-    with the default allocator, 1.18 GB with this (docs/benchmarks.md). Process-wide; the
-    trainer calls it. Returns False (and does nothing) where the C library has no `mallopt`.
-    """
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    m_mmap_threshold = -3  # <malloc.h>
-    return bool(mallopt(m_mmap_threshold, int(threshold)))
 
 
 _stores: dict[int, ImageStore] = {}

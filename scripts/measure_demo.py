@@ -63,7 +63,13 @@ def cmd_seeds(args: argparse.Namespace) -> int:
     for seed in args.seeds:
         print(f"[measure] grounding-gym demo --seed {seed} ...", file=sys.stderr, flush=True)
         extra = [] if args.steps is None else ["--steps", str(args.steps)]
-        res = run_demo(ROOT, out / f"seed{seed}", ["--seed", str(seed), "--no-progress", *extra])
+        done = out / f"seed{seed}" / "results.json"
+        if args.reuse and done.exists():
+            res = json.loads(done.read_text())
+        else:
+            res = run_demo(
+                ROOT, out / f"seed{seed}", ["--seed", str(seed), "--no-progress", *extra]
+            )
         after = res["results"]["tiny (after)"]
         runs[seed] = {
             **{f"acc_{b}": after.get(f"acc_{b}", float("nan")) for b in BINS},
@@ -188,6 +194,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeds = sub.add_parser("seeds", help="the demo's result over seeds")
     seeds.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     seeds.add_argument("--steps", type=int, default=None, help="default: the demo's own")
+    seeds.add_argument(
+        "--reuse",
+        action="store_true",
+        help="summarise a seed's existing OUT/seedS/results.json instead of running it again",
+    )
     speed = sub.add_parser("speed", help="steps/min against an older commit, interleaved")
     speed.add_argument("--baseline-ref", required=True, help="git commit to compare against")
     speed.add_argument("--pairs", type=int, default=3, help="rounds of every arm")

@@ -20,7 +20,6 @@ from grounding_gym.image_store import (
     IMAGE_CACHE_BYTES_ENV,
     ImageStore,
     nbytes,
-    return_large_frees_to_os,
     shared_store,
     source_key,
 )
@@ -231,13 +230,3 @@ def test_a_store_hit_still_honours_each_envs_pixel_limit():
     assert wary.image_store is trusting.image_store
     with pytest.raises(ImageTooLargeError, match="max_image_pixels=250,000"):
         wary.reset(seed=0)
-
-
-def test_large_frees_go_back_to_the_os_on_glibc():
-    import ctypes
-
-    try:
-        has_mallopt = hasattr(ctypes.CDLL(None), "mallopt")
-    except OSError:
-        has_mallopt = False
-    assert return_large_frees_to_os() is has_mallopt

@@ -184,3 +184,18 @@ def test_first_view_cache_gives_identical_observations(toy_dataset):
     first = [t.turns[0].observation["image"] for t in a[:3]]
     assert first[0] is not first[1]  # copies: observations never share memory
     assert not cache.install(object())
+
+
+def test_keep_views_false_drops_only_the_images(toy_dataset):
+    ids = ["toy-1", "toy-2", "toy-3"]
+    kept = collect_groups(make_pool(toy_dataset, 2), ScriptedRandomPolicy(4), ids, 2, seed=0)
+    light = collect_groups(
+        make_pool(toy_dataset, 2), ScriptedRandomPolicy(4), ids, 2, seed=0, keep_views=False
+    )
+    assert rollout_metrics(light) == rollout_metrics(kept)
+    for a, b in zip(light, kept, strict=True):
+        assert a.messages == [] and b.messages
+        assert [t.info for t in a.turns] == [t.info for t in b.turns]
+        assert [t.generation for t in a.turns] == [t.generation for t in b.turns]
+        assert all("image" not in t.observation and "dialogue" in t.observation for t in a.turns)
+        assert all("image" in t.observation for t in b.turns)
