@@ -215,6 +215,11 @@ class ImageStore:
             self._items.clear()
             self._bytes = 0
 
+    def __reduce__(self) -> tuple:
+        """Pickled or deep-copied (with an env, e.g. for a subprocess), a store arrives as the
+        receiving process's shared store of the same budget: decodes are never copied."""
+        return (shared_store, (self.max_bytes,))
+
     def __repr__(self) -> str:
         return (
             f"ImageStore({len(self)} values, {self.nbytes / 2**20:.1f} of "

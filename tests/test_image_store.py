@@ -230,3 +230,13 @@ def test_a_store_hit_still_honours_each_envs_pixel_limit():
     assert wary.image_store is trusting.image_store
     with pytest.raises(ImageTooLargeError, match="max_image_pixels=250,000"):
         wary.reset(seed=0)
+
+
+def test_a_copied_or_pickled_env_keeps_the_process_store():
+    import copy
+    import pickle
+
+    env = GroundedVQAEnv(toy_samples(1), image_cache_bytes=10**8)
+    env.reset(seed=0)
+    assert copy.deepcopy(env).image_store is env.image_store
+    assert pickle.loads(pickle.dumps(env.image_store)) is shared_store(10**8)

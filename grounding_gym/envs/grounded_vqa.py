@@ -136,8 +136,9 @@ class GroundedVQAEnv(gym.Env[dict, str]):
     images, previews and pyramid levels that every env of the process shares,
     `grounding_gym.image_store.shared_store`; None: `GROUNDING_GYM_IMAGE_CACHE_BYTES` if set,
     else 512 MiB; 0 keeps nothing, so every view decodes its image again; envs with the same
-    budget share one store, `env.image_store`), `max_image_pixels`, `reduced_decode=True` (first view of a JPEG from a 1/2-1/8 scale
-    decode, PSNR >= 30 dB against the full decode, see docs/benchmarks.md),
+    budget share one store, `env.image_store`), `max_image_pixels`, `reduced_decode=True`
+    (first view of a JPEG from a 1/2-1/8 scale decode, PSNR >= 30 dB against the full decode,
+    see docs/benchmarks.md),
     `upsample_first_view=False` (with `reduced_decode`, also a JPEG 1.25-2x the view per side
     decodes at 1/2 scale and its first view is upsampled from that; PSNR >= 30 dB on photos,
     but it blurs small text, hence off), `fast_resize=True` (a crop that shrinks its region
