@@ -187,8 +187,8 @@ class TrainerConfig:
     """log grad_share/<bin> (every `grad_diagnostics_every` steps): one extra backward per target
     bin on the step's batch (the other scale-bias diagnostics are free); False for speed"""
     grad_diagnostics_every: int = 10
-    """steps between grad_share measurements (steps 1, 1 + k, 1 + 2k, ...; ~15 % of a step each
-    time in the demo, so 10 costs ~1.5 %); 1 for experiments that report grad_share
+    """steps between grad_share measurements (steps 1, 1 + k, 1 + 2k, ...; each costs ~15 percent
+    of a demo step, so 10 costs ~1.5 percent); 1 for experiments that report grad_share
     (examples/scale_bias.yaml)"""
     checkpoint_every: int = 10
     """write checkpoint.pt every N steps (and always at the end); 0: only at the end"""
