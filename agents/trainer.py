@@ -86,8 +86,8 @@ class TrainerConfig:
       `clip_high`, `beta`, `loss_agg`, `norm_len`, `dynamic_sampling`, `overlong_max_len`,
       `overlong_cache_len`
     > optimisation: `total_steps`, `lr`, `update_epochs`, `max_grad_norm`, `weight_decay`
-    > logging: `eval_every`, `final_eval`, `grad_diagnostics`, `checkpoint_every`, `resume`,
-      `tensorboard`, `progress`, `max_minutes`
+    > logging: `eval_every`, `final_eval`, `grad_diagnostics`, `grad_diagnostics_every`,
+      `checkpoint_every`, `resume`, `tensorboard`, `progress`, `max_minutes`
     """
 
     # > experiment
@@ -115,8 +115,9 @@ class TrainerConfig:
     env_threads: int = 2
     """threads stepping the pool's envs (image resizing releases the GIL); 0 = no threads"""
     share_images: bool = True
-    """build the env dataset once and share decoded images across the pool
-    (`agents.rollout.SharedImageDataset`); needs env_kwargs `dataset` to be a registered name"""
+    """build the env dataset once for the pool (`agents.rollout.SharedImageDataset`); needs
+    env_kwargs `dataset` to be a registered name. Decoded images are shared by every env of
+    the process either way, within env_kwargs `image_cache_bytes` (`grounding_gym.image_store`)"""
     cache_first_views: bool = True
     """render each sample's first view once for the whole pool (`agents.rollout.FirstViewCache`):
     all rollouts of a question start from the same view"""
@@ -190,8 +191,12 @@ class TrainerConfig:
     final_eval: bool = True
     """evaluate at the last step (set False when the caller evaluates itself)"""
     grad_diagnostics: bool = True
-    """log grad_share/<bin> every step: one extra backward per target bin on the step's batch
-    (the other scale-bias diagnostics are free); False for speed"""
+    """log grad_share/<bin> (every `grad_diagnostics_every` steps): one extra backward per target
+    bin on the step's batch (the other scale-bias diagnostics are free); False for speed"""
+    grad_diagnostics_every: int = 10
+    """steps between grad_share measurements (steps 1, 1 + k, 1 + 2k, ...; each costs ~15 percent
+    of a demo step, so 10 costs ~1.5 percent); 1 for experiments that report grad_share
+    (examples/scale_bias.yaml)"""
     checkpoint_every: int = 10
     """write checkpoint.pt every N steps (and always at the end); 0: only at the end"""
     resume: bool = True
@@ -231,6 +236,11 @@ class TrainerConfig:
         _check(self.update_epochs >= 1, f"update_epochs ({self.update_epochs}) must be >= 1.")
         _check(self.lr > 0, f"lr ({self.lr}) must be > 0.")
         _check(self.max_minutes >= 0, f"max_minutes ({self.max_minutes}) must be >= 0.")
+        _check(
+            self.grad_diagnostics_every >= 1,
+            f"grad_diagnostics_every ({self.grad_diagnostics_every}) must be >= 1 (switch the "
+            "diagnostics off with grad_diagnostics=false).",
+        )
         _check(
             len(self.bin_names) == len(self.bin_edges) + 1,
             f"bin_names ({len(self.bin_names)} names) must have len(bin_edges) + 1 = "
@@ -446,10 +456,12 @@ def build_envs(cfg: TrainerConfig, overrides: dict[str, Any] | None = None) -> l
         from grounding_gym.data import make_dataset
 
         built = make_dataset(dataset, **kwargs.pop("dataset_kwargs", {}))
-        kwargs["dataset"] = SharedImageDataset(built, max_images=max(8, 2 * cfg.questions_per_step))
+        kwargs["dataset"] = SharedImageDataset(
+            built, max_samples=max(32, 8 * cfg.questions_per_step)
+        )
     envs = [gym.make(cfg.env_id, **kwargs).unwrapped for _ in range(cfg.num_envs)]
     if cfg.cache_first_views:
-        cache = FirstViewCache(max_items=max(16, 4 * cfg.questions_per_step))
+        cache = FirstViewCache()
         for env in envs:
             cache.install(env)
     return envs
@@ -560,7 +572,14 @@ class Trainer:
             return {}
         self.policy.eval()
         trajs = collect_groups(
-            self.eval_envs, self.policy, ids, 1, seed=10**9, greedy=True, executor=self.executor
+            self.eval_envs,
+            self.policy,
+            ids,
+            1,
+            seed=10**9,
+            greedy=True,
+            executor=self.executor,
+            keep_views=False,
         )
         return self._metrics(trajs, prefix)
 
@@ -664,7 +683,7 @@ class Trainer:
             if old is None:
                 old = old_logprobs(trajectories, mask)
             mask = mask * keep.to(mask.device, mask.dtype)[:, None]  # dynamic sampling: drop rows
-            if epoch == 0 and cfg.grad_diagnostics:
+            if epoch == 0 and self._grad_diagnostics_due():
                 bins = bin_indices(arrays["target_rel_areas"], cfg.bin_edges)
                 sums.update(self.gradient_shares(logp, old, adv, mask, bins))
             loss, metrics = compute_loss(
@@ -683,6 +702,11 @@ class Trainer:
         out = {k if k.startswith("grad_share/") else f"train/{k}": v for k, v in sums.items()}
         out["train/kept_frac"] = float(keep.float().mean())
         return out
+
+    def _grad_diagnostics_due(self) -> bool:
+        """Whether this step (counted from 0, before it ends) logs grad_share."""
+        cfg = self.cfg
+        return cfg.grad_diagnostics and self.step % cfg.grad_diagnostics_every == 0
 
     def train_step(self) -> dict[str, Any]:
         """One step: collect, advantages, update; returns the step's metrics."""
@@ -877,8 +901,9 @@ def scale_bias_summary(history: Sequence[dict[str, Any]], bin_names: Sequence[st
             {k for row in history for k in row if k.startswith(family + "/")},
             key=lambda k: _bin_order(k.split("/", 1)[1], bin_names),
         )
-        means = [
-            (k.split("/", 1)[1], float(np.mean([row.get(k, 0.0) for row in history]))) for k in keys
+        means = [  # over the steps that logged the key (grad_share: every k steps)
+            (k.split("/", 1)[1], float(np.mean([row[k] for row in history if k in row])))
+            for k in keys
         ]
         means = [(name, m) for name, m in means if m > 0.0005 or family != "crop_bin_occupancy"]
         if means:

@@ -1,7 +1,9 @@
 """Image loading and view rendering: crops are cut from the original, then resized.
 
 * `ImageHandle` opens an `ImageSource` lazily: `.size` reads only the header; `.image()`
-  decodes once (EXIF rotation applied, converted to RGB) and keeps the result;
+  decodes once (EXIF rotation applied, converted to RGB) and keeps the result, in the
+  process's byte-bounded `image_store.ImageStore` when given one (as the envs do: every env
+  of the process then shares one decode), else with the handle;
   `.preview(min_size)` decodes a JPEG at 1/2, 1/4 or 1/8 scale (libjpeg DCT scaling), enough
   for a downsampled first view, so full decoding waits until a crop needs it;
   `.reduced(factor)` is the decoded image box-filtered by 2, 4, 8, ... per side
@@ -27,12 +29,15 @@ import io
 import math
 import os
 import warnings
+from collections.abc import Callable, Hashable
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from grounding_gym.data.sample import ImageSource
 from grounding_gym.geometry import Box
+from grounding_gym.image_store import ImageStore, source_key
 from grounding_gym.lru import LRU
 from grounding_gym.validation import check_choice
 
@@ -109,28 +114,35 @@ class ImageHandle:
     Args:
         source: path, encoded bytes, PIL image, or a zero-argument callable returning one.
         max_image_pixels: refuse (`ImageTooLargeError`) images with more pixels, before decoding.
+        store: where decodes, previews and pyramid levels are kept
+            (`grounding_gym.image_store.ImageStore`, shared by every handle of the same source
+            that uses it; the handle itself then keeps only the header). None: the handle
+            keeps them itself, until it is dropped.
 
     Raises (from `.size` / `.image()`):
         ImageLoadError: the source cannot be read or is not an image (names the source).
         ImageTooLargeError: more than `max_image_pixels` pixels.
     """
 
-    def __init__(self, source: ImageSource, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
+    def __init__(
+        self,
+        source: ImageSource,
+        max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+        store: ImageStore | None = None,
+    ):
         self.source = source
         self.max_image_pixels = max_image_pixels
+        self.store = store
         self._size: tuple[int, int] | None = None
-        self._image: Image.Image | None = None
-        self._previews: dict[tuple[int, int], Image.Image] = {}
-        self._levels: dict[int, Image.Image] = {}
+        self._parts: dict[tuple, Any] = {}  # without a store: ("image",), ...
+        self._key: Hashable | None = None
         self._format: str | None = None
 
     @property
     def size(self) -> tuple[int, int]:
         """`(w, h)` of the upright (EXIF-rotated) image in px; reads the header only."""
         if self._size is None:
-            if self._image is not None:
-                self._size = self._image.size
-            elif not self._is_encoded():
+            if not self._is_encoded():
                 self._size = self.image().size
             else:
                 with self._open() as raw:
@@ -139,14 +151,25 @@ class ImageHandle:
 
     @property
     def is_decoded(self) -> bool:
-        return self._image is not None
+        """Whether the full decode is held (by the handle, or by its store)."""
+        if self.store is None:
+            return ("image",) in self._parts
+        return (self.key, "image") in self.store
+
+    @property
+    def key(self) -> Hashable:
+        """`image_store.source_key` of the source (computed once)."""
+        if self._key is None:
+            self._key = source_key(self.source)
+        return self._key
 
     def image(self) -> Image.Image:
-        """The decoded upright RGB image (decoded once, then kept)."""
-        if self._image is None:
-            self._image = self._decode()
-            self._size = self._image.size
-        return self._image
+        """The decoded upright RGB image (decoded once, then kept by the handle or its store)."""
+        image = self._kept(("image",), self._decode)
+        if self.store is not None:  # decoded by a handle of another env: check our own limit
+            self._check_pixels(image.size, describe_source(self.source))
+        self._size = image.size
+        return image
 
     def preview(self, min_size: tuple[int, int], upsample: bool = False) -> Image.Image:
         """The upright RGB image decoded at reduced size, each side >= `min_size` (w, h).
@@ -167,15 +190,18 @@ class ImageHandle:
             return self.image()  # no 1/2-scale decode would be large enough: decode once, fully
         if not self._is_encoded() or self._format not in (None, *DCT_SCALED_FORMATS):
             return self.image()
-        if request not in self._previews:
-            with self._open() as raw:
-                self._format = raw.format
-                if raw.format not in DCT_SCALED_FORMATS:
-                    return self.image()
-                swap = self.size != raw.size  # EXIF rotation by 90 or 270 degrees
-                raw.draft("RGB", (request[1], request[0]) if swap else request)
-                self._previews[request] = _load_upright_rgb(raw, describe_source(self.source))
-        return self._previews[request]
+        preview = self._kept(("preview", request), lambda: self._decode_reduced(request))
+        return self.image() if preview is None else preview
+
+    def _decode_reduced(self, request: tuple[int, int]) -> Image.Image | None:
+        """The JPEG decoded at the smallest DCT scale >= `request`; None if not a JPEG."""
+        with self._open() as raw:
+            self._format = raw.format
+            if raw.format not in DCT_SCALED_FORMATS:
+                return None
+            swap = self.size != raw.size  # EXIF rotation by 90 or 270 degrees
+            raw.draft("RGB", (request[1], request[0]) if swap else request)
+            return _load_upright_rgb(raw, describe_source(self.source))
 
     def reduced(self, factor: int) -> Image.Image:
         """`.image()` box-filtered by `factor` (1, 2, 4, 8, ...) per side (`Image.reduce`).
@@ -183,18 +209,34 @@ class ImageHandle:
         Pixel `(i, j)` averages original pixels `[factor*i, factor*(i+1))` x
         `[factor*j, factor*(j+1))` (clipped at the right and bottom edges), so the size is
         `ceil(w / factor), ceil(h / factor)`. Each level is built once, from the next finer one,
-        and kept with the handle: all levels together add at most 1/3 of `.image()`'s memory,
-        and go when the handle does (`ImageCache`). `factor=1` is `.image()` itself.
+        and kept with the decode (by the handle, or by its store): all levels together add at
+        most 1/3 of `.image()`'s memory. `factor=1` is `.image()` itself.
         """
         if factor < 1 or factor & (factor - 1):
             raise ValueError(f"factor must be a power of two >= 1, got {factor}")
         if factor == 1:
             return self.image()
-        level = self._levels.get(factor)
-        if level is None:
-            level = self.reduced(factor // 2).reduce(2)
-            self._levels[factor] = level
-        return level
+        return self._kept(("reduced", factor), lambda: self.reduced(factor // 2).reduce(2))
+
+    @property
+    def levels(self) -> tuple[int, ...]:
+        """Factors (2, 4, ...) of the pyramid levels held now, by the handle or its store."""
+        if self.store is None:
+            return tuple(sorted(part[1] for part in self._parts if part[0] == "reduced"))
+        longest, factor, held = max(self._size or (0, 0)), 2, []
+        while factor <= longest:
+            if (self.key, "reduced", factor) in self.store:
+                held.append(factor)
+            factor *= 2
+        return tuple(held)
+
+    def _kept(self, part: tuple, make: Callable[[], Any]) -> Any:
+        """`make()`'s value for `part` of the image, kept by the store or else by the handle."""
+        if self.store is not None:
+            return self.store.get((self.key, *part), make)
+        if part not in self._parts:
+            self._parts[part] = make()
+        return self._parts[part]
 
     def _is_encoded(self) -> bool:
         """Files, bytes and lazy byte references (`read_bytes()`) hold an encoded image whose
@@ -528,7 +570,11 @@ def source_scale(
 
 
 class ImageCache(LRU):
-    """A small LRU of decoded `ImageHandle`s keyed by sample id (bounds resident memory).
+    """A small LRU of `ImageHandle`s keyed by sample id.
+
+    Handles made with a store (as the envs make them) hold only a name and a header, so this
+    bounds header reads; the pixels are bounded by the store's bytes (`image_cache_bytes`).
+    Handles without a store keep their decode and pyramid, which go when they are dropped.
 
     Args:
         max_items: handles kept; the least recently used is dropped first. 0 disables caching.

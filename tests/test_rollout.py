@@ -157,20 +157,21 @@ def test_rollout_arrays_and_metrics(toy_dataset):
         rollout_metrics(trajs, bin_edges=(0.1,), bin_names=("a", "b", "c"))
 
 
-def test_shared_image_dataset_decodes_each_image_once(toy_dataset):
-    shared = SharedImageDataset(toy_dataset, max_images=4)
+def test_pool_envs_share_one_decode_and_the_shared_dataset_builds_each_sample_once(toy_dataset):
+    shared = SharedImageDataset(toy_dataset, max_samples=4)
     envs = make_pool(shared, 3)
     for env in envs:
         env.reset(options={"sample_id": "toy-1"})
     images = {id(env._handle.image()) for env in envs}
     assert len(images) == 1 and len(shared) == len(toy_dataset)
-    assert shared[1].id == "toy-1" and shared[-1].id == toy_dataset[-1].id
+    assert shared[1] is shared[1] and shared[1].id == "toy-1"
+    assert shared[-1].id == toy_dataset[-1].id
 
 
 def test_first_view_cache_gives_identical_observations(toy_dataset):
     from agents.rollout import FirstViewCache
 
-    cache = FirstViewCache(max_items=8)
+    cache = FirstViewCache(max_bytes=2**20)
     cached = make_pool(toy_dataset, 2)
     assert all(cache.install(env) for env in cached)
     plain = make_pool(toy_dataset, 2)
@@ -183,3 +184,18 @@ def test_first_view_cache_gives_identical_observations(toy_dataset):
     first = [t.turns[0].observation["image"] for t in a[:3]]
     assert first[0] is not first[1]  # copies: observations never share memory
     assert not cache.install(object())
+
+
+def test_keep_views_false_drops_only_the_images(toy_dataset):
+    ids = ["toy-1", "toy-2", "toy-3"]
+    kept = collect_groups(make_pool(toy_dataset, 2), ScriptedRandomPolicy(4), ids, 2, seed=0)
+    light = collect_groups(
+        make_pool(toy_dataset, 2), ScriptedRandomPolicy(4), ids, 2, seed=0, keep_views=False
+    )
+    assert rollout_metrics(light) == rollout_metrics(kept)
+    for a, b in zip(light, kept, strict=True):
+        assert a.messages == [] and b.messages
+        assert [t.info for t in a.turns] == [t.info for t in b.turns]
+        assert [t.generation for t in a.turns] == [t.generation for t in b.turns]
+        assert all("image" not in t.observation and "dialogue" in t.observation for t in a.turns)
+        assert all("image" in t.observation for t in b.turns)
