@@ -44,8 +44,8 @@ class TrainerConfig:
       `LossConfig`: `clip_low`, `clip_high`, `beta`, `agg`, `norm_len`), `dynamic_sampling`,
       `overlong_max_len`, `overlong_cache_len`
     > optimisation: `total_steps`, `lr`, `update_epochs`, `max_grad_norm`, `weight_decay`
-    > logging: `eval_every`, `final_eval`, `grad_diagnostics`, `checkpoint_every`, `resume`,
-      `tensorboard`, `progress`, `max_minutes`
+    > logging: `eval_every`, `final_eval`, `grad_diagnostics`, `grad_diagnostics_every`,
+      `checkpoint_every`, `resume`, `tensorboard`, `progress`, `max_minutes`
     """
 
     # > experiment
@@ -73,11 +73,12 @@ class TrainerConfig:
     env_threads: int = 2
     """threads stepping the pool's envs (image resizing releases the GIL); 0 = no threads"""
     share_images: bool = True
-    """build the env dataset once and share decoded images across the pool
-    (`agents.rollout.SharedImageDataset`); needs env_kwargs `dataset` to be a registered name"""
+    """build the env dataset once for the pool (`agents.rollout.SharedImageDataset`); needs
+    env_kwargs `dataset` to be a registered name. Decoded images are shared by every env of
+    the process either way, within env_kwargs `image_cache_bytes` (`grounding_gym.image_store`)"""
     cache_first_views: bool = True
     """render each sample's first view once for the whole pool
-    (`grounding_gym.views.FirstViewCache`):
+    (`grounding_gym.renderer.FirstViewCache`):
     all rollouts of a question start from the same view"""
     train_samples: int = 4096
     """questions [0, train_samples) of the dataset are drawn for training"""
@@ -145,8 +146,12 @@ class TrainerConfig:
     final_eval: bool = True
     """evaluate at the last step (set False when the caller evaluates itself)"""
     grad_diagnostics: bool = True
-    """log grad_share/<bin> every step: one extra backward per target bin on the step's batch
-    (the other scale-bias diagnostics are free); False for speed"""
+    """log grad_share/<bin> (every `grad_diagnostics_every` steps): one extra backward per target
+    bin on the step's batch (the other scale-bias diagnostics are free); False for speed"""
+    grad_diagnostics_every: int = 10
+    """steps between grad_share measurements (steps 1, 1 + k, 1 + 2k, ...; each costs ~15 percent
+    of a demo step, so 10 costs ~1.5 percent); 1 for experiments that report grad_share
+    (examples/scale_bias.yaml)"""
     checkpoint_every: int = 10
     """write checkpoint.pt every N steps (and always at the end); 0: only at the end"""
     resume: bool = True
@@ -188,6 +193,11 @@ class TrainerConfig:
         _check(self.update_epochs >= 1, f"update_epochs ({self.update_epochs}) must be >= 1.")
         _check(self.lr > 0, f"lr ({self.lr}) must be > 0.")
         _check(self.max_minutes >= 0, f"max_minutes ({self.max_minutes}) must be >= 0.")
+        _check(
+            self.grad_diagnostics_every >= 1,
+            f"grad_diagnostics_every ({self.grad_diagnostics_every}) must be >= 1 (switch the "
+            "diagnostics off with grad_diagnostics=false).",
+        )
         _check(
             len(self.bin_names) == len(self.bin_edges) + 1,
             f"bin_names ({len(self.bin_names)} names) must have len(bin_edges) + 1 = "

@@ -26,7 +26,6 @@ Order of the returned trajectories (tests and trainers rely on it):
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import threading
 from collections.abc import Sequence
@@ -40,13 +39,13 @@ from agents.policies.base import Generation, Policy, Trajectory, Turn
 from grounding_gym.lru import LRU
 from grounding_gym.rewards import sum_reward_terms
 from grounding_gym.scale import scale_bin
-from grounding_gym.views import ImageHandle
 
 __all__ = [
     "RolloutJob",
     "SharedImageDataset",
     "collect_groups",
     "collect_srpo_groups",
+    "drop_views",
     "rollout_arrays",
     "rollout_metrics",
     "run_jobs",
@@ -89,6 +88,15 @@ class _Live:
 def strip_info(info: dict[str, Any]) -> dict[str, Any]:
     """A step's info without `messages` (the conversation is kept once per trajectory)."""
     return {k: v for k, v in info.items() if k != "messages"}
+
+
+def drop_views(traj: Trajectory) -> Trajectory:
+    """`traj` without its images (each turn's observation `image`, the conversation's
+    messages), in place; returns it. Rewards, infos and generations stay."""
+    for turn in traj.turns:
+        turn.observation = {k: v for k, v in turn.observation.items() if k != "image"}
+    traj.messages = []
+    return traj
 
 
 def _as_pool(env_or_envs: Any) -> list[Any]:
@@ -143,6 +151,7 @@ def run_jobs(
     *,
     greedy: bool = False,
     executor: Executor | None = None,
+    keep_views: bool = True,
 ) -> list[Trajectory]:
     """Run every job to the end of its episode on a pool of envs, stepping live envs together.
 
@@ -153,11 +162,15 @@ def run_jobs(
         greedy: passed to `policy.act`.
         executor: if given (e.g. a `ThreadPoolExecutor`), the live envs are stepped in it
             concurrently (PIL resizes release the GIL); results do not depend on it.
+        keep_views: False drops a trajectory's images as soon as its episode ends
+            (`drop_views`): for evaluations, whose metrics need none (100 held-out questions on
+            4096 px images otherwise hold ~0.4 GB of 448 x 448 views until the last one ends).
 
     Returns:
         One `Trajectory` per job, in job order.
     """
     pool = [_Live(env) for env in _as_pool(env_or_envs)]
+    finish = (lambda t: t) if keep_views else drop_views
     results: list[Trajectory | None] = [None] * len(jobs)
     index_of: dict[int, int] = {}  # id(slot) -> job index
     next_job = 0
@@ -169,7 +182,7 @@ def run_jobs(
             if not _start(slot, jobs[index]):
                 index_of[id(slot)] = index
                 return
-            results[index] = slot.traj  # the replayed prefix already ended the episode
+            results[index] = finish(slot.traj)  # the replayed prefix already ended the episode
         slot.job = None
 
     for slot in pool:
@@ -189,7 +202,7 @@ def run_jobs(
             done = list(executor.map(_step, live, generations))
         for slot, finished in zip(live, done, strict=True):
             if finished:
-                results[index_of.pop(id(slot))] = slot.traj
+                results[index_of.pop(id(slot))] = finish(slot.traj)
                 fill(slot)
     return [t for t in results if t is not None]
 
@@ -203,6 +216,7 @@ def collect_groups(
     seed: int,
     greedy: bool = False,
     executor: Executor | None = None,
+    keep_views: bool = True,
 ) -> list[Trajectory]:
     """GRPO groups: `group_size` rollouts of each sample.
 
@@ -214,6 +228,7 @@ def collect_groups(
         seed: rollout j resets its env with `seed + j` (policy sampling uses the policy's RNG).
         greedy: passed to `policy.act`.
         executor: steps envs concurrently (see `run_jobs`).
+        keep_views: False drops each finished trajectory's images (see `run_jobs`).
 
     Returns:
         `len(sample_ids) * G` trajectories, question-major (`index = q * G + g`).
@@ -225,7 +240,9 @@ def collect_groups(
         for q, sid in enumerate(sample_ids)
         for g in range(group_size)
     ]
-    return run_jobs(env_or_envs, policy, jobs, greedy=greedy, executor=executor)
+    return run_jobs(
+        env_or_envs, policy, jobs, greedy=greedy, executor=executor, keep_views=keep_views
+    )
 
 
 def collect_srpo_groups(
@@ -285,33 +302,22 @@ def collect_srpo_groups(
 # ------------------------------------------------------------------------------ shared images
 
 
-class _CachedImage:
-    """Zero-argument image source that draws/decodes through a shared LRU."""
-
-    def __init__(self, owner: SharedImageDataset, key: str, source: Any):
-        self.owner, self.key, self.source = owner, key, source
-
-    def __call__(self) -> Any:
-        return self.owner._image(self.key, self.source)
-
-
 class SharedImageDataset(Sequence):
-    """A dataset wrapper whose samples share one LRU of decoded images across envs.
+    """A dataset wrapper that builds each sample once for a whole pool of envs.
 
-    A pool of envs built on the same dataset would otherwise decode (or, for `synthetic-hr`,
-    draw) each image once per env. Wrap the dataset once and pass it as `dataset=` to every env
-    of the pool: images are decoded once and shared read-only (views are cut by resizing, which
-    never mutates the source). Samples are cached too. Thread-safe.
+    Pass it as `dataset=` to every env of a pool: a sample (for `synthetic-hr`, its layout) is
+    made once and handed to every env that resets on it. Decoded images need no wrapper: every
+    env of the process shares them through the byte-bounded store of
+    `grounding_gym.image_store` (`image_cache_bytes`). Thread-safe.
 
     Args:
         dataset: a sequence of `grounding_gym.data.Sample`.
-        max_images: decoded images kept.
+        max_samples: samples kept (LRU).
     """
 
-    def __init__(self, dataset: Sequence[Any], max_images: int = 32):
-        self.dataset, self.max_images = dataset, max_images
-        self._images = LRU(max_images, name="max_images")  # sample id -> decoded image
-        self._samples = LRU(4 * max_images, name="max_images")  # index -> sample
+    def __init__(self, dataset: Sequence[Any], max_samples: int = 128):
+        self.dataset, self.max_samples = dataset, max_samples
+        self._samples = LRU(max_samples, name="max_samples")  # index -> sample
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -323,21 +329,10 @@ class SharedImageDataset(Sequence):
             sample = self._samples.peek(index)
         if sample is not None:
             return sample
-        base = self.dataset[index]
-        sample = dataclasses.replace(base, image=_CachedImage(self, base.id, base.image))
+        sample = self.dataset[index]
         with self._lock:
             self._samples.put(index, sample)
         return sample
-
-    def _image(self, key: str, source: Any) -> Any:
-        with self._lock:
-            image = self._images.peek(key)
-        if image is not None:
-            return image
-        image = ImageHandle(source).image()  # decoded outside the lock: other envs go on
-        with self._lock:
-            self._images.put(key, image)
-        return image
 
 
 # ------------------------------------------------------------------------------ batch views

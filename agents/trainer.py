@@ -57,8 +57,8 @@ from agents.rollout import (
     rollout_metrics,
 )
 from grounding_gym.atomic import atomic_write_text
+from grounding_gym.renderer import FirstViewCache
 from grounding_gym.scale import scale_bins
-from grounding_gym.views import FirstViewCache
 
 __all__ = ["Trainer", "build_envs", "main", "batch_old_logprobs"]
 
@@ -77,10 +77,12 @@ def build_envs(cfg: TrainerConfig, overrides: dict[str, Any] | None = None) -> l
         from grounding_gym.data import make_dataset
 
         built = make_dataset(dataset, **kwargs.pop("dataset_kwargs", {}))
-        kwargs["dataset"] = SharedImageDataset(built, max_images=max(8, 2 * cfg.questions_per_step))
+        kwargs["dataset"] = SharedImageDataset(
+            built, max_samples=max(32, 8 * cfg.questions_per_step)
+        )
     envs = [gym.make(cfg.env_id, **kwargs).unwrapped for _ in range(cfg.num_envs)]
     if cfg.cache_first_views:
-        cache = FirstViewCache(max_items=max(16, 4 * cfg.questions_per_step))
+        cache = FirstViewCache()
         for env in envs:
             env.renderer.first_view_cache = cache
     return envs
@@ -190,7 +192,14 @@ class Trainer:
             return {}
         self.policy.eval()
         trajs = collect_groups(
-            self.eval_envs, self.policy, ids, 1, seed=10**9, greedy=True, executor=self.executor
+            self.eval_envs,
+            self.policy,
+            ids,
+            1,
+            seed=10**9,
+            greedy=True,
+            executor=self.executor,
+            keep_views=False,
         )
         return self._metrics(trajs, prefix)
 
@@ -301,7 +310,7 @@ class Trainer:
             if old is None:
                 old = batch_old_logprobs(trajectories, mask)
             mask = mask * keep.to(mask.device, mask.dtype)[:, None]  # dynamic sampling: drop rows
-            if epoch == 0 and cfg.grad_diagnostics:
+            if epoch == 0 and self._grad_diagnostics_due():
                 bins = scale_bins(arrays["target_rel_areas"], cfg.bin_edges)
                 sums.update(self.gradient_shares(logp, old, adv, mask, bins))
             loss, metrics = compute_loss(logp, old, ref_logp, adv.to(logp.device), mask, cfg.loss)
@@ -318,6 +327,11 @@ class Trainer:
         out = {k if k.startswith("grad_share/") else f"train/{k}": v for k, v in sums.items()}
         out["train/kept_frac"] = float(keep.float().mean())
         return out
+
+    def _grad_diagnostics_due(self) -> bool:
+        """Whether this step (counted from 0, before it ends) logs grad_share."""
+        cfg = self.cfg
+        return cfg.grad_diagnostics and self.step % cfg.grad_diagnostics_every == 0
 
     def train_step(self) -> dict[str, Any]:
         """One step: collect, advantages, update; returns the step's metrics."""
@@ -510,8 +524,9 @@ def scale_bias_summary(history: Sequence[dict[str, Any]], bin_names: Sequence[st
             {k for row in history for k in row if k.startswith(family + "/")},
             key=lambda k: _bin_order(k.split("/", 1)[1], bin_names),
         )
-        means = [
-            (k.split("/", 1)[1], float(np.mean([row.get(k, 0.0) for row in history]))) for k in keys
+        means = [  # over the steps that logged the key (grad_share: every k steps)
+            (k.split("/", 1)[1], float(np.mean([row[k] for row in history if k in row])))
+            for k in keys
         ]
         means = [(name, m) for name, m in means if m > 0.0005 or family != "crop_bin_occupancy"]
         if means:

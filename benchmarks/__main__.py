@@ -19,7 +19,9 @@ change on a shared machine hits both alike.
 * `advantages`: SRPO's advantage against GRPO's on the same batch (needs torch).
 * `vector`: SyncVectorEnv steps per second with 1, 2 and 4 envs against one env.
 * `rollout`: tiny-policy rollout tokens per second on CPU (needs torch).
-* `memory`: resident memory over many synthetic samples (bounded image cache).
+* `memory`: resident memory over many synthetic samples (bounded image store), and peak RSS of
+  pools of 1, 16 and 64 envs on 4K and 8K images, real and synthetic, each in a fresh process,
+  as ratios to 1 env, beside the store's byte budget (`benchmarks/env_memory.py`).
 * `serve`: `grounding-gym serve` over loopback (a server subprocess): `--serve-sessions` concurrent
   `RemoteEnv` sessions x `--serve-episodes` scripted episodes each (bounded), steps per second and
   p50/p99 step latency against the same sessions on in-process envs (needs the `serve` extra).
@@ -37,6 +39,8 @@ from dataclasses import asdict
 
 import numpy as np
 
+from benchmarks.env_memory import MemoryCase, bench_env_memory
+from benchmarks.env_memory import markdown_table as env_memory_table
 from benchmarks.serve import bench_serve
 from benchmarks.timing import (
     Row,
@@ -274,6 +278,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="synthetic side (px) in the memory section (512 keeps the whole run under 5 minutes)",
     )
     parser.add_argument(
+        "--memory-sides",
+        type=int,
+        nargs="*",
+        default=[4096, 8192],
+        help="longest image sides (px) of the env-count table in the memory section",
+    )
+    parser.add_argument(
+        "--memory-envs",
+        type=int,
+        nargs="*",
+        default=[1, 16, 64],
+        help="pool sizes of the env-count table in the memory section (include 1: the base)",
+    )
+    parser.add_argument(
         "--serve-sessions", type=int, default=4, help="concurrent sessions in the serve section"
     )
     parser.add_argument(
@@ -291,6 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     paths = photo_paths(args.images) if {"step", "wide", "reset"} & set(args.only) else []
     rows: list[Row] = []
     trace: list[tuple[int, int]] = []
+    env_cases: list[MemoryCase] = []
     for section in args.only:
         print(f"[bench] {section} ...", file=sys.stderr, flush=True)
         if section == "step":
@@ -304,6 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif section == "memory":
             memory_rows, trace = bench_memory(args.memory_samples, args.memory_image_size)
             rows += memory_rows
+            env_cases = bench_env_memory(args.images, args.memory_sides, args.memory_envs)
         else:
             rows += BY_REPEATS[section](args.repeats)
     summary = {}
@@ -317,6 +337,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\nMachine: {machine_description()}")
     print(f"Command: python -m benchmarks {' '.join(argv or sys.argv[1:])}\n")
     print(markdown_table(rows))
+    if env_cases:
+        print("\nPeak RSS against the number of envs (`benchmarks/env_memory.py`):\n")
+        print(env_memory_table(env_cases))
     for section, stats in summary.items():
         print(
             f"\n{section}: geometric-mean speedup {stats['geomean_speedup']:.2f}x, lowest "
@@ -329,6 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "rows": [asdict(r) for r in rows],
             "summary": summary,
             "memory_trace": trace,
+            "memory_envs": [asdict(c) for c in env_cases],
         }
         atomic_write_json(args.out, payload)
     return 0

@@ -136,10 +136,10 @@ def bench_reset(paths: Sequence[str], repeats: int) -> list[Row]:
     opt-in 1/2-scale decode (`upsample_first_view=True`) on those."""
     rows = []
     jpegs = [p for p in paths if p.lower().endswith(JPEG_SUFFIXES)]
-    ours_env = env_for_photos(jpegs, image_cache_size=0)
-    reduced_pil = env_for_photos(jpegs, image_cache_size=0, resize_backend="pil")
-    full = env_for_photos(jpegs, image_cache_size=0, reduced_decode=False, resize_backend="pil")
-    upsampled = env_for_photos(jpegs, image_cache_size=0, upsample_first_view=True)
+    ours_env = env_for_photos(jpegs, image_cache_bytes=0)
+    reduced_pil = env_for_photos(jpegs, image_cache_bytes=0, resize_backend="pil")
+    full = env_for_photos(jpegs, image_cache_bytes=0, reduced_decode=False, resize_backend="pil")
+    upsampled = env_for_photos(jpegs, image_cache_bytes=0, upsample_first_view=True)
     extra = []
     for path in jpegs:
         name = os.path.basename(path)

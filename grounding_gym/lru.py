@@ -1,6 +1,6 @@
 """`LRU`: a bounded map that drops the least recently used value first.
 
-The caches of decoded images (`views.ImageCache`), of first views (`views.FirstViewCache`), of
+The caches of decoded images (`views.ImageCache`), of first views (`renderer.FirstViewCache`), of
 a training pool's shared images and of PNG encodings (`remote.codec`) all keep a few large
 values by key.
 Not thread-safe: callers that share one across threads hold their own lock around it.

@@ -1,7 +1,9 @@
 """Image loading and view rendering: crops are cut from the original, then resized.
 
 * `ImageHandle` opens an `ImageSource` lazily: `.size` reads only the header; `.image()`
-  decodes once (EXIF rotation applied, converted to RGB) and keeps the result;
+  decodes once (EXIF rotation applied, converted to RGB) and keeps the result, in the
+  process's byte-bounded `image_store.ImageStore` when given one (as the envs do: every env
+  of the process then shares one decode), else with the handle;
   `.preview(min_size)` decodes a JPEG at 1/2, 1/4 or 1/8 scale (libjpeg DCT scaling), enough
   for a downsampled first view, so full decoding waits until a crop needs it;
   `.reduced(factor)` is the decoded image box-filtered by 2, 4, 8, ... per side
@@ -18,6 +20,8 @@
   2x faster for views that shrink their source less than 2x, within the PSNR tolerance
   documented in docs/benchmarks.md; `resolve_resize_backend` picks between the two
   (`resize_backend` of the envs).
+
+`grounding_gym.renderer.ViewRenderer` puts these together into the env's view path.
 """
 
 from __future__ import annotations
@@ -26,16 +30,15 @@ import functools
 import io
 import math
 import os
-import threading
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from grounding_gym.geometry import Box
+from grounding_gym.image_store import ImageStore, source_key
 from grounding_gym.lru import LRU
 from grounding_gym.validation import check_choice
 
@@ -44,24 +47,30 @@ ImageSource = str | os.PathLike | bytes | Image.Image | Callable[[], Image.Image
 zero-argument callable that renders one (the synthetic generator). Decoding is deferred
 to `ImageHandle`, so building a dataset never decodes an image."""
 
+
 DEFAULT_MAX_IMAGE_PIXELS = 16384 * 16384
 """Refuse to decode images with more pixels than this (decompression-bomb guard)."""
+
 
 DCT_SCALED_FORMATS = ("JPEG", "MPO")
 """Formats Pillow can decode at 1/2, 1/4 or 1/8 scale (`Image.draft`); MPO is multi-picture JPEG."""
 
+
 RESAMPLE = Image.Resampling.BICUBIC
 """Resampling filter of every view (the reference the fast paths are checked against)."""
+
 
 RESIZE_BACKENDS = ("auto", "pil", "opencv")
 """`resize_backend` choices: "pil" renders views with `render_view` (the reference), "opencv"
 with `render_view_opencv` (needs OpenCV) where that pays (`OPENCV_MAX_SHRINK`), "auto" is
 "opencv" when OpenCV imports, else "pil"."""
 
+
 OPENCV_MAX_SHRINK = 2.0
 """The "opencv" backend renders views that shrink their source less than this (source px per
 view px, on each side); a larger shrink makes its prefilter read more pixels than PIL's resize
 (slower: 83 against 68 ms for a 3.3x shrink), so those views stay with PIL."""
+
 
 HALF_SCALE_MIN_RATIO = 1.25
 """`preview(..., upsample=True)` decodes a JPEG at 1/2 scale (then upsampled to the view) only
@@ -117,28 +126,35 @@ class ImageHandle:
     Args:
         source: path, encoded bytes, PIL image, or a zero-argument callable returning one.
         max_image_pixels: refuse (`ImageTooLargeError`) images with more pixels, before decoding.
+        store: where decodes, previews and pyramid levels are kept
+            (`grounding_gym.image_store.ImageStore`, shared by every handle of the same source
+            that uses it; the handle itself then keeps only the header). None: the handle
+            keeps them itself, until it is dropped.
 
     Raises (from `.size` / `.image()`):
         ImageLoadError: the source cannot be read or is not an image (names the source).
         ImageTooLargeError: more than `max_image_pixels` pixels.
     """
 
-    def __init__(self, source: ImageSource, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
+    def __init__(
+        self,
+        source: ImageSource,
+        max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+        store: ImageStore | None = None,
+    ):
         self.source = source
         self.max_image_pixels = max_image_pixels
+        self.store = store
         self._size: tuple[int, int] | None = None
-        self._image: Image.Image | None = None
-        self._previews: dict[tuple[int, int], Image.Image] = {}
-        self._levels: dict[int, Image.Image] = {}
+        self._parts: dict[tuple, Any] = {}  # without a store: ("image",), ...
+        self._key: Hashable | None = None
         self._format: str | None = None
 
     @property
     def size(self) -> tuple[int, int]:
         """`(w, h)` of the upright (EXIF-rotated) image in px; reads the header only."""
         if self._size is None:
-            if self._image is not None:
-                self._size = self._image.size
-            elif not self._is_encoded():
+            if not self._is_encoded():
                 self._size = self.image().size
             else:
                 with self._open() as raw:
@@ -147,14 +163,25 @@ class ImageHandle:
 
     @property
     def is_decoded(self) -> bool:
-        return self._image is not None
+        """Whether the full decode is held (by the handle, or by its store)."""
+        if self.store is None:
+            return ("image",) in self._parts
+        return (self.key, "image") in self.store
+
+    @property
+    def key(self) -> Hashable:
+        """`image_store.source_key` of the source (computed once)."""
+        if self._key is None:
+            self._key = source_key(self.source)
+        return self._key
 
     def image(self) -> Image.Image:
-        """The decoded upright RGB image (decoded once, then kept)."""
-        if self._image is None:
-            self._image = self._decode()
-            self._size = self._image.size
-        return self._image
+        """The decoded upright RGB image (decoded once, then kept by the handle or its store)."""
+        image = self._kept(("image",), self._decode)
+        if self.store is not None:  # decoded by a handle of another env: check our own limit
+            self._check_pixels(image.size, describe_source(self.source))
+        self._size = image.size
+        return image
 
     def preview(self, min_size: tuple[int, int], upsample: bool = False) -> Image.Image:
         """The upright RGB image decoded at reduced size, each side >= `min_size` (w, h).
@@ -175,15 +202,18 @@ class ImageHandle:
             return self.image()  # no 1/2-scale decode would be large enough: decode once, fully
         if not self._is_encoded() or self._format not in (None, *DCT_SCALED_FORMATS):
             return self.image()
-        if request not in self._previews:
-            with self._open() as raw:
-                self._format = raw.format
-                if raw.format not in DCT_SCALED_FORMATS:
-                    return self.image()
-                swap = self.size != raw.size  # EXIF rotation by 90 or 270 degrees
-                raw.draft("RGB", (request[1], request[0]) if swap else request)
-                self._previews[request] = _load_upright_rgb(raw, describe_source(self.source))
-        return self._previews[request]
+        preview = self._kept(("preview", request), lambda: self._decode_reduced(request))
+        return self.image() if preview is None else preview
+
+    def _decode_reduced(self, request: tuple[int, int]) -> Image.Image | None:
+        """The JPEG decoded at the smallest DCT scale >= `request`; None if not a JPEG."""
+        with self._open() as raw:
+            self._format = raw.format
+            if raw.format not in DCT_SCALED_FORMATS:
+                return None
+            swap = self.size != raw.size  # EXIF rotation by 90 or 270 degrees
+            raw.draft("RGB", (request[1], request[0]) if swap else request)
+            return _load_upright_rgb(raw, describe_source(self.source))
 
     def reduced(self, factor: int) -> Image.Image:
         """`.image()` box-filtered by `factor` (1, 2, 4, 8, ...) per side (`Image.reduce`).
@@ -191,18 +221,34 @@ class ImageHandle:
         Pixel `(i, j)` averages original pixels `[factor*i, factor*(i+1))` x
         `[factor*j, factor*(j+1))` (clipped at the right and bottom edges), so the size is
         `ceil(w / factor), ceil(h / factor)`. Each level is built once, from the next finer one,
-        and kept with the handle: all levels together add at most 1/3 of `.image()`'s memory,
-        and go when the handle does (`ImageCache`). `factor=1` is `.image()` itself.
+        and kept with the decode (by the handle, or by its store): all levels together add at
+        most 1/3 of `.image()`'s memory. `factor=1` is `.image()` itself.
         """
         if factor < 1 or factor & (factor - 1):
             raise ValueError(f"factor must be a power of two >= 1, got {factor}")
         if factor == 1:
             return self.image()
-        level = self._levels.get(factor)
-        if level is None:
-            level = self.reduced(factor // 2).reduce(2)
-            self._levels[factor] = level
-        return level
+        return self._kept(("reduced", factor), lambda: self.reduced(factor // 2).reduce(2))
+
+    @property
+    def levels(self) -> tuple[int, ...]:
+        """Factors (2, 4, ...) of the pyramid levels held now, by the handle or its store."""
+        if self.store is None:
+            return tuple(sorted(part[1] for part in self._parts if part[0] == "reduced"))
+        longest, factor, held = max(self._size or (0, 0)), 2, []
+        while factor <= longest:
+            if (self.key, "reduced", factor) in self.store:
+                held.append(factor)
+            factor *= 2
+        return tuple(held)
+
+    def _kept(self, part: tuple, make: Callable[[], Any]) -> Any:
+        """`make()`'s value for `part` of the image, kept by the store or else by the handle."""
+        if self.store is not None:
+            return self.store.get((self.key, *part), make)
+        if part not in self._parts:
+            self._parts[part] = make()
+        return self._parts[part]
 
     def _is_encoded(self) -> bool:
         """Files, bytes and lazy byte references (`read_bytes()`) hold an encoded image whose
@@ -539,7 +585,11 @@ def source_scale(
 
 
 class ImageCache(LRU):
-    """A small LRU of decoded `ImageHandle`s keyed by sample id (bounds resident memory).
+    """A small LRU of `ImageHandle`s keyed by sample id.
+
+    Handles made with a store (as the envs make them) hold only a name and a header, so this
+    bounds header reads; the pixels are bounded by the store's bytes (`image_cache_bytes`).
+    Handles without a store keep their decode and pyramid, which go when they are dropped.
 
     Args:
         max_items: handles kept; the least recently used is dropped first. 0 disables caching.
@@ -547,136 +597,3 @@ class ImageCache(LRU):
 
     def __init__(self, max_items: int = 4):
         super().__init__(max_items, name="image_cache_size")
-
-
-@dataclass(frozen=True)
-class RenderedView:
-    """One rendered view.
-
-    Attributes:
-        box: the region of the original shown, original px.
-        size: `(w, h)` of the view, px.
-        array: uint8 (h, w, 3), C-contiguous.
-        image: the PIL image `array` was taken from when PIL rendered it (the env keeps it in
-            the chat messages without a copy); None for OpenCV or a first-view cache hit.
-    """
-
-    box: Box
-    size: tuple[int, int]
-    array: np.ndarray
-    image: Image.Image | None
-
-
-class FirstViewCache:
-    """First views shared across renderers (e.g. a pool of envs with the same data).
-
-    Every rollout resets, and a reset resizes the WHOLE original into the pixel budget (~30 ms
-    for a 2048 px image on one CPU core), although all rollouts of a question see the same first
-    view. A `ViewRenderer` given this cache renders a sample's first view once and hands out
-    copies afterwards (views never share memory). Crops are untouched. Thread-safe.
-
-    Args:
-        max_items: first views kept (LRU), keyed by (sample key, image size).
-    """
-
-    def __init__(self, max_items: int = 64):
-        self._views = LRU(max_items, name="max_items")
-        self._lock = threading.Lock()
-
-    def get(self, key: Any) -> np.ndarray | None:
-        """A copy of the view cached under `key`, or None."""
-        with self._lock:
-            hit = self._views.peek(key)
-        return None if hit is None else hit.copy()
-
-    def put(self, key: Any, view: np.ndarray) -> None:
-        """Cache a copy of `view` under `key`."""
-        with self._lock:
-            self._views.put(key, view.copy())
-
-
-class ViewRenderer:
-    """The env's view path: cut a region of the original, resize it into the pixel budget.
-
-    The first view of a JPEG comes from a reduced decode when `reduced_decode` is on (full
-    decoding waits for the first crop); other first views come from the decoded original.
-    Crops come from the decoded original, or with `fast_resize` from its pyramid level
-    (`ImageHandle.reduced`) when they shrink their region 2x or more. `resize_backend`
-    resamples the view from that source ("opencv": when it shrinks the source less than
-    `OPENCV_MAX_SHRINK`, else PIL).
-
-    Args:
-        min_pixels, max_pixels, patch_size: the pixel budget (`fit_to_budget`).
-        reduced_decode: first views of JPEGs from a 1/2, 1/4 or 1/8 scale decode.
-        upsample_first_view: allow that decode for images less than twice the view.
-        fast_resize: crops from the pyramid level of the original (`reduction_factor`).
-        resize_backend: "auto" | "pil" | "opencv" (`resolve_resize_backend`).
-        first_view_cache: share first views with other renderers; None renders each.
-    """
-
-    def __init__(
-        self,
-        min_pixels: int,
-        max_pixels: int,
-        patch_size: int | None,
-        *,
-        reduced_decode: bool = True,
-        upsample_first_view: bool = False,
-        fast_resize: bool = True,
-        resize_backend: str = "auto",
-        first_view_cache: FirstViewCache | None = None,
-    ) -> None:
-        fit_to_budget(1, 1, min_pixels, max_pixels, patch_size)  # validates the budget
-        self.min_pixels, self.max_pixels, self.patch_size = min_pixels, max_pixels, patch_size
-        self.reduced_decode = reduced_decode
-        self.upsample_first_view = upsample_first_view
-        self.fast_resize = fast_resize
-        self.resize_backend = resolve_resize_backend(resize_backend)
-        self.first_view_cache = first_view_cache
-
-    def view_size(self, box_orig: Box) -> tuple[int, int]:
-        """`(w, h)` of the view of `box_orig` (original px) in the pixel budget."""
-        return fit_to_budget(
-            box_orig.width, box_orig.height, self.min_pixels, self.max_pixels, self.patch_size
-        )
-
-    def render(
-        self, handle: ImageHandle, box_orig: Box, *, first_view: bool = False, key: Any = None
-    ) -> RenderedView:
-        """The view of `box_orig` (original px) of `handle`'s image.
-
-        Args:
-            handle: the original image.
-            box_orig: the region to show, original px.
-            first_view: the episode's first view (reduced decode, first-view cache).
-            key: the sample's key in `first_view_cache` (its id); None skips the cache.
-        """
-        size = self.view_size(box_orig)
-        cache_key = (key, tuple(handle.size))
-        use_cache = first_view and key is not None and self.first_view_cache is not None
-        if use_cache:
-            hit = self.first_view_cache.get(cache_key)  # type: ignore[union-attr]
-            if hit is not None:
-                return RenderedView(box_orig, (hit.shape[1], hit.shape[0]), hit, None)
-        view = self._render(handle, box_orig, size, first_view)
-        if use_cache:
-            self.first_view_cache.put(cache_key, view.array)  # type: ignore[union-attr]
-        return view
-
-    def _render(
-        self, handle: ImageHandle, box_orig: Box, size: tuple[int, int], first_view: bool
-    ) -> RenderedView:
-        if first_view and self.reduced_decode:
-            source = handle.preview(size, upsample=self.upsample_first_view)
-        elif first_view:
-            source = handle.image()
-        else:
-            factor = reduction_factor(box_orig, size) if self.fast_resize else 1
-            source = handle.reduced(factor)
-        if self.resize_backend == "opencv" and (
-            source_shrink(source, box_orig, size, handle.size) < OPENCV_MAX_SHRINK
-        ):
-            array = render_view_opencv(source, box_orig, size, handle.size)
-            return RenderedView(box_orig, size, array, None)
-        image = render_view_image(source, box_orig, size, original_size=handle.size)
-        return RenderedView(box_orig, size, np.asarray(image, dtype=np.uint8), image)

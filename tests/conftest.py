@@ -19,11 +19,20 @@ from PIL import Image, ImageDraw
 
 from grounding_gym.data import Sample
 from grounding_gym.geometry import Box
+from grounding_gym.image_store import clear_shared_stores
 from tests.ci_guard import pytest_make_collect_report, pytest_runtest_makereport  # noqa: F401  (hooks)
 
 settings.register_profile("ci", derandomize=True)
 settings.register_profile("explore", derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(autouse=True)
+def _empty_image_stores():
+    """Every test starts with empty process-wide image stores (envs share decodes through them)."""
+    clear_shared_stores()
+    yield
+    clear_shared_stores()
 
 
 def make_scene(size: tuple[int, int], target: Box, seed: int = 0) -> Image.Image:

@@ -65,7 +65,9 @@ def test_example_config_is_the_demo_config():
         eval_questions=120,
         algo="srpo",
         lr=3e-3,
-        steps=None,
+        steps=250,
+        minutes=None,
+        grad_diagnostics_every=10,
         no_progress=True,
     )
     demo = demo_config(args).to_dict()
@@ -83,5 +85,6 @@ def test_example_config_is_the_demo_config():
         "update_epochs",
         "bin_edges",
         "train_samples",
+        "total_steps",
     ):
         assert example[key] == demo[key], key

@@ -20,8 +20,12 @@ from agents.rollout import (
 )
 from grounding_gym.actions import format_answer, format_crop
 from grounding_gym.envs.grounded_vqa import GroundedVQAEnv
+from grounding_gym.geometry import Box
 
 BUDGET = {"min_pixels": 28 * 28, "max_pixels": 224 * 168}
+
+EDGES = (0.01, 0.05)
+"""Target scale-bin edges of the metrics checks (toy targets cover ~1e-2 of the image)."""
 
 
 class ScriptedRandomPolicy:
@@ -145,7 +149,7 @@ def test_rollout_arrays_and_metrics(toy_dataset):
     np.testing.assert_array_equal(arrays["group_ids"], [0, 0, 0, 0, 1, 1, 1, 1])
     cropped = [bool(t.crop_boxes) for t in trajs]
     assert list(np.isfinite(arrays["rel_areas"])) == cropped
-    metrics = rollout_metrics(trajs, bin_edges=(0.01, 0.05))
+    metrics = rollout_metrics(trajs, bin_edges=EDGES)
     assert metrics["rollout/acc"] == pytest.approx(np.mean([bool(t.correct) for t in trajs]))
     assert metrics["rollout/reward"] == pytest.approx(arrays["rewards"].mean())
     assert metrics["rollout/crop_rate"] == pytest.approx(np.mean(cropped))
@@ -156,20 +160,21 @@ def test_rollout_arrays_and_metrics(toy_dataset):
         rollout_metrics(trajs, bin_edges=(0.1,), bin_names=("a", "b", "c"))
 
 
-def test_shared_image_dataset_decodes_each_image_once(toy_dataset):
-    shared = SharedImageDataset(toy_dataset, max_images=4)
+def test_pool_envs_share_one_decode_and_the_shared_dataset_builds_each_sample_once(toy_dataset):
+    shared = SharedImageDataset(toy_dataset, max_samples=4)
     envs = make_pool(shared, 3)
     for env in envs:
         env.reset(options={"sample_id": "toy-1"})
     images = {id(env.image_handle.image()) for env in envs}
     assert len(images) == 1 and len(shared) == len(toy_dataset)
-    assert shared[1].id == "toy-1" and shared[-1].id == toy_dataset[-1].id
+    assert shared[1] is shared[1] and shared[1].id == "toy-1"
+    assert shared[-1].id == toy_dataset[-1].id
 
 
 def test_first_view_cache_gives_identical_observations(toy_dataset):
-    from grounding_gym.views import FirstViewCache
+    from grounding_gym.renderer import FirstViewCache
 
-    cache = FirstViewCache(max_items=8)
+    cache = FirstViewCache(max_bytes=2**20)
     cached = make_pool(toy_dataset, 2)
     for env in cached:
         env.renderer.first_view_cache = cache
@@ -182,5 +187,25 @@ def test_first_view_cache_gives_identical_observations(toy_dataset):
             np.testing.assert_array_equal(ua.observation["image"], ub.observation["image"])
     first = [t.turns[0].observation["image"] for t in a[:3]]
     assert first[0] is not first[1]  # copies: observations never share memory
-    for sample in toy_dataset[1:3]:  # each question's first view was cached, once
-        assert cache.get((sample.id, sample.image_size)) is not None
+    for sample in toy_dataset[1:3]:  # each question's first view was kept: not rendered again
+        kept = cache.view(
+            (sample.id, sample.image_size),
+            Box.from_size(*sample.image_size),
+            lambda: pytest.fail("a kept first view was rendered again"),
+        )
+        assert kept.image is None and kept.array.ndim == 3
+
+
+def test_keep_views_false_drops_only_the_images(toy_dataset):
+    ids = ["toy-1", "toy-2", "toy-3"]
+    kept = collect_groups(make_pool(toy_dataset, 2), ScriptedRandomPolicy(4), ids, 2, seed=0)
+    light = collect_groups(
+        make_pool(toy_dataset, 2), ScriptedRandomPolicy(4), ids, 2, seed=0, keep_views=False
+    )
+    assert rollout_metrics(light, EDGES) == rollout_metrics(kept, EDGES)
+    for a, b in zip(light, kept, strict=True):
+        assert a.messages == [] and b.messages
+        assert [t.info for t in a.turns] == [t.info for t in b.turns]
+        assert [t.generation for t in a.turns] == [t.generation for t in b.turns]
+        assert all("image" not in t.observation and "dialogue" in t.observation for t in a.turns)
+        assert all("image" in t.observation for t in b.turns)

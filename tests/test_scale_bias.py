@@ -367,6 +367,23 @@ def test_grad_diagnostics_can_be_switched_off(tmp_path):
     assert "adv_share/small" in history[0]
 
 
+def test_grad_share_every_k_steps_and_the_summary_averages_the_logged_steps(tmp_path):
+    from agents.trainer import scale_bias_summary
+
+    cfg = small_scale_bias_config(tmp_path, "total_steps=3", "grad_diagnostics_every=2")
+    history = Trainer(cfg).train()
+    assert [any(k.startswith("grad_share/") for k in row) for row in history] == [
+        True,
+        False,
+        True,
+    ]
+    assert all("adv_share/small" in row for row in history)  # free diagnostics: every step
+    expected = (history[0]["grad_share/small"] + history[2]["grad_share/small"]) / 2
+    assert f"grad_share small {expected:.2f}" in scale_bias_summary(history, cfg.bin_names)
+    with pytest.raises(ValueError, match=r"grad_diagnostics_every \(0\) must be >= 1"):
+        small_scale_bias_config(tmp_path, "grad_diagnostics_every=0")
+
+
 @pytest.mark.slow
 def test_train_cli_on_the_scale_bias_config_prints_the_summary(tmp_path):
     """The acceptance command itself (`total_steps=3`), at full size, with 4 held-out questions."""

@@ -27,7 +27,9 @@ from grounding_gym.geometry import (
     resolve_crop,
     union_box,
 )
+from grounding_gym.image_store import shared_store
 from grounding_gym.judge import make_answer_judge
+from grounding_gym.renderer import FirstViewCache, ViewRenderer
 from grounding_gym.rewards import (
     GROUNDING_AGGREGATIONS,
     GROUNDING_METRICS,
@@ -44,16 +46,16 @@ from grounding_gym.spaces import ImageSpace, UnicodeText
 from grounding_gym.validation import check_choice
 from grounding_gym.views import (
     DEFAULT_MAX_IMAGE_PIXELS,
-    FirstViewCache,
     ImageCache,
     ImageHandle,
-    ViewRenderer,
 )
 
 QWEN_PATCH = 28
 DEFAULT_MIN_PIXELS = 4 * QWEN_PATCH * QWEN_PATCH  # 3,136
 DEFAULT_MAX_PIXELS = 1280 * QWEN_PATCH * QWEN_PATCH  # 1,003,520
 MAX_DIALOGUE_CHARS = 65536
+HANDLES_KEPT = 8
+"""Image handles (a name and a header each, no pixels) an env keeps by sample id."""
 
 
 def fit_dialogue(text: str) -> str:
@@ -151,9 +153,13 @@ class GroundedVQAEnv(gym.Env[dict, str]):
     `grounding_agg="max"`, `scale_bin_edges=None` (the dataset's declared edges, e.g. (1e-3, 1e-2)
     for V*, HR-Bench, MME-RealWorld, TreeBench and synthetic-hr; else (0.1, 0.3);
     `env.scale_bin_edges_source`
-    says which), `image_cache_size=4`,
-    `max_image_pixels`, `reduced_decode=True` (first view of a JPEG from a 1/2-1/8 scale
-    decode, PSNR >= 30 dB against the full decode, see docs/benchmarks.md),
+    says which), `image_cache_bytes=None` (the byte budget of the process-wide store of decoded
+    images, previews and pyramid levels that every env of the process shares,
+    `grounding_gym.image_store.shared_store`; None: `GROUNDING_GYM_IMAGE_CACHE_BYTES` if set,
+    else 512 MiB; 0 keeps nothing, so every view decodes its image again; envs with the same
+    budget share one store, `env.image_store`), `max_image_pixels`, `reduced_decode=True`
+    (first view of a JPEG from a 1/2-1/8 scale decode, PSNR >= 30 dB against the full decode,
+    see docs/benchmarks.md),
     `upsample_first_view=False` (with `reduced_decode`, also a JPEG 1.25-2x the view per side
     decodes at 1/2 scale and its first view is upsampled from that; PSNR >= 30 dB on photos,
     but it blurs small text, hence off), `fast_resize=True` (a crop that shrinks its region
@@ -169,7 +175,7 @@ class GroundedVQAEnv(gym.Env[dict, str]):
     needs the `fast` extra; "auto" is "opencv" when OpenCV imports, else "pil";
     `env.resize_backend` holds the one in use. Exact reference views:
     `resize_backend="pil", fast_resize=False, reduced_decode=False`),
-    `first_view_cache=None` (a `grounding_gym.views.FirstViewCache` shared by a pool of envs:
+    `first_view_cache=None` (a `grounding_gym.renderer.FirstViewCache` shared by a pool of envs:
     each sample's first view is rendered once; observations are identical),
     `system_prompt`, `render_mode=None | "rgb_array"`, `answer_judge=None` (free-form answers:
     a `grounding_gym.judge.JudgeConfig` as a dict, e.g. `{"model": ..., "base_url": ...}`;
@@ -204,7 +210,7 @@ class GroundedVQAEnv(gym.Env[dict, str]):
         grounding_metric: str = "iou",
         grounding_agg: str = "max",
         scale_bin_edges: Sequence[float] | None = None,
-        image_cache_size: int = 4,
+        image_cache_bytes: int | None = None,
         max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
         reduced_decode: bool = True,
         upsample_first_view: bool = False,
@@ -257,12 +263,13 @@ class GroundedVQAEnv(gym.Env[dict, str]):
             resize_backend=resize_backend,
             first_view_cache=first_view_cache,
         )
-        """Renders every view (`grounding_gym.views.ViewRenderer`); its options are the kwargs."""
+        """Renders every view (`renderer.ViewRenderer`); its options are the kwargs above."""
         self.resize_backend = self.renderer.resize_backend
         self.system_prompt = DEFAULT_SYSTEM_PROMPT if system_prompt is None else system_prompt
         self.render_mode = render_mode
         self.answer_judge = make_answer_judge(answer_judge)
-        self._image_cache = ImageCache(image_cache_size)
+        self.image_store = shared_store(image_cache_bytes)
+        self._image_cache = ImageCache(HANDLES_KEPT)  # headers only: pixels are in the store
         self._index_of_id: dict[str, int] | None = None
 
         self.observation_space = gym.spaces.Dict(
@@ -292,7 +299,8 @@ class GroundedVQAEnv(gym.Env[dict, str]):
         super().reset(seed=seed)
         self.sample = self.dataset[self._select_index(options or {})]
         self._handle = self._image_cache.get(
-            self.sample.id, lambda: ImageHandle(self.sample.image, self.max_image_pixels)
+            self.sample.id,
+            lambda: ImageHandle(self.sample.image, self.max_image_pixels, self.image_store),
         )
         self.turn, self.crops, self._done = 0, [], False
         self._step_formats: list[float] = []
