@@ -50,10 +50,17 @@ from agents.algos import (
     get_advantage_estimator,
     overlong_penalty,
 )
-from agents.algos.diagnostics import bin_indices, crop_bin_names, scale_bias_metrics, shares
+from agents.algos.diagnostics import (
+    bin_indices,
+    crop_bin_names,
+    crop_choice,
+    scale_bias_metrics,
+    shares,
+)
 from agents.checkpoint import atomic_torch_save, atomic_write_text, get_rng_state, set_rng_state
 from agents.policies import list_policies, make_policy
 from agents.policies.base import Trajectory
+from agents.probe import FirstViews, first_crop_rel_areas
 from agents.rollout import (
     FirstViewCache,
     SharedImageDataset,
@@ -79,7 +86,7 @@ class TrainerConfig:
       `clip_high`, `beta`, `loss_agg`, `norm_len`, `dynamic_sampling`, `overlong_max_len`,
       `overlong_cache_len`
     > optimisation: `total_steps`, `lr`, `update_epochs`, `max_grad_norm`, `weight_decay`
-    > logging: `eval_every`, `final_eval`, `grad_diagnostics`, `checkpoint_every`, `resume`,
+    > logging: `eval_every`, `final_eval`, `grad_diagnostics`, `probe_every`, `checkpoint_every`, `resume`,
       `tensorboard`, `progress`, `max_minutes`
     """
 
@@ -185,6 +192,11 @@ class TrainerConfig:
     grad_diagnostics: bool = True
     """log grad_share/<bin> every step: one extra backward per target bin on the step's batch
     (the other scale-bias diagnostics are free); False for speed"""
+    probe_every: int = 0
+    """every N steps, log the greedy first crop's scale on the held-out
+    questions' first views (`agents.probe`: one batched act, no env step): heldout/p_crop_<crop
+    bin>_<target bin> and heldout/conditioning_index; 0 = off (rendering the first views once
+    costs one env reset per held-out question)"""
     checkpoint_every: int = 10
     """write checkpoint.pt every N steps (and always at the end); 0: only at the end"""
     resume: bool = True
@@ -222,6 +234,7 @@ class TrainerConfig:
             f"total_steps ({self.total_steps}) and total_env_steps ({self.total_env_steps}) must be >= 0.",
         )
         _check(self.update_epochs >= 1, f"update_epochs ({self.update_epochs}) must be >= 1.")
+        _check(self.probe_every >= 0, f"probe_every ({self.probe_every}) must be >= 0.")
         _check(self.lr > 0, f"lr ({self.lr}) must be > 0.")
         _check(self.max_minutes >= 0, f"max_minutes ({self.max_minutes}) must be >= 0.")
         _check(
@@ -511,6 +524,7 @@ class Trainer:
         self.metrics_path = self.out / "metrics.jsonl"
         self.checkpoint_path = self.out / "checkpoint.pt"
         self.history: list[dict[str, Any]] = []
+        self._probe_views: FirstViews | None = None  # built on the first probe
         self._check_dataset()
 
     # ---------------------------------------------------------------- setup helpers
@@ -556,6 +570,23 @@ class Trainer:
             self.eval_envs, self.policy, ids, 1, seed=10**9, greedy=True, executor=self.executor
         )
         return self._metrics(trajs, prefix)
+
+    def probe(self) -> dict[str, float]:
+        """`heldout/p_crop_<crop bin>_<target bin>` and `heldout/conditioning_index` of the
+        greedy first crop on the held-out questions' first views (`agents.probe`)."""
+        cfg = self.cfg
+        if self._probe_views is None:
+            self._probe_views = FirstViews(self.eval_envs[0], cfg.eval_ids, cfg.bin_edges)
+        self.policy.eval()
+        choice = crop_choice(
+            first_crop_rel_areas(self.policy, self._probe_views),
+            self._probe_views.target_rel_areas,
+            bin_edges=cfg.bin_edges,
+            bin_names=cfg.bin_names,
+            crop_bin_edges=cfg.crop_edges,
+            crop_names=self.crop_names,
+        )
+        return {f"heldout/{k}": v for k, v in choice.items()}
 
     def _metrics(self, trajectories: Sequence[Trajectory], prefix: str) -> dict[str, float]:
         cfg = self.cfg
@@ -727,6 +758,8 @@ class Trainer:
                     cfg.final_eval and (done or out_of_time)
                 ):
                     row.update(self.evaluate())
+                if cfg.probe_every and self.step % cfg.probe_every == 0:
+                    row.update(self.probe())
                 self._log(row, writer, time.perf_counter() - t0)
                 if bar is not None:
                     bar.update(1)
@@ -844,13 +877,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-SUMMARY_FAMILIES = ("rollout_share", "adv_share", "grad_share", "crop_bin_occupancy")
+SUMMARY_FAMILIES = (
+    "rollout_share",
+    "adv_share",
+    "grad_share",
+    "crop_bin_occupancy",
+    "dead_group_frac",
+)
 
 
 def scale_bias_summary(history: Sequence[dict[str, Any]], bin_names: Sequence[str]) -> str:
-    """One line: the scale-bias diagnostics averaged over the run's steps, e.g.
+    """One line: the scale-bias diagnostics averaged over the steps that logged them, e.g.
     `scale bias (mean of 150 steps): rollout_share small 0.20 large 0.80 | adv_share ... |
-    multi_bin_group_frac 0.41`."""
+    multi_bin_group_frac 0.41 | dead_group_frac 0.62`, and the last held-out probe's
+    conditioning index."""
     parts = []
     for family in SUMMARY_FAMILIES:
         keys = sorted(
@@ -858,14 +898,21 @@ def scale_bias_summary(history: Sequence[dict[str, Any]], bin_names: Sequence[st
             key=lambda k: _bin_order(k.split("/", 1)[1], bin_names),
         )
         means = [
-            (k.split("/", 1)[1], float(np.mean([row.get(k, 0.0) for row in history]))) for k in keys
+            (k.split("/", 1)[1], float(np.mean([row[k] for row in history if k in row])))
+            for k in keys
         ]
         means = [(name, m) for name, m in means if m > 0.0005 or family != "crop_bin_occupancy"]
         if means:
             parts.append(family + " " + " ".join(f"{name} {m:.2f}" for name, m in means))
-    fracs = [row["multi_bin_group_frac"] for row in history if "multi_bin_group_frac" in row]
-    if fracs:
-        parts.append(f"multi_bin_group_frac {np.mean(fracs):.2f}")
+    for key in ("multi_bin_group_frac", "dead_group_frac"):
+        fracs = [row[key] for row in history if key in row]
+        if fracs:
+            parts.append(f"{key} {np.mean(fracs):.2f}")
+    probes = [row for row in history if "heldout/conditioning_index" in row]
+    if probes:
+        parts.append(
+            f"heldout/conditioning_index (last) {probes[-1]['heldout/conditioning_index']:+.2f}"
+        )
     return f"scale bias (mean of {len(history)} steps): " + " | ".join(parts)
 
 

@@ -1,0 +1,208 @@
+"""Supervised crop-scale choice for `TinyPolicy` (the scale-bias testbed's Block 0 and Block B start).
+
+Block 0 asks whether the policy CAN condition its crop scale on the target: cross-entropy of
+P(scale | crop) on the first view against oracle labels (a small target -> the smallest crop; a
+large one -> any wider crop), the reader frozen (`agents.reader_sft.READER_PARAMETERS` keep the
+warm start's values; every other parameter trains). It passes when, greedily on the balanced
+held-out questions, P(small crop | small target) >= 0.9 and P(small crop | large target) <= 0.1.
+Soft labels (`--p-small-small 0.6 --p-small-large 0.2`) give a *partial* scale-SFT: the policy's
+sampling probabilities move towards those values, a start whose small-target groups are alive.
+
+    python -m agents.scale_sft --config examples/scale_bias.yaml --seed 0 --out scale_sft.pt
+
+Only first views are needed (the scale is chosen on the first turn), so nothing is cropped.
+Prints and writes (`--json`) the held-out conditioning: greedy and mean-probability P(small crop |
+target bin) and the conditioning index CI = P(small | small) - P(small | large).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from agents.checkpoint import atomic_torch_save, atomic_write_json
+from agents.policies.tiny import TinyPolicy
+from agents.probe import FirstViews
+from agents.reader_sft import READER_PARAMETERS
+from agents.trainer import TrainerConfig, load_config, merge_kwargs
+
+__all__ = ["conditioning", "first_views", "scale_targets", "train_scale", "main"]
+
+PASS_SMALL, PASS_LARGE = 0.9, 0.1
+"""Block 0's pass line: greedy P(small crop | small) >= 0.9 and P(small crop | large) <= 0.1."""
+
+
+def first_views(
+    cfg: TrainerConfig, sample_ids: Sequence[int], overrides: dict[str, Any]
+) -> FirstViews:
+    """`FirstViews` of `sample_ids` in an env built from `cfg.env_kwargs` with `overrides`."""
+    import gymnasium as gym
+
+    import grounding_gym  # noqa: F401  (registers the ids)
+
+    env = gym.make(cfg.env_id, **merge_kwargs(cfg.env_kwargs, overrides))
+    return FirstViews(env, sample_ids, cfg.bin_edges)
+
+
+def scale_targets(
+    bins: np.ndarray, scales: Sequence[float], p_small: tuple[float, float], num_bins: int
+) -> torch.Tensor:
+    """(N, K) target distributions over the crop scales: the smallest scale gets `p_small[0]` for
+    a target in the smallest bin and `p_small[1]` for one in the largest bin; the rest is split
+    equally over the other scales. Targets in a middle bin are rejected (no oracle for them)."""
+    if np.any((bins != 0) & (bins != num_bins - 1)):
+        raise ValueError(
+            "scale SFT labels targets of the smallest and the largest bin only; "
+            f"got bins {sorted(set(bins.tolist()))} of {num_bins}"
+        )
+    small = int(np.argmin(scales))
+    out = np.zeros((len(bins), len(scales)), dtype=np.float32)
+    for row, b in enumerate(bins):
+        p = p_small[0] if b == 0 else p_small[1]
+        out[row] = (1.0 - p) / (len(scales) - 1)
+        out[row, small] = p
+    return torch.from_numpy(out)
+
+
+def scale_logp(policy: TinyPolicy, views: FirstViews) -> torch.Tensor:
+    """(N, K) log P(scale | crop) on the first views (the answer type renormalised away)."""
+    type_logp, _, _ = policy._forward(policy._batch(views.observations, views.infos, views.prompts))
+    return F.log_softmax(type_logp[:, 1:], dim=-1)
+
+
+def train_scale(
+    policy: TinyPolicy,
+    views: FirstViews,
+    targets: torch.Tensor,
+    *,
+    epochs: int = 150,
+    lr: float = 1e-2,
+) -> list[float]:
+    """Full-batch cross-entropy of P(scale | crop) against `targets` (N, K) with Adam, training
+    every parameter but `READER_PARAMETERS`. Returns the loss per epoch (nats)."""
+    frozen = {id(p) for name in READER_PARAMETERS for p in getattr(policy, name).parameters()}
+    params = [p for p in policy.parameters() if id(p) not in frozen]
+    optimizer = torch.optim.Adam(params, lr=lr)
+    losses = []
+    for _ in range(epochs):
+        loss = -(targets * scale_logp(policy, views)).sum(dim=1).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    return losses
+
+
+def conditioning(policy: TinyPolicy, views: FirstViews, num_bins: int) -> dict[str, float]:
+    """Crop-scale choice per target bin on `views`: `greedy_small_<bin>` (argmax is the smallest
+    scale), `prob_small_<bin>` (mean P(smallest scale | crop)) for the smallest (`small`) and
+    largest (`large`) bins, and `ci_greedy`, `ci_prob` = the small-bin value - the large-bin one."""
+    with torch.no_grad():
+        probs = scale_logp(policy, views).exp()
+    small = int(np.argmin(policy.scales))
+    greedy = (probs.argmax(dim=1) == small).numpy()
+    prob = probs[:, small].numpy()
+    out: dict[str, float] = {}
+    for label, b in (("small", 0), ("large", num_bins - 1)):
+        chosen = views.bins == b
+        out[f"greedy_small_{label}"] = float(greedy[chosen].mean()) if chosen.any() else np.nan
+        out[f"prob_small_{label}"] = float(prob[chosen].mean()) if chosen.any() else np.nan
+    out["ci_greedy"] = out["greedy_small_small"] - out["greedy_small_large"]
+    out["ci_prob"] = out["prob_small_small"] - out["prob_small_large"]
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config", required=True, help="trainer YAML (env, policy, reader)")
+    parser.add_argument(
+        "overrides", nargs="*", help="key=value config overrides (policy_kwargs.scale_head=true)"
+    )
+    parser.add_argument(
+        "--samples", type=int, default=200, help="training questions (balanced target groups)"
+    )
+    parser.add_argument("--epochs", type=int, default=150)
+    parser.add_argument("--lr", type=float, default=1e-2)
+    parser.add_argument(
+        "--seed", type=int, default=0, help="which training questions (the held-out set is fixed)"
+    )
+    parser.add_argument(
+        "--p-small-small", type=float, default=1.0, help="target P(small crop | small target)"
+    )
+    parser.add_argument(
+        "--p-small-large", type=float, default=0.0, help="target P(small crop | large target)"
+    )
+    parser.add_argument("--out", default=None, help="where to write the policy state_dict (.pt)")
+    parser.add_argument("--json", default=None, help="where to write the numbers (.json)")
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    for name in ("p_small_small", "p_small_large"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            raise SystemExit(
+                f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}"
+            )
+
+    cfg = load_config(args.config, args.overrides)
+    num_bins = len(cfg.bin_names)
+    torch.manual_seed(args.seed)
+    policy = TinyPolicy(**cfg.policy_kwargs)
+    if cfg.init_checkpoint:
+        policy.load_state_dict(
+            torch.load(cfg.init_checkpoint, map_location="cpu", weights_only=True)
+        )
+    rng = np.random.default_rng([args.seed, 7])
+    train_ids = rng.choice(cfg.train_samples, size=args.samples, replace=False)
+    train = first_views(cfg, train_ids.tolist(), {"dataset_kwargs": {"target_mix": None}})
+    held_out = first_views(cfg, cfg.eval_ids, cfg.eval_env_kwargs)
+    before = conditioning(policy, held_out, num_bins)
+    targets = scale_targets(
+        train.bins, policy.scales, (args.p_small_small, args.p_small_large), num_bins
+    )
+    losses = train_scale(policy, train, targets, epochs=args.epochs, lr=args.lr)
+    after = conditioning(policy, held_out, num_bins)
+    after_train = conditioning(policy, train, num_bins)
+    passed = after["greedy_small_small"] >= PASS_SMALL and after["greedy_small_large"] <= PASS_LARGE
+    result = {
+        "seed": args.seed,
+        "scale_head": policy.scale_head,
+        "samples": args.samples,
+        "held_out": len(cfg.eval_ids),
+        "epochs": args.epochs,
+        "targets": [args.p_small_small, args.p_small_large],
+        "loss": [losses[0], losses[-1]],
+        "before": before,
+        "after": after,
+        "after_train": after_train,
+        "passed": passed,
+    }
+    if args.out:
+        atomic_torch_save(policy.state_dict(), args.out)
+    if args.json:
+        atomic_write_json(args.json, result)
+    print(
+        f"scale SFT seed {args.seed} (scale_head={policy.scale_head}): loss {losses[0]:.3f} -> "
+        f"{losses[-1]:.3f} on {len(train_ids)} first views"
+    )
+    for label, row in (
+        ("held-out before", before),
+        ("held-out after", after),
+        ("train after", after_train),
+    ):
+        print(
+            f"  {label}: greedy P(small crop | small) {row['greedy_small_small']:.2f}, "
+            f"| large) {row['greedy_small_large']:.2f}; mean prob {row['prob_small_small']:.2f} / "
+            f"{row['prob_small_large']:.2f}; CI greedy {row['ci_greedy']:+.2f}"
+        )
+    print(f"  Block 0 pass (>= {PASS_SMALL} and <= {PASS_LARGE}): {passed}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
