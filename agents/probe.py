@@ -47,6 +47,15 @@ class FirstViews:
         )
         self.bins = np.array([scale_bin(a, bin_edges) for a in self.target_rel_areas])
 
+    def take(self, indices: Sequence[int]) -> FirstViews:
+        """The views at `indices`, in that order (nothing re-rendered)."""
+        out = object.__new__(FirstViews)
+        out.observations = [self.observations[i] for i in indices]
+        out.infos = [self.infos[i] for i in indices]
+        out.target_rel_areas = self.target_rel_areas[list(indices)]
+        out.bins = self.bins[list(indices)]
+        return out
+
     def __len__(self) -> int:
         return len(self.observations)
 

@@ -3,12 +3,13 @@
 Block 0 asks whether the policy CAN condition its crop scale on the target: cross-entropy of
 P(scale | crop) on the first view against oracle labels (a small target -> the smallest crop; a
 large one -> any wider crop), the reader frozen (`agents.reader_sft.READER_PARAMETERS` keep the
-warm start's values; every other parameter trains). It passes when, greedily on the balanced
+warm start's values; `--trained scale`, the default, trains only the how-wide parameters
+`SCALE_PARAMETERS`, `--trained all` the target map too). It passes when, greedily on the balanced
 held-out questions, P(small crop | small target) >= 0.9 and P(small crop | large target) <= 0.1.
 Soft labels (`--p-small-small 0.6 --p-small-large 0.2`) give a *partial* scale-SFT: the policy's
 sampling probabilities move towards those values, a start whose small-target groups are alive.
 
-    python -m agents.scale_sft --config examples/scale_bias.yaml --seed 0 --out scale_sft.pt
+    python -m agents.scale_sft --config examples/scale_bias.yaml --seeds 0 1 2 --out sft-{seed}.pt
 
 Only first views are needed (the scale is chosen on the first turn), so nothing is cropped.
 Prints and writes (`--json`) the held-out conditioning: greedy and mean-probability P(small crop |
@@ -18,7 +19,9 @@ target bin) and the conditioning index CI = P(small | small) - P(small | large).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,7 +35,11 @@ from agents.probe import FirstViews
 from agents.reader_sft import READER_PARAMETERS
 from agents.trainer import TrainerConfig, load_config, merge_kwargs
 
-__all__ = ["conditioning", "first_views", "scale_targets", "train_scale", "main"]
+__all__ = ["conditioning", "run_seed", "first_views", "scale_targets", "train_scale", "main"]
+
+SCALE_PARAMETERS = ("region_gain", "region_bias", "scale_extent")
+"""What `trained="scale"` trains: the per-scale gains and biases and the scale head (if built)."""
+TRAINED = ("scale", "all")
 
 PASS_SMALL, PASS_LARGE = 0.9, 0.1
 """Block 0's pass line: greedy P(small crop | small) >= 0.9 and P(small crop | large) <= 0.1."""
@@ -83,11 +90,23 @@ def train_scale(
     *,
     epochs: int = 150,
     lr: float = 1e-2,
+    trained: str = "scale",
 ) -> list[float]:
-    """Full-batch cross-entropy of P(scale | crop) against `targets` (N, K) with Adam, training
-    every parameter but `READER_PARAMETERS`. Returns the loss per epoch (nats)."""
-    frozen = {id(p) for name in READER_PARAMETERS for p in getattr(policy, name).parameters()}
-    params = [p for p in policy.parameters() if id(p) not in frozen]
+    """Full-batch cross-entropy of P(scale | crop) against `targets` (N, K) with Adam. Returns
+    the loss per epoch (nats).
+
+    Args:
+        trained: "scale" trains `SCALE_PARAMETERS` only (how wide; where and what stay as
+            warm-started); "all" every parameter but `READER_PARAMETERS` (the target map too).
+    """
+    if trained not in TRAINED:
+        raise ValueError(f"`trained` must be one of {list(TRAINED)}, got {trained!r}")
+    if trained == "scale":
+        names = {n for n in SCALE_PARAMETERS if getattr(policy, n, None) is not None}
+        params = [p for n, p in policy.named_parameters() if n.split(".")[0] in names]
+    else:
+        frozen = {id(p) for n in READER_PARAMETERS for p in getattr(policy, n).parameters()}
+        params = [p for p in policy.parameters() if id(p) not in frozen]
     optimizer = torch.optim.Adam(params, lr=lr)
     losses = []
     for _ in range(epochs):
@@ -118,6 +137,46 @@ def conditioning(policy: TinyPolicy, views: FirstViews, num_bins: int) -> dict[s
     return out
 
 
+def run_seed(
+    cfg: TrainerConfig,
+    pool: FirstViews,
+    held_out: FirstViews,
+    seed: int,
+    *,
+    samples: int,
+    p_small: tuple[float, float],
+    epochs: int,
+    lr: float,
+    trained: str = "scale",
+) -> tuple[TinyPolicy, dict[str, Any]]:
+    """One seed: `samples` questions of `pool` (drawn with the seed), the warm start
+    (`cfg.init_checkpoint`), scale SFT of the `trained` parameters (`train_scale`); the
+    held-out conditioning before and after."""
+    num_bins = len(cfg.bin_names)
+    torch.manual_seed(seed)
+    policy = TinyPolicy(**cfg.policy_kwargs)
+    if cfg.init_checkpoint:
+        state = torch.load(cfg.init_checkpoint, map_location="cpu", weights_only=True)
+        policy.load_state_dict(state)
+    chosen = np.random.default_rng([seed, 7]).choice(len(pool), size=samples, replace=False)
+    train = pool.take(chosen.tolist())
+    before = conditioning(policy, held_out, num_bins)
+    targets = scale_targets(train.bins, policy.scales, p_small, num_bins)
+    start = time.perf_counter()
+    losses = train_scale(policy, train, targets, epochs=epochs, lr=lr, trained=trained)
+    after = conditioning(policy, held_out, num_bins)
+    passed = after["greedy_small_small"] >= PASS_SMALL and after["greedy_small_large"] <= PASS_LARGE
+    return policy, {
+        "seed": seed,
+        "loss": [losses[0], losses[-1]],
+        "train_seconds": time.perf_counter() - start,
+        "before": before,
+        "after": after,
+        "after_train": conditioning(policy, train, num_bins),
+        "passed": bool(passed),
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -127,12 +186,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         "overrides", nargs="*", help="key=value config overrides (policy_kwargs.scale_head=true)"
     )
     parser.add_argument(
-        "--samples", type=int, default=200, help="training questions (balanced target groups)"
+        "--pool",
+        type=int,
+        default=300,
+        help="training questions rendered once (balanced target groups); each seed draws from them",
     )
+    parser.add_argument("--samples", type=int, default=200, help="training questions per seed")
     parser.add_argument("--epochs", type=int, default=150)
     parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument(
-        "--seed", type=int, default=0, help="which training questions (the held-out set is fixed)"
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="one run each: which pool questions it trains on (the held-out set is fixed)",
     )
     parser.add_argument(
         "--p-small-small", type=float, default=1.0, help="target P(small crop | small target)"
@@ -140,7 +207,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--p-small-large", type=float, default=0.0, help="target P(small crop | large target)"
     )
-    parser.add_argument("--out", default=None, help="where to write the policy state_dict (.pt)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="policy state_dict path per seed, with {seed} (e.g. sft-{seed}.pt)",
+    )
+    parser.add_argument(
+        "--trained",
+        choices=TRAINED,
+        default="scale",
+        help="scale: the scale gains, biases and head only; all: every non-reader parameter",
+    )
+    parser.add_argument(
+        "--compare-scale-head",
+        action="store_true",
+        help="run every seed twice, policy_kwargs.scale_head false then true (before / after the "
+        "policy change), on the same rendered views",
+    )
     parser.add_argument("--json", default=None, help="where to write the numbers (.json)")
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     for name in ("p_small_small", "p_small_large"):
@@ -148,59 +231,67 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SystemExit(
                 f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}"
             )
+    if not 1 <= args.samples <= args.pool:
+        raise SystemExit(f"need 1 <= --samples ({args.samples}) <= --pool ({args.pool})")
+    if args.out and len(args.seeds) > 1 and "{seed}" not in args.out:
+        raise SystemExit(f"--out {args.out!r} needs a {{seed}} field for {len(args.seeds)} seeds")
 
+    start = time.perf_counter()
     cfg = load_config(args.config, args.overrides)
-    num_bins = len(cfg.bin_names)
-    torch.manual_seed(args.seed)
-    policy = TinyPolicy(**cfg.policy_kwargs)
-    if cfg.init_checkpoint:
-        policy.load_state_dict(
-            torch.load(cfg.init_checkpoint, map_location="cpu", weights_only=True)
-        )
-    rng = np.random.default_rng([args.seed, 7])
-    train_ids = rng.choice(cfg.train_samples, size=args.samples, replace=False)
-    train = first_views(cfg, train_ids.tolist(), {"dataset_kwargs": {"target_mix": None}})
+    pool_ids = np.random.default_rng(7).choice(cfg.train_samples, size=args.pool, replace=False)
+    pool = first_views(cfg, pool_ids.tolist(), {"dataset_kwargs": {"target_mix": None}})
     held_out = first_views(cfg, cfg.eval_ids, cfg.eval_env_kwargs)
-    before = conditioning(policy, held_out, num_bins)
-    targets = scale_targets(
-        train.bins, policy.scales, (args.p_small_small, args.p_small_large), num_bins
-    )
-    losses = train_scale(policy, train, targets, epochs=args.epochs, lr=args.lr)
-    after = conditioning(policy, held_out, num_bins)
-    after_train = conditioning(policy, train, num_bins)
-    passed = after["greedy_small_small"] >= PASS_SMALL and after["greedy_small_large"] <= PASS_LARGE
-    result = {
-        "seed": args.seed,
-        "scale_head": policy.scale_head,
-        "samples": args.samples,
-        "held_out": len(cfg.eval_ids),
-        "epochs": args.epochs,
-        "targets": [args.p_small_small, args.p_small_large],
-        "loss": [losses[0], losses[-1]],
-        "before": before,
-        "after": after,
-        "after_train": after_train,
-        "passed": passed,
-    }
-    if args.out:
-        atomic_torch_save(policy.state_dict(), args.out)
-    if args.json:
-        atomic_write_json(args.json, result)
-    print(
-        f"scale SFT seed {args.seed} (scale_head={policy.scale_head}): loss {losses[0]:.3f} -> "
-        f"{losses[-1]:.3f} on {len(train_ids)} first views"
-    )
-    for label, row in (
-        ("held-out before", before),
-        ("held-out after", after),
-        ("train after", after_train),
-    ):
-        print(
-            f"  {label}: greedy P(small crop | small) {row['greedy_small_small']:.2f}, "
-            f"| large) {row['greedy_small_large']:.2f}; mean prob {row['prob_small_small']:.2f} / "
-            f"{row['prob_small_large']:.2f}; CI greedy {row['ci_greedy']:+.2f}"
+    heads = (False, True) if args.compare_scale_head else (None,)
+    runs = []
+    for head, seed in ((h, s) for h in heads for s in args.seeds):
+        variant = cfg
+        if head is not None:
+            kwargs = {**cfg.policy_kwargs, "scale_head": head}
+            variant = dataclasses.replace(cfg, policy_kwargs=kwargs)
+        policy, result = run_seed(
+            variant,
+            pool,
+            held_out,
+            seed,
+            samples=args.samples,
+            p_small=(args.p_small_small, args.p_small_large),
+            epochs=args.epochs,
+            lr=args.lr,
+            trained=args.trained,
         )
-    print(f"  Block 0 pass (>= {PASS_SMALL} and <= {PASS_LARGE}): {passed}")
+        result["scale_head"] = policy.scale_head
+        runs.append(result)
+        if args.out and head is not False:
+            atomic_torch_save(policy.state_dict(), args.out.format(seed=seed))
+        print(
+            f"scale SFT seed {seed} (scale_head={policy.scale_head}): loss {result['loss'][0]:.3f}"
+            f" -> {result['loss'][1]:.3f} on {args.samples} first views"
+        )
+        for label in ("before", "after", "after_train"):
+            row = result[label]
+            print(
+                f"  {label}: greedy P(small crop | small) {row['greedy_small_small']:.2f}, "
+                f"| large) {row['greedy_small_large']:.2f}; mean prob {row['prob_small_small']:.2f}"
+                f" / {row['prob_small_large']:.2f}; CI greedy {row['ci_greedy']:+.2f}"
+            )
+        print(f"  Block 0 pass (>= {PASS_SMALL} and <= {PASS_LARGE}): {result['passed']}")
+    if args.json:
+        atomic_write_json(
+            args.json,
+            {
+                "command": "python -m agents.scale_sft "
+                + " ".join(sys.argv[1:] if argv is None else argv),
+                "trained": args.trained,
+                "pool": args.pool,
+                "samples": args.samples,
+                "held_out": len(held_out),
+                "epochs": args.epochs,
+                "lr": args.lr,
+                "targets": [args.p_small_small, args.p_small_large],
+                "seconds": time.perf_counter() - start,
+                "runs": runs,
+            },
+        )
     return 0
 
 

@@ -157,23 +157,28 @@ def test_scale_targets_put_the_asked_mass_on_the_smallest_scale():
         scale_targets(np.array([1]), (0.5, 0.25, 0.06), (1.0, 0.0), num_bins=3)
 
 
-def test_scale_sft_moves_the_scale_choice_and_leaves_the_reader(tmp_path):
+@pytest.mark.parametrize("trained", ["scale", "all"])
+def test_scale_sft_moves_the_scale_choice_and_leaves_the_reader(tmp_path, trained):
     import gymnasium as gym
 
     from agents.reader_sft import READER_PARAMETERS
+    from agents.scale_sft import SCALE_PARAMETERS
 
     cfg = small_config(tmp_path, "policy_kwargs.scale_head=true")
     env = gym.make(cfg.env_id, **cfg.env_kwargs)
-    views = FirstViews(env, range(8), cfg.bin_edges)
+    pool = FirstViews(env, range(10), cfg.bin_edges)
+    views = pool.take(range(8))
+    assert views.bins.tolist() == pool.bins[:8].tolist() and len(views) == 8
     assert set(views.bins.tolist()) == {0, 2}  # the 20/80 mix still has both groups in 8
     torch.manual_seed(0)
     policy = TinyPolicy(**cfg.policy_kwargs)
     reader = {n: p.detach().clone() for n, p in policy.named_parameters()}
     targets = scale_targets(views.bins, policy.scales, (1.0, 0.0), num_bins=3)
-    losses = train_scale(policy, views, targets, epochs=40, lr=3e-2)
+    losses = train_scale(policy, views, targets, epochs=40, lr=3e-2, trained=trained)
     assert losses[-1] < losses[0]
     for name, p in policy.named_parameters():
-        frozen = name.split(".")[0] in READER_PARAMETERS
+        top = name.split(".")[0]
+        frozen = top in READER_PARAMETERS or (trained == "scale" and top not in SCALE_PARAMETERS)
         assert torch.equal(p, reader[name]) == frozen, name
     assert not torch.equal(policy.scale_extent.weight, torch.zeros(3, 3))
     after = conditioning(policy, views, 3)
