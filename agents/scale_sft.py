@@ -104,13 +104,24 @@ def train_scale(
     if trained == "scale":
         names = {n for n in SCALE_PARAMETERS if getattr(policy, n, None) is not None}
         params = [p for n, p in policy.named_parameters() if n.split(".")[0] in names]
+        with torch.no_grad():  # the target map does not train: computed once
+            target = policy.target_map(
+                policy._batch(views.observations, views.infos, views.prompts)
+            )
+
+        def logp() -> torch.Tensor:
+            return policy._scale_logp(target)
     else:
         frozen = {id(p) for n in READER_PARAMETERS for p in getattr(policy, n).parameters()}
         params = [p for p in policy.parameters() if id(p) not in frozen]
+
+        def logp() -> torch.Tensor:
+            return scale_logp(policy, views)
+
     optimizer = torch.optim.Adam(params, lr=lr)
     losses = []
     for _ in range(epochs):
-        loss = -(targets * scale_logp(policy, views)).sum(dim=1).mean()
+        loss = -(targets * logp()).sum(dim=1).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

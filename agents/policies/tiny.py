@@ -346,25 +346,34 @@ class TinyPolicy(nn.Module):
             scores.append((torch.log(pooled.clamp_min(1e-30)) + top)[:, 0] * self.region_gain[k])
         return torch.stack(scores, dim=1)
 
-    def _forward(self, batch: _Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Log-probs of token 1 (N, 1 + K), of the cell given the scale (N, K, H*W) and of the
-        letter given "answer" (N, max_options), with the masks applied."""
-        n, device = batch.colour.shape[0], batch.colour.device
-        # where: target map M (N, 1, H, W)
-        q = self.question_emb(*_bag(batch.question, device))  # (N, 32)
+    def target_map(self, batch: _Batch) -> torch.Tensor:
+        """(N, 1, H, W) the target map M: where the question's target is (logits over cells)."""
+        q = self.question_emb(*_bag(batch.question, batch.colour.device))  # (N, 32)
         gamma, beta = self.film(q).chunk(2, dim=-1)
         feats = self.trunk(batch.colour)  # (N, C, H, W)
         feats = F.relu(feats * (1 + gamma[:, :, None, None]) + beta[:, :, None, None])
         hue_weights = self.hue_gain * batch.colour_query @ self.colour_hue + self.saliency
         direct = torch.einsum("nk,nkhw->nhw", hue_weights, batch.colour)[:, None]
-        target = self.target_scale * (direct + self.target(feats))
+        return self.target_scale * (direct + self.target(feats))
 
-        region = self._region_scores(target).flatten(2)  # (N, K, H*W)
-        cell_logp = F.log_softmax(region, dim=-1)
+    def _scale_logp(self, target: torch.Tensor, region: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, K) log P(scale | crop) from the target map (and its `_region_scores`, flattened
+        to (N, K, H*W), when already computed)."""
+        if region is None:
+            region = self._region_scores(target).flatten(2)
         scale_logit = torch.logsumexp(region, dim=-1) + self.region_bias
         if self.scale_extent is not None:
             scale_logit = scale_logit + self.scale_extent(self.extent_coverage(target).log())
-        scale_logit = F.log_softmax(scale_logit, dim=-1)  # P(scale | crop): M's magnitude cancels
+        return F.log_softmax(scale_logit, dim=-1)  # P(scale | crop): M's magnitude cancels
+
+    def _forward(self, batch: _Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Log-probs of token 1 (N, 1 + K), of the cell given the scale (N, K, H*W) and of the
+        letter given "answer" (N, max_options), with the masks applied."""
+        n, device = batch.colour.shape[0], batch.colour.device
+        target = self.target_map(batch)
+        region = self._region_scores(target).flatten(2)  # (N, K, H*W)
+        cell_logp = F.log_softmax(region, dim=-1)
+        scale_logit = self._scale_logp(target, region)
 
         # what: texture energy pooled globally, at the centre and under attention on M
         texture = batch.texture  # (N, N_TEXTURE, H, W)
