@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -188,6 +189,35 @@ def run_seed(
     }
 
 
+def plot_result(result: dict[str, Any], path: str) -> None:
+    """Bars of greedy P(small crop | small) and P(small crop | large) per run of a `--json`
+    result (one group per scale-head setting, one bar per seed), with the pass lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from agents.analysis import save_figure
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+    for ax, key, line in (
+        (axes[0], "greedy_small_small", PASS_SMALL),
+        (axes[1], "greedy_small_large", PASS_LARGE),
+    ):
+        labels, values = [], []
+        for run in result["runs"]:
+            labels.append(f"{'head' if run.get('scale_head') else 'no head'}\nseed {run['seed']}")
+            values.append(run["after"][key])
+        ax.bar(range(len(values)), values, color=["C0" if "no" in x else "C2" for x in labels])
+        ax.axhline(line, color="k", ls="--", lw=1, label=f"pass line {line}")
+        ax.set_xticks(range(len(values)), labels, fontsize=7)
+        ax.set(title=key.replace("greedy_small_", "greedy P(small crop | ") + ")", ylim=(0, 1.05))
+        ax.legend(fontsize=7)
+    fig.suptitle("Block 0: scale SFT, 100 balanced held-out questions", fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -236,7 +266,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "policy change), on the same rendered views",
     )
     parser.add_argument("--json", default=None, help="where to write the numbers (.json)")
+    parser.add_argument(
+        "--plot", default=None, help="write a bar chart of the runs (.png); with --plot-only"
+    )
+    parser.add_argument(
+        "--plot-only", default=None, metavar="JSON", help="train nothing: plot a --json result"
+    )
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.plot_only:
+        with open(args.plot_only, encoding="utf-8") as handle:
+            plot_result(json.load(handle), args.plot or args.plot_only.replace(".json", ".png"))
+        return 0
     for name in ("p_small_small", "p_small_large"):
         if not 0.0 <= getattr(args, name) <= 1.0:
             raise SystemExit(
@@ -303,6 +343,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "runs": runs,
             },
         )
+    if args.plot:
+        plot_result({"runs": runs}, args.plot)
     return 0
 
 

@@ -85,6 +85,20 @@ def test_crop_choice_and_conditioning_index_by_hand():
     assert "conditioning_index" not in one_bin  # no large target to compare with
 
 
+def test_paper_srpo_shape_is_grpo_on_the_scale_bias_crops():
+    """K = 3 equal-width bins put all three crops (0.0036, 0.0625, 0.25 of the image) in bin 0."""
+    from agents.algos import get_advantage_estimator
+
+    rng = np.random.default_rng(0)
+    rewards = rng.choice([0.2, 1.2], size=32)
+    groups = np.repeat(np.arange(4), 8)
+    areas = rng.choice([0.0036, 0.0625, 0.25], size=32)
+    paper = get_advantage_estimator("srpo")(rewards, groups, rel_areas=areas, num_bins=3)
+    assert torch.equal(paper, get_advantage_estimator("grpo")(rewards, groups))
+    ours = get_advantage_estimator("srpo")(rewards, groups, rel_areas=areas, bin_edges=CROP_EDGES)
+    assert not torch.equal(ours, paper)  # the task's crop-scale edges do separate them
+
+
 # ---------------------------------------------------------------- the scale head
 
 
@@ -235,4 +249,5 @@ def test_acceptance_command_srpo_4x2_logs_dead_group_frac(tmp_path):
     assert "dead_group_frac" in done.stdout.strip().splitlines()[-1]
     (row,) = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert "dead_group_frac" in row and "adv_share/small" in row
-    assert row["rollout/n_small"] + row["rollout/n_large"] == 16  # 2 questions x 4 x 2
+    rollouts = sum(row.get(f"rollout/n_{b}", 0) for b in NAMES)
+    assert rollouts == 16  # 2 questions x 4 x 2
