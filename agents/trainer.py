@@ -57,6 +57,7 @@ from agents.algos.diagnostics import (
     scale_bias_metrics,
     shares,
 )
+from agents.algos.exploration import scale_curiosity
 from agents.checkpoint import atomic_torch_save, atomic_write_text, get_rng_state, set_rng_state
 from agents.policies import list_policies, make_policy
 from agents.policies.base import Trajectory
@@ -84,7 +85,7 @@ class TrainerConfig:
     > policy: `policy`, `policy_kwargs`, `init_checkpoint`
     > algorithm: `algo`, `adv_kwargs`, `questions_per_step`, `g1`, `g2`, `clip_low`,
       `clip_high`, `beta`, `loss_agg`, `norm_len`, `dynamic_sampling`, `overlong_max_len`,
-      `overlong_cache_len`
+      `overlong_cache_len`, `scale_curiosity`
     > optimisation: `total_steps`, `lr`, `update_epochs`, `max_grad_norm`, `weight_decay`
     > logging: `eval_every`, `final_eval`, `grad_diagnostics`, `probe_every`, `checkpoint_every`, `resume`,
       `tensorboard`, `progress`, `max_minutes`
@@ -169,6 +170,10 @@ class TrainerConfig:
     """DAPO soft overlong penalty on the policy tokens of a rollout; 0 disables it"""
     overlong_cache_len: int = 0
     """width of the soft overlong window, in tokens"""
+    scale_curiosity: tuple[float, float] | None = None
+    """(H, coef): add `agents.algos.exploration.scale_curiosity` to the rewards before the
+    estimator (a Pixel-Reasoner-style bonus for crop scales a group rarely tries, on the crop
+    bins); None = off"""
 
     # > optimisation
     total_steps: int = 100
@@ -612,6 +617,16 @@ class Trainer:
             rewards = rewards + overlong_penalty(
                 arrays["lengths"], cfg.overlong_max_len, cfg.overlong_cache_len
             )
+        if cfg.scale_curiosity is not None:
+            target_share, coef = cfg.scale_curiosity
+            bonus = scale_curiosity(
+                arrays["rel_areas"],
+                arrays["group_ids"],
+                cfg.crop_edges,
+                target_share=target_share,
+                coef=coef,
+            )
+            rewards = rewards + torch.from_numpy(bonus).to(rewards.dtype)
         inputs = estimator_inputs(cfg.algo)
         missing = sorted(inputs - set(arrays))
         if missing:

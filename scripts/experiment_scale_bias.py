@@ -122,12 +122,20 @@ BLOCK_B: dict[str, list[str]] = {
     ],
 }
 ARMS.update({arm: [*BLOCK_B_COMMON, *extra] for arm, extra in BLOCK_B.items()})
-MAIN_ARMS = [arm for arm in ARMS if arm != "grpo_small_only" and arm not in BLOCK_B]
+BLOCK_A: dict[str, list[str]] = {
+    "a_grpo_skewed": ["algo=grpo", "adv_kwargs={}"],
+    "a_grpo_curiosity_skewed": ["algo=grpo", "adv_kwargs={}", "scale_curiosity=[0.3, 0.5]"],
+}
+"""Block A (exploration) from the reader (no scale SFT), with the scale head, 4 x 2; only the
+per-scale curiosity bonus (H = 0.3, coef 0.5: not yet tuned by a pilot) is implemented so far."""
+ARMS.update({arm: [*BLOCK_B_COMMON[1:], *extra] for arm, extra in BLOCK_A.items()})
+REFERENCES_A = {arm: "a_grpo_skewed" for arm in BLOCK_A}
+MAIN_ARMS = [arm for arm in ARMS if arm != "grpo_small_only" and arm not in {**BLOCK_B, **BLOCK_A}]
 BUDGET = {"grpo_balanced": 0.4, "grpo_small_only": 0.2, "b_grpo_balanced": 0.4}
 """Env-step budget of an arm as a fraction of `--env-steps` (default 1): 0.4 x 50 % small =
 1.0 x 20 % small, the same small-target exposure."""
 REFERENCE = "grpo_skewed"
-REFERENCES = {arm: "b_grpo_skewed" for arm in BLOCK_B}
+REFERENCES = {**{arm: "b_grpo_skewed" for arm in BLOCK_B}, **REFERENCES_A}
 """Paired-difference reference of an arm (`REFERENCE` unless listed)."""
 
 PRIMARY = ("conditioning_index", "acc_small", "p_crop_small_small")

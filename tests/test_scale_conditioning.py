@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents.algos.diagnostics import crop_choice, scale_bias_metrics
+from agents.algos.diagnostics import bin_indices, crop_choice, scale_bias_metrics
 from agents.policies.tiny import EXTENT_FLOOR, TinyPolicy
 from agents.probe import FirstViews, first_crop_rel_areas
 from agents.scale_sft import conditioning, scale_targets, train_scale
@@ -97,6 +97,38 @@ def test_paper_srpo_shape_is_grpo_on_the_scale_bias_crops():
     assert torch.equal(paper, get_advantage_estimator("grpo")(rewards, groups))
     ours = get_advantage_estimator("srpo")(rewards, groups, rel_areas=areas, bin_edges=CROP_EDGES)
     assert not torch.equal(ours, paper)  # the task's crop-scale edges do separate them
+
+
+def test_scale_curiosity_by_hand_and_in_the_trainer(tmp_path):
+    from agents.algos.exploration import scale_curiosity
+
+    # one group of 8: small crop once (share 1/8), medium twice (1/4), large 4 times, no crop once
+    areas = np.array([0.0036, 0.0625, 0.0625, 0.25, 0.25, 0.25, 0.25, math.nan])
+    bonus = scale_curiosity(areas, np.zeros(8), CROP_EDGES, target_share=0.3, coef=0.5)
+    expected = [0.5 * (0.3 - 1 / 8), 0.025, 0.025, 0, 0, 0, 0, 0]
+    np.testing.assert_allclose(bonus, expected, atol=1e-12)
+    with pytest.raises(ValueError, match="target_share"):
+        scale_curiosity(areas, np.zeros(8), CROP_EDGES, target_share=1.5)
+
+    cfg = small_config(tmp_path, "total_steps=1", "g1=8", "scale_curiosity=[1.0, 0.5]")
+    trainer = Trainer(cfg)
+    trajs = trainer.collect([0, 1], seed=0)
+    _, with_bonus = trainer.advantages(trajs)
+    trainer.cfg.scale_curiosity = None
+    _, without = trainer.advantages(trajs)
+    from agents.rollout import rollout_arrays
+
+    arrays = rollout_arrays(trajs)
+    added = scale_curiosity(
+        arrays["rel_areas"], arrays["group_ids"], cfg.crop_edges, target_share=1.0
+    )
+    assert added.any()  # some scale is rare in some group
+    assert with_bonus["rollout_share/small"] == without["rollout_share/small"]
+    target = bin_indices(arrays["target_rel_areas"], cfg.bin_edges)
+    for b, name in enumerate(NAMES):  # the bin rewards the estimator saw include the bonus
+        if f"bin_reward/{name}" in without:
+            gained = with_bonus[f"bin_reward/{name}"] - without[f"bin_reward/{name}"]
+            assert gained == pytest.approx(added[target == b].mean())
 
 
 # ---------------------------------------------------------------- the scale head
