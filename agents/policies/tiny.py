@@ -31,15 +31,16 @@ the info the policy saw, so log-probs recompute exactly):
   region ids. Token 1 is "answer" (a logit from the answer head) or "crop at scale k" with
   P(crop) x P(k | crop), P(k | crop) from the log-sum-exp of scale k's scores plus a learned
   bias; token 2 is the softmax over the cells of the chosen scale.
+  A saliency prior (`saliency_prior`) starts M as the chroma magnitude, so untrained crops land on
+  saturated objects (any ring); which colour the question names is learned.
 * How wide (`scale_head=True`): that log-sum-exp cannot tell a small target from a large one (a
   small crop on a large ring's outline scores as high as on a small ring, and a large ring
   offers more such positions), so the scale logits get a linear function of the target's
   apparent extent: the log of, for each scale, the most of softmax(M) (a distribution over
   cells) that one footprint of that scale holds (`extent_coverage`): about 1 at every scale for
-  a ring of one cell, near 0 at the small scale for a ring wider than its footprint. Zero-initialised, so a
-  new head changes no probability; checkpoints without it load with the head at zero.
-  A saliency prior (`saliency_prior`) starts M as the chroma magnitude, so untrained crops land on
-  saturated objects (any ring); which colour the question names is learned.
+  a ring of one cell, near 0 at the small scale for a ring wider than its footprint.
+  Zero-initialised, so a new head changes no probability; checkpoints without it load with the
+  head at zero.
 * What: the texture energies pooled globally, under a centred window (a crop centred on the ring
   puts its content there) and under an attention on M, with the zoomed flag and the number of
   crops so far, feed the "answer now" logit and an answer vector whose dot product with each
