@@ -42,10 +42,10 @@ class TrainerConfig:
     > policy: `policy`, `policy_kwargs`, `init_checkpoint`
     > algorithm: `algo`, `adv_kwargs`, `questions_per_step`, `g1`, `g2`, `loss` (a
       `LossConfig`: `clip_low`, `clip_high`, `beta`, `agg`, `norm_len`), `dynamic_sampling`,
-      `overlong_max_len`, `overlong_cache_len`
+      `overlong_max_len`, `overlong_cache_len`, `scale_curiosity`
     > optimisation: `total_steps`, `lr`, `update_epochs`, `max_grad_norm`, `weight_decay`
     > logging: `eval_every`, `final_eval`, `grad_diagnostics`, `grad_diagnostics_every`,
-      `checkpoint_every`, `resume`, `tensorboard`, `progress`, `max_minutes`
+      `probe_every`, `checkpoint_every`, `resume`, `tensorboard`, `progress`, `max_minutes`
     """
 
     # > experiment
@@ -125,6 +125,10 @@ class TrainerConfig:
     """DAPO soft overlong penalty on the policy tokens of a rollout; 0 disables it"""
     overlong_cache_len: int = 0
     """width of the soft overlong window, in tokens"""
+    scale_curiosity: tuple[float, float] | None = None
+    """(H, coef): add `agents.algos.exploration.scale_curiosity` to the rewards before the
+    estimator (a Pixel-Reasoner-style bonus for crop scales a group rarely tries, on the crop
+    bins); None = off"""
 
     # > optimisation
     total_steps: int = 100
@@ -152,6 +156,11 @@ class TrainerConfig:
     """steps between grad_share measurements (steps 1, 1 + k, 1 + 2k, ...; each costs ~15 percent
     of a demo step, so 10 costs ~1.5 percent); 1 for experiments that report grad_share
     (examples/scale_bias.yaml)"""
+    probe_every: int = 0
+    """every N steps, log the greedy first crop's scale on the held-out
+    questions' first views (`agents.probe`: one batched act, no env step): heldout/p_crop_<crop
+    bin>_<target bin> and heldout/conditioning_index; 0 = off (rendering the first views once
+    costs one env reset per held-out question)"""
     checkpoint_every: int = 10
     """write checkpoint.pt every N steps (and always at the end); 0: only at the end"""
     resume: bool = True
@@ -193,6 +202,7 @@ class TrainerConfig:
         _check(self.update_epochs >= 1, f"update_epochs ({self.update_epochs}) must be >= 1.")
         _check(self.lr > 0, f"lr ({self.lr}) must be > 0.")
         _check(self.max_minutes >= 0, f"max_minutes ({self.max_minutes}) must be >= 0.")
+        _check(self.probe_every >= 0, f"probe_every ({self.probe_every}) must be >= 0.")
         _check(
             self.grad_diagnostics_every >= 1,
             f"grad_diagnostics_every ({self.grad_diagnostics_every}) must be >= 1 (switch the "

@@ -385,7 +385,9 @@ def rollout_metrics(
         prefix: key prefix.
         crop_bin_edges, crop_bin_names: bins on the FIRST CROP's relative area; when given, also
             `p_crop_<crop bin>_<target bin>` = P(first crop in the crop bin | target in the target
-            bin), over the bin's rollouts (no crop counts as a crop in no bin).
+            bin), over the bin's rollouts (no crop counts as a crop in no bin), and
+            `conditioning_index` = P(smallest crop bin | smallest target bin) - P(smallest crop
+            bin | largest target bin) when both target bins have rollouts.
 
     Returns:
         `reward` (mean return), `reward_<term>` (mean per-episode sum of each reward term),
@@ -429,6 +431,10 @@ def rollout_metrics(
             out[f"n_{name}"] = float(chosen.sum())
             for crop_name in crop_bin_names if by_crop else ():
                 out[f"p_crop_{crop_name}_{name}"] = float(np.mean(crops[chosen] == crop_name))
+    low = f"p_crop_{crop_bin_names[0]}_{bin_names[0]}" if by_crop else ""
+    high = f"p_crop_{crop_bin_names[0]}_{bin_names[-1]}" if by_crop else ""
+    if low in out and high in out:
+        out["conditioning_index"] = out[low] - out[high]
     out["miou"] = float(ious.mean())
     out["crop_rate"] = float(np.mean([1.0 if t.crop_boxes else 0.0 for t in trajectories]))
     areas = [t.first_crop_rel_area for t in trajectories if t.crop_boxes]

@@ -44,11 +44,13 @@ from agents.algos import (
     get_advantage_estimator,
     overlong_penalty,
 )
-from agents.algos.diagnostics import crop_bin_names, scale_bias_metrics, shares
+from agents.algos.diagnostics import crop_bin_names, crop_choice, scale_bias_metrics, shares
+from agents.algos.exploration import scale_curiosity
 from agents.checkpoint import atomic_torch_save, get_rng_state, load_checkpoint_file, set_rng_state
 from agents.config import TrainerConfig, merge_kwargs, parse_args
 from agents.policies import make_policy
 from agents.policies.base import Trajectory
+from agents.probe import FirstViews, first_crop_rel_areas
 from agents.rollout import (
     SharedImageDataset,
     collect_groups,
@@ -149,6 +151,7 @@ class Trainer:
         self.metrics_path = self.out / "metrics.jsonl"
         self.checkpoint_path = self.out / "checkpoint.pt"
         self.history: list[dict[str, Any]] = []
+        self._probe_views: FirstViews | None = None  # built on the first probe
         self._check_dataset()
 
     # ---------------------------------------------------------------- setup helpers
@@ -203,6 +206,23 @@ class Trainer:
         )
         return self._metrics(trajs, prefix)
 
+    def probe(self) -> dict[str, float]:
+        """`heldout/p_crop_<crop bin>_<target bin>` and `heldout/conditioning_index` of the
+        greedy first crop on the held-out questions' first views (`agents.probe`)."""
+        cfg = self.cfg
+        if self._probe_views is None:
+            self._probe_views = FirstViews(self.eval_envs[0], cfg.eval_ids, cfg.bin_edges)
+        self.policy.eval()
+        choice = crop_choice(
+            first_crop_rel_areas(self.policy, self._probe_views),
+            self._probe_views.target_rel_areas,
+            bin_edges=cfg.bin_edges,
+            bin_names=cfg.bin_names,
+            crop_bin_edges=cfg.crop_edges,
+            crop_names=self.crop_names,
+        )
+        return {f"heldout/{k}": v for k, v in choice.items()}
+
     def _metrics(self, trajectories: Sequence[Trajectory], prefix: str) -> dict[str, float]:
         cfg = self.cfg
         return rollout_metrics(
@@ -228,6 +248,16 @@ class Trainer:
             rewards = rewards + overlong_penalty(
                 arrays["lengths"], cfg.overlong_max_len, cfg.overlong_cache_len
             )
+        if cfg.scale_curiosity is not None:
+            target_share, coef = cfg.scale_curiosity
+            bonus = scale_curiosity(
+                arrays["rel_areas"],
+                arrays["group_ids"],
+                cfg.crop_edges,
+                target_share=target_share,
+                coef=coef,
+            )
+            rewards = rewards + torch.from_numpy(bonus).to(rewards.dtype)
         inputs = estimator_inputs(cfg.algo)
         missing = sorted(inputs - set(arrays))
         if missing:
@@ -392,6 +422,8 @@ class Trainer:
                     cfg.final_eval and (done or out_of_time)
                 ):
                     row.update(self.evaluate())
+                if cfg.probe_every and self.step % cfg.probe_every == 0:
+                    row.update(self.probe())
                 self._log(row, writer, time.perf_counter() - t0)
                 if bar is not None:
                     bar.update(1)
@@ -511,13 +543,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-SUMMARY_FAMILIES = ("rollout_share", "adv_share", "grad_share", "crop_bin_occupancy")
+SUMMARY_FAMILIES = (
+    "rollout_share",
+    "adv_share",
+    "grad_share",
+    "crop_bin_occupancy",
+    "dead_group_frac",
+)
 
 
 def scale_bias_summary(history: Sequence[dict[str, Any]], bin_names: Sequence[str]) -> str:
-    """One line: the scale-bias diagnostics averaged over the run's steps, e.g.
+    """One line: the scale-bias diagnostics averaged over the steps that logged them, e.g.
     `scale bias (mean of 150 steps): rollout_share small 0.20 large 0.80 | adv_share ... |
-    multi_bin_group_frac 0.41`."""
+    multi_bin_group_frac 0.41 | dead_group_frac 0.62`, and the last held-out probe's
+    conditioning index."""
     parts = []
     for family in SUMMARY_FAMILIES:
         keys = sorted(
@@ -531,9 +570,15 @@ def scale_bias_summary(history: Sequence[dict[str, Any]], bin_names: Sequence[st
         means = [(name, m) for name, m in means if m > 0.0005 or family != "crop_bin_occupancy"]
         if means:
             parts.append(family + " " + " ".join(f"{name} {m:.2f}" for name, m in means))
-    fracs = [row["multi_bin_group_frac"] for row in history if "multi_bin_group_frac" in row]
-    if fracs:
-        parts.append(f"multi_bin_group_frac {np.mean(fracs):.2f}")
+    for key in ("multi_bin_group_frac", "dead_group_frac"):
+        fracs = [row[key] for row in history if key in row]
+        if fracs:
+            parts.append(f"{key} {np.mean(fracs):.2f}")
+    probes = [row for row in history if "heldout/conditioning_index" in row]
+    if probes:
+        parts.append(
+            f"heldout/conditioning_index (last) {probes[-1]['heldout/conditioning_index']:+.2f}"
+        )
     return f"scale bias (mean of {len(history)} steps): " + " | ".join(parts)
 
 

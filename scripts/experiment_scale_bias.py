@@ -20,8 +20,21 @@ the same 100 held-out questions, balanced 50/50 small/large, greedily.
 | grpo_balanced | 50 / 50 | grpo | 0.4 x `--env-steps`: the same number of small-target episodes as the skewed arms |
 | grpo_small_only | 100 / 0 | grpo | 0.2 x `--env-steps` (the capacity check; not in the default `--arms`) |
 
-All arms use 8 independent rollouts per question (G1 = 8, G2 = 1), so the estimator is the
-only difference between the skewed arms. grpo_balanced is the bias control: it sees as many
+Block B (`--arms b_...`, docs/experiments.md section 5): the same comparison from a partial
+scale-SFT (`PARTIAL_SFT`: the reader plus a scale head that already prefers the small crop for
+small targets, P ~ 0.6 vs ~ 0.2), in the paper's shape G1 x G2 = 4 x 2, with the held-out probe
+(`heldout/conditioning_index`) every step:
+
+| arm | estimator |
+|-----|-----------|
+| b_grpo_skewed | grpo (the reference of the Block B pairs) |
+| b_srpo_paper_skewed | srpo, K = 3 equal-width bins of the crop's relative area (`num_bins: 3`) |
+| b_srpo_skewed | srpo, our crop-scale edges (0.02, 0.15) |
+| b_srpo_target_skewed, b_grpo_reweight_skewed | as above |
+| b_grpo_balanced | grpo on 50 / 50, 0.4 x `--env-steps` |
+
+The section-4 arms use 8 independent rollouts per question (G1 = 8, G2 = 1), so the estimator is
+the only difference between the skewed arms. grpo_balanced is the bias control: it sees as many
 small-target questions as a skewed run, without the large majority; if skewed GRPO does worse
 on small targets than it, the large targets suppress small-target learning (scale bias).
 
@@ -82,15 +95,54 @@ ARMS: dict[str, list[str]] = {
         "env_kwargs.dataset_kwargs.target_mix=[1, 0]",
     ],
 }
-MAIN_ARMS = [arm for arm in ARMS if arm != "grpo_small_only"]
-BUDGET = {"grpo_balanced": 0.4, "grpo_small_only": 0.2}
+PARTIAL_SFT = "baselines/scale-bias/scale-sft-partial.pt"
+"""Block B's start: the reader plus a partial scale-SFT of the scale head (`agents.scale_sft
+--p-small-small 0.6 --p-small-large 0.2`), so that small-target groups start alive."""
+BLOCK_B_COMMON = [
+    f"init_checkpoint={PARTIAL_SFT}",
+    "policy_kwargs.scale_head=true",
+    "g1=4",
+    "g2=2",
+    "grad_diagnostics=false",
+]
+"""Every Block B arm: the paper's G1 x G2 = 4 x 2 shape, from the partial scale-SFT."""
+BLOCK_B: dict[str, list[str]] = {
+    "b_grpo_skewed": ["algo=grpo", "adv_kwargs={}"],
+    "b_srpo_paper_skewed": ["algo=srpo", "adv_kwargs={num_bins: 3}"],
+    "b_srpo_skewed": ["algo=srpo", "adv_kwargs={bin_edges: [0.02, 0.15]}"],
+    "b_srpo_target_skewed": ["algo=srpo_target", f"adv_kwargs={{bin_edges: {TARGET_EDGES}}}"],
+    "b_grpo_reweight_skewed": [
+        "algo=grpo",
+        f"adv_kwargs={{reweight: inverse_bin_frequency, bin_edges: {TARGET_EDGES}}}",
+    ],
+    "b_grpo_balanced": [
+        "algo=grpo",
+        "adv_kwargs={}",
+        f"env_kwargs.dataset_kwargs.target_mix={BALANCED}",
+    ],
+}
+ARMS.update({arm: [*BLOCK_B_COMMON, *extra] for arm, extra in BLOCK_B.items()})
+BLOCK_A: dict[str, list[str]] = {
+    "a_grpo_skewed": ["algo=grpo", "adv_kwargs={}"],
+    "a_grpo_curiosity_skewed": ["algo=grpo", "adv_kwargs={}", "scale_curiosity=[0.3, 0.5]"],
+}
+"""Block A (exploration) from the reader (no scale SFT), with the scale head, 4 x 2; only the
+per-scale curiosity bonus (H = 0.3, coef 0.5: not yet tuned by a pilot) is implemented so far."""
+ARMS.update({arm: [*BLOCK_B_COMMON[1:], *extra] for arm, extra in BLOCK_A.items()})
+REFERENCES_A = {arm: "a_grpo_skewed" for arm in BLOCK_A}
+MAIN_ARMS = [arm for arm in ARMS if arm != "grpo_small_only" and arm not in {**BLOCK_B, **BLOCK_A}]
+BUDGET = {"grpo_balanced": 0.4, "grpo_small_only": 0.2, "b_grpo_balanced": 0.4}
 """Env-step budget of an arm as a fraction of `--env-steps` (default 1): 0.4 x 50 % small =
 1.0 x 20 % small, the same small-target exposure."""
 REFERENCE = "grpo_skewed"
+REFERENCES = {**{arm: "b_grpo_skewed" for arm in BLOCK_B}, **REFERENCES_A}
+"""Paired-difference reference of an arm (`REFERENCE` unless listed)."""
 
-PRIMARY = ("acc_small", "p_crop_small_small")
+PRIMARY = ("conditioning_index", "acc_small", "p_crop_small_small")
 SECONDARY = ("acc_large", "acc", "miou", "p_crop_small_large")
 DIAGNOSTICS = (
+    "dead_group_frac/small",
+    "dead_group_frac/large",
     "rollout_share/small",
     "adv_share/small",
     "grad_share/small",
@@ -99,6 +151,7 @@ DIAGNOSTICS = (
 )
 """Per-step diagnostics averaged over each run's training (`result.json`, `train_<key>`)."""
 LABELS = {
+    "conditioning_index": "CI",
     "acc_small": "acc small",
     "p_crop_small_small": "P(small crop \\| small)",
     "acc_large": "acc large",
@@ -146,7 +199,7 @@ def run_one(
     from agents.trainer import Trainer
 
     args = overrides(arm, seed, Path(out), env_steps, eval_questions)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     trainer = Trainer(load_config(config, args))
     history = trainer.train()
     result = {
@@ -155,13 +208,16 @@ def run_one(
         "steps": trainer.step,
         "env_steps": trainer.env_steps,
         "seconds": time.perf_counter() - start,
+        "cpu_seconds": time.process_time() - cpu,  # all threads: the cost on a shared machine
         "command": "grounding-gym train --config "
         + config
         + " "
         + " ".join(f"'{a}'" for a in args),
         "eval": {k[len("eval/") :]: v for k, v in history[-1].items() if k.startswith("eval/")},
         "train": {
-            f"train_{k}": float(np.mean([row.get(k, math.nan) for row in history]))
+            f"train_{k}": float(np.mean(v))
+            if (v := [row[k] for row in history if k in row])
+            else math.nan
             for k in DIAGNOSTICS
         },
     }
@@ -179,7 +235,12 @@ def load_results(out: Path, arms: list[str], seeds: list[int] | None) -> list[di
 
 
 def metric(result: dict[str, Any], key: str) -> float:
-    return float(result["eval"].get(key, result["train"].get(key, math.nan)))
+    """An evaluation metric or a training average of one run; the conditioning index of runs
+    from before it was logged is computed from its two terms."""
+    ev = result["eval"]
+    if key == "conditioning_index" and key not in ev and "p_crop_small_small" in ev:
+        return float(ev["p_crop_small_small"] - ev.get("p_crop_small_large", math.nan))
+    return float(ev.get(key, result["train"].get(key, math.nan)))
 
 
 def summarise(results: list[dict[str, Any]], arms: list[str]) -> dict[str, Any]:
@@ -195,10 +256,11 @@ def summarise(results: list[dict[str, Any]], arms: list[str]) -> dict[str, Any]:
                 "seconds": float(np.mean([r["seconds"] for r in runs.values()])),
                 **{k: bootstrap_ci([metric(r, k) for r in runs.values()]) for k in keys},
             }
-    reference = by_arm.get(REFERENCE, {})
     for arm, runs in by_arm.items():
+        ref_arm = REFERENCES.get(arm, REFERENCE)
+        reference = by_arm.get(ref_arm, {})
         common = sorted(set(runs) & set(reference))
-        if arm in (REFERENCE, "grpo_small_only") or not common:
+        if arm in (ref_arm, "grpo_small_only") or not common:
             continue
         diffs = {
             k: [metric(runs[s], k) - metric(reference[s], k) for s in common]
@@ -250,7 +312,8 @@ def markdown(table: dict[str, Any]) -> str:
         lines.append(f"| {arm} | {len(row['seeds'])} | {cells} | {row['seconds'] / 60:.1f} |")
     lines += [
         "",
-        f"Paired differences against {REFERENCE} (same seeds), mean [95 % bootstrap CI]:",
+        f"Paired differences against {REFERENCE} (Block B arms: against b_grpo_skewed), same "
+        "seeds, mean [95 % bootstrap CI]:",
         "",
         "| arm | pairs | " + " | ".join(LABELS[k] for k in cols) + " |",
         "|---|---|" + "---|" * len(cols),
@@ -327,6 +390,8 @@ CURVES = (
     ("adv_share/small", "small targets' share of sum |A| x tokens"),
     ("grad_share/small", "small targets' share of |grad|^2"),
     ("rollout/p_crop_small_small", "P(small crop | small target), training"),
+    ("dead_group_frac/small", "small-target groups with equal rewards (dead)"),
+    ("heldout/conditioning_index", "held-out conditioning index (greedy probe)"),
 )
 
 
@@ -340,10 +405,10 @@ def plot_diagnostics(results: list[dict[str, Any]], out: Path, path: Path) -> No
     for r in results:
         with open(run_dir(out, r["arm"], r["seed"]) / "metrics.jsonl", encoding="utf-8") as handle:
             histories.setdefault(r["arm"], []).append([json.loads(line) for line in handle])
-    fig, axes = plt.subplots(1, len(CURVES), figsize=(5.5 * len(CURVES), 4))
+    fig, axes = plt.subplots(1, len(CURVES), figsize=(4.4 * len(CURVES), 4))
     plot_curve_panels(axes, histories, CURVES, band="iqr")
-    for ax in axes:
-        ax.set_ylim(0, 1)
+    for ax, (key, _) in zip(axes, CURVES, strict=True):
+        ax.set_ylim(-1 if key.endswith("conditioning_index") else 0, 1)
     fig.suptitle(
         "training, per step (smoothed over 10 steps): mean over seeds, band = inter-quartile range",
         fontsize=10,

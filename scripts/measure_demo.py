@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from agents.analysis import bootstrap_ci, save_figure  # noqa: E402
-from agents.checkpoint import atomic_write_json  # noqa: E402
+from grounding_gym.atomic import atomic_write_json  # noqa: E402
 
 BINS = ("small", "medium", "large")
 

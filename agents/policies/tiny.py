@@ -33,6 +33,14 @@ the info the policy saw, so log-probs recompute exactly):
   bias; token 2 is the softmax over the cells of the chosen scale.
   A saliency prior (`saliency_prior`) starts M as the chroma magnitude, so untrained crops land on
   saturated objects (any ring); which colour the question names is learned.
+* How wide (`scale_head=True`): that log-sum-exp cannot tell a small target from a large one (a
+  small crop on a large ring's outline scores as high as on a small ring, and a large ring
+  offers more such positions), so the scale logits get a linear function of the target's
+  apparent extent: the log of, for each scale, the most of softmax(M) (a distribution over
+  cells) that one footprint of that scale holds (`extent_coverage`): about 1 at every scale for
+  a ring of one cell, near 0 at the small scale for a ring wider than its footprint.
+  Zero-initialised, so a new head changes no probability; checkpoints without it load with the
+  head at zero.
 * What: the texture energies pooled globally, under a centred window (a crop centred on the ring
   puts its content there) and under an attention on M, with the zoomed flag and the number of
   crops so far, feed the "answer now" logit and an answer vector whose dot product with each
@@ -173,6 +181,7 @@ class TinyPolicy(nn.Module):
         hue_gain: fixed multiplier of the colour-query -> colour-channel weights (as
             `target_scale`).
         answer_scale: fixed multiplier of the option logits (as `target_scale`).
+        scale_head: add the target-extent term to P(scale | crop) (see the module docstring).
     """
 
     def __init__(
@@ -190,6 +199,7 @@ class TinyPolicy(nn.Module):
         saliency_prior: float = 3.0,
         hue_gain: float = 20.0,
         answer_scale: float = 4.0,
+        scale_head: bool = False,
     ):
         super().__init__()
         if grid < 4:
@@ -231,6 +241,14 @@ class TinyPolicy(nn.Module):
         self.target = nn.Conv2d(c, 1, 1)
         self.region_gain = nn.Parameter(torch.ones(len(self.scales)))
         self.region_bias = nn.Parameter(torch.zeros(len(self.scales)))
+        # ---- how wide: the target's apparent extent at each scale -> P(scale | crop)
+        self.scale_head = bool(scale_head)
+        self.scale_extent = (
+            nn.Linear(len(self.scales), len(self.scales), bias=False) if scale_head else None
+        )
+        if self.scale_extent is not None:
+            nn.init.zeros_(self.scale_extent.weight)
+            self.register_load_state_dict_pre_hook(self._fill_scale_head)
         # ---- what: texture energy pooled 3 ways + context -> answer-now logit, answer vector
         self.register_buffer("centre_window", _centre_window(grid), persistent=False)
         n_in = 3 * N_TEXTURE + 3
@@ -281,6 +299,34 @@ class TinyPolicy(nn.Module):
             nn.init.normal_(self.answer_linear.weight[1:], std=0.3)
             nn.init.zeros_(self.option_emb.weight)
 
+    def _fill_scale_head(self, module: nn.Module, state_dict: dict, prefix: str, *_: Any) -> None:
+        """A state dict from before the scale head (e.g. a warm-started reader) loads with the
+        head at its zero init: no probability changes."""
+        for name, value in self.scale_extent.state_dict().items():  # type: ignore[union-attr]
+            state_dict.setdefault(f"{prefix}scale_extent.{name}", torch.zeros_like(value))
+
+    def _footprints(self) -> list[int]:
+        """Odd side, in cells, of each scale's crop footprint on the grid."""
+        return [2 * round(scale * self.grid / 2) + 1 for scale in self.scales]
+
+    def extent_coverage(self, target: torch.Tensor) -> torch.Tensor:
+        """(N, K), no gradient: for each scale, the largest share of softmax(M) over the grid's
+        cells that one footprint of that scale holds (footprints cut at the grid's border),
+        in [EXTENT_FLOOR, 1]. The head reads its log: a linear map of it compares ratios.
+
+        Args:
+            target: (N, 1, H, W) target map M (logits over cells).
+        """
+        with torch.no_grad():
+            p = F.softmax(target.flatten(1), dim=-1).view_as(target)
+            out = []
+            for size in self._footprints():
+                # a box sum, separable: the zero-padded box mean times the box's area
+                rows = F.avg_pool2d(p, (1, size), stride=1, padding=(0, size // 2))
+                held = F.avg_pool2d(rows, (size, 1), stride=1, padding=(size // 2, 0))
+                out.append(held.flatten(1).amax(dim=1) * size * size)
+            return torch.stack(out, dim=1).clamp_(EXTENT_FLOOR, 1.0)
+
     def _region_scores(self, target: torch.Tensor) -> torch.Tensor:
         """(N, K, H, W): for a crop of each scale centred on each cell, the log-mean-exp of the
         target map over the crop's footprint, times a learned per-scale gain. A soft max: a small
@@ -289,8 +335,7 @@ class TinyPolicy(nn.Module):
         top = target.amax(dim=(2, 3), keepdim=True).detach()  # stability only: cancels exactly
         weights = torch.exp(target - top)
         scores = []
-        for k, scale in enumerate(self.scales):
-            size = 2 * round(scale * self.grid / 2) + 1  # odd, ~ the crop's side in cells
+        for k, size in enumerate(self._footprints()):  # odd, ~ the crop's side in cells
             # a box mean is separable (so is its count without padding): rows, then columns
             rows = F.avg_pool2d(
                 weights, (1, size), stride=1, padding=(0, size // 2), count_include_pad=False
@@ -301,23 +346,34 @@ class TinyPolicy(nn.Module):
             scores.append((torch.log(pooled.clamp_min(1e-30)) + top)[:, 0] * self.region_gain[k])
         return torch.stack(scores, dim=1)
 
-    def _forward(self, batch: _Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Log-probs of token 1 (N, 1 + K), of the cell given the scale (N, K, H*W) and of the
-        letter given "answer" (N, max_options), with the masks applied."""
-        n, device = batch.colour.shape[0], batch.colour.device
-        # where: target map M (N, 1, H, W)
-        q = self.question_emb(*_bag(batch.question, device))  # (N, 32)
+    def target_map(self, batch: _Batch) -> torch.Tensor:
+        """(N, 1, H, W) the target map M: where the question's target is (logits over cells)."""
+        q = self.question_emb(*_bag(batch.question, batch.colour.device))  # (N, 32)
         gamma, beta = self.film(q).chunk(2, dim=-1)
         feats = self.trunk(batch.colour)  # (N, C, H, W)
         feats = F.relu(feats * (1 + gamma[:, :, None, None]) + beta[:, :, None, None])
         hue_weights = self.hue_gain * batch.colour_query @ self.colour_hue + self.saliency
         direct = torch.einsum("nk,nkhw->nhw", hue_weights, batch.colour)[:, None]
-        target = self.target_scale * (direct + self.target(feats))
+        return self.target_scale * (direct + self.target(feats))
 
+    def _scale_logp(self, target: torch.Tensor, region: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, K) log P(scale | crop) from the target map (and its `_region_scores`, flattened
+        to (N, K, H*W), when already computed)."""
+        if region is None:
+            region = self._region_scores(target).flatten(2)
+        scale_logit = torch.logsumexp(region, dim=-1) + self.region_bias
+        if self.scale_extent is not None:
+            scale_logit = scale_logit + self.scale_extent(self.extent_coverage(target).log())
+        return F.log_softmax(scale_logit, dim=-1)  # P(scale | crop): M's magnitude cancels
+
+    def _forward(self, batch: _Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Log-probs of token 1 (N, 1 + K), of the cell given the scale (N, K, H*W) and of the
+        letter given "answer" (N, max_options), with the masks applied."""
+        n, device = batch.colour.shape[0], batch.colour.device
+        target = self.target_map(batch)
         region = self._region_scores(target).flatten(2)  # (N, K, H*W)
         cell_logp = F.log_softmax(region, dim=-1)
-        scale_logit = torch.logsumexp(region, dim=-1) + self.region_bias
-        scale_logit = F.log_softmax(scale_logit, dim=-1)  # P(scale | crop): M's magnitude cancels
+        scale_logit = self._scale_logp(target, region)
 
         # what: texture energy pooled globally, at the centre and under attention on M
         texture = batch.texture  # (N, N_TEXTURE, H, W)
@@ -506,6 +562,9 @@ class TinyPolicy(nn.Module):
             )
         return format_crop(box.as_tuple(), decimals=_DECIMALS.get(frame, 4))
 
+
+EXTENT_FLOOR = 1e-4
+"""Smallest `extent_coverage` (its log feeds the scale head)."""
 
 N_HUES = 16
 """Hue-tuned chroma channels, 22.5 degrees apart."""
