@@ -16,8 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from grounding_gym.actions import parse_action
-from grounding_gym.eval.agents import action_frame
+from grounding_gym.actions import action_frame, parse_action
 from grounding_gym.geometry import resolve_crop
 from grounding_gym.scale import relative_area, scale_bin
 
