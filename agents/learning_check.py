@@ -291,7 +291,7 @@ class FlippedSignTrainer(Trainer):
 
 
 REDUCED = CheckConfig(rl_steps=15, eval_questions=32, eval_rollouts=2)
-"""The reduced check of the tests (tests/test_learning_check.py): the same SFT start, 15 GRPO
+"""The reduced check of the tests (tests/agents/test_learning_check.py): the same SFT start, 15 GRPO
 steps, 64 held-out rollouts."""
 
 FLIP_STEPS = 4

@@ -4,7 +4,7 @@ Each process rolls out its OWN teacher-forced episode of `GroundedVQA-HR-v0` (cr
 on sample `rank`), so local gradients differ; after one step under `accelerate` (DDP / FSDP /
 DeepSpeed) the parameters must be identical on every rank, and must have moved.
 
-    # CPU, 2 processes (gloo): what tests/test_accelerate.py runs
+    # CPU, 2 processes (gloo): what tests/agents/integrations/test_accelerate.py runs
     accelerate launch --num_processes 2 --cpu examples/accelerate_smoke.py
     # GPUs, with one of the configs of examples/accelerate/
     accelerate launch --config_file examples/accelerate/ddp.yaml examples/accelerate_smoke.py \\

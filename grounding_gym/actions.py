@@ -81,7 +81,7 @@ BoxTuple = tuple[float, float, float, float]
 
 MAX_ACTION_CHARS_LIMIT = 65_536
 """Largest `max_action_chars` allowed: the bound up to which the parser's linear work is tested
-(`tests/test_security.py::test_action_parsing_work_grows_linearly`)."""
+(`tests/grounding_gym/remote/test_security.py::test_action_parsing_work_grows_linearly`)."""
 _NO_ACTION = "no <crop>[x1, y1, x2, y2]</crop> or <answer>...</answer> found"
 _FLAGS = re.IGNORECASE | re.DOTALL
 _NUMBER_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")

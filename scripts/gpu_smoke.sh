@@ -13,7 +13,7 @@
 #    tokens/s and peak GPU memory.
 # 3. If vLLM installed: vLLM rollouts of the tiny model (tokens/s), a weight sync from the
 #    trainable HFPolicy, and a check that the engine's log-probs track the trainer's recompute.
-#    Then the verl truncation case (tests/test_verl_integration.py, cut_episode, on cuda) in a
+#    Then the verl truncation case (tests/agents/integrations/test_verl_integration.py, cut_episode, on cuda) in a
 #    venv with the [verl] extra ($VENV-verl).
 # 4. A 1-GPU accelerate launch of examples/accelerate_smoke.py (bf16).
 #
@@ -69,7 +69,7 @@ else
     VERL_PY=""
 fi
 if [ -n "$VERL_PY" ]; then
-    "$VERL_PY" -m pytest -q -m gpu tests/test_verl_integration.py -k cut_episode -rs
+    "$VERL_PY" -m pytest -q -m gpu tests/agents/integrations/test_verl_integration.py -k cut_episode -rs
 fi
 
 echo "== GRPO / SRPO of the tiny Qwen2.5-VL, bf16, cuda"

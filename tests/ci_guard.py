@@ -23,7 +23,8 @@ CI_EXTRAS = {
     "accelerate": "agents",
     "peft": "agents",
     "trl": "trl",
-    "datasets": "trl",  # a dependency of trl; tests/test_trl_integration.py needs it
+    # a dependency of trl; tests/agents/integrations/test_trl_integration.py needs it
+    "datasets": "trl",
     "stable_baselines3": "sb3",
     "cv2": "fast",
     "verl": "verl",

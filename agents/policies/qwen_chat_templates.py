@@ -8,7 +8,7 @@
 
 Sources: the Hugging Face model repositories above; TRL ships the same texts as
 `trl/chat_templates/qwen2_5_vl.jinja` and `qwen3_vl.jinja` ("original" templates, which its
-training-template lookup compares by equality), and tests/test_lvlm_fidelity.py checks that these
+training-template lookup compares by equality), and tests/agents/policies/test_lvlm_fidelity.py checks that these
 constants equal TRL's copies. Not reformatted: whitespace inside Jinja tags is part of the text.
 """
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Qwen2.5-VL-7B-Instruct, GRPO vs SRPO on grounding-gym episodes with verl, 1 node x 8 GPUs.
 # UNTESTED ON GPU ("paper until a GPU is lent"): the config composes and passes verl's
-# validate_config on CPU (tests/test_verl_integration.py); no training run has been made.
+# validate_config on CPU (tests/agents/integrations/test_verl_integration.py); no training run has been made.
 #
 #   bash examples/verl/run_qwen25vl7b.sh grpo          # baseline
 #   bash examples/verl/run_qwen25vl7b.sh srpo          # same run, SRPO advantages

@@ -87,7 +87,7 @@ def assistant_actions(messages: Sequence[Any]) -> list[str]:
     `tool_calls` are appended as `<tool_call>` text. The last action, when `parse_action` finds
     neither a crop nor an answer in it, becomes `<answer>...</answer>` holding its text after any
     `</think>` (the final free-text reply is the answer): a last message "A. White." gives
-    `"<answer>A. White.</answer>"` (tested in tests/test_replay.py).
+    `"<answer>A. White.</answer>"` (tested in tests/grounding_gym/eval/test_replay.py).
     """
     texts = []
     for message in messages:

@@ -32,7 +32,8 @@ env's resize) keeps < 1 % of a texture whose period is <= 1.1 view px (measured)
 shrinks the ring's inside below ~`1.1 * N` view px shows flat grey. With the first view at ~1 MP
 that is every target of relative area <= 1e-3 on 4K images (period 4 px / 4.1 = 0.98 view px),
 while targets of relative area >= 0.05 keep a period of >= 6 view px, legible in the first view.
-Measured (tests/test_synthetic.py): swapping the target's content in a 4K image (relative area
+Measured (tests/grounding_gym/data/test_synthetic.py): swapping the target's content in a 4K image
+(relative area
 1e-4..1e-3) changes its first view by <= 3 grey levels (patterns; digits <= 2) and its oracle crop
 by >= 119 levels. `difficulty` in [0, 1] also lowers the contrast (200 -> 110 grey levels) and,
 in `search`, shrinks the labels (0.26 -> 0.16 of the ring's diameter) and adds same-colour rings
