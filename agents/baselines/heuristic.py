@@ -43,6 +43,7 @@ from PIL import Image
 
 from grounding_gym.actions import action_frame, crop_action_text, format_answer
 from grounding_gym.data import Sample
+from grounding_gym.data.synthetic import PALETTE
 from grounding_gym.geometry import Box, from_original, grow_to_min, to_original, union_box
 
 __all__ = [
@@ -216,16 +217,7 @@ class RandomCropAgent(ScriptedAgent):
 
 # ---------------------------------------------------------------- saliency for sliding-window
 
-_COLOR_WORDS: dict[str, tuple[int, int, int]] = {
-    "red": (225, 25, 30),
-    "green": (20, 175, 45),
-    "blue": (25, 65, 235),
-    "yellow": (245, 220, 10),
-    "magenta": (235, 30, 205),
-    "cyan": (15, 215, 225),
-    "orange": (255, 130, 0),
-    "purple": (115, 30, 170),
-}
+_COLOR_WORDS: dict[str, tuple[int, int, int]] = PALETTE
 """Colour words the sliding-window agent looks for in a question (the synthetic palette)."""
 
 

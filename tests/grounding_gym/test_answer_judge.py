@@ -4,28 +4,18 @@ judge on loopback (the tiny checkpoint), and an endpoint that is down (never a s
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 
 from grounding_gym.eval import evaluate, read_records
 from grounding_gym.judge import AnswerJudge, JudgeError, deterministic_match, judge_summary
 from tests.grounding_gym.data.formats.test_visualprobe import ROWS, _write
+from tests.servers import TransformersServe, free_port
 
 pytest.importorskip("openai")
 
 GOLD = {"easy/0": "YE OLDE.", "easy/1": "eight"}
 REPLIES = {"easy/0": "ye olde", "easy/1": "8 birds on the wire"}  # exact; needs the judge
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _judge(tmp_path, port: int, **extra) -> dict:
@@ -78,7 +68,7 @@ def test_deterministic_match_and_cache_key():
 
 
 def test_a_cached_verdict_is_used_without_a_request(tmp_path):
-    port = _free_port()  # nothing listens here: any request would fail
+    port = free_port()  # nothing listens here: any request would fail
     judge = AnswerJudge(_judge(tmp_path, port))
     path = judge.cache_path("How many?", "eight", "8 birds")
     path.parent.mkdir(parents=True)
@@ -94,7 +84,7 @@ def test_a_cached_verdict_is_used_without_a_request(tmp_path):
 
 
 def test_an_unreadable_cache_file_is_asked_again_not_trusted(tmp_path):
-    judge = AnswerJudge(_judge(tmp_path, _free_port(), on_error="record"))
+    judge = AnswerJudge(_judge(tmp_path, free_port(), on_error="record"))
     path = judge.cache_path("q", "gold", "pred")
     path.parent.mkdir(parents=True)
     path.write_text("{torn", encoding="utf-8")
@@ -104,7 +94,7 @@ def test_an_unreadable_cache_file_is_asked_again_not_trusted(tmp_path):
 
 
 def test_endpoint_down_raises_or_records_never_a_silent_zero(tmp_path):
-    port = _free_port()
+    port = free_port()
     with pytest.raises(JudgeError, match="failed .*start the judge server"):
         _run(tmp_path, "raise", _judge(tmp_path, port), on_error="raise")
     # Under the harness's default on_error="record" the judge's error fails the episode: it is
@@ -125,35 +115,12 @@ def test_endpoint_down_raises_or_records_never_a_silent_zero(tmp_path):
 @pytest.fixture(scope="module")
 def judge_server():
     """`transformers serve` on loopback with the tiny Qwen2.5-VL checkpoint; yields
-    (base_url, model) and stops it."""
+    (base_url, model, process) and stops it."""
     tiny = pytest.importorskip("agents.policies.tiny_qwen")
     pytest.importorskip("fastapi")
-    path = tiny.tiny_qwen25vl_path()
-    port = _free_port()
-    command = [sys.executable, "-m", "transformers.cli.transformers", "serve", path]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--device", "cpu"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 240
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"transformers serve exited: {process.stderr.read().decode()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("transformers serve did not answer /health within 240 s")
-                time.sleep(1)
-        yield f"{base}/v1", path, process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    serve = TransformersServe(tiny.tiny_qwen25vl_path()).start(timeout_s=240.0)
+    yield serve.url, serve.checkpoint, serve.process
+    serve.stop()
 
 
 @pytest.mark.slow

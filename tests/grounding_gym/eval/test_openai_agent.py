@@ -12,14 +12,8 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
-import socket
-import subprocess
-import sys
 import threading
-import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -31,53 +25,12 @@ from grounding_gym.cli import main  # noqa: E402
 from grounding_gym.eval.agents import AgentUnavailableError  # noqa: E402
 from grounding_gym.eval.harness import evaluate  # noqa: E402
 from grounding_gym.eval.records import read_records  # noqa: E402
+from tests.servers import TransformersServe  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
 ENV_KWARGS = tiny_qwen.tiny_env_kwargs(max_turns=2)
 DATASET_KWARGS = {"num_samples": 8, "image_size": 256, "target_rel_area": [0.01, 0.1]}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class TransformersServe:
-    """`transformers serve CHECKPOINT` on 127.0.0.1:`port`, started and stopped by the tests."""
-
-    def __init__(self, checkpoint: str, port: int | None = None):
-        self.checkpoint, self.port = checkpoint, port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}/v1"
-        self.process: subprocess.Popen | None = None
-
-    def start(self, timeout_s: float = 180.0) -> TransformersServe:
-        cli = Path(sys.executable).with_name("transformers")
-        command = [str(cli), "serve", self.checkpoint, "--device", "cpu", "--host", "127.0.0.1"]
-        command += ["--port", str(self.port), "--log-level", "warning"]
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-        self.process = subprocess.Popen(
-            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"transformers serve exited: {self.process.stderr.read().decode()[-2000:]}"
-                )
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2):
-                    return self
-            except OSError:
-                time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(f"transformers serve did not answer /health in {timeout_s} s")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
