@@ -20,6 +20,7 @@ from agents.policies.tiny_qwen import (  # noqa: E402
     tiny_env_kwargs,
     tiny_qwen25vl_path,
 )
+from tests.agents.policies.test_hf_policy import ExploringHFPolicy  # noqa: E402
 
 ENV_KWARGS = tiny_env_kwargs(
     max_turns=2, dataset_kwargs={"num_samples": 4, "image_size": (256, 512), "seed": 3}
@@ -136,25 +137,6 @@ def test_prompt_ids_match_trl_processing(adapter, tiny_path):
     assert policy.prompt_token_ids(info["messages"]) == trl_ids
 
 
-class _ExploringPolicy(HFPolicy):
-    """Teacher-forces answers A-D in rotation (every fifth action sampled), so the random tiny
-    model's rollouts get rewards with variance; log-probs are the model's own."""
-
-    CHOICES = (
-        "<answer>A</answer>",
-        "<answer>B</answer>",
-        "<answer>C</answer>",
-        "<answer>D</answer>",
-        None,
-    )
-
-    def act(self, observations, infos, *, greedy=False, forced_texts=None):
-        start = self.__dict__.setdefault("_calls", 0)
-        self._calls = start + len(infos)
-        forced = [self.CHOICES[(start + i) % len(self.CHOICES)] for i in range(len(infos))]
-        return super().act(observations, infos, greedy=greedy, forced_texts=forced)
-
-
 @pytest.mark.slow
 def test_grpo_trainer_two_steps_with_rollout_func(tiny_path, tmp_path, monkeypatch):
     monkeypatch.setenv("TRL_EXPERIMENTAL_SILENCE", "1")
@@ -164,7 +146,9 @@ def test_grpo_trainer_two_steps_with_rollout_func(tiny_path, tmp_path, monkeypat
     torch.manual_seed(0)
     model = AutoModelForImageTextToText.from_pretrained(tiny_path)
     processor = AutoProcessor.from_pretrained(tiny_path, padding_side="left")
-    adapter = TRLEnvAdapter("GroundedVQA-HR-v0", env_kwargs=ENV_KWARGS, policy_cls=_ExploringPolicy)
+    adapter = TRLEnvAdapter(
+        "GroundedVQA-HR-v0", env_kwargs=ENV_KWARGS, policy_cls=ExploringHFPolicy
+    )
     args = GRPOConfig(
         output_dir=str(tmp_path),
         per_device_train_batch_size=4,

@@ -137,10 +137,9 @@ def test_assistant_actions_resolve_a_free_text_final_answer():
 def test_replay_reproduces_hand_computed_accuracy_and_crops(tmp_path):
     root = write_vstar(tmp_path / "vstar")
     path = write_jsonl(tmp_path / "outputs.jsonl", recorded_episodes())
-    with pytest.warns(
-        UserWarning, match="1 unmatched lines .*1 duplicate lines .*1 samples without a line"
-    ):
-        summary = evaluate(
+
+    def replay() -> dict:
+        return evaluate(
             "replay",
             "GroundedVQA-HR-v0",
             env_kwargs={"coord_frame": "original", "data_dir": str(root)},
@@ -150,6 +149,11 @@ def test_replay_reproduces_hand_computed_accuracy_and_crops(tmp_path):
             plots=False,
             **VSTAR,
         )
+
+    with pytest.warns(
+        UserWarning, match="1 unmatched lines .*1 duplicate lines .*1 samples without a line"
+    ):
+        summary = replay()
     records = by_sample(tmp_path / "run")
     assert sorted(records) == [
         "direct_attributes/sa_100",
@@ -185,16 +189,7 @@ def test_replay_reproduces_hand_computed_accuracy_and_crops(tmp_path):
     assert report["unmatched_lines"] == [4] and report["duplicate_lines"] == [5]
     assert report["samples_without_line"] == 1 and report["ambiguous_lines"] == []
     # Re-running the finished run re-summarises it without rebuilding the agent: the report stays.
-    again = evaluate(
-        "replay",
-        "GroundedVQA-HR-v0",
-        env_kwargs={"coord_frame": "original", "data_dir": str(root)},
-        agent_kwargs={"path": str(path), "match": "image+question"},
-        out_dir=tmp_path / "run",
-        progress=False,
-        plots=False,
-        **VSTAR,
-    )
+    again = replay()
     assert again["meta"]["agent_report"] == report and again["overall"] == summary["overall"]
 
 
