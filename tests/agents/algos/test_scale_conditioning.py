@@ -14,12 +14,12 @@ import pytest
 import torch
 
 from agents.algos.diagnostics import crop_choice, scale_bias_metrics
-from agents.config import load_config
 from agents.policies.tiny import EXTENT_FLOOR, TinyPolicy
 from agents.probe import FirstViews, first_crop_rel_areas
 from agents.scale_sft import conditioning, scale_targets, train_scale
 from agents.trainer import Trainer
 from grounding_gym.scale import scale_bins
+from tests.agents.algos.test_scale_bias import small_scale_bias_config as small_config
 
 ROOT = Path(__file__).resolve().parents[3]
 SMALL, LARGE = 5e-4, 0.1  # target relative areas: bins "small" (< 1e-3) and "large" (>= 1e-2)
@@ -174,28 +174,6 @@ def test_scale_head_starts_at_zero_and_loads_checkpoints_without_it():
 # ---------------------------------------------------------------- scale SFT and the probe
 
 
-def small_config(out: Path, *overrides: str):
-    """examples/scale_bias.yaml at test size: 512 px images, 4 envs, 4 held-out questions."""
-    return load_config(
-        ROOT / "examples" / "scale_bias.yaml",
-        [
-            f"output_dir={out}",
-            "env_kwargs.dataset_kwargs.image_size=512",
-            "env_kwargs.max_pixels=12544",
-            "env_kwargs.dataset_kwargs.num_samples=40",
-            "train_samples=32",
-            "eval_samples=4",
-            "num_envs=4",
-            "env_threads=0",
-            "questions_per_step=2",
-            "policy_kwargs.grid=8",
-            "progress=false",
-            "tensorboard=false",
-            *overrides,
-        ],
-    )
-
-
 def test_scale_targets_put_the_asked_mass_on_the_smallest_scale():
     bins = np.array([0, 2, 0])
     t = scale_targets(bins, (0.5, 0.25, 0.06), (0.6, 0.2), num_bins=3)
@@ -212,7 +190,7 @@ def test_scale_sft_moves_the_scale_choice_and_leaves_the_reader(tmp_path, traine
     from agents.reader_sft import READER_PARAMETERS
     from agents.scale_sft import SCALE_PARAMETERS
 
-    cfg = small_config(tmp_path, "policy_kwargs.scale_head=true")
+    cfg = small_config(tmp_path, "g1=8", "policy_kwargs.scale_head=true")
     env = gym.make(cfg.env_id, **cfg.env_kwargs)
     pool = FirstViews(env, range(10), cfg.bin_edges)
     views = pool.take(range(8))
