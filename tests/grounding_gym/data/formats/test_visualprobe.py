@@ -1,9 +1,12 @@
-"""VisualProbe (Mini-o3): rows read from the published layout, errors, env run, published numbers.
+"""VisualProbe (Mini-o3): rows read from the published form, errors, env run, published numbers.
 
-No published row could be read here (the Hugging Face files are not reachable), so the fixture
-uses each documented variant: `images` list, question under problem / question / prompt, answer
-under solution / answer / ground_truth, `doc_id`, image paths relative to the level folder or to
-the root holding the level folders.
+The fixture reproduces the structure of a published row (values are our own): Hugging Face
+`Mini-o3/VisualProbe_<Level>` holds `val.json`, a JSON list of rows with `images` (one path
+relative to the folder holding the level folders: `VisualProbe_Easy/data/visual_probe_easy_0.jpg`),
+`problem` ("<image>\\n" then the question), `solution` (free-form), `doc_id` and `data_source`
+(`visual_probe_<level>`), and the images under `data/`. Sources: Mini-o3's loader
+(github.com/Mini-o3/Mini-o3 @ 8654dbf, verl/utils/dataset/multimodal_dataset.py) and
+docs/evaluation.md, section VisualProbe.
 """
 
 from __future__ import annotations
@@ -21,40 +24,37 @@ from grounding_gym.data.loaders import load_visualprobe
 from grounding_gym.data.registry import make_dataset
 from grounding_gym.eval.compare_cli import compare_main
 
+
+def row(level: str, n: int, question: str, solution: str, doc_id: int | str | None = None) -> dict:
+    """A row in the published form (our own values)."""
+    return {
+        "images": [f"VisualProbe_{level}/data/visual_probe_{level.lower()}_{n}.jpg"],
+        "problem": f"<image>\n{question}",
+        "solution": solution,
+        "doc_id": n if doc_id is None else doc_id,
+        "data_source": f"visual_probe_{level.lower()}",
+    }
+
+
 ROWS = {
     "Easy": [
-        {
-            "images": ["data/visual_probe_easy_0.jpg"],
-            "problem": "<image>\nWhat is written on the shop sign?",
-            "solution": "YE OLDE.",
-            "doc_id": 0,
-        },
-        {
-            "images": ["VisualProbe_Easy/data/visual_probe_easy_1.jpg"],
-            "question": "How many birds sit on the wire?",
-            "answer": "eight",
-            "doc_id": 1,
-        },
+        row("Easy", 0, "What is written on the shop sign?", "YE OLDE."),
+        row("Easy", 1, "How many birds sit on the wire?", "eight"),
     ],
-    "Hard": [
-        {
-            "images": ["data/visual_probe_hard_0.jpg"],
-            "prompt": "What is the code on the container?",
-            "ground_truth": "6C71",
-        }
-    ],
+    "Hard": [row("Hard", 0, "What is the code on the container?", "6C71")],
 }
 
 
-def _write(root, rows=ROWS):
+def _write(root, rows=ROWS, folders=None):
+    """`root/VisualProbe_<Level>/{val.json, data/*.jpg}` (or `folders[level]` for a level)."""
     for level, level_rows in rows.items():
-        folder = root / f"VisualProbe_{level}"
+        folder = root / (folders or {}).get(level, f"VisualProbe_{level}")
         (folder / "data").mkdir(parents=True)
         for k in range(len(level_rows)):
             Image.new("RGB", (640, 480), (k * 40, 90, 200)).save(
                 folder / "data" / f"visual_probe_{level.lower()}_{k}.jpg"
             )
-        (folder / "val.json").write_text(json.dumps(level_rows), encoding="utf-8")
+        (folder / "val.json").write_text(json.dumps(level_rows, indent=2), encoding="utf-8")
     return root
 
 
@@ -66,9 +66,9 @@ def test_rows_load_from_the_published_layout(tmp_path):
     assert first.question == "What is written on the shop sign?"  # <image> placeholder dropped
     assert first.answer == "YE OLDE." and first.options is None and first.gt_boxes == ()
     assert first.category == "easy" and first.metadata["split"] == "easy"
-    assert first.image_size == (640, 480)
+    assert first.metadata["doc_id"] == 0 and first.image_size == (640, 480)
+    assert first.image == str(root / "VisualProbe_Easy" / "data" / "visual_probe_easy_0.jpg")
     assert samples[1].answer == "eight" and samples[2].answer == "6C71"
-    assert samples[2].metadata["doc_id"] == 0  # no doc_id: the row's position
     one_level = load_visualprobe(root / "VisualProbe_Hard")
     assert [s.id for s in one_level] == ["hard/0"]
     assert [s.id for s in make_dataset("visualprobe", data_dir=root, levels="easy", limit=1)] == [
@@ -76,21 +76,47 @@ def test_rows_load_from_the_published_layout(tmp_path):
     ]
 
 
+def test_one_downloaded_level_under_any_folder_name_takes_its_level_from_data_source(tmp_path):
+    hard = [row("Hard", 0, "Which floor is lit?", "3rd", doc_id="vp-h-0")]
+    _write(tmp_path, {"Hard": hard}, folders={"Hard": "snapshots/bbe9b7a"})  # a Hub snapshot
+    samples = load_visualprobe(tmp_path / "snapshots" / "bbe9b7a")
+    assert [(s.id, s.category, s.answer) for s in samples] == [("hard/vp-h-0", "hard", "3rd")]
+    assert samples[0].image == str(
+        tmp_path / "snapshots" / "bbe9b7a" / "data" / "visual_probe_hard_0.jpg"
+    )
+
+
+EASY_IMAGE = ["VisualProbe_Easy/data/visual_probe_easy_0.jpg"]
+CONVERTED = {"images": EASY_IMAGE, "question": "q", "answer": "x", "doc_id": 0}
+
+
 @pytest.mark.parametrize(
-    ("row", "message"),
+    ("change", "message"),
     [
-        ({"images": ["data/visual_probe_easy_0.jpg"], "problem": "q"}, "no answer"),
-        ({"images": ["data/visual_probe_easy_0.jpg"], "solution": "x"}, "no question"),
-        ({"images": ["../escape.jpg"], "problem": "q", "solution": "x"}, "stay inside"),
-        ({"images": ["a.jpg", "b.jpg"], "problem": "q", "solution": "x"}, "one image"),
-        ({"images": ["data/missing.jpg"], "problem": "q", "solution": "x"}, "not found"),
+        ({"solution": None}, r"missing field\(s\) \['solution'\]"),
+        (None, r"missing field\(s\) \['problem', 'solution'\].*have \['images', 'problem'"),
+        ({"images": ["../escape.jpg"]}, "stay inside"),
+        ({"images": EASY_IMAGE * 2}, "one image"),
+        ({"images": ["VisualProbe_Easy/data/missing.jpg"]}, "not found"),
+        ({"data_source": "visual_probe_hard"}, "not the folder's level 'easy'"),
+        ({"data_source": "visual_probe_eazy"}, "Did you mean 'visual_probe_easy'"),
+        ({"doc_id": [0]}, "'doc_id' must be an int or a string"),
     ],
 )
-def test_bad_rows_are_refused_with_file_row_and_fix(tmp_path, row, message):
-    root = _write(tmp_path, {"Easy": [row]})
+def test_bad_rows_are_refused_with_file_row_and_fix(tmp_path, change, message):
+    bad = CONVERTED if change is None else {**ROWS["Easy"][0], **change}
+    root = _write(tmp_path, {"Easy": [bad]})
     with pytest.raises(DatasetFormatError, match=message) as info:
         load_visualprobe(root, levels=("easy",))
-    assert "val.json, line 1, row 0" in str(info.value)
+    assert "val.json, line 2, row 0" in str(info.value)
+
+
+def test_a_level_needs_its_folder_name_or_data_source(tmp_path):
+    bare = {k: v for k, v in ROWS["Hard"][0].items() if k != "data_source"}
+    assert load_visualprobe(_write(tmp_path / "a", {"Hard": [bare]}) / "VisualProbe_Hard")
+    _write(tmp_path / "b", {"Hard": [bare]}, folders={"Hard": "download"})
+    with pytest.raises(DatasetFormatError, match="no level.*has no 'data_source'"):
+        load_visualprobe(tmp_path / "b" / "download")
 
 
 def test_missing_level_and_unknown_level(tmp_path):
@@ -108,9 +134,10 @@ def test_env_scores_free_form_answers_by_normalised_match(tmp_path):
     assert "What is written on the shop sign?" in info["messages"][1]["content"][1]["text"]
     *_, info = env.step(format_answer("Ye Olde"))  # case and the final "." do not matter
     assert info["correct"] is True
-    env.reset(seed=0, options={"sample_id": "easy/1"})
-    *_, info = env.step(format_answer("8"))  # a number word needs the judge
-    assert info["correct"] is False
+    for said, correct in (("8", True), ("Eight.", True), ("8.0", True), ("9", False)):
+        env.reset(seed=0, options={"sample_id": "easy/1"})  # gold: "eight"
+        *_, info = env.step(format_answer(said))
+        assert info["correct"] is correct, said
 
 
 def test_published_numbers_of_every_level(capsys):
