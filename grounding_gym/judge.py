@@ -3,16 +3,17 @@
 Free-form benchmarks (VisualProbe: "YE OLDE.", "6C71", "eight") need more than exact match, and
 a judge whose verdicts change between runs makes scores irreproducible. `AnswerJudge` pins it:
 
-1. Deterministic match: `rewards.answer_reward` (normalised exact match, numbers within 1 %),
-   then with number words read as digits ("eight" = "8"). A match is correct without a request.
+1. Deterministic match: the env's own `rewards.answer_reward` (normalised exact match, numbers
+   within 1 %, a lone number word read as digits: "eight" = "8"). A match is correct without a
+   request.
 2. Otherwise the cache: one JSON file per verdict under `cache_dir`, keyed by the SHA-256 of
    (question, gold, prediction, judge model, prompt version). Reruns are free and identical.
 3. Otherwise one request to an OpenAI-compatible chat endpoint (`transformers serve`, vLLM,
    hosted APIs): the versioned prompt `prompts/answer_judge_<version>.txt`, temperature 0,
    `max_tokens`. The reply must start with "yes" or "no"; it is cached with its raw text.
 
-A verdict (`Verdict.record()`) goes into the episode record: the source (exact | number-word |
-cache | judge | error), the raw reply, and `judge_error` when there is no verdict. An unreachable or
+A verdict (`Verdict.record()`) goes into the episode record: the source (exact | cache |
+judge | error), the raw reply, and `judge_error` when there is no verdict. An unreachable or
 failing endpoint raises `JudgeError` (`on_error="raise"`, the default) or, with
 `on_error="record"`, scores the answer 0 with the error recorded; a reply that is neither yes nor
 no is always recorded as a `judge_error` (and cached: the prompt is pinned, so is the reply). A
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from grounding_gym.atomic import atomic_write_text
-from grounding_gym.rewards import answer_reward, normalize_text
+from grounding_gym.rewards import answer_reward
 from grounding_gym.validation import check_choice
 
 __all__ = [
@@ -49,13 +50,6 @@ __all__ = [
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
 JUDGE_ON_ERROR = ("raise", "record")
 _VERDICT = re.compile(r"^\W*(yes|no)\b", re.IGNORECASE)
-_NUMBER_WORDS = {
-    w: str(i)
-    for i, w in enumerate(
-        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-        "fifteen sixteen seventeen eighteen nineteen twenty".split()
-    )
-} | {"thirty": "30", "forty": "40", "fifty": "50", "hundred": "100"}
 
 
 class JudgeError(RuntimeError):
@@ -103,8 +97,8 @@ class Verdict:
 
     Attributes:
         correct: True / False, or None when the judge gave no verdict (`error` says why).
-        source: "exact" or "number-word" (deterministic match), "cache", "judge" (a request
-            now), or "error" (no reply: the endpoint failed).
+        source: "exact" (the env's deterministic match), "cache", "judge" (a request now), or
+            "error" (no reply: the endpoint failed).
         exact: the env's own free-form score (`rewards.answer_reward`), for agreement.
         raw: the judge's reply text (None without a judge call).
         error: why there is no verdict, else None.
@@ -139,26 +133,17 @@ def judge_prompt(version: str) -> str:
     return file.read_text(encoding="utf-8")
 
 
-def _as_number(text: str) -> str:
-    """`text` with a lone number word replaced by its digits ("Eight." -> "8")."""
-    norm = normalize_text(text)
-    return _NUMBER_WORDS.get(norm, norm)
-
-
 def deterministic_match(prediction: str, gold: str) -> str | None:
-    """ "exact" (`rewards.answer_reward`: normalised text, numbers within 1 %) or "number-word"
-    ("eight" = "8") when `prediction` matches `gold` without a judge, else None.
+    """ "exact" when `prediction` matches `gold` by the env's own free-form match
+    (`rewards.answer_reward`: normalised text, numbers within 1 %, number words as digits), so no
+    judge is asked; else None.
 
     >>> deterministic_match("ye olde", "YE OLDE."), deterministic_match("8", "eight")
-    ('exact', 'number-word')
+    ('exact', 'exact')
     >>> deterministic_match("6C7I", "6C71") is None
     True
     """
-    if answer_reward(prediction, gold):
-        return "exact"
-    if answer_reward(_as_number(prediction), _as_number(gold)):
-        return "number-word"
-    return None
+    return "exact" if answer_reward(prediction, gold) else None
 
 
 class AnswerJudge:
@@ -308,8 +293,8 @@ def make_answer_judge(
 def judge_summary(records: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
     """Judge counts of a run's episode records, or None when no episode was judged.
 
-    Returns `n` (answers with a verdict record), `by_source` (exact / number-word / cache /
-    judge / error), `errors`, `agreement` (share of answers with a verdict whose verdict equals the
+    Returns `n` (answers with a verdict record), `by_source` (exact / cache / judge /
+    error), `errors`, `agreement` (share of answers with a verdict whose verdict equals the
     exact-match score), `judge_only` (correct by the judge, not by exact match) and the judge
     `model` and `prompt_version` seen.
     """

@@ -42,6 +42,17 @@ _LEADING_LETTER = re.compile(r"^\s*[(\[]?([A-Z])\s*[)\].:]\s")
 _PAREN_LETTER = re.compile(r"\(([A-Z])\)")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _NUMBER = re.compile(r"^[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:e[-+]?\d+)?$", re.IGNORECASE)
+_ONES = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen twenty"
+).split()
+_TENS = "thirty forty fifty sixty seventy eighty ninety".split()
+NUMBER_WORDS: dict[str, str] = (
+    {word: str(value) for value, word in enumerate(_ONES)}
+    | {word: str(30 + 10 * k) for k, word in enumerate(_TENS)}
+    | {"hundred": "100"}
+)
+"""Number words read as their digits when one is a whole free-form answer ("Eight." = "8")."""
 
 
 def normalize_text(text: str) -> str:
@@ -95,6 +106,16 @@ def _match_option_text(text: str, options: Sequence[str]) -> str | None:
     return chr(65 + contained[0]) if len(contained) == 1 else None
 
 
+def read_number_word(text: str) -> str:
+    """The digits of `text` when it is one number word (case, punctuation and articles aside),
+    else `text` unchanged: the one place free-form answers read number words.
+
+    >>> read_number_word("Eight."), read_number_word("eight birds")
+    ('8', 'eight birds')
+    """
+    return NUMBER_WORDS.get(normalize_text(text), text)
+
+
 def numbers_match(
     predicted: str, target: str, rel_tol: float = 1e-2, abs_tol: float = 1e-6
 ) -> bool:
@@ -117,20 +138,22 @@ def answer_reward(
     `predicted` may be a whole action: the text inside the env's own answer tag
     (`<answer>...</answer>`, after any `<think>`) is scored, as the env scores it.
     Multiple choice (`options` given): the extracted letter must equal `answer` (a letter).
-    Free form: numeric match within `rel_tol`, else normalised exact match.
+    Free form: numeric match within `rel_tol`, else normalised exact match; an answer that is
+    one number word counts as its digits (`read_number_word`: "eight" = "8" = "8.0").
 
     >>> answer_reward("The answer is B", "B", options=["x", "y"])
     1.0
     >>> answer_reward("<think>...</think><answer>C</answer>", "C", options=["x", "y", "z"])
     1.0
-    >>> answer_reward("Two apples", "two apples")
-    1.0
+    >>> answer_reward("Two apples", "two apples"), answer_reward("8", "Eight.")
+    (1.0, 1.0)
     """
     parsed = parse_action(predicted)
     if parsed.kind == "answer" and parsed.answer is not None:
         predicted = parsed.answer
     if options:
         return float(extract_choice(predicted, options) == answer.strip().upper())
+    predicted, answer = read_number_word(predicted), read_number_word(answer)
     if numbers_match(predicted, answer, rel_tol=rel_tol):
         return 1.0
     return float(normalize_text(predicted) == normalize_text(answer))

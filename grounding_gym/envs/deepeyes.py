@@ -143,7 +143,8 @@ class DeepEyesEnv(GroundedVQAEnv):
 
     ## Version History
     * v0: Initial release. Changed in place (pre-1.0): `format` is the mean over turns, paid on
-      the last step (`GroundedVQAEnv`'s change); a refused crop's `action_kind` is "invalid".
+      the last step (`GroundedVQAEnv`'s change); a refused crop's `action_kind` is "invalid";
+      a free-form answer that is one number word scores as its digits ("eight" = "8").
     """
 
     tools: ClassVar[list[dict[str, Any]]] = [IMAGE_ZOOM_IN_TOOL]

@@ -319,7 +319,8 @@ class EvidenceDescriptionEnv(GroundedVQAEnv):
 
     ## Version History
     * v0: Initial release. Changed in place (pre-1.0): `format` is the mean over turns, paid on
-      the last step (`GroundedVQAEnv`'s change); a refused crop's `action_kind` is "invalid".
+      the last step (`GroundedVQAEnv`'s change); a refused crop's `action_kind` is "invalid";
+      a free-form answer that is one number word scores as its digits ("eight" = "8").
     """
 
     def __init__(

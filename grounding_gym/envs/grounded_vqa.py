@@ -185,7 +185,8 @@ class GroundedVQAEnv(gym.Env[dict, str]):
     ## Version History
     * v0: Initial release. Changed in place (pre-1.0): `format` is paid once, on the last step,
       as the mean over turns (it was 1 on every accepted step, so padding paid); a refused
-      crop reports `action_kind` "invalid" (it said "crop").
+      crop reports `action_kind` "invalid" (it said "crop"); a free-form answer that is one
+      number word scores as its digits ("eight" = "8" = "8.0"; it scored 0).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 1}

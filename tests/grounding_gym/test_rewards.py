@@ -5,8 +5,11 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from grounding_gym.geometry import Box
+from grounding_gym.judge import deterministic_match
 from grounding_gym.rewards import (
     answer_reward,
     check_reward_weights,
@@ -16,6 +19,7 @@ from grounding_gym.rewards import (
     format_reward,
     grounding_reward,
     numbers_match,
+    read_number_word,
 )
 from grounding_gym.scale import bin_names, equal_bin_edges, relative_area, scale_bin, scale_bin_name
 
@@ -67,6 +71,9 @@ def test_extract_choice_without_options_allows_a_to_e():
         ("3", "4", None, 0.0),
         ("The Eiffel Tower!", "eiffel tower", None, 1.0),
         ("Paris", "London", None, 0.0),
+        ("Eight.", "8", None, 1.0),
+        ("eight birds", "8 birds", None, 0.0),  # only a whole answer reads as a number
+        ("one", "A", ["one", "two"], 1.0),  # multiple choice still matches the option text
     ],
 )
 def test_answer_reward(pred, gold, options, expected):
@@ -78,6 +85,44 @@ def test_numbers_match_tolerance():
         "100", "110", rel_tol=0.02
     )
     assert not numbers_match("abc", "1")
+
+
+# Written out here, independently of rewards.NUMBER_WORDS.
+SPELLED = {
+    0: "zero", 1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven",
+    8: "eight", 9: "nine", 10: "ten", 11: "eleven", 12: "twelve", 13: "thirteen", 14: "fourteen",
+    15: "fifteen", 16: "sixteen", 17: "seventeen", 18: "eighteen", 19: "nineteen", 20: "twenty",
+    30: "thirty", 40: "forty", 50: "fifty", 60: "sixty", 70: "seventy", 80: "eighty",
+    90: "ninety", 100: "hundred",
+}  # fmt: skip
+numbers = st.sampled_from(sorted(SPELLED))
+
+
+@st.composite
+def spelled(draw, n: int) -> str:
+    """`SPELLED[n]` as a model or an annotator may write it: any case, an article, punctuation."""
+    word = "".join(c.upper() if draw(st.booleans()) else c for c in SPELLED[n])
+    return draw(st.sampled_from(["", "the ", " "])) + word + draw(st.sampled_from(["", ".", "!"]))
+
+
+@given(data=st.data(), n=numbers)
+def test_a_number_word_answer_scores_as_its_digits(data, n):
+    word = data.draw(spelled(n))
+    for digits in (str(n), f"{n}.0", f" {n}. "):
+        assert answer_reward(word, digits) == answer_reward(digits, word) == 1.0
+        assert answer_reward(f"<answer>{word}</answer>", digits) == 1.0
+    other = data.draw(numbers.filter(lambda m: m != n))
+    assert answer_reward(word, str(other)) == answer_reward(str(other), word) == 0.0
+    assert read_number_word(f"{word} birds") == f"{word} birds"  # only a whole answer is read
+
+
+TEXTS = st.text(alphabet="eightnwo8 .,!", max_size=12) | st.sampled_from(list(SPELLED.values()))
+
+
+@given(prediction=TEXTS, gold=TEXTS)
+def test_the_judges_first_stage_is_the_envs_match(prediction, gold):
+    matched = deterministic_match(prediction, gold) == "exact"
+    assert matched == (answer_reward(prediction, gold) == 1.0)
 
 
 def test_format_reward():
