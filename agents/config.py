@@ -97,7 +97,7 @@ class TrainerConfig:
 
     # > policy
     policy: str = "tiny"
-    """policy name in `agents.policies` (tiny | hf | anything registered)"""
+    """policy name in `agents.policies` (tiny | hf | vllm | anything registered)"""
     policy_kwargs: dict[str, Any] = field(default_factory=dict)
     """kwargs of the policy's constructor"""
     init_checkpoint: str | None = None

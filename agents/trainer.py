@@ -48,7 +48,7 @@ from agents.algos.diagnostics import crop_bin_names, crop_choice, scale_bias_met
 from agents.algos.exploration import scale_curiosity
 from agents.checkpoint import atomic_torch_save, get_rng_state, load_checkpoint_file, set_rng_state
 from agents.config import TrainerConfig, merge_kwargs, parse_args
-from agents.policies import make_policy
+from agents.policies import check_policy_env, make_policy
 from agents.policies.base import Trajectory
 from agents.probe import FirstViews, first_crop_rel_areas
 from agents.rollout import (
@@ -122,7 +122,8 @@ class Trainer:
     Args:
         cfg: the run's configuration.
         policy: a built policy (default: `make_policy(cfg.policy, **cfg.policy_kwargs)`, built
-            after seeding so initial weights depend on `cfg.seed`).
+            after seeding so initial weights depend on `cfg.seed`, and after the factory's
+            pre-build check on the envs, `check_policy_env`).
         envs: the rollout pool (default: `build_envs(cfg)`).
     """
 
@@ -133,12 +134,16 @@ class Trainer:
         if cfg.torch_threads:
             torch.set_num_threads(cfg.torch_threads)
         _seed_everything(cfg.seed)
-        self.policy = policy if policy is not None else make_policy(cfg.policy, **cfg.policy_kwargs)
+        self.envs = list(envs) if envs is not None else build_envs(cfg)
+        self.eval_envs = build_envs(cfg, cfg.eval_env_kwargs) if cfg.eval_env_kwargs else self.envs
+        if policy is None:  # the factory's pre-build check first (vLLM: max_turns vs image limit)
+            for env in (self.envs[0], self.eval_envs[0]):
+                check_policy_env(cfg.policy, env, **cfg.policy_kwargs)
+            policy = make_policy(cfg.policy, **cfg.policy_kwargs)
+        self.policy = policy
         if cfg.init_checkpoint:
             state = load_checkpoint_file(cfg.init_checkpoint)
             _module(self.policy).load_state_dict(state)
-        self.envs = list(envs) if envs is not None else build_envs(cfg)
-        self.eval_envs = build_envs(cfg, cfg.eval_env_kwargs) if cfg.eval_env_kwargs else self.envs
         self.crop_names = crop_bin_names(len(cfg.crop_edges), cfg.bin_names)
         self.executor = ThreadPoolExecutor(cfg.env_threads) if cfg.env_threads else None
         params = [p for p in self.policy.parameters() if p.requires_grad]

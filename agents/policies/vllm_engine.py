@@ -32,7 +32,13 @@ from typing import Any
 
 from agents.policies.base import Generation, Trajectory
 
-__all__ = ["DEFAULT_IMAGE_LIMIT", "VLLMPolicy", "check_image_limit", "import_vllm"]
+__all__ = [
+    "DEFAULT_IMAGE_LIMIT",
+    "VLLMPolicy",
+    "check_image_limit",
+    "import_vllm",
+    "make_vllm_policy",
+]
 
 DEFAULT_IMAGE_LIMIT = 16
 """The engine's `limit_mm_per_prompt` images unless `llm_kwargs` set it."""
@@ -84,6 +90,33 @@ def check_image_limit(env: Any, limit_mm_per_prompt: Any = None) -> None:
         f"prompt, so vLLM would refuse long episodes mid-run. Lower max_turns to {limit}, or pass "
         f"limit_mm_per_prompt={{'image': {max_turns}}}."
     )
+
+
+def make_vllm_policy(*, engine_kwargs: dict[str, Any] | None = None, **hf_kwargs: Any) -> Any:
+    """The trainer's `policy: vllm`: an `HFPolicy(**hf_kwargs)` whose weights are trained,
+    sampled through `VLLMPolicy(hf, **engine_kwargs)` (keep `loss.beta: 0`: the KL reference is
+    a deepcopy of the policy, which must not copy an engine).
+
+    `make_vllm_policy.check_env(env, **policy_kwargs)` is the same pre-run check as the `vllm`
+    eval agent's (`check_image_limit`, a function of the config only); the trainer calls it on its
+    envs before building the policy, so nothing is loaded for a config vLLM would refuse mid-run.
+
+    Raises:
+        ImportError: vLLM is not installed (the message says how to install it).
+    """
+    from agents.policies.hf import HFPolicy
+
+    import_vllm()
+    return VLLMPolicy(HFPolicy(**hf_kwargs), **(engine_kwargs or {}))
+
+
+def _check_vllm_policy_env(
+    env: Any, *, engine_kwargs: dict[str, Any] | None = None, **hf_kwargs: Any
+) -> None:
+    check_image_limit(env, (engine_kwargs or {}).get("limit_mm_per_prompt"))
+
+
+make_vllm_policy.check_env = _check_vllm_policy_env  # type: ignore[attr-defined]
 
 
 class VLLMPolicy:

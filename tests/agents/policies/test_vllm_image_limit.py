@@ -39,3 +39,38 @@ def test_the_vllm_agent_refuses_before_loading_anything():
             progress=False,
             **SMALL,
         )
+
+
+def _trainer_cfg(tmp_path, limit: int | None, max_turns: int = 8, **kwargs):
+    from agents.config import TrainerConfig
+
+    engine = {} if limit is None else {"limit_mm_per_prompt": {"image": limit}}
+    return TrainerConfig(
+        output_dir=str(tmp_path),
+        env_kwargs={"max_turns": max_turns, **SMALL},
+        train_samples=2,
+        eval_samples=2,
+        num_envs=1,
+        policy="vllm",
+        policy_kwargs={"model_name_or_path": "never-loaded", "engine_kwargs": engine},
+        tensorboard=False,
+        progress=False,
+        **kwargs,
+    )
+
+
+def test_training_a_vllm_policy_is_refused_before_anything_loads(tmp_path):
+    from agents.trainer import Trainer
+
+    with pytest.raises(ValueError, match=r"max_turns=8 .* allows 4 image"):
+        Trainer(_trainer_cfg(tmp_path, limit=4))
+    held_out = _trainer_cfg(tmp_path, limit=8, eval_env_kwargs={"max_turns": 9})
+    with pytest.raises(ValueError, match=r"max_turns=9 .* allows 8 image"):
+        Trainer(held_out)  # the held-out envs are checked too
+    with pytest.raises(ValueError, match=r"max_turns=17 .* allows 16 image"):
+        Trainer(_trainer_cfg(tmp_path, limit=None, max_turns=17))  # the engine's default limit
+    try:
+        import vllm  # noqa: F401
+    except ImportError:  # the check passed: building the policy is what fails here
+        with pytest.raises(ImportError, match="VLLMPolicy needs vLLM"):
+            Trainer(_trainer_cfg(tmp_path, limit=8))
