@@ -12,7 +12,8 @@ checkout in turn, `--pairs` rounds, the order rotated every round so a load chan
 machine hits every arm alike; it reports each arm's training steps per minute and the paired
 ratios to the baseline. Arms: `baseline` (the ref), `current` (this checkout, defaults) and
 `current-k1` (this checkout with `--grad-diagnostics-every 1`, the baseline's diagnostics
-schedule, which separates the two changes). Run either under `nice -n 10` on a shared machine.
+schedule, which separates the two changes; `--arms current` runs only the default). Run either
+under `nice -n 10` on a shared machine.
 Outputs in `--out` (default runs/measure-demo): `seeds.json` / `speed.json` and a plot each.
 """
 
@@ -70,10 +71,11 @@ def cmd_seeds(args: argparse.Namespace) -> int:
             res = run_demo(
                 ROOT, out / f"seed{seed}", ["--seed", str(seed), "--no-progress", *extra]
             )
-        after = res["results"]["tiny (after)"]
+        after, no_crop = res["results"]["tiny (after)"], res["results"]["no-crop"]
         runs[seed] = {
             **{f"acc_{b}": after.get(f"acc_{b}", float("nan")) for b in BINS},
             "acc": after["acc"],
+            **{f"no_crop_acc_{b}": no_crop.get(f"acc_{b}", float("nan")) for b in BINS},
             "before_acc_small": res["results"]["tiny (before)"].get("acc_small", float("nan")),
             "steps": res["steps"],
             "steps_per_minute": steps_per_minute(res),
@@ -131,11 +133,12 @@ def cmd_speed(args: argparse.Namespace) -> int:
             ["git", "archive", args.baseline_ref], cwd=ROOT, capture_output=True, check=True
         ).stdout
         subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
-        arms = {
+        every_arm = {
             "baseline": (Path(tmp), short),
             "current-k1": (ROOT, [*short, "--grad-diagnostics-every", "1"]),
             "current": (ROOT, short),
         }
+        arms = {name: every_arm[name] for name in ("baseline", *args.arms)}
         rates: dict[str, list[float]] = {name: [] for name in arms}
         names = list(arms)
         for p in range(args.pairs):
@@ -204,6 +207,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     speed.add_argument("--pairs", type=int, default=3, help="rounds of every arm")
     speed.add_argument("--steps", type=int, default=30, help="training steps per run")
     speed.add_argument("--eval-questions", type=int, default=8)
+    speed.add_argument(
+        "--arms",
+        nargs="+",
+        choices=("current-k1", "current"),
+        default=["current-k1", "current"],
+        help="arms of this checkout run beside the baseline (default both)",
+    )
     args = parser.parse_args(argv)
     return cmd_seeds(args) if args.command == "seeds" else cmd_speed(args)
 
