@@ -2,6 +2,7 @@
 
     python scripts/measure_demo.py seeds --seeds 0 1 2          # the README's expected result
     python scripts/measure_demo.py speed --baseline-ref 2c62228  # steps/min before and after
+    python scripts/measure_demo.py first-view runs/demo          # which view reads which target
 
 `seeds` runs the demo's exact command (`grounding-gym demo --seed S`, default steps and
 questions) once per seed, one at a time, and reports each run's accuracy per target scale bin,
@@ -14,7 +15,10 @@ ratios to the baseline. Arms: `baseline` (the ref), `current` (this checkout, de
 `current-k1` (this checkout with `--grad-diagnostics-every 1`, the baseline's diagnostics
 schedule, which separates the two changes; `--arms current` runs only the default). Run either
 under `nice -n 10` on a shared machine.
-Outputs in `--out` (default runs/measure-demo): `seeds.json` / `speed.json` and a plot each.
+`first-view RUN...` evaluates each finished run's trained policy (its checkpoint) on its held-out
+questions as trained and with its crops masked (it answers from the first view, like no-crop).
+Outputs in `--out` (default runs/measure-demo): `seeds.json` / `speed.json` and a plot each,
+`first_view.json`.
 """
 
 from __future__ import annotations
@@ -124,6 +128,34 @@ def _plot_seeds(runs: dict, path: Path) -> None:
     save_figure(fig, path)
 
 
+def cmd_first_view(args: argparse.Namespace) -> int:
+    """Each finished demo run's trained policy, greedy on its held-out questions, as trained and
+    with its crop actions masked (`max_crops=0`: it answers from the first view, as no-crop
+    does): which view the trained reader reads each target bin from best."""
+    from agents.baselines.policy_checkpoint import load_policy
+    from agents.config import load_config
+    from agents.demo import evaluate
+    from agents.trainer import build_envs
+
+    rows = {}
+    for run in map(Path, args.runs):
+        cfg = load_config(run / "config.yaml", ["num_envs=4"])
+        envs, policy = build_envs(cfg), load_policy(run)
+        as_trained = evaluate(envs, policy, cfg.eval_ids)
+        policy.max_crops = 0
+        first_view = evaluate(envs, policy, cfg.eval_ids)
+        no_crop = json.loads((run / "results.json").read_text())["results"]["no-crop"]
+        rows[str(run)] = {"as trained": as_trained, "first view": first_view, "no-crop": no_crop}
+        line = {
+            f"{agent} acc_{b}": round(m.get(f"acc_{b}", float("nan")), 3)
+            for agent, m in rows[str(run)].items()
+            for b in BINS
+        }
+        print(json.dumps({"run": str(run), **line}), flush=True)
+    atomic_write_json(Path(args.out) / "first_view.json", rows)
+    return 0
+
+
 def cmd_speed(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve()
     short = ["--steps", str(args.steps), "--eval-questions", str(args.eval_questions)]
@@ -214,8 +246,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=["current-k1", "current"],
         help="arms of this checkout run beside the baseline (default both)",
     )
+    first_view = sub.add_parser(
+        "first-view", help="trained policies read as trained and from the first view only"
+    )
+    first_view.add_argument("runs", nargs="+", help="demo output folders (--out of each run)")
     args = parser.parse_args(argv)
-    return cmd_seeds(args) if args.command == "seeds" else cmd_speed(args)
+    commands = {"seeds": cmd_seeds, "speed": cmd_speed, "first-view": cmd_first_view}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":
