@@ -121,6 +121,11 @@ def _plot_seeds(runs: dict, path: Path) -> None:
         values = [r[name] for r in runs.values()]
         ax.scatter([i] * len(values), values, alpha=0.7)
         ax.hlines(sum(values) / len(values), i - 0.25, i + 0.25, color="k")
+        no_crop = [r.get(f"no_crop_{name}") for r in runs.values()]
+        if name.startswith("acc_") and None not in no_crop:  # the scripted reference, same bin
+            mean = sum(no_crop) / len(no_crop)
+            ax.hlines(mean, i - 0.3, i + 0.3, color="grey", ls="--", lw=1)
+            ax.annotate("no-crop", (i + 0.3, mean), fontsize=7, color="grey", va="center")
     ax.set_xticks(range(len(names)), [n.replace("_", " ") for n in names], fontsize=8)
     ax.set(ylabel="held-out accuracy", ylim=(0, 1), title=f"demo, {len(runs)} seeds (dots), mean")
     ax.grid(alpha=0.3)
