@@ -41,6 +41,8 @@ BIN_EDGES = HR_BIN_EDGES  # synthetic-hr's declared edges
 BIN_NAMES = ("small", "medium", "large")
 SCALES = (0.22, 0.12)
 SRPO_BIN_EDGES = (0.03,)  # one SRPO scale bin per crop scale: first-crop areas 0.0484 and 0.0144
+CROP_NAMES = tuple(f"{s:g}" for s in sorted(SCALES))
+"""Names of the first crop's bins on `SRPO_BIN_EDGES`, smallest first: the crop scale."""
 DEMO_STEPS = 250
 """Training steps of the demo (`--steps`): about 5 minutes in all on a 2-core CPU."""
 
@@ -77,7 +79,7 @@ def demo_config(args: argparse.Namespace) -> Any:
         bin_edges=BIN_EDGES,
         bin_names=BIN_NAMES,
         policy="tiny",
-        policy_kwargs={"scales": list(SCALES), "max_crops": 1},
+        policy_kwargs={"scales": list(SCALES), "max_crops": 1, "scale_head": True},
         algo=args.algo,
         adv_kwargs={"bin_edges": list(SRPO_BIN_EDGES)} if args.algo == "srpo" else {},
         questions_per_step=4,
@@ -130,7 +132,8 @@ def scripted_agents(env: Any, eval_ids: Sequence[int]) -> dict[str, ScriptedPoli
 def evaluate(
     envs: Sequence[Any], policy: Any, eval_ids: Sequence[int], executor: Any = None
 ) -> dict[str, float]:
-    """Greedy, one episode per held-out question: accuracy and best-crop IoU per scale bin."""
+    """Greedy, one episode per held-out question: accuracy and best-crop IoU per scale bin, and
+    `p_crop_<scale>_<bin>`: the share of the bin's episodes whose first crop had that scale."""
     if hasattr(policy, "eval"):
         policy.eval()
     trajs = collect_groups(
@@ -143,9 +146,14 @@ def evaluate(
         executor=executor,
         keep_views=False,
     )
-    metrics = rollout_metrics(trajs, BIN_EDGES, BIN_NAMES, prefix="")
-    metrics["crop_rate"] = float(np.mean([bool(t.crop_boxes) for t in trajs]))
-    return metrics
+    return rollout_metrics(
+        trajs,
+        BIN_EDGES,
+        BIN_NAMES,
+        prefix="",
+        crop_bin_edges=SRPO_BIN_EDGES,
+        crop_bin_names=CROP_NAMES,
+    )
 
 
 def format_table(results: dict[str, dict[str, float]]) -> str:
@@ -168,6 +176,25 @@ def format_table(results: dict[str, dict[str, float]]) -> str:
         + ", ".join(f"{b} n={n}" for b, n in zip(BIN_NAMES, counts, strict=True))
         + ". IoU = best crop IoU with the target (0 without a crop)."
     )
+    return "\n".join(lines)
+
+
+def format_crop_choice(results: dict[str, dict[str, float]]) -> str:
+    """Which first crop each agent takes per target scale bin (share of the bin's episodes)."""
+    scales = CROP_NAMES[::-1]
+    lines = [
+        "| agent | target bin | no crop | " + " | ".join(f"crop {s}" for s in scales) + " |",
+        "|---|---|" + "---|" * (1 + len(scales)),
+    ]
+    for name, m in results.items():
+        for b in BIN_NAMES:
+            shares = [m.get(f"p_crop_{s}_{b}", math.nan) for s in scales]
+            lines.append(
+                f"| {name} | {b} | {1 - sum(shares):.2f} | "
+                + " | ".join(f"{v:.2f}" for v in shares)
+                + " |"
+            )
+    lines.append("Crop sides as fractions of the first view's side (the whole image).")
     return "\n".join(lines)
 
 
@@ -317,6 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"({60 * trainer.step / train_seconds:.1f} steps/min); demo wall time {wall:.0f} s.\n"
     )
     print(table)
+    print("\n" + format_crop_choice({k: results[k] for k in ("tiny (before)", "tiny (after)")}))
     out = Path(args.out)
     plot_learning_curve(
         history, out / "learning_curve.png", {k: results[k] for k in ("no-crop", "oracle-crop")}

@@ -2,6 +2,7 @@
 
     python scripts/measure_demo.py seeds --seeds 0 1 2          # the README's expected result
     python scripts/measure_demo.py speed --baseline-ref 2c62228  # steps/min before and after
+    python scripts/measure_demo.py first-view runs/demo          # which view reads which target
 
 `seeds` runs the demo's exact command (`grounding-gym demo --seed S`, default steps and
 questions) once per seed, one at a time, and reports each run's accuracy per target scale bin,
@@ -12,8 +13,12 @@ checkout in turn, `--pairs` rounds, the order rotated every round so a load chan
 machine hits every arm alike; it reports each arm's training steps per minute and the paired
 ratios to the baseline. Arms: `baseline` (the ref), `current` (this checkout, defaults) and
 `current-k1` (this checkout with `--grad-diagnostics-every 1`, the baseline's diagnostics
-schedule, which separates the two changes). Run either under `nice -n 10` on a shared machine.
-Outputs in `--out` (default runs/measure-demo): `seeds.json` / `speed.json` and a plot each.
+schedule, which separates the two changes; `--arms current` runs only the default). Run either
+under `nice -n 10` on a shared machine.
+`first-view RUN...` evaluates each finished run's trained policy (its checkpoint) on its held-out
+questions as trained and with its crops masked (it answers from the first view, like no-crop).
+Outputs in `--out` (default runs/measure-demo): `seeds.json` / `speed.json` and a plot each,
+`first_view.json`.
 """
 
 from __future__ import annotations
@@ -70,10 +75,11 @@ def cmd_seeds(args: argparse.Namespace) -> int:
             res = run_demo(
                 ROOT, out / f"seed{seed}", ["--seed", str(seed), "--no-progress", *extra]
             )
-        after = res["results"]["tiny (after)"]
+        after, no_crop = res["results"]["tiny (after)"], res["results"]["no-crop"]
         runs[seed] = {
             **{f"acc_{b}": after.get(f"acc_{b}", float("nan")) for b in BINS},
             "acc": after["acc"],
+            **{f"no_crop_acc_{b}": no_crop.get(f"acc_{b}", float("nan")) for b in BINS},
             "before_acc_small": res["results"]["tiny (before)"].get("acc_small", float("nan")),
             "steps": res["steps"],
             "steps_per_minute": steps_per_minute(res),
@@ -115,11 +121,44 @@ def _plot_seeds(runs: dict, path: Path) -> None:
         values = [r[name] for r in runs.values()]
         ax.scatter([i] * len(values), values, alpha=0.7)
         ax.hlines(sum(values) / len(values), i - 0.25, i + 0.25, color="k")
+        no_crop = [r.get(f"no_crop_{name}") for r in runs.values()]
+        if name.startswith("acc_") and None not in no_crop:  # the scripted reference, same bin
+            mean = sum(no_crop) / len(no_crop)
+            ax.hlines(mean, i - 0.3, i + 0.3, color="grey", ls="--", lw=1)
+            ax.annotate("no-crop", (i + 0.3, mean), fontsize=7, color="grey", va="center")
     ax.set_xticks(range(len(names)), [n.replace("_", " ") for n in names], fontsize=8)
     ax.set(ylabel="held-out accuracy", ylim=(0, 1), title=f"demo, {len(runs)} seeds (dots), mean")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     save_figure(fig, path)
+
+
+def cmd_first_view(args: argparse.Namespace) -> int:
+    """Each finished demo run's trained policy, greedy on its held-out questions, as trained and
+    with its crop actions masked (`max_crops=0`: it answers from the first view, as no-crop
+    does): which view the trained reader reads each target bin from best."""
+    from agents.baselines.policy_checkpoint import load_policy
+    from agents.config import load_config
+    from agents.demo import evaluate
+    from agents.trainer import build_envs
+
+    rows = {}
+    for run in map(Path, args.runs):
+        cfg = load_config(run / "config.yaml", ["num_envs=4"])
+        envs, policy = build_envs(cfg), load_policy(run)
+        as_trained = evaluate(envs, policy, cfg.eval_ids)
+        policy.max_crops = 0
+        first_view = evaluate(envs, policy, cfg.eval_ids)
+        no_crop = json.loads((run / "results.json").read_text())["results"]["no-crop"]
+        rows[str(run)] = {"as trained": as_trained, "first view": first_view, "no-crop": no_crop}
+        line = {
+            f"{agent} acc_{b}": round(m.get(f"acc_{b}", float("nan")), 3)
+            for agent, m in rows[str(run)].items()
+            for b in BINS
+        }
+        print(json.dumps({"run": str(run), **line}), flush=True)
+    atomic_write_json(Path(args.out) / "first_view.json", rows)
+    return 0
 
 
 def cmd_speed(args: argparse.Namespace) -> int:
@@ -131,11 +170,12 @@ def cmd_speed(args: argparse.Namespace) -> int:
             ["git", "archive", args.baseline_ref], cwd=ROOT, capture_output=True, check=True
         ).stdout
         subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
-        arms = {
+        every_arm = {
             "baseline": (Path(tmp), short),
             "current-k1": (ROOT, [*short, "--grad-diagnostics-every", "1"]),
             "current": (ROOT, short),
         }
+        arms = {name: every_arm[name] for name in ("baseline", *args.arms)}
         rates: dict[str, list[float]] = {name: [] for name in arms}
         names = list(arms)
         for p in range(args.pairs):
@@ -204,8 +244,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     speed.add_argument("--pairs", type=int, default=3, help="rounds of every arm")
     speed.add_argument("--steps", type=int, default=30, help="training steps per run")
     speed.add_argument("--eval-questions", type=int, default=8)
+    speed.add_argument(
+        "--arms",
+        nargs="+",
+        choices=("current-k1", "current"),
+        default=["current-k1", "current"],
+        help="arms of this checkout run beside the baseline (default both)",
+    )
+    first_view = sub.add_parser(
+        "first-view", help="trained policies read as trained and from the first view only"
+    )
+    first_view.add_argument("runs", nargs="+", help="demo output folders (--out of each run)")
     args = parser.parse_args(argv)
-    return cmd_seeds(args) if args.command == "seeds" else cmd_speed(args)
+    commands = {"seeds": cmd_seeds, "speed": cmd_speed, "first-view": cmd_first_view}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":
