@@ -62,30 +62,20 @@ def _cheap(folder: Path) -> bool:
     return size is not None and max(size if isinstance(size, list) else [size]) <= CHEAP_MAX_SIDE
 
 
-STALE: dict[str, str] = {
-    f"synthetic-hr-counterfactual/oracle-crop+{name}": "rewards made before the format term was "
-    "paid once per episode: python scripts/rescore_baselines.py "
-    f"baselines/synthetic-hr-counterfactual/oracle-crop+{name}"
-    for name in ("shuffle",)
-}
-"""Folders known not to match yet (strict xfail: re-shipping one fails until it leaves here)."""
-
-
 def cases(folders: list[Path]) -> list[object]:
     """(folder, episodes) test cases: the first `FIRST` of every cheap folder in the fast loop;
     all of them (None), or the first `FIRST` of an expensive folder, in the slow tests."""
     out = []
     for folder in folders:
         name = f"{folder.parent.name}/{folder.name}"
-        stale = [pytest.mark.xfail(reason=STALE[name], strict=True)] if name in STALE else []
         if _cheap(folder):
-            out.append(pytest.param(folder, FIRST, id=f"{name}-first{FIRST}", marks=stale))
+            out.append(pytest.param(folder, FIRST, id=f"{name}-first{FIRST}"))
         out.append(
             pytest.param(
                 folder,
                 None if _cheap(folder) else FIRST,
                 id=f"{name}-all" if _cheap(folder) else f"{name}-first{FIRST}",
-                marks=[pytest.mark.slow, *stale],
+                marks=pytest.mark.slow,
             )
         )
     return out
