@@ -74,6 +74,7 @@ def rescore(folder: Path, write: bool) -> dict[str, Any]:
             n=config["n"],
             seed=config["seed"],
             samples=tuple(config["samples"]) if config.get("samples") else None,
+            counterfactual=config.get("counterfactual"),  # the wrapper the run was made under
             out_dir=tmp,
             progress=False,
             plots=False,
@@ -99,6 +100,7 @@ def rescore(folder: Path, write: bool) -> dict[str, Any]:
             n=config["n"],
             seed=config["seed"],
             samples=tuple(config["samples"]) if config.get("samples") else None,
+            counterfactual=config.get("counterfactual"),
             out_dir=folder,
             progress=False,
             plots=(folder / "acc_vs_area.png").exists(),  # as shipped (plots show no rewards)

@@ -101,12 +101,6 @@ def segment_count(seg: Tensor, num: int, dtype: torch.dtype) -> Tensor:
     return torch.bincount(seg, minlength=num).to(dtype)
 
 
-def segment_mean(x: Tensor, seg: Tensor, num: int) -> Tensor:
-    """(num,) mean of ``x`` per segment (0 for an empty segment)."""
-    n = segment_count(seg, num, x.dtype)
-    return segment_sum(x, seg, num) / n.clamp(min=1)
-
-
 def segment_constant(x: Tensor, seg: Tensor, num: int) -> Tensor:
     """(num,) bool: every member of the segment has exactly the same value (max == min).
 
@@ -170,7 +164,8 @@ def std_eps(ss: Tensor, n: Tensor, eps: float) -> Tensor:
 def standardise(
     x: Tensor, seg: Tensor, num: int, *, eps: float, scale_by_std: bool = True
 ) -> Tensor:
-    """Per-segment ``(x - mean) / (std + eps)`` (or ``x - mean``), std unbiased (n - 1).
+    """Per-segment ``(x - mean) / (std + eps)`` (or ``x - mean``), std unbiased (n - 1), from
+    `segment_moments` (the one place group statistics are computed).
 
     A one-member or constant segment gives exactly 0.
 
@@ -184,11 +179,6 @@ def standardise(
     Returns:
         (N,) same dtype as ``x``.
     """
-    n = segment_count(seg, num, x.dtype)
-    mean = segment_sum(x, seg, num) / n.clamp(min=1)
-    dev = x - mean[seg]
-    if scale_by_std:
-        var = segment_sum(dev * dev, seg, num) / (n - 1).clamp(min=1)
-        dev = dev / (var.sqrt()[seg] + eps)
-    degenerate = (n < 2) | segment_constant(x, seg, num)
-    return torch.where(degenerate[seg], torch.zeros_like(dev), dev)
+    m = segment_moments(x, seg, num, eps)
+    dev = m.d - m.mean_d.index_select(0, seg)
+    return dev / m.den.index_select(0, seg) if scale_by_std else dev

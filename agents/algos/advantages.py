@@ -536,8 +536,7 @@ def srpo_target(
     ):
         raise ValueError(f"`lengths` must be finite, >= 0 and of shape {tuple(r.shape)}.")
     bins, num_bins = _target_bins(target_rel_areas, r, _edges(bin_edges, None))
-    m = segment_moments(r, g, num, eps)
-    adv = (m.d - m.mean_d.index_select(0, g)) / m.den.index_select(0, g)  # = grpo(...)
+    adv = standardise(r, g, num, eps=eps)  # = grpo(rewards, group_ids, eps=eps), float64
     mass = bincount_sum(bins, adv.abs() * tokens, num_bins)
     # M / (K m_k) on the K bins with m_k > 0; 1 on the others (there x / 0 gives inf or NaN)
     share = (mass.sum() / (torch.count_nonzero(mass) * mass)).nan_to_num_(nan=1.0, posinf=1.0)

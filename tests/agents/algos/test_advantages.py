@@ -564,3 +564,4 @@ def test_srpo_target_loop_vs_vectorised(seed):
     one_bin = [0.5] * len(r)  # every target in the last of the default bins: GRPO
     out = srpo_target(r, g, target_rel_areas=one_bin, lengths=lengths, eps=0.1)
     close(out, _ref_grpo(r, g, eps=0.1), atol=1e-5)
+    assert torch.equal(out, grpo(r, g, eps=0.1))  # one standardisation (_groups.standardise)
