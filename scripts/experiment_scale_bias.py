@@ -122,15 +122,60 @@ BLOCK_B: dict[str, list[str]] = {
     ],
 }
 ARMS.update({arm: [*BLOCK_B_COMMON, *extra] for arm, extra in BLOCK_B.items()})
+CURIOSITY_COEF, FLOOR_EPS = 0.5, 0.1
+"""Block A's constants (H = 0.3 is Pixel Reasoner's): not yet picked by the pilot."""
+CROP_EDGES = "[0.02, 0.15]"
+"""This task's crop-scale edges: one bin per crop scale (0.0036, 0.0625, 0.25 of the image)."""
 BLOCK_A: dict[str, list[str]] = {
     "a_grpo_skewed": ["algo=grpo", "adv_kwargs={}"],
-    "a_grpo_curiosity_skewed": ["algo=grpo", "adv_kwargs={}", "scale_curiosity=[0.3, 0.5]"],
+    "a_grpo_curiosity_skewed": [
+        "algo=grpo",
+        "adv_kwargs={}",
+        f"scale_curiosity=[0.3, {CURIOSITY_COEF}]",
+    ],
+    "a_grpo_forced_skewed": ["algo=grpo", "adv_kwargs={}", "scale_exploration=forced"],
+    "a_srpo_forced_skewed": [
+        "algo=srpo",
+        f"adv_kwargs={{bin_edges: {CROP_EDGES}}}",
+        "scale_exploration=forced",
+    ],
+    "a_grpo_floor_skewed": [
+        "algo=grpo",
+        "adv_kwargs={}",
+        "scale_exploration=floor",
+        f"scale_floor={FLOOR_EPS}",
+    ],
 }
-"""Block A (exploration) from the reader (no scale SFT), with the scale head, 4 x 2; only the
-per-scale curiosity bonus (H = 0.3, coef 0.5: not yet tuned by a pilot) is implemented so far."""
-ARMS.update({arm: [*BLOCK_B_COMMON[1:], *extra] for arm, extra in BLOCK_A.items()})
+"""Block A (exploration) from the reader (no scale SFT), with the scale head, 4 x 2: the first
+crop's scale on-policy (a_grpo_skewed, the reference), with a per-scale curiosity bonus, forced
+to distinct scales per question (GRPO; SRPO with the crop-scale edges, so that every group
+spans its bins), or drawn with an exploration floor; forced and floor weight the scale token by
+pi / mu (`agents.algos.exploration`)."""
+PILOT_A: dict[str, list[str]] = {
+    **{
+        f"a_pilot_curiosity_{coef}": [
+            "algo=grpo",
+            "adv_kwargs={}",
+            f"scale_curiosity=[0.3, {coef}]",
+        ]
+        for coef in (0.2, 0.5)
+    },
+    **{
+        f"a_pilot_floor_{eps}": [
+            "algo=grpo",
+            "adv_kwargs={}",
+            "scale_exploration=floor",
+            f"scale_floor={eps}",
+        ]
+        for eps in (0.1, 0.3)
+    },
+}
+"""Block A's 3-seed pilot: the candidate constants, picked by the held-out conditioning index."""
+ARMS.update({arm: [*BLOCK_B_COMMON[1:], *extra] for arm, extra in {**BLOCK_A, **PILOT_A}.items()})
 REFERENCES_A = {arm: "a_grpo_skewed" for arm in BLOCK_A}
-MAIN_ARMS = [arm for arm in ARMS if arm != "grpo_small_only" and arm not in {**BLOCK_B, **BLOCK_A}]
+MAIN_ARMS = [
+    arm for arm in ARMS if arm != "grpo_small_only" and arm not in {**BLOCK_B, **BLOCK_A, **PILOT_A}
+]
 BUDGET = {"grpo_balanced": 0.4, "grpo_small_only": 0.2, "b_grpo_balanced": 0.4}
 """Env-step budget of an arm as a fraction of `--env-steps` (default 1): 0.4 x 50 % small =
 1.0 x 20 % small, the same small-target exposure."""
