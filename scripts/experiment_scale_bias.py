@@ -357,8 +357,8 @@ def markdown(table: dict[str, Any]) -> str:
         lines.append(f"| {arm} | {len(row['seeds'])} | {cells} | {row['seconds'] / 60:.1f} |")
     lines += [
         "",
-        f"Paired differences against {REFERENCE} (Block B arms: against b_grpo_skewed), same "
-        "seeds, mean [95 % bootstrap CI]:",
+        f"Paired differences against {REFERENCE} (Block B arms: against b_grpo_skewed; Block A "
+        "arms: against a_grpo_skewed), same seeds, mean [95 % bootstrap CI]:",
         "",
         "| arm | pairs | " + " | ".join(LABELS[k] for k in cols) + " |",
         "|---|---|" + "---|" * len(cols),
