@@ -33,6 +33,18 @@ small targets, P ~ 0.6 vs ~ 0.2), in the paper's shape G1 x G2 = 4 x 2, with the
 | b_srpo_target_skewed, b_grpo_reweight_skewed | as above |
 | b_grpo_balanced | grpo on 50 / 50, 0.4 x `--env-steps` |
 
+Block A (`--arms a_...`, exploration): from the reader (no scale SFT), scale head on, 4 x 2,
+each arm a different way of drawing the first crop's scale (`agents.algos.exploration`):
+
+| arm | first crop's scale | estimator |
+|-----|--------------------|-----------|
+| a_grpo_skewed | pi (the reference of the Block A pairs) | grpo |
+| a_grpo_curiosity_skewed | pi, + a per-scale curiosity bonus (H 0.3, `CURIOSITY_COEF`) | grpo |
+| a_grpo_forced_skewed, a_srpo_forced_skewed | forced to distinct scales per question | grpo; srpo on the crop-scale edges |
+| a_grpo_floor_skewed | (1 - eps) pi + eps / 3, eps = `FLOOR_EPS` | grpo |
+
+`a_pilot_*` (`PILOT_A`) are the 3-seed pilot that picked `CURIOSITY_COEF` and `FLOOR_EPS`.
+
 The section-4 arms use 8 independent rollouts per question (G1 = 8, G2 = 1), so the estimator is
 the only difference between the skewed arms. grpo_balanced is the bias control: it sees as many
 small-target questions as a skewed run, without the large majority; if skewed GRPO does worse
