@@ -20,7 +20,9 @@ token's advantage by the importance weight ``w = pi / mu`` (not clipped: it is b
 ``E_mu[w A grad log pi] = E_pi[A grad log pi]`` stays on-policy in expectation. The cell and
 answer tokens that follow are drawn from pi given the scale and keep weight 1: each learns at
 the scales the behaviour visits (the state distribution is not corrected, as in off-policy
-actor-critic, Degris et al. 2012), which is the point of exploring them.
+actor-critic, Degris et al. 2012), which is the point of exploring them. So the whole update
+is not on-policy: where parameters are shared (`TinyPolicy`'s target map M feeds both the cell
+softmax and the scale logits), cell-token updates at the behaviour's scales move pi(scale) too.
 """
 
 from __future__ import annotations
