@@ -42,7 +42,8 @@ class TrainerConfig:
     > policy: `policy`, `policy_kwargs`, `init_checkpoint`
     > algorithm: `algo`, `adv_kwargs`, `questions_per_step`, `g1`, `g2`, `loss` (a
       `LossConfig`: `clip_low`, `clip_high`, `beta`, `agg`, `norm_len`), `dynamic_sampling`,
-      `overlong_max_len`, `overlong_cache_len`, `scale_curiosity`
+      `overlong_max_len`, `overlong_cache_len`, `scale_curiosity`, `scale_exploration`,
+      `scale_floor`
     > optimisation: `total_steps`, `lr`, `update_epochs`, `max_grad_norm`, `weight_decay`
     > logging: `eval_every`, `final_eval`, `grad_diagnostics`, `grad_diagnostics_every`,
       `probe_every`, `checkpoint_every`, `resume`, `tensorboard`, `progress`, `max_minutes`
@@ -129,6 +130,13 @@ class TrainerConfig:
     """(H, coef): add `agents.algos.exploration.scale_curiosity` to the rewards before the
     estimator (a Pixel-Reasoner-style bonus for crop scales a group rarely tries, on the crop
     bins); None = off"""
+    scale_exploration: str = "off"
+    """behaviour distribution of each rollout's first crop scale (`agents.algos.exploration`):
+    off (pi itself), forced (a question's g1 crops at distinct scales, `forced_scales`), floor
+    (mix = (1 - scale_floor) pi + scale_floor / K); the scale token's advantage is weighted by
+    pi / mu, not clipped. Needs a policy with discrete crop scales (tiny)"""
+    scale_floor: float = 0.1
+    """eps of scale_exploration=floor, in (0, 1)"""
 
     # > optimisation
     total_steps: int = 100
@@ -219,6 +227,15 @@ class TrainerConfig:
             f"need overlong_max_len ({self.overlong_max_len}) >= 0 and 0 <= overlong_cache_len "
             f"({self.overlong_cache_len}) <= overlong_max_len.",
         )
+        _check(
+            self.scale_exploration in SCALE_EXPLORATION,
+            f"scale_exploration ({self.scale_exploration!r}) must be one of {SCALE_EXPLORATION}."
+            + did_you_mean(self.scale_exploration, SCALE_EXPLORATION),
+        )
+        _check(
+            0.0 < self.scale_floor < 1.0 or self.scale_exploration != "floor",
+            f"scale_floor ({self.scale_floor}) must be in (0, 1) with scale_exploration=floor.",
+        )
         options = estimator_options(self.algo)  # raises ValueError with the registered names
         unknown = sorted(set(self.adv_kwargs) - set(options))
         _check(
@@ -268,6 +285,10 @@ class TrainerConfig:
         out = dataclasses.asdict(self)
         out["bin_edges"], out["bin_names"] = list(self.bin_edges), list(self.bin_names)
         return out
+
+
+SCALE_EXPLORATION = ("off", "forced", "floor")
+"""Values of `TrainerConfig.scale_exploration`."""
 
 
 def _check(ok: bool, message: str) -> None:

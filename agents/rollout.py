@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.policies.base import Generation, Policy, Trajectory, Turn
+from agents.policies.base import Generation, Policy, ScaleBehaviour, Trajectory, Turn
 from grounding_gym.lru import LRU
 from grounding_gym.rewards import sum_reward_terms
 from grounding_gym.scale import scale_bin
@@ -255,6 +255,7 @@ def collect_srpo_groups(
     seed: int,
     greedy: bool = False,
     executor: Executor | None = None,
+    scale_behaviour: ScaleBehaviour | None = None,
 ) -> list[Trajectory]:
     """SRPO groups: G1 first-turn generations per question, each continued G2 times.
 
@@ -272,6 +273,9 @@ def collect_srpo_groups(
         seed: reset seeds are derived from it.
         greedy: passed to `policy.act`.
         executor: steps envs concurrently (see `run_jobs`).
+        scale_behaviour: exploration of the first turn's crop scale, passed to `policy.act`
+            for the G1 first-turn generations (`forced`: one index per (question, branch),
+            question-major); later turns act on-policy.
 
     Returns:
         `len(sample_ids) * g1 * g2` trajectories, `index = q * g1 * g2 + branch * g2 + c`.
@@ -289,7 +293,12 @@ def collect_srpo_groups(
 
         mapper = map if executor is None else executor.map
         observations, infos = zip(*mapper(reset, pool[: len(chunk)], chunk), strict=True)
-        firsts += policy.act(list(observations), list(infos), greedy=greedy)
+        explore = (
+            {}
+            if scale_behaviour is None
+            else {"scale_behaviour": scale_behaviour.rows(start, start + len(chunk))}
+        )
+        firsts += policy.act(list(observations), list(infos), greedy=greedy, **explore)
     jobs = [
         RolloutJob(sid, q, seed + (q * g1 + b) * g2 + c, prefix=(firsts[q * g1 + b],))
         for q, sid in enumerate(sample_ids)

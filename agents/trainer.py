@@ -45,11 +45,11 @@ from agents.algos import (
     overlong_penalty,
 )
 from agents.algos.diagnostics import crop_bin_names, crop_choice, scale_bias_metrics, shares
-from agents.algos.exploration import scale_curiosity
+from agents.algos.exploration import forced_scales, scale_curiosity
 from agents.checkpoint import atomic_torch_save, get_rng_state, load_checkpoint_file, set_rng_state
 from agents.config import TrainerConfig, merge_kwargs, parse_args
 from agents.policies import check_policy_env, make_policy
-from agents.policies.base import Trajectory
+from agents.policies.base import ScaleBehaviour, Trajectory
 from agents.probe import FirstViews, first_crop_rel_areas
 from agents.rollout import (
     SharedImageDataset,
@@ -62,7 +62,7 @@ from grounding_gym.atomic import atomic_write_text
 from grounding_gym.renderer import FirstViewCache
 from grounding_gym.scale import scale_bins
 
-__all__ = ["Trainer", "build_envs", "main", "batch_old_logprobs"]
+__all__ = ["Trainer", "batch_importance_weights", "batch_old_logprobs", "build_envs", "main"]
 
 
 def build_envs(cfg: TrainerConfig, overrides: dict[str, Any] | None = None) -> list[Any]:
@@ -103,17 +103,32 @@ def _module(policy: Any) -> torch.nn.Module:
 def batch_old_logprobs(trajectories: Sequence[Trajectory], mask: torch.Tensor) -> torch.Tensor:
     """Sampling-time log-probs laid out like `mask` (B, T): row b holds trajectory b's
     `Trajectory.old_logprobs()` (T_b,) in order."""
-    old = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
-    values = [torch.from_numpy(t.old_logprobs()) for t in trajectories]
-    flat = torch.cat(values) if values else torch.zeros(0)
+    return _token_layout([t.old_logprobs() for t in trajectories], mask, 0.0, "sampling log-probs")
+
+
+def batch_importance_weights(
+    trajectories: Sequence[Trajectory], mask: torch.Tensor
+) -> torch.Tensor:
+    """pi / mu per token laid out like `mask` (B, T) (`Trajectory.importance_weights()`; 1 on
+    tokens drawn from pi and on padding)."""
+    weights = [t.importance_weights() for t in trajectories]
+    return _token_layout(weights, mask, 1.0, "importance weights")
+
+
+def _token_layout(
+    values: Sequence[np.ndarray], mask: torch.Tensor, fill: float, what: str
+) -> torch.Tensor:
+    """(B, T) float32: `fill`, with row b's masked positions holding `values[b]` in order."""
+    out = torch.full(mask.shape, fill, dtype=torch.float32, device=mask.device)
+    flat = torch.cat([torch.from_numpy(v) for v in values]) if values else torch.zeros(0)
     picked = mask.bool()
     if int(picked.sum()) != flat.numel():
         raise ValueError(
             f"the policy's mask has {int(picked.sum())} tokens but the trajectories hold "
-            f"{flat.numel()} sampling log-probs"
+            f"{flat.numel()} {what}"
         )
-    old[picked] = flat.to(mask.device)
-    return old
+    out[picked] = flat.to(mask.device)
+    return out
 
 
 class Trainer:
@@ -145,6 +160,11 @@ class Trainer:
             state = load_checkpoint_file(cfg.init_checkpoint)
             _module(self.policy).load_state_dict(state)
         self.crop_names = crop_bin_names(len(cfg.crop_edges), cfg.bin_names)
+        if cfg.scale_exploration != "off" and not getattr(self.policy, "scales", None):
+            raise ValueError(
+                f"scale_exploration={cfg.scale_exploration} needs a policy with discrete crop "
+                f"scales (`scales`, e.g. tiny); {type(self.policy).__name__} has none"
+            )
         self.executor = ThreadPoolExecutor(cfg.env_threads) if cfg.env_threads else None
         params = [p for p in self.policy.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -179,15 +199,30 @@ class Trainer:
 
     # ---------------------------------------------------------------- rollouts
     def collect(self, sample_ids: Sequence[Any], seed: int) -> list[Trajectory]:
-        """G1 x G2 rollouts per question (plain groups of G1 when G2 = 1)."""
+        """G1 x G2 rollouts per question (plain groups of G1 when G2 = 1 and the first crop's
+        scale is on-policy); `scale_exploration` draws the first crop's scale."""
         cfg = self.cfg
         self.policy.eval()
-        if cfg.g2 == 1:
+        behaviour = None
+        if cfg.scale_exploration == "floor":
+            behaviour = ScaleBehaviour(floor=cfg.scale_floor)
+        elif cfg.scale_exploration == "forced":  # the design's randomness: from the step's seed
+            rng = np.random.default_rng([seed, 2])
+            scales = forced_scales(len(sample_ids), cfg.g1, len(self.policy.scales), rng)
+            behaviour = ScaleBehaviour(forced=tuple(scales.tolist()))
+        if cfg.g2 == 1 and behaviour is None:
             return collect_groups(
                 self.envs, self.policy, sample_ids, cfg.g1, seed=seed, executor=self.executor
             )
         return collect_srpo_groups(
-            self.envs, self.policy, sample_ids, cfg.g1, cfg.g2, seed=seed, executor=self.executor
+            self.envs,
+            self.policy,
+            sample_ids,
+            cfg.g1,
+            cfg.g2,
+            seed=seed,
+            executor=self.executor,
+            scale_behaviour=behaviour,
         )
 
     def evaluate(
@@ -309,7 +344,8 @@ class Trainer:
         adv = adv.to(logp.device)
         norms = np.zeros(len(names))
         for b in range(len(names)):
-            bin_adv = adv * torch.from_numpy(target_bins == b).to(logp.device, logp.dtype)
+            in_bin = torch.from_numpy(target_bins == b).to(logp.device, logp.dtype)
+            bin_adv = adv * (in_bin[:, None] if adv.dim() == 2 else in_bin)
             if not bool(bin_adv.any()):  # no rollout in the bin, or all with A = 0
                 continue
             loss, _ = compute_loss(logp, old, None, bin_adv, mask, loss_cfg)
@@ -344,6 +380,10 @@ class Trainer:
             logp, mask = self.policy.trajectory_logprobs(trajectories)  # (B, T) each
             if old is None:
                 old = batch_old_logprobs(trajectories, mask)
+                if cfg.scale_exploration != "off":  # (B, T): A x pi / mu on the scale token
+                    adv = adv[:, None].to(mask.device) * batch_importance_weights(
+                        trajectories, mask
+                    )
             mask = mask * keep.to(mask.device, mask.dtype)[:, None]  # dynamic sampling: drop rows
             if epoch == 0 and self._grad_diagnostics_due():
                 bins = scale_bins(arrays["target_rel_areas"], cfg.bin_edges)

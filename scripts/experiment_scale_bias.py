@@ -33,6 +33,18 @@ small targets, P ~ 0.6 vs ~ 0.2), in the paper's shape G1 x G2 = 4 x 2, with the
 | b_srpo_target_skewed, b_grpo_reweight_skewed | as above |
 | b_grpo_balanced | grpo on 50 / 50, 0.4 x `--env-steps` |
 
+Block A (`--arms a_...`, exploration): from the reader (no scale SFT), scale head on, 4 x 2,
+each arm a different way of drawing the first crop's scale (`agents.algos.exploration`):
+
+| arm | first crop's scale | estimator |
+|-----|--------------------|-----------|
+| a_grpo_skewed | pi (the reference of the Block A pairs) | grpo |
+| a_grpo_curiosity_skewed | pi, + a per-scale curiosity bonus (H 0.3, `CURIOSITY_COEF`) | grpo |
+| a_grpo_forced_skewed, a_srpo_forced_skewed | forced to distinct scales per question | grpo; srpo on the crop-scale edges |
+| a_grpo_floor_skewed | (1 - eps) pi + eps / 3, eps = `FLOOR_EPS` | grpo |
+
+`a_pilot_*` (`PILOT_A`) are the 3-seed pilot that picked `CURIOSITY_COEF` and `FLOOR_EPS`.
+
 The section-4 arms use 8 independent rollouts per question (G1 = 8, G2 = 1), so the estimator is
 the only difference between the skewed arms. grpo_balanced is the bias control: it sees as many
 small-target questions as a skewed run, without the large majority; if skewed GRPO does worse
@@ -122,15 +134,62 @@ BLOCK_B: dict[str, list[str]] = {
     ],
 }
 ARMS.update({arm: [*BLOCK_B_COMMON, *extra] for arm, extra in BLOCK_B.items()})
+CURIOSITY_COEF, FLOOR_EPS = 0.2, 0.1
+"""Block A's constants (H = 0.3 is Pixel Reasoner's), picked by the 3-seed pilot (`PILOT_A`):
+every candidate ended at held-out conditioning index 0.00, so the tie-break (small-target
+accuracy, 0.253 vs 0.247 for both pairs) decided (docs/experiments.md section 5)."""
+CROP_EDGES = "[0.02, 0.15]"
+"""This task's crop-scale edges: one bin per crop scale (0.0036, 0.0625, 0.25 of the image)."""
 BLOCK_A: dict[str, list[str]] = {
     "a_grpo_skewed": ["algo=grpo", "adv_kwargs={}"],
-    "a_grpo_curiosity_skewed": ["algo=grpo", "adv_kwargs={}", "scale_curiosity=[0.3, 0.5]"],
+    "a_grpo_curiosity_skewed": [
+        "algo=grpo",
+        "adv_kwargs={}",
+        f"scale_curiosity=[0.3, {CURIOSITY_COEF}]",
+    ],
+    "a_grpo_forced_skewed": ["algo=grpo", "adv_kwargs={}", "scale_exploration=forced"],
+    "a_srpo_forced_skewed": [
+        "algo=srpo",
+        f"adv_kwargs={{bin_edges: {CROP_EDGES}}}",
+        "scale_exploration=forced",
+    ],
+    "a_grpo_floor_skewed": [
+        "algo=grpo",
+        "adv_kwargs={}",
+        "scale_exploration=floor",
+        f"scale_floor={FLOOR_EPS}",
+    ],
 }
-"""Block A (exploration) from the reader (no scale SFT), with the scale head, 4 x 2; only the
-per-scale curiosity bonus (H = 0.3, coef 0.5: not yet tuned by a pilot) is implemented so far."""
-ARMS.update({arm: [*BLOCK_B_COMMON[1:], *extra] for arm, extra in BLOCK_A.items()})
+"""Block A (exploration) from the reader (no scale SFT), with the scale head, 4 x 2: the first
+crop's scale on-policy (a_grpo_skewed, the reference), with a per-scale curiosity bonus, forced
+to distinct scales per question (GRPO; SRPO with the crop-scale edges, so that every group
+spans its bins), or drawn with an exploration floor; forced and floor weight the scale token by
+pi / mu (`agents.algos.exploration`)."""
+PILOT_A: dict[str, list[str]] = {
+    **{
+        f"a_pilot_curiosity_{coef}": [
+            "algo=grpo",
+            "adv_kwargs={}",
+            f"scale_curiosity=[0.3, {coef}]",
+        ]
+        for coef in (0.2, 0.5)
+    },
+    **{
+        f"a_pilot_floor_{eps}": [
+            "algo=grpo",
+            "adv_kwargs={}",
+            "scale_exploration=floor",
+            f"scale_floor={eps}",
+        ]
+        for eps in (0.1, 0.3)
+    },
+}
+"""Block A's 3-seed pilot: the candidate constants, picked by the held-out conditioning index."""
+ARMS.update({arm: [*BLOCK_B_COMMON[1:], *extra] for arm, extra in {**BLOCK_A, **PILOT_A}.items()})
 REFERENCES_A = {arm: "a_grpo_skewed" for arm in BLOCK_A}
-MAIN_ARMS = [arm for arm in ARMS if arm != "grpo_small_only" and arm not in {**BLOCK_B, **BLOCK_A}]
+MAIN_ARMS = [
+    arm for arm in ARMS if arm != "grpo_small_only" and arm not in {**BLOCK_B, **BLOCK_A, **PILOT_A}
+]
 BUDGET = {"grpo_balanced": 0.4, "grpo_small_only": 0.2, "b_grpo_balanced": 0.4}
 """Env-step budget of an arm as a fraction of `--env-steps` (default 1): 0.4 x 50 % small =
 1.0 x 20 % small, the same small-target exposure."""
@@ -312,8 +371,8 @@ def markdown(table: dict[str, Any]) -> str:
         lines.append(f"| {arm} | {len(row['seeds'])} | {cells} | {row['seconds'] / 60:.1f} |")
     lines += [
         "",
-        f"Paired differences against {REFERENCE} (Block B arms: against b_grpo_skewed), same "
-        "seeds, mean [95 % bootstrap CI]:",
+        f"Paired differences against {REFERENCE} (Block B arms: against b_grpo_skewed; Block A "
+        "arms: against a_grpo_skewed), same seeds, mean [95 % bootstrap CI]:",
         "",
         "| arm | pairs | " + " | ".join(LABELS[k] for k in cols) + " |",
         "|---|---|" + "---|" * len(cols),

@@ -14,13 +14,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from agents.policies.base import Generation, Policy, Trajectory, Turn
+from agents.policies.base import Generation, Policy, ScaleBehaviour, Trajectory, Turn
 from grounding_gym.registry import Registry
 
 __all__ = [
     "POLICIES",
     "Generation",
     "Policy",
+    "ScaleBehaviour",
     "Trajectory",
     "Turn",
     "check_policy_env",

@@ -24,16 +24,61 @@ class Generation:
     Attributes:
         text: the action text sent to `env.step`.
         token_ids: the policy's generated tokens, `(n,)` ints.
-        logprobs: log-prob of each token under the sampling policy, `(n,)` floats (nats).
+        logprobs: log-prob of each token under the policy pi at sampling time, `(n,)` floats
+            (nats): the PPO ratio's denominator.
+        behaviour_logprobs: log-prob of each token under the behaviour distribution mu that
+            actually drew it (`ScaleBehaviour`), `(n,)` floats; None: drawn from pi itself.
     """
 
     text: str
     token_ids: tuple[int, ...]
     logprobs: tuple[float, ...]
+    behaviour_logprobs: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if len(self.token_ids) != len(self.logprobs):
             raise ValueError(f"{len(self.token_ids)} token ids but {len(self.logprobs)} log-probs")
+        if self.behaviour_logprobs is not None and len(self.behaviour_logprobs) != len(
+            self.logprobs
+        ):
+            raise ValueError(
+                f"{len(self.logprobs)} log-probs but {len(self.behaviour_logprobs)} behaviour "
+                "log-probs"
+            )
+
+
+@dataclass(frozen=True)
+class ScaleBehaviour:
+    """A behaviour distribution for the crop scale of one `act` call (exploration).
+
+    Policies with discrete crop scales (`TinyPolicy`) accept it as `act(...,
+    scale_behaviour=...)`: the scale is then drawn from mu instead of pi (every other choice
+    from pi), and each `Generation` records mu's log-probs in `behaviour_logprobs`, so a
+    trainer can weight the scale token's policy gradient by pi / mu.
+
+    Attributes:
+        floor: eps in [0, 1): given "crop", the scale is drawn from
+            ``(1 - eps) * pi(scale | crop) + eps / K`` (an exploration floor of eps / K per scale).
+        forced: per env of the call, the scale index (0 = the policy's first scale) its action
+            must crop at; the recorded behaviour probability is 1 / K, the marginal of a
+            stratified design that gives each env a uniformly random scale
+            (`agents.algos.exploration.forced_scales`). None: not forced.
+    """
+
+    floor: float = 0.0
+    forced: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.floor < 1.0:
+            raise ValueError(f"floor must be in [0, 1), got {self.floor}")
+        if self.floor and self.forced is not None:
+            raise ValueError("a ScaleBehaviour has either a floor or forced scales, not both")
+
+    def rows(self, start: int, stop: int) -> ScaleBehaviour:
+        """The behaviour of envs `start:stop` of the call (a chunk of a larger batch)."""
+        if self.forced is None:
+            return self
+        return ScaleBehaviour(self.floor, self.forced[start:stop])
 
 
 @dataclass
@@ -110,6 +155,20 @@ class Trajectory:
     def old_logprobs(self) -> np.ndarray:
         """Sampling-time log-probs of all policy tokens in order, `(T,)` float32."""
         values = [lp for t in self.turns for lp in t.generation.logprobs]
+        return np.asarray(values, dtype=np.float32)
+
+    def importance_weights(self) -> np.ndarray:
+        """pi / mu of all policy tokens in order, `(T,)` float32, from each generation's
+        `logprobs` (pi) and `behaviour_logprobs` (mu); 1 for tokens drawn from pi."""
+        values = [
+            math.exp(lp - blp)
+            for t in self.turns
+            for lp, blp in zip(
+                t.generation.logprobs,
+                t.generation.behaviour_logprobs or t.generation.logprobs,
+                strict=True,
+            )
+        ]
         return np.asarray(values, dtype=np.float32)
 
 

@@ -71,7 +71,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agents.policies.base import Generation, Trajectory
+from agents.algos.exploration import floor_mix
+from agents.policies.base import Generation, ScaleBehaviour, Trajectory
 from grounding_gym.actions import action_frame, format_answer, format_crop
 from grounding_gym.geometry import Box, from_original, to_original
 from grounding_gym.lru import LRU
@@ -475,13 +476,26 @@ class TinyPolicy(nn.Module):
         infos: Sequence[dict[str, Any]],
         *,
         greedy: bool = False,
+        scale_behaviour: ScaleBehaviour | None = None,
     ) -> list[Generation]:
-        """One action per env: sample (or argmax) token 1, then token 2 given token 1."""
+        """One action per env: sample (or argmax) token 1, then token 2 given token 1.
+
+        `scale_behaviour` (sampling only) draws token 1 from a behaviour distribution mu
+        (`_behaviour_type_logp`) and records mu's log-probs in each generation's
+        `behaviour_logprobs`; `logprobs` stay pi's."""
+        if scale_behaviour is not None and greedy:
+            raise ValueError("scale_behaviour is a sampling distribution; greedy acts take none")
         prompts = [_first_prompt(o, i) for o, i in zip(observations, infos, strict=True)]
         batch = self._batch(observations, infos, prompts)
         type_logp, cell_logp, letter_logp = self._forward(batch)
         pick = _argmax if greedy else _sample
-        kinds = pick(type_logp)
+        behaviour_logp = None
+        if scale_behaviour is None:
+            kinds = pick(type_logp)
+        else:
+            behaviour_logp = self._behaviour_type_logp(type_logp, scale_behaviour)
+            forced = scale_behaviour.forced
+            kinds = _sample(behaviour_logp) if forced is None else torch.tensor(forced) + 1
         out = []
         for n, kind in enumerate(kinds.tolist()):
             if kind == 0:
@@ -492,8 +506,43 @@ class TinyPolicy(nn.Module):
                 cell = int(pick(cell_logp[n, kind - 1][None])[0])
                 token, lp2 = self._cell_token(cell), cell_logp[n, kind - 1, cell]
                 text = self.crop_text(kind - 1, cell, infos[n], observations[n])
-            out.append(Generation(text, (kind, token), (float(type_logp[n, kind]), float(lp2))))
+            logprobs = (float(type_logp[n, kind]), float(lp2))
+            behaviour = (
+                None if behaviour_logp is None else (float(behaviour_logp[n, kind]), logprobs[1])
+            )
+            out.append(Generation(text, (kind, token), logprobs, behaviour))
         return out
+
+    def _behaviour_type_logp(
+        self, type_logp: torch.Tensor, behaviour: ScaleBehaviour
+    ) -> torch.Tensor:
+        """(N, 1 + K) log mu of token 1 (answer, crop at scale k) under `behaviour`.
+
+        Floor: mu(answer) = pi(answer), mu(crop at k) = pi(crop) * floor_mix(pi(k | crop)).
+        Forced: log(1 / K) on every scale (the stratified design's marginal) and -inf on
+        "answer"; an env whose policy may not crop now (max_crops reached) cannot be forced.
+        """
+        n, k = type_logp.shape[0], len(self.scales)
+        if behaviour.forced is not None:
+            forced = list(behaviour.forced)
+            if len(forced) != n or not all(0 <= f < k for f in forced):
+                raise ValueError(
+                    f"forced scales {forced} must give one index in [0, {k}) per env ({n} envs)"
+                )
+            blocked = [i for i in range(n) if not torch.isfinite(type_logp[i, 1:]).any()]
+            if blocked:
+                raise ValueError(
+                    f"envs {blocked} cannot be forced to crop: the policy must answer there "
+                    f"(max_crops={self.max_crops} reached)"
+                )
+            out = torch.full_like(type_logp, -math.log(k))
+            out[:, 0] = -math.inf
+            return out
+        probs = type_logp.exp()
+        crop = probs[:, 1:].sum(dim=1, keepdim=True)  # (N, 1) pi(crop); 0 where it must answer
+        given = probs[:, 1:] / crop.clamp_min(1e-30)
+        mixed = torch.where(crop > 0, crop * floor_mix(given, behaviour.floor), probs[:, 1:])
+        return torch.cat([probs[:, :1], mixed], dim=1).log()
 
     def trajectory_logprobs(
         self, trajectories: Sequence[Trajectory]

@@ -445,18 +445,22 @@ def test_reader_sft_trains_only_the_answer_head_on_centred_crops(tmp_path):
 # ---------------------------------------------------------------- the experiment's report
 
 
-def test_experiment_report_pairs_seeds_and_writes_tables(tmp_path):
+@pytest.mark.parametrize(
+    "reference, arm",
+    [("grpo_skewed", "srpo_target_skewed"), ("a_grpo_skewed", "a_grpo_forced_skewed")],
+)
+def test_experiment_report_pairs_seeds_and_writes_tables(tmp_path, reference, arm):
     sys.path.insert(0, str(ROOT / "scripts"))
     import experiment_scale_bias as exp
 
     rng = np.random.default_rng(0)
-    for arm in ("grpo_skewed", "srpo_target_skewed"):
+    for name in (reference, arm):
         for seed in range(3):
-            run = tmp_path / f"{arm}-seed{seed}"
+            run = tmp_path / f"{name}-seed{seed}"
             run.mkdir()
-            bump = 0.2 if arm == "srpo_target_skewed" else 0.0
+            bump = 0.2 if name == arm else 0.0
             result = {
-                "arm": arm,
+                "arm": name,
                 "seed": seed,
                 "seconds": 60.0,
                 "steps": 2,
@@ -484,15 +488,17 @@ def test_experiment_report_pairs_seeds_and_writes_tables(tmp_path):
             (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert exp.main(["--out", str(tmp_path), "--report-only"]) == 0
     summary = json.loads((tmp_path / "results.json").read_text())["summary"]
-    paired = summary["paired"]["srpo_target_skewed"]
+    assert set(summary["paired"]) == {arm}  # against its own reference only
+    paired = summary["paired"][arm]
     assert paired["seeds"] == [0, 1, 2]
     assert paired["acc_small"] == pytest.approx(
         [0.2, 0.2, 0.2]
     )  # identical differences: a zero-width CI
+    assert summary["power"][arm]["acc_small"]["sd"] == pytest.approx(0.0, abs=1e-12)
     assert (tmp_path / "accuracy.png").stat().st_size > 0 and (
         tmp_path / "diagnostics.png"
     ).stat().st_size > 0
-    assert "| srpo_target_skewed | 3 |" in (tmp_path / "results.md").read_text()
+    assert f"| {arm} | 3 |" in (tmp_path / "results.md").read_text()
 
 
 def test_experiment_commands_are_the_configs_keys():
