@@ -179,9 +179,10 @@ class ImageStore:
         self._pending: dict[Hashable, Future] = {}
         self._lock = threading.Lock()
         self._bytes = 0
-        self._counts: dict[str, float] = dict.fromkeys(
-            ("hits", "misses", "evictions", "too_large", "waits", "releases", "release_seconds"), 0
+        self._counts = dict.fromkeys(
+            ("hits", "misses", "evictions", "too_large", "waits", "releases"), 0
         )
+        self._release_seconds = 0.0
         self._freed = 0  # bytes evicted or returned unkept since the last release
 
     def get(self, key: Hashable, make: Callable[[], Any]) -> Any:
@@ -245,8 +246,7 @@ class ImageStore:
     def stats(self) -> StoreStats:
         """Hit, miss, eviction and wait counts so far."""
         with self._lock:
-            counts = dict(self._counts)
-        return StoreStats(**{k: v if k == "release_seconds" else int(v) for k, v in counts.items()})
+            return StoreStats(**self._counts, release_seconds=self._release_seconds)
 
     def clear(self) -> None:
         """Drop every kept value (values being made are kept when they are done)."""
@@ -294,7 +294,7 @@ class ImageStore:
         if release_freed_memory():
             with self._lock:
                 self._counts["releases"] += 1
-                self._counts["release_seconds"] += time.perf_counter() - start
+                self._release_seconds += time.perf_counter() - start
 
 
 def check_cache_bytes(value: Any, name: str = "image_cache_bytes") -> int:
@@ -333,11 +333,12 @@ def release_freed_memory() -> bool:
     Pillow allocates an image in blocks of up to 16 MiB (`PIL.Image.core.get_block_size()`).
     Once glibc has freed one such block, its dynamic mmap threshold rises above that size and
     later blocks come from the heaps of the allocating threads' arenas, where freed ones stay
-    resident: a process that decodes, evicts and decodes again keeps growing by the freed images
-    (1.76 GB for the scale-bias trainer whose store holds 384 MiB). glibc's `malloc_trim(0)`
-    walks every arena and returns their free pages (`madvise`); it costs about 0.15 ms per MiB
-    returned (the kernel unmaps the pages; touching them again faults them back in) and almost
-    nothing when there is nothing to return. Linux with glibc only; elsewhere a no-op.
+    resident: a process that decodes, evicts and decodes again keeps the freed images (the
+    scale-bias trainer peaked at 1.68 GB with 384 MiB in its store, docs/benchmarks.md).
+    glibc's `malloc_trim(0)` walks every arena and returns their free pages (`madvise`); it
+    costs about 0.15 ms per MiB returned, plus a page fault per 4 KiB when that memory is used
+    again, and almost nothing when there is nothing to return. Linux with glibc only; elsewhere
+    a no-op.
     """
     trim = _malloc_trim()
     if trim is None:
