@@ -353,9 +353,11 @@ def _malloc_trim() -> Callable[[int], int] | None:
     if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
         return None
     try:
-        return ctypes.CDLL(None).malloc_trim  # glibc is already loaded: no library is opened
+        trim = ctypes.CDLL(None).malloc_trim  # glibc is already loaded: no library is opened
     except (OSError, AttributeError):
         return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int  # int malloc_trim(size_t pad)
+    return trim
 
 
 _stores: dict[int, ImageStore] = {}
