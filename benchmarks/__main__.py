@@ -22,6 +22,9 @@ change on a shared machine hits both alike.
 * `memory`: resident memory over many synthetic samples (bounded image store), and peak RSS of
   pools of 1, 16 and 64 envs on 4K and 8K images, real and synthetic, each in a fresh process,
   as ratios to 1 env, beside the store's byte budget (`benchmarks/env_memory.py`).
+* `trainer-memory`: peak RSS, wall and CPU time of the scale-bias trainer over
+  `--trainer-steps` steps plus its final evaluation, in a child process (needs torch;
+  `benchmarks/trainer_memory.py`); `--trainer-variant` adds runs with extra overrides.
 * `serve`: `grounding-gym serve` over loopback (a server subprocess): `--serve-sessions` concurrent
   `RemoteEnv` sessions x `--serve-episodes` scripted episodes each (bounded), steps per second and
   p50/p99 step latency against the same sessions on in-process envs (needs the `serve` extra).
@@ -52,6 +55,8 @@ from benchmarks.timing import (
     photo_paths,
     rss_bytes,
 )
+from benchmarks.trainer_memory import TrainerMemory, bench_trainer_memory
+from benchmarks.trainer_memory import markdown_table as trainer_memory_table
 from benchmarks.views import bench_reset, bench_step, bench_synthetic, bench_wide
 from grounding_gym.actions import parse_action
 from grounding_gym.atomic import atomic_write_json
@@ -236,6 +241,7 @@ SECTIONS = (
     "vector",
     "rollout",
     "memory",
+    "trainer-memory",
     "serve",
 )
 
@@ -292,6 +298,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="pool sizes of the env-count table in the memory section (include 1: the base)",
     )
     parser.add_argument(
+        "--trainer-steps", type=int, default=10, help="steps in the trainer-memory section"
+    )
+    parser.add_argument(
+        "--trainer-variant",
+        action="append",
+        default=[],
+        metavar="OVERRIDES",
+        help="an extra trainer-memory run with these space-separated key=value overrides "
+        "(repeatable), e.g. 'env_kwargs.image_cache_bytes=402653184'",
+    )
+    parser.add_argument(
         "--serve-sessions", type=int, default=4, help="concurrent sessions in the serve section"
     )
     parser.add_argument(
@@ -310,6 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows: list[Row] = []
     trace: list[tuple[int, int]] = []
     env_cases: list[MemoryCase] = []
+    trainer_runs: list[TrainerMemory] = []
     for section in args.only:
         print(f"[bench] {section} ...", file=sys.stderr, flush=True)
         if section == "step":
@@ -324,6 +342,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             memory_rows, trace = bench_memory(args.memory_samples, args.memory_image_size)
             rows += memory_rows
             env_cases = bench_env_memory(args.images, args.memory_sides, args.memory_envs)
+        elif section == "trainer-memory":
+            variants = [(), *(v.split() for v in args.trainer_variant)]
+            trainer_runs = bench_trainer_memory(args.trainer_steps, variants)
         else:
             rows += BY_REPEATS[section](args.repeats)
     summary = {}
@@ -340,6 +361,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if env_cases:
         print("\nPeak RSS against the number of envs (`benchmarks/env_memory.py`):\n")
         print(env_memory_table(env_cases))
+    if trainer_runs:
+        print("\nScale-bias trainer, peak RSS (`benchmarks/trainer_memory.py`):\n")
+        print(trainer_memory_table(trainer_runs))
     for section, stats in summary.items():
         print(
             f"\n{section}: geometric-mean speedup {stats['geomean_speedup']:.2f}x, lowest "
@@ -353,6 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "summary": summary,
             "memory_trace": trace,
             "memory_envs": [asdict(c) for c in env_cases],
+            "trainer_memory": [asdict(r) for r in trainer_runs],
         }
         atomic_write_json(args.out, payload)
     return 0

@@ -51,10 +51,17 @@ class MemoryCase:
     store_bytes: int
     made: int
     evictions: int
+    one_decode: int = 0
 
     @property
     def above_base(self) -> int:
         return self.peak_rss - self.base_rss
+
+    @property
+    def bound(self) -> int:
+        """Base + budget + one image being decoded with its pyramid (`one_decode`): what a
+        `shared` pool may hold whatever its number of envs (`image_store.MAX_DECODES` = 1)."""
+        return self.base_rss + self.budget + self.one_decode
 
 
 def _status_bytes(field: str) -> int:
@@ -120,6 +127,7 @@ def probe(kind: str, side: int, num_envs: int, mode: str, budget: int, photos: S
         for action in ACTIONS:
             env.step(action)
     stores = {id(env.image_store): env.image_store for env in envs}.values()
+    largest = max(w * h for w, h in (env.image_handle.size for env in envs))
     return MemoryCase(
         kind=kind,
         side=side,
@@ -132,6 +140,7 @@ def probe(kind: str, side: int, num_envs: int, mode: str, budget: int, photos: S
         store_bytes=sum(s.nbytes for s in stores),
         made=sum(s.stats().misses for s in stores),
         evictions=sum(s.stats().evictions for s in stores),
+        one_decode=largest * 4 * 4 // 3,  # RGB as Pillow stores it, plus levels (< 1/3)
     )
 
 
@@ -195,25 +204,26 @@ def bench_env_memory(
 
 def markdown_table(cases: Sequence[MemoryCase]) -> str:
     """One row per case: peak RSS, its part above the base, and ratios to the 1-env case of the
-    same kind, side and mode, beside the budget."""
+    same kind, side and mode, beside the budget and the bound (`MemoryCase.bound`)."""
     mib = 2**20
     ones = {(c.kind, c.side, c.mode): c for c in cases if c.num_envs == 1}
     lines = [
         "| images | side (px) | envs | distinct images | mode | base RSS (MiB) | peak RSS (MiB) "
-        "| peak / 1 env | above base (MiB) | above base / 1 env | budget (MiB) | store at end "
-        "(MiB) | values made | evictions |",
-        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| peak / 1 env | above base (MiB) | above base / 1 env | budget (MiB) | bound (MiB) "
+        "| store at end (MiB) | values made | evictions |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for c in cases:
         one = ones.get((c.kind, c.side, c.mode))
         ratio = f"{c.peak_rss / one.peak_rss:.2f}" if one else "-"
         above = f"{c.above_base / one.above_base:.2f}" if one and one.above_base > 0 else "-"
         budget = f"{c.budget / mib:.0f}" if c.mode == "shared" else "none"
+        bound = f"{c.bound / mib:.0f}" if c.mode == "shared" and c.one_decode else "-"
         lines.append(
             f"| {c.kind} | {c.side} | {c.num_envs} | {c.images} | {c.mode} | "
             f"{c.base_rss / mib:.0f} | {c.peak_rss / mib:.0f} | {ratio} | "
-            f"{c.above_base / mib:.0f} | {above} | {budget} | {c.store_bytes / mib:.0f} | "
-            f"{c.made} | {c.evictions} |"
+            f"{c.above_base / mib:.0f} | {above} | {budget} | {bound} | "
+            f"{c.store_bytes / mib:.0f} | {c.made} | {c.evictions} |"
         )
     return "\n".join(lines)
 

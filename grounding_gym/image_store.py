@@ -14,21 +14,32 @@ recently used values once their bytes exceed `max_bytes`:
   image, a lambda) by identity. Envs with separate copies of one dataset therefore share;
 * thread-safe, and a value that several threads ask for at once is made once (the others wait
   for it), so threads stepping envs of one question decode its image once;
-* a value larger than the whole budget is returned but not kept.
+* a value larger than the whole budget is returned but not kept;
+* full decodes run `max_decodes` at a time (default `MAX_DECODES` = 1; `ImageStore.decode_slot`,
+  held by `views.ImageHandle`), so however many threads step envs, one image is being decoded;
+* once the values it evicted add up to `RELEASE_MIN_BYTES`, the store hands the C heap's free
+  pages back to the OS (`release_freed_memory`: glibc's `malloc_trim`), which the allocator
+  would otherwise keep for the process after Pillow frees an image.
 
 `shared_store(max_bytes)` is THE store of the process for a budget (created on first use;
 every env asking for the same budget gets the same object; a forked child starts empty).
 The envs' `image_cache_bytes` picks the budget: default `DEFAULT_IMAGE_CACHE_BYTES`, or the
 `GROUNDING_GYM_IMAGE_CACHE_BYTES` environment variable when set. Resident memory is then at
-most the budget, plus the images being decoded or resampled at that moment (one per thread),
-plus the process's fixed base.
+most the budget, plus the one image being decoded and its pyramid levels being built, plus the
+views in use, plus the process's fixed base (docs/benchmarks.md, "Memory against the number of
+envs").
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import hashlib
 import os
+import platform
+import sys
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future
@@ -46,6 +57,7 @@ __all__ = [
     "clear_shared_stores",
     "default_cache_bytes",
     "nbytes",
+    "release_freed_memory",
     "shared_store",
     "source_key",
 ]
@@ -58,6 +70,15 @@ evicted; memory stays bounded either way)."""
 
 IMAGE_CACHE_BYTES_ENV = "GROUNDING_GYM_IMAGE_CACHE_BYTES"
 """Environment variable that overrides `DEFAULT_IMAGE_CACHE_BYTES` (an integer, bytes)."""
+
+MAX_DECODES = 1
+"""Full decodes in flight at once per store (`ImageStore.decode_slot`): one, so the memory above
+the budget is one image being decoded (up to 358 MiB for an 8192 x 8192 image with its pyramid)
+whatever the number of env threads; JPEG decoding and drawing then use one core at a time."""
+
+RELEASE_MIN_BYTES = 16 * 2**20
+"""A store hands freed memory back to the OS (`release_freed_memory`) once the values it evicted
+since the last time add up to this many bytes (one 2048 x 2048 RGB image)."""
 
 _BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2}
 """Pillow's storage per pixel for single-byte modes; every other mode (RGB included) takes 4."""
@@ -120,6 +141,8 @@ class StoreStats:
         hits: values found. misses: values made. evictions: values dropped for the budget.
         too_large: values returned without keeping them (each larger than the budget).
         waits: requests that waited for another thread making the same value.
+        releases: calls of `release_freed_memory` after evictions; release_seconds: their
+            wall time together, s.
     """
 
     hits: int
@@ -127,6 +150,8 @@ class StoreStats:
     evictions: int
     too_large: int
     waits: int
+    releases: int = 0
+    release_seconds: float = 0.0
 
 
 class ImageStore:
@@ -135,18 +160,30 @@ class ImageStore:
     Args:
         max_bytes: budget, >= 0 (`nbytes` of every kept value together). 0 keeps nothing:
             every request makes its value again (concurrent requests still share one making).
+        max_decodes: full decodes of its handles in flight at once (`decode_slot`), >= 1.
 
     Raises:
-        ValueError: `max_bytes` is negative or not an int.
+        ValueError: `max_bytes` is negative or not an int, or `max_decodes` < 1.
     """
 
-    def __init__(self, max_bytes: int = DEFAULT_IMAGE_CACHE_BYTES):
+    def __init__(self, max_bytes: int = DEFAULT_IMAGE_CACHE_BYTES, max_decodes: int = MAX_DECODES):
         self.max_bytes = check_cache_bytes(max_bytes)
+        if isinstance(max_decodes, bool) or not isinstance(max_decodes, int) or max_decodes < 1:
+            raise ValueError(f"max_decodes must be an int >= 1, got {max_decodes!r}")
+        self.max_decodes = max_decodes
+        self.decode_slot = threading.BoundedSemaphore(max_decodes)
+        """Held by `views.ImageHandle` while it decodes (or draws) a full image for this store:
+        threads beyond `max_decodes` wait, so the images being decoded at any moment add at most
+        `max_decodes` full images to the store's budget."""
         self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
         self._pending: dict[Hashable, Future] = {}
         self._lock = threading.Lock()
         self._bytes = 0
-        self._counts = {"hits": 0, "misses": 0, "evictions": 0, "too_large": 0, "waits": 0}
+        self._counts = dict.fromkeys(
+            ("hits", "misses", "evictions", "too_large", "waits", "releases"), 0
+        )
+        self._release_seconds = 0.0
+        self._freed = 0  # bytes evicted or returned unkept since the last release
 
     def get(self, key: Hashable, make: Callable[[], Any]) -> Any:
         """The value kept for `key`, else `make()` (kept if it fits the budget).
@@ -180,8 +217,10 @@ class ImageStore:
             raise
         with self._lock:
             del self._pending[key]
-            self._keep(key, value)
+            release = self._keep(key, value)
         pending.set_result(value)
+        if release:
+            self._release()
         return value
 
     def peek(self, key: Hashable) -> Any:
@@ -207,7 +246,7 @@ class ImageStore:
     def stats(self) -> StoreStats:
         """Hit, miss, eviction and wait counts so far."""
         with self._lock:
-            return StoreStats(**self._counts)
+            return StoreStats(**self._counts, release_seconds=self._release_seconds)
 
     def clear(self) -> None:
         """Drop every kept value (values being made are kept when they are done)."""
@@ -226,19 +265,36 @@ class ImageStore:
             f"{self.max_bytes / 2**20:.1f} MiB)"
         )
 
-    def _keep(self, key: Hashable, value: Any) -> None:
+    def _keep(self, key: Hashable, value: Any) -> bool:
+        """Keep `value` (under the lock); True when the bytes freed since the last release reach
+        `RELEASE_MIN_BYTES` (the caller then calls `_release` outside the lock)."""
         size = nbytes(value)
         if key in self._items:  # kept meanwhile (after a `clear` during its making)
             self._bytes -= self._items.pop(key)[1]
-        if size > self.max_bytes:
+        if size > self.max_bytes:  # freed by the caller once used: released next time
             self._counts["too_large"] += 1
-            return
+            self._freed += size
+            return False
         self._items[key] = (value, size)
         self._bytes += size
         while self._bytes > self.max_bytes:
             _, (_, dropped) = self._items.popitem(last=False)
             self._bytes -= dropped
+            self._freed += dropped
             self._counts["evictions"] += 1
+        if self._freed < RELEASE_MIN_BYTES:
+            return False
+        self._freed = 0
+        return True
+
+    def _release(self) -> None:
+        """`release_freed_memory`, timed (an evicted value still used by another thread is freed
+        later; its pages go at the next release)."""
+        start = time.perf_counter()
+        if release_freed_memory():
+            with self._lock:
+                self._counts["releases"] += 1
+                self._release_seconds += time.perf_counter() - start
 
 
 def check_cache_bytes(value: Any, name: str = "image_cache_bytes") -> int:
@@ -269,6 +325,39 @@ def default_cache_bytes() -> int:
             f"e.g. {IMAGE_CACHE_BYTES_ENV}={2**30} for 1 GiB"
         )
     return value
+
+
+def release_freed_memory() -> bool:
+    """Hand the free pages of the C heap back to the OS; False where that is not available.
+
+    Pillow allocates an image in blocks of up to 16 MiB (`PIL.Image.core.get_block_size()`).
+    Once glibc has freed one such block, its dynamic mmap threshold rises above that size and
+    later blocks come from the heaps of the allocating threads' arenas, where freed ones stay
+    resident: a process that decodes, evicts and decodes again keeps the freed images (the
+    scale-bias trainer peaked at 1.68 GB with 384 MiB in its store, docs/benchmarks.md).
+    glibc's `malloc_trim(0)` walks every arena and returns their free pages (`madvise`); it
+    costs about 0.15 ms per MiB returned, plus a page fault per 4 KiB when that memory is used
+    again, and almost nothing when there is nothing to return. Linux with glibc only; elsewhere
+    a no-op.
+    """
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's `malloc_trim`, or None (not Linux, another C library)."""
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        trim = ctypes.CDLL(None).malloc_trim  # glibc is already loaded: no library is opened
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int  # int malloc_trim(size_t pad)
+    return trim
 
 
 _stores: dict[int, ImageStore] = {}

@@ -177,7 +177,7 @@ class ImageHandle:
 
     def image(self) -> Image.Image:
         """The decoded upright RGB image (decoded once, then kept by the handle or its store)."""
-        image = self._kept(("image",), self._decode)
+        image = self._kept(("image",), self._decode_in_slot)
         if self.store is not None:  # decoded by a handle of another env: check our own limit
             self._check_pixels(image.size, describe_source(self.source))
         self._size = image.size
@@ -256,6 +256,13 @@ class ImageHandle:
         return isinstance(self.source, (str, bytes, os.PathLike)) or callable(
             getattr(self.source, "read_bytes", None)
         )
+
+    def _decode_in_slot(self) -> Image.Image:
+        """`_decode`, within the store's `decode_slot` (bounded decode concurrency)."""
+        if self.store is None:
+            return self._decode()
+        with self.store.decode_slot:
+            return self._decode()
 
     def _decode(self) -> Image.Image:
         name = describe_source(self.source)

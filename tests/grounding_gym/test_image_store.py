@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gc
 import io
+import platform
+import sys
 import threading
 import time
 import weakref
@@ -13,13 +15,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from grounding_gym import image_store
 from grounding_gym.data import Sample, make_dataset
 from grounding_gym.envs.grounded_vqa import GroundedVQAEnv
 from grounding_gym.image_store import (
     DEFAULT_IMAGE_CACHE_BYTES,
     IMAGE_CACHE_BYTES_ENV,
+    RELEASE_MIN_BYTES,
     ImageStore,
     nbytes,
+    release_freed_memory,
     shared_store,
     source_key,
 )
@@ -120,6 +125,58 @@ def test_concurrent_requests_make_a_value_once_and_share_errors():
     with pytest.raises(OSError, match="disk gone"):
         store.get("bad", failing)
     assert store.get("bad", lambda: rgb(1)).size == (1, 1)  # a failure is not kept
+
+
+def test_evictions_hand_freed_memory_back_once_enough_is_freed(monkeypatch):
+    calls = []
+    monkeypatch.setattr(image_store, "release_freed_memory", lambda: calls.append(1) or True)
+    quarter = RELEASE_MIN_BYTES // 4
+    store = ImageStore(max_bytes=2 * quarter)
+    for key in range(10):  # 10 values, 2 kept: 8 evictions of a quarter each = 2 releases
+        store.get(key, lambda: np.zeros(quarter, np.uint8))
+    stats = store.stats()
+    assert stats.evictions == 8 and len(calls) == 2 == stats.releases
+    assert stats.release_seconds >= 0.0
+    big = np.zeros(3 * quarter, np.uint8)  # not kept: its bytes count once the caller drops it
+    store.get("big", lambda: big)
+    store.get("one more", lambda: np.zeros(quarter, np.uint8))  # 3/4 + 1/4 freed: a release
+    assert len(calls) == 3
+
+
+def test_release_freed_memory_uses_glibc_malloc_trim_or_does_nothing(monkeypatch):
+    glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    assert release_freed_memory() is glibc
+    monkeypatch.setattr(image_store, "_malloc_trim", lambda: None)  # another C library
+    assert release_freed_memory() is False
+
+
+@pytest.mark.parametrize("max_decodes", [1, 2])
+def test_full_decodes_in_flight_are_bounded_per_store(max_decodes):
+    store = ImageStore(2**24, max_decodes=max_decodes)
+    entered = {name: threading.Event() for name in "ab"}
+    go = threading.Event()
+
+    def draw(name):
+        entered[name].set()
+        go.wait(5)
+        return rgb(8, ord(name))
+
+    handles = {name: ImageHandle(lambda name=name: draw(name), store=store) for name in "ab"}
+    images = {}
+    threads = [
+        threading.Thread(target=lambda n=n: images.update({n: handles[n].image()})) for n in "ab"
+    ]
+    threads[0].start()
+    assert entered["a"].wait(5)
+    threads[1].start()
+    # "b" may start drawing only if a second decode slot exists ("a" is still drawing)
+    assert entered["b"].wait(0.3 if max_decodes == 1 else 5) is (max_decodes == 2)
+    go.set()
+    for t in threads:
+        t.join(5)
+    assert [images[n].getpixel((0, 0)) for n in "ab"] == [(97,) * 3, (98,) * 3]
+    with pytest.raises(ValueError, match="max_decodes must be an int >= 1"):
+        ImageStore(max_decodes=0)
 
 
 def test_source_keys(tmp_path):
