@@ -57,7 +57,7 @@ and `result.json`: final evaluation, diagnostics averaged over training, seconds
 CIs) and `diagnostics.png` (adv_share and grad_share of small targets, and P(small crop) over
 training). Resumable: finished runs are skipped, an interrupted one continues from its checkpoint.
 
-`--ship-baselines DIR` (after the runs) copies each arm's seed-0 policy (weights and trainer
+`--ship-baselines DIR` (after the runs) copies the seed-0 policy of each of `--arms` (weights and trainer
 config: what the `policy-checkpoint` eval agent loads) to `DIR/tiny-<arm>/checkpoint.pt` and
 evaluates it, with `no-crop` and `oracle-crop` for reference, on the same held-out questions
 through `grounding-gym eval` (benchmark `scale-bias`), so `grounding-gym compare RUN --baselines
@@ -480,8 +480,10 @@ REFERENCE_AGENTS = ("no-crop", "oracle-crop")
 BENCHMARK = "scale-bias"
 
 
-def ship_baselines(out: Path, dest: Path, config: str, eval_questions: int) -> None:
-    """Seed-0 policies of every arm (and the reference agents) evaluated into `dest` (see the
+def ship_baselines(
+    out: Path, dest: Path, config: str, eval_questions: int, arms: list[str]
+) -> None:
+    """Seed-0 policies of `arms` (and the reference agents) evaluated into `dest` (see the
     module docstring); an evaluation already there is resumed or kept."""
     from agents.checkpoint import atomic_torch_save, load_checkpoint_file
     from agents.config import load_config, merge_kwargs
@@ -503,7 +505,7 @@ def ship_baselines(out: Path, dest: Path, config: str, eval_questions: int) -> N
         "--no-progress",
     ]
     jobs: list[tuple[str, list[str]]] = [(agent, ["--agent", agent]) for agent in REFERENCE_AGENTS]
-    for arm in MAIN_ARMS:
+    for arm in arms:
         run = run_dir(out, arm, 0) / "checkpoint.pt"
         if not run.exists():
             print(f"ship: no seed-0 run of {arm} in {out}; skipped", file=sys.stderr)
@@ -574,11 +576,11 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         default=None,
         metavar="DIR",
-        help="train nothing: evaluate the seed-0 policies into DIR (baselines/scale-bias)",
+        help="train nothing: evaluate the --arms seed-0 policies into DIR (baselines/scale-bias)",
     )
     args = parser.parse_args(argv)
     if args.ship_baselines is not None:
-        ship_baselines(args.out, args.ship_baselines, args.config, args.eval_questions)
+        ship_baselines(args.out, args.ship_baselines, args.config, args.eval_questions, args.arms)
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.report_only:

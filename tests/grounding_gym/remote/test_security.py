@@ -92,7 +92,9 @@ def test_malicious_checkpoint_is_refused_by_the_experiment_script(tmp_path):
         malicious_checkpoint(exp.run_dir(tmp_path / "runs", arm, 0) / "checkpoint.pt", marker)
     config = str(ROOT / "examples" / "scale_bias.yaml")
     with pytest.raises(UnsafeCheckpointError, match="refused"):
-        exp.ship_baselines(tmp_path / "runs", tmp_path / "ship", config, eval_questions=1)
+        exp.ship_baselines(
+            tmp_path / "runs", tmp_path / "ship", config, eval_questions=1, arms=exp.MAIN_ARMS
+        )
     assert not marker.exists()
 
 
