@@ -89,6 +89,16 @@ _PINNED_KEYS = (
     "counterfactual",
 )
 """config.json keys that must match for a run to be resumed (n may grow or shrink)."""
+_UNPINNED_ENV_KWARGS = ("image_cache_bytes",)
+"""env_kwargs that change memory, not results (views are byte-identical under any image budget):
+a resumed run may differ in them."""
+
+
+def _pinned(config: dict[str, Any], key: str) -> Any:
+    value = jsonable(config.get(key))
+    if key == "env_kwargs" and isinstance(value, dict):
+        value = {k: v for k, v in value.items() if k not in _UNPINNED_ENV_KWARGS}
+    return value
 
 
 def episode_plan(
@@ -232,7 +242,7 @@ def _check_config(path: Path, config: dict[str, Any]) -> None:
     if not path.exists():
         return
     old = json.loads(path.read_text(encoding="utf-8"))
-    diffs = [k for k in _PINNED_KEYS if jsonable(old.get(k)) != jsonable(config.get(k))]
+    diffs = [k for k in _PINNED_KEYS if _pinned(old, k) != _pinned(config, k)]
     if diffs:
         detail = "; ".join(f"{k}: {old.get(k)!r} -> {config.get(k)!r}" for k in diffs)
         raise RunMismatchError(
