@@ -339,32 +339,19 @@ def test_a_different_evaluation_in_the_folder_raises_unless_overwrite(tmp_path):
 def test_a_resume_may_change_the_image_budget_but_not_the_env(tmp_path):
     """`image_cache_bytes` changes memory, not views: a resume with another budget continues;
     any other env kwarg is a different evaluation."""
-    small = {**SMALL_HR, "env_kwargs": {**SMALL_HR["env_kwargs"], "image_cache_bytes": 2**26}}
-    evaluate(
-        CountingAgent(),
-        "GroundedVQA-HR-v0",
-        n=2,
-        out_dir=tmp_path,
-        progress=False,
-        plots=False,
-        **small,
-    )
-    resumed = CountingAgent()
-    summary = evaluate(
-        resumed, "GroundedVQA-HR-v0", n=3, out_dir=tmp_path, progress=False, plots=False, **SMALL_HR
-    )
-    assert resumed.calls == 1 and summary["overall"]["n"] == 3
-    other = {**SMALL_HR, "env_kwargs": {**SMALL_HR["env_kwargs"], "max_turns": 2}}
-    with pytest.raises(ValueError, match="different evaluation.*env_kwargs"):
-        evaluate(
-            CountingAgent(),
-            "GroundedVQA-HR-v0",
-            n=3,
-            out_dir=tmp_path,
-            progress=False,
-            plots=False,
-            **other,
+
+    def run(agent, n, **env_kwargs):
+        kwargs = {**SMALL_HR, "env_kwargs": {**SMALL_HR["env_kwargs"], **env_kwargs}}
+        return evaluate(
+            agent, "GroundedVQA-HR-v0", n=n, out_dir=tmp_path, progress=False, plots=False, **kwargs
         )
+
+    run(CountingAgent(), 2, image_cache_bytes=2**26)
+    resumed = CountingAgent()
+    summary = run(resumed, 3)
+    assert resumed.calls == 1 and summary["overall"]["n"] == 3
+    with pytest.raises(ValueError, match="different evaluation.*env_kwargs"):
+        run(CountingAgent(), 3, max_turns=2)
 
 
 def test_vector_envs_give_the_same_episodes(tmp_path):
