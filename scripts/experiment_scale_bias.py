@@ -119,20 +119,14 @@ BLOCK_B_COMMON = [
 ]
 """Every Block B arm: the paper's G1 x G2 = 4 x 2 shape, from the partial scale-SFT."""
 BLOCK_B: dict[str, list[str]] = {
-    "b_grpo_skewed": ["algo=grpo", "adv_kwargs={}"],
+    "b_grpo_skewed": ARMS["grpo_skewed"],
     "b_srpo_paper_skewed": ["algo=srpo", "adv_kwargs={num_bins: 3}"],
-    "b_srpo_skewed": ["algo=srpo", "adv_kwargs={bin_edges: [0.02, 0.15]}"],
-    "b_srpo_target_skewed": ["algo=srpo_target", f"adv_kwargs={{bin_edges: {TARGET_EDGES}}}"],
-    "b_grpo_reweight_skewed": [
-        "algo=grpo",
-        f"adv_kwargs={{reweight: inverse_bin_frequency, bin_edges: {TARGET_EDGES}}}",
-    ],
-    "b_grpo_balanced": [
-        "algo=grpo",
-        "adv_kwargs={}",
-        f"env_kwargs.dataset_kwargs.target_mix={BALANCED}",
-    ],
+    **{
+        f"b_{arm}": ARMS[arm]
+        for arm in ("srpo_skewed", "srpo_target_skewed", "grpo_reweight_skewed", "grpo_balanced")
+    },
 }
+"""Block B's estimators: section 4's arms (same overrides) plus SRPO with the paper's bins."""
 ARMS.update({arm: [*BLOCK_B_COMMON, *extra] for arm, extra in BLOCK_B.items()})
 CURIOSITY_COEF, FLOOR_EPS = 0.2, 0.1
 """Block A's constants (H = 0.3 is Pixel Reasoner's), picked by the 3-seed pilot (`PILOT_A`):
